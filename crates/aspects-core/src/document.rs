@@ -1,0 +1,138 @@
+//! The versioned JSON plan document: what `plan --json` prints and `plan --out` saves. A DTO kept
+//! apart from engine types so the format changes only on purpose (bump `FORMAT_VERSION`).
+//! Sensitive values appear only as `{"sensitive": true}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::{Action, Change, Plan, Summary};
+use crate::render::verdict;
+
+pub const FORMAT_VERSION: &str = "1";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanDocument {
+    pub format_version: String,
+    pub aspects_version: String,
+    pub created_at: String,
+    pub deployment: String,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<String>>,
+    pub changes: Vec<ChangeDoc>,
+    /// The plan files as they were read, so `apply PLANFILE` applies exactly this configuration.
+    /// Plan files never hold secret values: sensitive attributes must come from `[secrets]`.
+    pub config: Vec<SourceDoc>,
+    /// Where each secret comes from, and a keyed fingerprint (HMAC, key in the secrets file) so a
+    /// saved plan can tell that a secret changed without holding it.
+    pub secrets: Vec<SecretDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub changes: bool,
+    pub summary: Summary,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeDoc {
+    pub address: String,
+    pub provider: String,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_bearing: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attrs: Vec<AttrDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttrDoc {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replace: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverifiable: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceDoc {
+    pub path: String,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SecretDoc {
+    pub name: String,
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+impl From<&Change> for ChangeDoc {
+    fn from(c: &Change) -> Self {
+        Self {
+            address: c.address.to_string(),
+            provider: c.provider.clone(),
+            action: c.action,
+            reason: c.reason.clone(),
+            adopt: c.adopt,
+            data_bearing: c.data_bearing,
+            attrs: c
+                .attrs
+                .iter()
+                .map(|a| AttrDoc {
+                    name: a.name.clone(),
+                    before: a.before.as_ref().map(|v| v.to_json()),
+                    after: a.after.as_ref().map(|v| v.to_json()),
+                    sensitive: a.sensitive,
+                    forces_replace: a.forces_replace,
+                    unverifiable: a.unverifiable.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl PlanDocument {
+    pub fn new(plan: &Plan, created_at: String, config: Vec<SourceDoc>, secrets: Vec<SecretDoc>) -> Self {
+        Self {
+            format_version: FORMAT_VERSION.into(),
+            aspects_version: env!("CARGO_PKG_VERSION").into(),
+            created_at,
+            deployment: plan.deployment.clone(),
+            verdict: Verdict { changes: plan.has_changes(), summary: plan.summary(), text: verdict(plan) },
+            targets: plan.targets.as_ref().map(|t| t.iter().map(ToString::to_string).collect()),
+            changes: plan.changes.iter().map(ChangeDoc::from).collect(),
+            config,
+            secrets,
+        }
+    }
+
+    /// Addresses whose planned change differs between two documents (stale saved plans).
+    pub fn moved_since(&self, now: &PlanDocument) -> Vec<String> {
+        let mut moved: Vec<String> = Vec::new();
+        for c in &self.changes {
+            if now.changes.iter().find(|n| n.address == c.address) != Some(c) {
+                moved.push(c.address.clone());
+            }
+        }
+        for n in &now.changes {
+            if !self.changes.iter().any(|c| c.address == n.address) {
+                moved.push(n.address.clone());
+            }
+        }
+        moved.sort();
+        moved.dedup();
+        moved
+    }
+}

@@ -1,0 +1,18 @@
+//! The pure heart of `aspects`: what a resource is, how desired and live state compare, what a plan
+//! is and how it reads. Architecture invariant: this crate does no IO and never sees a secret in
+//! plaintext except through [`Secret::expose`], which only providers call.
+
+pub mod diff;
+pub mod document;
+pub mod graph;
+pub mod render;
+pub mod resource;
+pub mod schema;
+pub mod secret;
+pub mod value;
+
+pub use diff::{Action, AttrChange, Change, Plan};
+pub use resource::{Address, Desired, Live, Orphan, ProviderConfig, ProviderId, Resource, Verification};
+pub use schema::{AttrSchema, AttrType, KindSchema, Registry, SystemSchema, UpdateMode};
+pub use secret::Secret;
+pub use value::Value;

@@ -1,0 +1,320 @@
+//! Human plan output: the verdict first, a legend of the symbols used, then one block per change
+//! showing only what changes. Colour goes through semantic [`Label`]s so the same text reads
+//! without colour (NO_COLOR, pipes).
+
+use std::fmt::Write;
+
+use similar::{ChangeTag, TextDiff};
+
+use crate::diff::{Action, AttrChange, Change, Plan};
+use crate::secret::REDACTED;
+use crate::value::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Label {
+    Create,
+    Update,
+    Delete,
+    Replace,
+    Adopt,
+    Warning,
+    Dim,
+    Heading,
+}
+
+impl Label {
+    fn ansi(self) -> &'static str {
+        match self {
+            Label::Create => "32",
+            Label::Update => "33",
+            Label::Delete => "31",
+            Label::Replace => "35",
+            Label::Adopt => "36",
+            Label::Warning => "1;33",
+            Label::Dim => "2",
+            Label::Heading => "1",
+        }
+    }
+
+    pub fn for_action(a: Action) -> Self {
+        match a {
+            Action::Create => Label::Create,
+            Action::Update => Label::Update,
+            Action::Delete => Label::Delete,
+            Action::Replace => Label::Replace,
+            Action::Adopt | Action::NoOp => Label::Adopt,
+        }
+    }
+}
+
+/// Paints text by label, or leaves it alone.
+#[derive(Clone, Copy, Debug)]
+pub struct Painter {
+    pub colour: bool,
+}
+
+impl Painter {
+    pub fn paint(&self, label: Label, text: &str) -> String {
+        if self.colour && !text.is_empty() {
+            format!("\x1b[{}m{text}\x1b[0m", label.ansi())
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// "Plan: 1 to add, 2 to change, 0 to destroy." or "No changes. ..."
+pub fn verdict(plan: &Plan) -> String {
+    if !plan.has_changes() {
+        return "No changes. Live state matches the plan.".into();
+    }
+    let s = plan.summary();
+    let mut out = format!("Plan: {} to add, {} to change, {} to destroy", s.add, s.change, s.destroy);
+    if s.adopt > 0 {
+        let _ = write!(out, ", {} to adopt", s.adopt);
+    }
+    out.push('.');
+    out
+}
+
+pub fn render_plan(plan: &Plan, p: Painter) -> String {
+    let mut out = String::new();
+    out.push_str(&p.paint(Label::Heading, &verdict(plan)));
+    out.push('\n');
+    if let Some(targets) = &plan.targets {
+        let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "{}",
+            p.paint(Label::Warning, &format!("Partial plan: only {} and what it depends on.", names.join(", ")))
+        );
+    }
+    if !plan.has_changes() {
+        return out;
+    }
+    let mut used: Vec<Action> = plan.changes.iter().map(|c| c.action).filter(|a| *a != Action::NoOp).collect();
+    used.sort();
+    used.dedup();
+    let legend: Vec<String> = used
+        .iter()
+        .map(|a| {
+            let word = match a {
+                Action::Create => "create",
+                Action::Update => "update in place",
+                Action::Delete => "destroy",
+                Action::Replace => "replace",
+                Action::Adopt => "adopt",
+                Action::NoOp => "",
+            };
+            format!("{} {word}", p.paint(Label::for_action(*a), a.symbol()))
+        })
+        .collect();
+    let _ = writeln!(out, "\nSymbols: {}\n", legend.join(", "));
+    for c in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
+        render_change(&mut out, c, p);
+        out.push('\n');
+    }
+    for c in plan.destroys_data() {
+        let _ = writeln!(
+            out,
+            "{} {} holds data: applying this plan needs --allow-destroy.",
+            p.paint(Label::Warning, "Warning:"),
+            c.address
+        );
+    }
+    out
+}
+
+fn render_change(out: &mut String, c: &Change, p: Painter) {
+    let label = Label::for_action(c.action);
+    let mut verb = c.action.verb().to_owned();
+    if c.adopt && matches!(c.action, Action::Update | Action::Replace) {
+        verb = format!("will be adopted and {}", verb.trim_start_matches("will be ").trim_start_matches("must be "));
+    }
+    let mut header = format!("  # {} {verb}", c.address);
+    if let Some(reason) = &c.reason {
+        let _ = write!(header, " ({reason})");
+    }
+    let _ = writeln!(out, "{}", p.paint(Label::Heading, &header));
+    let _ = writeln!(out, "{:>3} {} {{", p.paint(label, c.action.symbol()), c.address);
+    let width = c.attrs.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    for a in &c.attrs {
+        render_attr(out, c.action, a, width, p);
+    }
+    out.push_str("    }\n");
+}
+
+fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p: Painter) {
+    let (sym, label) = if a.after.is_none() {
+        ("-", Label::Delete)
+    } else if action == Action::Create || (a.before.is_none() && !a.sensitive) {
+        ("+", Label::Create)
+    } else {
+        ("~", Label::Update)
+    };
+    let name = format!("{:width$}", a.name);
+    let forces = if a.forces_replace { p.paint(Label::Replace, " # forces replacement") } else { String::new() };
+    let sign = p.paint(label, sym);
+    if a.sensitive {
+        let text = match &a.unverifiable {
+            _ if a.after.is_none() || matches!(action, Action::Create | Action::Replace) => REDACTED.to_owned(),
+            Some(why) => format!("(sensitive, cannot verify: {why})"),
+            None => "(sensitive, changed)".to_owned(),
+        };
+        let _ = writeln!(out, "      {sign} {name} = {text}{forces}");
+        return;
+    }
+    match (&a.before, &a.after) {
+        (Some(Value::Json(b)), Some(Value::Json(n))) => {
+            let _ = writeln!(out, "      {sign} {name} = {{{forces}");
+            let mut lines = Vec::new();
+            json_diff(&mut lines, "", b, n);
+            for (s, line) in lines {
+                let l = match s {
+                    '+' => Label::Create,
+                    '-' => Label::Delete,
+                    _ => Label::Update,
+                };
+                let _ = writeln!(out, "          {} {line}", p.paint(l, &s.to_string()));
+            }
+            out.push_str("        }\n");
+        }
+        (Some(Value::Sql(b)), Some(Value::Sql(n))) => {
+            let _ = writeln!(out, "      {sign} {name} = <<SQL{forces}");
+            let diff = TextDiff::from_lines(b.as_str(), n.as_str());
+            for ch in diff.iter_all_changes() {
+                let (s, l) = match ch.tag() {
+                    ChangeTag::Insert => ("+", Label::Create),
+                    ChangeTag::Delete => ("-", Label::Delete),
+                    ChangeTag::Equal => (" ", Label::Dim),
+                };
+                let _ = writeln!(out, "          {} {}", p.paint(l, s), ch.value().trim_end_matches('\n'));
+            }
+            out.push_str("        SQL\n");
+        }
+        (Some(b), Some(n)) => {
+            let _ = writeln!(out, "      {sign} {name} = {b} -> {n}{forces}");
+        }
+        (None, Some(n)) | (Some(n), None) => {
+            let _ = writeln!(out, "      {sign} {name} = {n}{forces}");
+        }
+        (None, None) => {}
+    }
+}
+
+/// Structural diff of two JSON documents: one line per changed leaf path.
+fn json_diff(out: &mut Vec<(char, String)>, path: &str, before: &serde_json::Value, after: &serde_json::Value) {
+    use serde_json::Value as J;
+    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    match (before, after) {
+        (J::Object(b), J::Object(a)) => {
+            for (k, bv) in b {
+                match a.get(k) {
+                    Some(av) => json_diff(out, &join(k), bv, av),
+                    None => out.push(('-', format!("{}: {bv}", join(k)))),
+                }
+            }
+            for (k, av) in a {
+                if !b.contains_key(k) {
+                    out.push(('+', format!("{}: {av}", join(k))));
+                }
+            }
+        }
+        (J::Array(b), J::Array(a)) => {
+            for i in 0..b.len().max(a.len()) {
+                let p = format!("{path}[{i}]");
+                match (b.get(i), a.get(i)) {
+                    (Some(bv), Some(av)) => json_diff(out, &p, bv, av),
+                    (Some(bv), None) => out.push(('-', format!("{p}: {bv}"))),
+                    (None, Some(av)) => out.push(('+', format!("{p}: {av}"))),
+                    (None, None) => {}
+                }
+            }
+        }
+        (b, a) if b != a => out.push(('~', format!("{}: {b} -> {a}", if path.is_empty() { "." } else { path }))),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::Address;
+    use crate::secret::Secret;
+
+    fn change(action: Action, attrs: Vec<AttrChange>) -> Change {
+        Change {
+            address: Address::new("mysql_user", "superset"),
+            provider: "mysql".into(),
+            action,
+            attrs,
+            reason: None,
+            old_identity: None,
+            data_bearing: false,
+            adopt: false,
+            origin: None,
+            depends_on: vec![],
+        }
+    }
+
+    fn attr(name: &str, before: Option<Value>, after: Option<Value>) -> AttrChange {
+        let sensitive = before.as_ref().or(after.as_ref()).is_some_and(Value::is_sensitive);
+        AttrChange { name: name.into(), before, after, forces_replace: false, sensitive, unverifiable: None }
+    }
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan { deployment: "t".into(), changes, targets: None }
+    }
+
+    const NO_COLOUR: Painter = Painter { colour: false };
+
+    #[test]
+    fn no_changes_is_one_line() {
+        insta::assert_snapshot!(render_plan(&plan(vec![change(Action::NoOp, vec![])]), NO_COLOUR), @"No changes. Live state matches the plan.");
+    }
+
+    #[test]
+    fn create_update_and_sensitive_markers() {
+        let p = plan(vec![
+            change(
+                Action::Create,
+                vec![attr("user", None, Some("superset".into())), attr("password", None, Some(Value::Sensitive(Secret::new("s3cret-one"))))],
+            ),
+            change(
+                Action::Update,
+                vec![
+                    attr("charset", Some("latin1".into()), Some("utf8mb4".into())),
+                    attr("password", None, Some(Value::Sensitive(Secret::new("s3cret-two")))),
+                ],
+            ),
+        ]);
+        let text = render_plan(&p, NO_COLOUR);
+        assert!(!text.contains("s3cret"));
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn json_is_diffed_by_path_and_sql_by_line() {
+        let before = serde_json::json!({"metrics": [{"label": "a"}], "x": 1, "same": true});
+        let after = serde_json::json!({"metrics": [{"label": "b"}], "color": "red", "same": true});
+        let p = plan(vec![change(
+            Action::Update,
+            vec![
+                attr("params", Some(Value::Json(before)), Some(Value::Json(after))),
+                attr(
+                    "sql",
+                    Some(Value::Sql("SELECT a\nFROM t\nWHERE x\n".into())),
+                    Some(Value::Sql("SELECT a\nFROM u\nWHERE x\n".into())),
+                ),
+            ],
+        )]);
+        insta::assert_snapshot!(render_plan(&p, NO_COLOUR));
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let p = plan(vec![change(Action::Delete, vec![attr("name", Some("a".into()), None)])]);
+        assert!(!render_plan(&p, NO_COLOUR).contains('\x1b'));
+        assert!(render_plan(&p, Painter { colour: true }).contains("\x1b[31m-\x1b[0m"));
+    }
+}

@@ -1,0 +1,168 @@
+//! What each resource kind looks like: its attributes, their types, which ones identify the
+//! object, which ones force replacement and which ones are write-only. Providers declare these;
+//! the config loader validates plan files against them and the diff reads them.
+
+use std::collections::BTreeMap;
+
+use crate::value::Value;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum AttrType {
+    String,
+    Int,
+    Bool,
+    List(Box<AttrType>),
+    Map,
+    Json,
+    Sql,
+}
+
+impl AttrType {
+    pub fn describe(&self) -> String {
+        match self {
+            AttrType::String => "a string".into(),
+            AttrType::Int => "an integer".into(),
+            AttrType::Bool => "a boolean".into(),
+            AttrType::List(inner) => format!("a list of {}", inner.describe().trim_start_matches("a ").trim_start_matches("an ")),
+            AttrType::Map => "a table".into(),
+            AttrType::Json => "a JSON document".into(),
+            AttrType::Sql => "SQL text".into(),
+        }
+    }
+}
+
+/// How a change to an attribute reaches the live object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateMode {
+    InPlace,
+    /// The object must be destroyed and created again.
+    Replace,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttrSchema {
+    pub name: &'static str,
+    pub ty: AttrType,
+    pub required: bool,
+    pub default: Option<Value>,
+    /// Part of the object's identity in the target (a MySQL user's `user` and `host`).
+    pub identity: bool,
+    pub update: UpdateMode,
+    /// Must come from `[secrets]`; never printed.
+    pub sensitive: bool,
+    /// Cannot be read back; the provider verifies it instead (passwords).
+    pub write_only: bool,
+    /// Provider-specific validation of a resolved value; the message says what is wrong and how
+    /// to write it instead. Runs at load time, so errors carry file:line:col.
+    pub check: Option<fn(&Value) -> Result<(), String>>,
+    pub doc: &'static str,
+}
+
+impl AttrSchema {
+    pub fn new(name: &'static str, ty: AttrType, doc: &'static str) -> Self {
+        Self {
+            name,
+            ty,
+            required: false,
+            default: None,
+            identity: false,
+            update: UpdateMode::InPlace,
+            sensitive: false,
+            write_only: false,
+            check: None,
+            doc,
+        }
+    }
+    pub fn check(mut self, f: fn(&Value) -> Result<(), String>) -> Self {
+        self.check = Some(f);
+        self
+    }
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    pub fn default(mut self, v: impl Into<Value>) -> Self {
+        self.default = Some(v.into());
+        self
+    }
+    /// Identity attributes are required and changing one replaces the object.
+    pub fn identity(mut self) -> Self {
+        self.identity = true;
+        self.required = true;
+        self.update = UpdateMode::Replace;
+        self
+    }
+    pub fn forces_replace(mut self) -> Self {
+        self.update = UpdateMode::Replace;
+        self
+    }
+    /// A secret that can be verified but not read back.
+    pub fn write_only_secret(mut self) -> Self {
+        self.sensitive = true;
+        self.write_only = true;
+        self
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct KindSchema {
+    pub kind: &'static str,
+    pub attrs: Vec<AttrSchema>,
+    /// Holds user data: never destroyed without `--allow-destroy`.
+    pub data_bearing: bool,
+    /// Position in the system's dependency order; deletes run in reverse.
+    pub rank: u8,
+    pub doc: &'static str,
+}
+
+impl KindSchema {
+    pub fn attr(&self, name: &str) -> Option<&AttrSchema> {
+        self.attrs.iter().find(|a| a.name == name)
+    }
+
+    pub fn identity_attrs(&self) -> impl Iterator<Item = &AttrSchema> {
+        self.attrs.iter().filter(|a| a.identity)
+    }
+
+    /// The `system` part of `system_object`.
+    pub fn system(&self) -> &'static str {
+        self.kind.split_once('_').map_or(self.kind, |(s, _)| s)
+    }
+}
+
+/// One system (mysql, clickhouse ...): the attributes of its `[providers.X]` block and its kinds.
+#[derive(Clone, Debug)]
+pub struct SystemSchema {
+    pub system: &'static str,
+    pub provider_attrs: Vec<AttrSchema>,
+    pub kinds: Vec<KindSchema>,
+}
+
+/// Every system the binary knows. Built at the CLI edge from the provider crates.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    systems: BTreeMap<&'static str, SystemSchema>,
+}
+
+impl Registry {
+    pub fn with(mut self, system: SystemSchema) -> Self {
+        self.systems.insert(system.system, system);
+        self
+    }
+
+    pub fn system(&self, name: &str) -> Option<&SystemSchema> {
+        self.systems.get(name)
+    }
+
+    pub fn systems(&self) -> impl Iterator<Item = &SystemSchema> {
+        self.systems.values()
+    }
+
+    pub fn kind(&self, kind: &str) -> Option<&KindSchema> {
+        self.systems.values().flat_map(|s| &s.kinds).find(|k| k.kind == kind)
+    }
+
+    pub fn kind_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.systems.values().flat_map(|s| s.kinds.iter().map(|k| k.kind))
+    }
+}

@@ -1,0 +1,158 @@
+//! Typed attribute values, as the plan file declares them and as providers read them back.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::secret::{REDACTED, Secret};
+
+#[derive(Clone, PartialEq)]
+pub enum Value {
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    List(Vec<Value>),
+    Map(BTreeMap<String, Value>),
+    /// A JSON document (Superset `params`, `position_json` ...): diffed by path.
+    Json(serde_json::Value),
+    /// SQL text: diffed by line.
+    Sql(String),
+    /// Anything derived from a secret. Compared only through a provider's verifier or equality.
+    Sensitive(Secret),
+}
+
+impl Value {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) | Value::Sql(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn as_secret(&self) -> Option<&Secret> {
+        match self {
+            Value::Sensitive(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_sensitive(&self) -> bool {
+        match self {
+            Value::Sensitive(_) => true,
+            Value::List(l) => l.iter().any(Value::is_sensitive),
+            Value::Map(m) => m.values().any(Value::is_sensitive),
+            _ => false,
+        }
+    }
+
+    /// A short word for error messages: "a string", "a list" ...
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "a string",
+            Value::Int(_) => "an integer",
+            Value::Bool(_) => "a boolean",
+            Value::List(_) => "a list",
+            Value::Map(_) => "a table",
+            Value::Json(_) => "a JSON document",
+            Value::Sql(_) => "SQL text",
+            Value::Sensitive(_) => "a secret",
+        }
+    }
+
+    /// The JSON form used in plan documents. Secrets become `{"sensitive": true}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Str(s) | Value::Sql(s) => J::String(s.clone()),
+            Value::Int(i) => J::from(*i),
+            Value::Bool(b) => J::Bool(*b),
+            Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
+            Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::Json(j) => j.clone(),
+            Value::Sensitive(_) => serde_json::json!({ "sensitive": true }),
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The HCL-like rendering used in plan output: strings quoted, lists in brackets.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::List(l) => {
+                f.write_str("[")?;
+                for (i, v) in l.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            Value::Map(m) => {
+                f.write_str("{ ")?;
+                for (i, (k, v)) in m.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k} = {v}")?;
+                }
+                f.write_str(" }")
+            }
+            Value::Json(j) => write!(f, "{j}"),
+            Value::Sql(s) => write!(f, "{s:?}"),
+            Value::Sensitive(_) => f.write_str(REDACTED),
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::Str(s.to_owned())
+    }
+}
+
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::Str(s)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(i: i64) -> Self {
+        Value::Int(i)
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Self {
+        Value::Bool(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_render() {
+        let v = Value::List(vec![Value::from("a"), Value::Sensitive(Secret::new("pw"))]);
+        assert_eq!(v.to_string(), r#"["a", (sensitive)]"#);
+        assert_eq!(v.to_json().to_string(), r#"["a",{"sensitive":true}]"#);
+        assert!(v.is_sensitive());
+    }
+}

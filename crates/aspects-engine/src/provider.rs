@@ -1,0 +1,89 @@
+//! The seam every system plugs into. A provider crate implements [`Connector`] and the two handle
+//! traits; the engine never names a system. Planning gets a [`ProviderRead`] handle only, so
+//! `plan` and `drift` cannot mutate anything by construction.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, Resource, SystemSchema};
+use async_trait::async_trait;
+
+/// A provider failure. Providers must keep secret material (plaintext or derived hashes) out of
+/// `message`; the engine also scrubs every known secret value before anything is printed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub message: String,
+    pub hint: Option<String>,
+    /// Another run holds the target's lock.
+    pub locked: bool,
+}
+
+impl ProviderError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), hint: None, locked: false }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn locked(message: impl Into<String>) -> Self {
+        Self { locked: true, ..Self::new(message) }
+    }
+}
+
+/// Reading live state. Every method is side-effect free in the target.
+#[async_trait]
+pub trait ProviderRead: Send + Sync {
+    /// Where this provider points, for messages (never with credentials).
+    fn target(&self) -> String;
+
+    /// How many operations of this provider may run at once during apply.
+    fn max_concurrency(&self) -> usize;
+
+    /// Statements/requests issued so far (benchmarks assert this does not grow with N).
+    fn queries(&self) -> u64;
+
+    /// Puts a desired resource in canonical form, with the same function that normalises live
+    /// reads, so that an apply followed by a plan is empty.
+    fn normalise(&self, kind: &KindSchema, resource: &mut Resource);
+
+    /// Reads every desired resource of one kind in a constant number of queries. Returns one
+    /// entry per desired resource, in order: `None` when the object does not exist.
+    async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError>;
+
+    /// Objects this deployment owns that `desired` (all of this provider's resources) does not
+    /// name, plus anything a managed object carries beyond the plan (a managed user's extra
+    /// privileges). Never objects it does not own.
+    async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError>;
+}
+
+/// Changing live state. Only `apply` gets this handle.
+#[async_trait]
+pub trait ProviderWrite: ProviderRead {
+    /// Carries out one planned change. `desired` is the resource for create/update/adopt/replace
+    /// and `None` for delete. Must be safe to repeat after a crash at any point: record
+    /// ownership before creating, treat "already gone" as done when deleting.
+    async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError>;
+
+    /// Takes this deployment's advisory lock in the target, waiting up to `wait`. On timeout the
+    /// error is `locked` and names the holder and how long it has held the lock.
+    async fn lock(&self, holder: &str, wait: Duration) -> Result<Box<dyn LockGuard>, ProviderError>;
+}
+
+/// Held while an apply runs. Dropping the process releases it too (the target sees the
+/// connection close), so a killed apply never leaves a stuck lock.
+#[async_trait]
+pub trait LockGuard: Send + Sync {
+    async fn release(self: Box<Self>);
+}
+
+/// A system the binary knows: its schema and how to open read or write handles.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn schema(&self) -> SystemSchema;
+    async fn connect_read(&self, config: &ProviderConfig, deployment: &str) -> Result<Arc<dyn ProviderRead>, ProviderError>;
+    async fn connect_write(&self, config: &ProviderConfig, deployment: &str) -> Result<Arc<dyn ProviderWrite>, ProviderError>;
+}

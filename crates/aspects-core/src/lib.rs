@@ -14,5 +14,5 @@ pub mod value;
 pub use diff::{Action, AttrChange, Change, Plan};
 pub use resource::{Address, Desired, Live, Orphan, ProviderConfig, ProviderId, Resource, Verification};
 pub use schema::{AttrSchema, AttrType, KindSchema, Registry, SystemSchema, UpdateMode};
-pub use secret::Secret;
+pub use secret::{Redactor, Secret};
 pub use value::Value;

@@ -18,12 +18,24 @@ pub enum AttrType {
 }
 
 impl AttrType {
+    fn plural(&self) -> String {
+        match self {
+            AttrType::String => "strings".into(),
+            AttrType::Int => "integers".into(),
+            AttrType::Bool => "booleans".into(),
+            AttrType::List(inner) => format!("lists of {}", inner.plural()),
+            AttrType::Map => "tables".into(),
+            AttrType::Json => "JSON documents".into(),
+            AttrType::Sql => "SQL texts".into(),
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             AttrType::String => "a string".into(),
             AttrType::Int => "an integer".into(),
             AttrType::Bool => "a boolean".into(),
-            AttrType::List(inner) => format!("a list of {}", inner.describe().trim_start_matches("a ").trim_start_matches("an ")),
+            AttrType::List(inner) => format!("a list of {}", inner.plural()),
             AttrType::Map => "a table".into(),
             AttrType::Json => "a JSON document".into(),
             AttrType::Sql => "SQL text".into(),

@@ -33,9 +33,42 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Scrubs known secret values out of text that is about to leave the process (errors from
+/// servers can echo statement text). A second line of defence: providers keep secrets out of
+/// their messages in the first place.
+#[derive(Clone, Debug, Default)]
+pub struct Redactor {
+    secrets: Vec<Secret>,
+}
+
+impl Redactor {
+    pub fn new(secrets: impl IntoIterator<Item = Secret>) -> Self {
+        let mut secrets: Vec<Secret> = secrets.into_iter().filter(|s| !s.expose().is_empty()).collect();
+        // Longest first, so a secret containing another is scrubbed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
+        Self { secrets }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            if out.contains(s.expose()) {
+                out = out.replace(s.expose(), REDACTED);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redactor_scrubs_every_known_secret() {
+        let r = Redactor::new([Secret::new("abc"), Secret::new("abcdef"), Secret::new("")]);
+        assert_eq!(r.scrub("near 'abcdef' and abc"), "near '(sensitive)' and (sensitive)");
+    }
 
     #[test]
     fn debug_and_display_redact() {

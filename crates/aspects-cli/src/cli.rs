@@ -1,0 +1,116 @@
+//! Flags, parsed without side effects.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "aspects", version, about = "Plan and apply the Open edX Aspects analytics stack, without Tutor.")]
+pub struct Cli {
+    /// Plan file; repeat to layer (later files override earlier ones).
+    #[arg(short = 'f', long = "file", global = true, default_value = "aspects.toml")]
+    pub files: Vec<PathBuf>,
+
+    /// Secrets file (default: <plan stem>.secrets.toml beside the first plan file).
+    #[arg(long, global = true, env = "ASPECTS_SECRETS")]
+    pub secrets: Option<PathBuf>,
+
+    /// When to colour output.
+    #[arg(long, global = true, value_enum, default_value_t = Colour::Auto)]
+    pub color: Colour,
+
+    /// More log output on stderr (-v, -vv). Secrets are never logged at any level.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Colour {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check plan files and secrets; contact nothing, write nothing.
+    Validate,
+    /// Read live state and show what apply would change. Changes nothing.
+    Plan(PlanArgs),
+    /// Converge live state to the plan (or apply a saved plan exactly).
+    Apply(ApplyArgs),
+    /// Read-only check for scheduled CI: exit 0 in sync, 2 drift, 1 error. Writes nothing.
+    Drift(DriftArgs),
+    /// Print the resource graph.
+    Graph(GraphArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct Targets {
+    /// Only this resource and what it depends on (repeatable).
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Save the plan document for `aspects apply FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the JSON plan document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 2 when there are changes (0 none, 1 error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// A plan saved with `plan --out`; applied exactly, refused if live state moved since.
+    pub plan_file: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Allow destroying data-bearing objects (databases) that left the plan.
+    #[arg(long)]
+    pub allow_destroy: bool,
+    /// How many changes run at once (each provider also has its own limit).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+    /// How long to wait for another apply's lock, e.g. 30s or 5m.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    /// Apply journal (JSON lines). Default: <plan stem>.journal.jsonl beside the plan file.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+#[derive(Args, Debug)]
+pub struct DriftArgs {
+    /// Print the JSON plan document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub targets: Targets,
+}
+
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}

@@ -1,0 +1,397 @@
+//! One function per subcommand. Data goes to stdout, progress and errors to stderr.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use aspects_config::{Generate, LoadOptions, Loaded, SourceFile, fingerprint, load_files, load_sources};
+use aspects_core::document::{FORMAT_VERSION, PlanDocument, SecretDoc, SourceDoc};
+use aspects_core::render::{Painter, render_plan};
+use aspects_core::{Action, Address, Redactor};
+use aspects_engine::apply::{ApplyOptions, Event, Report, Writers};
+use aspects_engine::journal::Journal;
+use aspects_engine::lock::lock_all;
+use aspects_engine::plan::{Planned, Readers, plan, queries};
+use aspects_engine::{Connector, EngineError};
+use serde_json::json;
+
+use crate::cli::{ApplyArgs, Cli, Command, DriftArgs, GraphArgs, GraphFormat, PlanArgs, Targets};
+use crate::error::CliError;
+use crate::systems;
+
+/// Exit code for "changes present" (plan --detailed-exitcode, drift).
+const CHANGES: u8 = 2;
+
+pub async fn run(cli: &Cli, colour: bool) -> Result<u8, CliError> {
+    let connectors = systems::connectors();
+    let registry = systems::registry(&connectors);
+    let ctx = Ctx { cli, painter: Painter { colour }, connectors, registry };
+    match &cli.command {
+        Command::Validate => ctx.validate(),
+        Command::Plan(a) => ctx.plan(a).await,
+        Command::Apply(a) => ctx.apply(a).await,
+        Command::Drift(a) => ctx.drift(a).await,
+        Command::Graph(a) => ctx.graph(a),
+    }
+}
+
+struct Ctx<'a> {
+    cli: &'a Cli,
+    painter: Painter,
+    connectors: BTreeMap<&'static str, Box<dyn Connector>>,
+    registry: aspects_core::Registry,
+}
+
+impl Ctx<'_> {
+    fn options(&self, generate: Generate) -> LoadOptions {
+        LoadOptions { secrets_path: self.cli.secrets.clone(), generate }
+    }
+
+    fn load(&self, generate: Generate) -> Result<Loaded, CliError> {
+        Ok(load_files(&self.cli.files, &self.registry, &self.options(generate))?)
+    }
+
+    fn validate(&self) -> Result<u8, CliError> {
+        let loaded = self.load(Generate::Allow)?;
+        let d = &loaded.desired;
+        println!(
+            "The plan is valid: {} resources, {} providers, {} secrets (deployment `{}`).",
+            d.resources.len(),
+            d.providers.len(),
+            loaded.secrets.len(),
+            d.deployment
+        );
+        Ok(0)
+    }
+
+    fn graph(&self, args: &GraphArgs) -> Result<u8, CliError> {
+        let loaded = self.load(Generate::Allow)?;
+        match args.format {
+            GraphFormat::Dot => print!("{}", loaded.graph.to_dot()),
+            GraphFormat::Mermaid => print!("{}", loaded.graph.to_mermaid()),
+        }
+        Ok(0)
+    }
+
+    async fn plan(&self, args: &PlanArgs) -> Result<u8, CliError> {
+        let mut loaded = self.load(Generate::Allow)?;
+        save_generated(&mut loaded)?;
+        let readers = self.connect_read(&loaded).await?;
+        let planned = self.compute(&loaded, &readers, &parse_targets(&args.targets)?).await?;
+        let doc = document(&planned, &mut loaded, true);
+        save_generated(&mut loaded)?;
+        if let Some(out) = &args.out {
+            write_plan_file(out, &doc)?;
+            eprintln!("Saved the plan to {}. Apply exactly this plan with: aspects apply {}", out.display(), out.display());
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&doc).expect("plan documents serialise"));
+        } else {
+            print!("{}", render_plan(&planned.plan, self.painter));
+        }
+        Ok(if args.detailed_exitcode && planned.plan.has_changes() { CHANGES } else { 0 })
+    }
+
+    async fn drift(&self, args: &DriftArgs) -> Result<u8, CliError> {
+        let mut loaded = self.load(Generate::Forbid)?;
+        let readers = self.connect_read(&loaded).await?;
+        let planned = self.compute(&loaded, &readers, &parse_targets(&args.targets)?).await?;
+        if args.json {
+            let doc = document(&planned, &mut loaded, false);
+            println!("{}", serde_json::to_string_pretty(&doc).expect("plan documents serialise"));
+        } else {
+            print!("{}", render_plan(&planned.plan, self.painter));
+        }
+        Ok(if planned.plan.has_changes() { CHANGES } else { 0 })
+    }
+
+    async fn apply(&self, args: &ApplyArgs) -> Result<u8, CliError> {
+        let (mut loaded, saved) = match &args.plan_file {
+            Some(path) => {
+                let doc = read_plan_file(path)?;
+                let files = doc.config.iter().map(|s| SourceFile { path: PathBuf::from(&s.path), text: s.text.clone() }).collect();
+                let loaded = load_sources(files, &self.registry, &self.options(Generate::Forbid))?;
+                (loaded, Some((path, doc)))
+            }
+            None => {
+                let mut loaded = self.load(Generate::Allow)?;
+                // Generated secrets must be on disk before any target starts using them.
+                save_generated(&mut loaded)?;
+                (loaded, None)
+            }
+        };
+        let targets = match &saved {
+            Some((_, doc)) => doc.targets.iter().flatten().map(|t| parse_address(t)).collect::<Result<_, _>>()?,
+            None => parse_targets(&args.targets)?,
+        };
+        let redactor = redactor(&loaded);
+        let writers = self.connect_write(&loaded, &redactor).await?;
+        let holder = holder();
+        let locks = lock_all(&writers, &holder, args.lock_timeout).await.map_err(|e| scrubbed(e, &redactor))?;
+        let result = self.apply_locked(args, &mut loaded, saved, &targets, &writers, &holder, &redactor).await;
+        locks.release().await;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_locked(
+        &self,
+        args: &ApplyArgs,
+        loaded: &mut Loaded,
+        saved: Option<(&PathBuf, PlanDocument)>,
+        targets: &[Address],
+        writers: &Writers,
+        holder: &str,
+        redactor: &Redactor,
+    ) -> Result<u8, CliError> {
+        let readers: Readers = writers.iter().map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>)).collect();
+        let planned = self.compute(loaded, &readers, targets).await.map_err(|e| scrub_cli(e, redactor))?;
+        if let Some((path, doc)) = &saved {
+            let now = document(&planned, loaded, false);
+            check_not_stale(path, doc, &now)?;
+        }
+        print!("{}", render_plan(&planned.plan, self.painter));
+        if !planned.plan.has_changes() {
+            return Ok(0);
+        }
+        let protected: Vec<String> = planned.plan.destroys_data().map(|c| c.address.to_string()).collect();
+        if !args.allow_destroy && !protected.is_empty() {
+            return Err(EngineError::DestroyProtected(protected).into());
+        }
+        if saved.is_none() && !args.auto_approve {
+            confirm()?;
+        }
+        let journal_path = args.journal.clone().unwrap_or_else(|| journal_path(&self.cli.files[0]));
+        let run_id = run_id();
+        let journal = Journal::open(&journal_path, run_id).map_err(|e| {
+            CliError::new(format!("cannot open the journal {}: {e}", journal_path.display())).hint("pass --journal PATH to put it elsewhere")
+        })?;
+        let summary = planned.plan.summary();
+        journal.record(&json!({
+            "event": "apply_started",
+            "deployment": planned.plan.deployment,
+            "holder": holder,
+            "plan_files": self.cli.files,
+            "saved_plan": saved.as_ref().map(|(p, _)| p.display().to_string()),
+            "summary": summary,
+        }));
+        let opts = ApplyOptions { parallelism: args.parallelism.into(), allow_destroy: args.allow_destroy };
+        let started = Instant::now();
+        let mut progress = |e: &Event| eprintln!("{}", describe(e));
+        let report = aspects_engine::apply::apply(&planned, &loaded.graph, &self.registry, writers, &opts, redactor, Some(&journal), &mut progress).await;
+        let report = report.map_err(|e| scrub_cli(e, redactor))?;
+        journal.record(&json!({ "event": "apply_finished", "ms": started.elapsed().as_millis() as u64, "report": &report }));
+        println!("\n{}", outcome_line(&report));
+        Ok(if report.succeeded() { 0 } else { 1 })
+    }
+
+    async fn compute(&self, loaded: &Loaded, readers: &Readers, targets: &[Address]) -> Result<Planned, CliError> {
+        let started = Instant::now();
+        let before = queries(readers);
+        let targets = (!targets.is_empty()).then_some(targets);
+        let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets).await.map_err(|e| scrub_cli(e, &redactor(loaded)))?;
+        tracing::info!("read live state with {} queries in {:?}", queries(readers) - before, started.elapsed());
+        Ok(planned)
+    }
+
+    async fn connect_read(&self, loaded: &Loaded) -> Result<Readers, CliError> {
+        let mut out = Readers::new();
+        for (id, cfg) in &loaded.desired.providers {
+            let c = &self.connectors[cfg.system.as_str()];
+            let r = c.connect_read(cfg, &loaded.desired.deployment).await.map_err(|error| connect_error(id, cfg, error, &redactor(loaded)))?;
+            out.insert(id.clone(), r);
+        }
+        Ok(out)
+    }
+
+    async fn connect_write(&self, loaded: &Loaded, redactor: &Redactor) -> Result<Writers, CliError> {
+        let mut out = Writers::new();
+        for (id, cfg) in &loaded.desired.providers {
+            let c = &self.connectors[cfg.system.as_str()];
+            let w = c.connect_write(cfg, &loaded.desired.deployment).await.map_err(|error| connect_error(id, cfg, error, redactor))?;
+            out.insert(id.clone(), w);
+        }
+        Ok(out)
+    }
+}
+
+fn connect_error(id: &str, cfg: &aspects_core::ProviderConfig, error: aspects_engine::ProviderError, redactor: &Redactor) -> CliError {
+    let target = cfg.attrs.get("url").map(|v| v.to_string()).unwrap_or_default();
+    scrub_cli(EngineError::Provider { provider: format!("[providers.{id}] at {}", cfg.origin), target, error }.into(), redactor)
+}
+
+fn scrubbed(e: EngineError, redactor: &Redactor) -> CliError {
+    scrub_cli(e.into(), redactor)
+}
+
+fn scrub_cli(e: CliError, redactor: &Redactor) -> CliError {
+    match e {
+        CliError::Message { message, hint } => {
+            CliError::Message { message: redactor.scrub(&message), hint: hint.map(|h| redactor.scrub(&h)) }
+        }
+        other => other,
+    }
+}
+
+fn redactor(loaded: &Loaded) -> Redactor {
+    Redactor::new(loaded.secrets.iter().map(|s| s.value.clone()))
+}
+
+fn save_generated(loaded: &mut Loaded) -> Result<(), CliError> {
+    if !loaded.store.is_dirty() {
+        return Ok(());
+    }
+    let new: Vec<&str> = loaded.secrets.iter().filter(|s| s.generated_now).map(|s| s.name.as_str()).collect();
+    loaded.store.save().map_err(|e| CliError::new(e.to_string()).hint(e.hint()))?;
+    if !new.is_empty() {
+        eprintln!("Generated secret(s) {} into {} (mode 0600). Back this file up.", new.join(", "), loaded.store.path().display());
+    }
+    Ok(())
+}
+
+/// The plan document. Fingerprints need the key from the secrets file; `make_key` says whether
+/// it may be created (drift writes nothing, so it reports none when there is no key yet).
+fn document(planned: &Planned, loaded: &mut Loaded, make_key: bool) -> PlanDocument {
+    let key = make_key.then(|| loaded.store.fingerprint_key());
+    let mut secrets: Vec<SecretDoc> = loaded
+        .secrets
+        .iter()
+        .map(|s| SecretDoc {
+            name: s.name.clone(),
+            source: s.source.to_string(),
+            fingerprint: key.as_ref().map(|k| fingerprint(k, &s.name, &s.value)),
+        })
+        .collect();
+    secrets.sort_by(|a, b| a.name.cmp(&b.name));
+    let config = loaded.sources.files.iter().map(|f| SourceDoc { path: f.path.display().to_string(), text: f.text.clone() }).collect();
+    let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    PlanDocument::new(&planned.plan, created, config, secrets)
+}
+
+fn write_plan_file(path: &Path, doc: &PlanDocument) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(doc).expect("plan documents serialise");
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text + "\n")
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
+}
+
+fn read_plan_file(path: &Path) -> Result<PlanDocument, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(format!("cannot read saved plan {}: {e}", path.display())).hint("save one with: aspects plan --out FILE"))?;
+    let version: Option<String> = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("format_version").and_then(|f| f.as_str()).map(str::to_owned));
+    if let Some(v) = version.filter(|v| v != FORMAT_VERSION) {
+        return Err(CliError::new(format!("{} is a plan document of format {v}; this aspects reads format {FORMAT_VERSION}", path.display()))
+            .hint("make the plan again with this version of aspects"));
+    }
+    serde_json::from_str(&text).map_err(|e| {
+        CliError::new(format!("{}:{}:{}: not a saved plan: {e}", path.display(), e.line(), e.column()))
+            .hint("pass a file written by `aspects plan --out FILE`, unmodified")
+    })
+}
+
+fn check_not_stale(path: &Path, saved: &PlanDocument, now: &PlanDocument) -> Result<(), CliError> {
+    let moved = saved.moved_since(now);
+    let secrets: Vec<&str> = saved
+        .secrets
+        .iter()
+        .filter(|s| !now.secrets.iter().any(|n| n.name == s.name && n.fingerprint == s.fingerprint && s.fingerprint.is_some()))
+        .map(|s| s.name.as_str())
+        .collect();
+    if moved.is_empty() && secrets.is_empty() {
+        return Ok(());
+    }
+    let mut why = Vec::new();
+    if !moved.is_empty() {
+        why.push(format!("live state or the planned change moved for {}", moved.join(", ")));
+    }
+    if !secrets.is_empty() {
+        why.push(format!("secret value changed for {}", secrets.join(", ")));
+    }
+    Err(CliError::new(format!("the saved plan {} is stale: {}", path.display(), why.join("; ")))
+        .hint("nothing was changed; make and review a new plan: aspects plan --out FILE"))
+}
+
+fn confirm() -> Result<(), CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::new("apply needs confirmation, but standard input is not a terminal")
+            .hint("review the plan above and pass --auto-approve, or apply a saved plan: aspects plan --out FILE; aspects apply FILE"));
+    }
+    eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted.\n  Enter a value: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::new(format!("cannot read the answer: {e}")))?;
+    if answer.trim() != "yes" {
+        return Err(CliError::new("apply cancelled; nothing was changed"));
+    }
+    Ok(())
+}
+
+fn parse_targets(t: &Targets) -> Result<Vec<Address>, CliError> {
+    t.targets.iter().map(|s| parse_address(s)).collect()
+}
+
+fn parse_address(s: &str) -> Result<Address, CliError> {
+    Address::parse(s).ok_or_else(|| CliError::new(format!("`{s}` is not a resource address")).hint("addresses are KIND.NAME, e.g. mysql_user.superset"))
+}
+
+fn journal_path(plan: &Path) -> PathBuf {
+    let stem = plan.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
+    plan.with_file_name(format!("{stem}.journal.jsonl"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown-host".into())
+}
+
+/// Who holds the lock, as other runs will be told.
+fn holder() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{} pid {} (aspects apply)", hostname(), std::process::id())
+}
+
+fn run_id() -> String {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:x}-{}", nanos, std::process::id())
+}
+
+fn describe(e: &Event) -> String {
+    let ing = |a: Action| match a {
+        Action::Create => "Creating...",
+        Action::Update => "Modifying...",
+        Action::Replace => "Replacing...",
+        Action::Delete => "Destroying...",
+        Action::Adopt => "Adopting...",
+        Action::NoOp => "Checking...",
+    };
+    let done = |a: Action| match a {
+        Action::Create => "Creation complete",
+        Action::Update => "Modifications complete",
+        Action::Replace => "Replacement complete",
+        Action::Delete => "Destruction complete",
+        Action::Adopt => "Adoption complete",
+        Action::NoOp => "Checked",
+    };
+    match e {
+        Event::Started { address, action } => format!("{address}: {}", ing(*action)),
+        Event::Done { address, action, ms } => format!("{address}: {} after {ms}ms", done(*action)),
+        Event::Failed { address, error, hint, .. } => match hint {
+            Some(h) => format!("{address}: Error: {error}\n  = hint: {h}"),
+            None => format!("{address}: Error: {error}"),
+        },
+        Event::Skipped { address, because, .. } => format!("{address}: Skipped: {because}"),
+    }
+}
+
+fn outcome_line(r: &Report) -> String {
+    let counts = format!("{} done, {} failed, {} skipped.", r.done.len(), r.failed.len(), r.skipped.len());
+    if r.succeeded() {
+        format!("Apply complete! {counts}")
+    } else {
+        format!("Apply failed: {counts} Fix the errors above and run apply again; it resumes from live state.")
+    }
+}

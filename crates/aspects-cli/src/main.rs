@@ -1,0 +1,42 @@
+//! `aspects`: thin on purpose. Parses flags, loads the plan files, connects providers, calls the
+//! engine, prints, and maps the outcome to an exit code (0 ok / no changes, 1 error, 2 changes).
+
+mod cli;
+mod commands;
+mod error;
+mod systems;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Colour};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ASPECTS_LOG").unwrap_or_else(|_| level.into()))
+        .with_target(false)
+        .without_time()
+        .init();
+    let colour = match cli.color {
+        Colour::Always => true,
+        Colour::Never => false,
+        Colour::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(commands::run(&cli, colour)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The systems this binary knows. A new provider crate is added here and nowhere else.
+
+use std::collections::BTreeMap;
+
+use aspects_core::Registry;
+use aspects_engine::Connector;
+
+pub fn connectors() -> BTreeMap<&'static str, Box<dyn Connector>> {
+    let list: Vec<Box<dyn Connector>> = vec![Box::new(aspects_mysql::MySql)];
+    list.into_iter().map(|c| (c.schema().system, c)).collect()
+}
+
+pub fn registry(connectors: &BTreeMap<&'static str, Box<dyn Connector>>) -> Registry {
+    connectors.values().fold(Registry::default(), |r, c| r.with(c.schema()))
+}

@@ -1,0 +1,113 @@
+//! Source files and diagnostics: every error names `file:line:col`, shows the line, and says
+//! what to do.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+/// A byte span in one of the loaded files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub file: usize,
+    pub span: Range<usize>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SourceMap {
+    pub files: Vec<SourceFile>,
+}
+
+impl SourceMap {
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, loc: &Location) -> (usize, usize) {
+        let text = &self.files[loc.file].text;
+        let offset = loc.span.start.min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        (line, text[line_start..offset].chars().count() + 1)
+    }
+
+    /// `path:line:col`
+    pub fn describe(&self, loc: &Location) -> String {
+        let (line, col) = self.line_col(loc);
+        format!("{}:{line}:{col}", self.files[loc.file].path.display())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub message: String,
+    pub location: Option<Location>,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(message: impl Into<String>, location: Option<Location>) -> Self {
+        Self { message: message.into(), location, hint: None }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn hint_opt(mut self, hint: Option<String>) -> Self {
+        self.hint = hint;
+        self
+    }
+}
+
+/// All the problems found in one load, rendered against their sources.
+#[derive(Debug, thiserror::Error)]
+pub struct LoadError {
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: SourceMap,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            writeln!(f, "error: {}", d.message)?;
+            if let Some(loc) = &d.location {
+                let (line, col) = self.sources.line_col(loc);
+                let file = &self.sources.files[loc.file];
+                writeln!(f, "  --> {}:{line}:{col}", file.path.display())?;
+                if let Some(src) = file.text.lines().nth(line - 1) {
+                    let gutter = line.to_string().len();
+                    let width = file.text[loc.span.clone()].lines().next().map_or(1, |l| l.chars().count().max(1));
+                    let width = width.min(src.chars().count().saturating_sub(col - 1).max(1));
+                    writeln!(f, "{:gutter$} |", "")?;
+                    writeln!(f, "{line} | {src}")?;
+                    writeln!(f, "{:gutter$} | {:>pad$}{}", "", "", "^".repeat(width), pad = col - 1)?;
+                }
+            }
+            if let Some(h) = &d.hint {
+                writeln!(f, "  = hint: {h}")?;
+            }
+        }
+        if self.diagnostics.len() > 1 {
+            writeln!(f, "\n{} errors", self.diagnostics.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// "did you mean `x`?" when one candidate is close enough.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}

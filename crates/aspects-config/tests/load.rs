@@ -1,0 +1,152 @@
+//! The loader against a small stand-in schema (the real providers' schemas are exercised by the
+//! end-to-end corpus in tests/).
+
+use std::path::PathBuf;
+
+use aspects_config::{Generate, LoadOptions, SourceFile, load_sources};
+use aspects_core::{Address, AttrSchema, AttrType, KindSchema, Registry, SystemSchema, Value};
+
+fn registry() -> Registry {
+    Registry::default().with(SystemSchema {
+        system: "db",
+        provider_attrs: vec![
+            AttrSchema::new("url", AttrType::String, "where the server is").required(),
+            AttrSchema::new("password", AttrType::String, "admin password").write_only_secret(),
+        ],
+        kinds: vec![
+            KindSchema {
+                kind: "db_database",
+                attrs: vec![
+                    AttrSchema::new("name", AttrType::String, "database name").identity(),
+                    AttrSchema::new("charset", AttrType::String, "character set").default("utf8mb4"),
+                ],
+                data_bearing: true,
+                rank: 0,
+                doc: "",
+            },
+            KindSchema {
+                kind: "db_user",
+                attrs: vec![
+                    AttrSchema::new("user", AttrType::String, "the login name").identity(),
+                    AttrSchema::new("password", AttrType::String, "password").write_only_secret().required(),
+                    AttrSchema::new("note", AttrType::String, "free text"),
+                    AttrSchema::new("limits", AttrType::List(Box::new(AttrType::Int)), "a few numbers"),
+                ],
+                data_bearing: false,
+                rank: 1,
+                doc: "",
+            },
+        ],
+    })
+}
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("aspects-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn load(files: &[&str]) -> Result<aspects_config::Loaded, String> {
+    let files = files
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SourceFile { path: dir().join(format!("layer{i}.toml")), text: (*t).to_owned() })
+        .collect();
+    let opts = LoadOptions { secrets_path: Some(dir().join("none.secrets.toml")), generate: Generate::Allow };
+    load_sources(files, &registry(), &opts).map_err(|e| e.to_string())
+}
+
+const BASE: &str = r#"
+[vars]
+db = "superset"
+suffix = "${vars.db}_x"
+
+[secrets]
+pw = { generate = 24 }
+
+[providers.db]
+url = "db://127.0.0.1"
+
+[db_database.main]
+name = "${vars.db}"
+
+[db_user.app]
+user = "${db_database.main.name}"
+password = "${secrets.pw}"
+note = "for ${vars.suffix} on ${db_database.main.charset}"
+"#;
+
+#[test]
+fn references_resolve_and_become_edges() {
+    let l = load(&[BASE]).unwrap();
+    let user = &l.desired.resources[&Address::new("db_user", "app")];
+    assert_eq!(user.str("user"), Some("superset"));
+    assert_eq!(user.str("note"), Some("for superset_x on utf8mb4"));
+    assert!(matches!(user.get("password"), Some(Value::Sensitive(_))));
+    assert!(user.depends_on.contains(&Address::new("db_database", "main")));
+    assert_eq!(l.graph.order()[0], Address::new("db_database", "main"));
+    assert_eq!(l.desired.deployment, "layer0");
+}
+
+#[test]
+fn later_files_override_earlier_ones() {
+    let l = load(&[BASE, "[deployment]\nname = \"prod\"\n[vars]\ndb = \"other\"\n"]).unwrap();
+    assert_eq!(l.desired.resources[&Address::new("db_database", "main")].str("name"), Some("other"));
+    assert_eq!(l.desired.deployment, "prod");
+}
+
+#[test]
+fn a_secret_inside_a_string_makes_the_string_secret() {
+    let l = load(&[BASE, "[db_user.app]\nnote = \"u:${secrets.pw}@h\"\n"]).unwrap();
+    let note = l.desired.resources[&Address::new("db_user", "app")].get("note").unwrap();
+    assert!(matches!(note, Value::Sensitive(_)));
+    assert_eq!(format!("{note:?}"), "(sensitive)");
+}
+
+#[test]
+fn sensitive_attributes_must_come_from_secrets() {
+    let Err(e) = load(&[BASE, "[db_user.app]\npassword = \"literal\"\n"]) else { panic!("expected an error") };
+    assert!(e.contains("`password` is sensitive, so its value must come from [secrets]"), "{e}");
+    assert!(e.contains("layer1.toml:2:12"), "{e}");
+}
+
+#[test]
+fn reference_cycles_name_the_whole_path() {
+    let Err(e) = load(&[BASE, "[db_database.main]\nname = \"${db_user.app.user}\"\n"]) else { panic!("expected an error") };
+    assert!(e.contains("reference cycle: db_database.main.name -> db_user.app.user -> db_database.main.name"), "{e}");
+}
+
+#[test]
+fn resource_cycles_through_different_attributes_are_caught_by_the_graph() {
+    let e = load(&[BASE, "[db_database.main]\ncharset = \"${db_user.app.user}x\"\n"]);
+    let Err(e) = e else { panic!("expected an error") };
+    assert!(e.contains("cycle"), "{e}");
+    assert!(e.contains("db_database.main") && e.contains("db_user.app"), "{e}");
+}
+
+#[test]
+fn every_error_is_reported_at_once() {
+    let Err(e) = load(&["[db_database.a]\nnme = \"x\"\n[db_user.b]\nuser = 1\nlimits = [1, \"x\"]\n"]) else { panic!("expected an error") };
+    assert!(e.contains("unknown attribute `nme`") && e.contains("did you mean `name`?"), "{e}");
+    assert!(e.contains("`user` must be a string, not an integer"), "{e}");
+    assert!(e.contains("`limits` must be a list of integers, not a list containing a string"), "{e}");
+    assert!(e.contains("is missing `password`"), "{e}");
+    assert!(e.contains("needs provider `db`"), "{e}");
+}
+
+#[test]
+fn env_secrets_are_read_and_missing_ones_are_named() {
+    let plan = |var: &str| format!("[secrets]\np = {{ env = \"{var}\" }}\n");
+    let Err(e) = load(&[&plan("ASPECTS_TEST_SURELY_UNSET_VAR")]) else { panic!("expected an error") };
+    assert!(e.contains("environment variable ASPECTS_TEST_SURELY_UNSET_VAR, which is not set"), "{e}");
+    assert!(e.contains("export ASPECTS_TEST_SURELY_UNSET_VAR="), "{e}");
+    // PATH is always set: the secret loads and its value is never part of any rendering.
+    let l = load(&[&plan("PATH")]).unwrap();
+    assert_eq!(l.secrets[0].value.expose(), std::env::var("PATH").unwrap());
+}
+
+#[test]
+fn literal_dollar_brace_is_escaped() {
+    let l = load(&[BASE, "[db_user.app]\nnote = \"cost $${x} $5\"\n"]).unwrap();
+    assert_eq!(l.desired.resources[&Address::new("db_user", "app")].str("note"), Some("cost ${x} $5"));
+}

@@ -1,0 +1,196 @@
+//! Carrying out a plan: creates and updates in dependency order with bounded parallelism (a
+//! global limit and each provider's own), then deletes in reverse kind order. A failure skips
+//! what depends on it and lets independent branches finish. Re-planning is resume: nothing here
+//! keeps state between runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use aspects_core::graph::Graph;
+use aspects_core::{Action, Address, Change, ProviderId, Redactor, Registry};
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::EngineError;
+use crate::journal::Journal;
+use crate::plan::Planned;
+use crate::provider::ProviderWrite;
+
+pub type Writers = BTreeMap<ProviderId, Arc<dyn ProviderWrite>>;
+
+pub struct ApplyOptions {
+    pub parallelism: usize,
+    pub allow_destroy: bool,
+}
+
+/// What happened to one resource; also the journal's vocabulary.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started { address: String, action: Action },
+    Done { address: String, action: Action, ms: u64 },
+    Failed { address: String, action: Action, error: String, #[serde(skip_serializing_if = "Option::is_none")] hint: Option<String> },
+    Skipped { address: String, action: Action, because: String },
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub done: Vec<String>,
+    pub failed: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+impl Report {
+    pub fn succeeded(&self) -> bool {
+        self.failed.is_empty() && self.skipped.is_empty()
+    }
+}
+
+pub async fn apply(
+    planned: &Planned,
+    graph: &Graph,
+    registry: &Registry,
+    writers: &Writers,
+    opts: &ApplyOptions,
+    redactor: &Redactor,
+    journal: Option<&Journal>,
+    on_event: &mut (dyn FnMut(&Event) + Send),
+) -> Result<Report, EngineError> {
+    let protected: Vec<String> = planned.plan.destroys_data().map(|c| c.address.to_string()).collect();
+    if !opts.allow_destroy && !protected.is_empty() {
+        return Err(EngineError::DestroyProtected(protected));
+    }
+    let ops: Vec<&Change> = planned.plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let (deletes, others): (Vec<&Change>, Vec<&Change>) = ops.into_iter().partition(|c| c.action == Action::Delete);
+
+    let addrs: BTreeSet<&Address> = others.iter().map(|c| &c.address).collect();
+    let mut queue: Vec<Op> = others
+        .iter()
+        .map(|c| {
+            let mut blockers: BTreeSet<Address> = graph.closure(std::slice::from_ref(&c.address));
+            blockers.retain(|a| a != &c.address && addrs.contains(a));
+            Op { change: (*c).clone(), blockers }
+        })
+        .collect();
+    let order: BTreeMap<Address, usize> = graph.order().into_iter().enumerate().map(|(i, a)| (a, i)).collect();
+    queue.sort_by_key(|op| order.get(&op.change.address).copied().unwrap_or(usize::MAX));
+
+    let rank = |c: &Change| registry.kind(&c.address.kind).map_or(0, |k| k.rank);
+    let mut delete_ops: Vec<Op> = deletes
+        .iter()
+        .map(|c| Op {
+            change: (*c).clone(),
+            blockers: deletes.iter().filter(|d| rank(d) > rank(c)).map(|d| d.address.clone()).collect(),
+        })
+        .collect();
+    delete_ops.sort_by_key(|op| std::cmp::Reverse(rank(&op.change)));
+
+    let mut run = Run { planned, registry, writers, opts, redactor, journal, on_event, report: Report::default() };
+    run.schedule(queue).await?;
+    run.schedule(delete_ops).await?;
+    Ok(run.report)
+}
+
+struct Op {
+    change: Change,
+    blockers: BTreeSet<Address>,
+}
+
+struct Run<'a> {
+    planned: &'a Planned,
+    registry: &'a Registry,
+    writers: &'a Writers,
+    opts: &'a ApplyOptions,
+    redactor: &'a Redactor,
+    journal: Option<&'a Journal>,
+    on_event: &'a mut (dyn FnMut(&Event) + Send),
+    report: Report,
+}
+
+enum Outcome {
+    Done,
+    Failed,
+}
+
+impl Run<'_> {
+    fn emit(&mut self, e: Event) {
+        if let Some(j) = self.journal {
+            j.record(&e);
+        }
+        (self.on_event)(&e);
+    }
+
+    /// Runs ops whose blockers have all succeeded, as many at once as the limits allow, until
+    /// every op has finished or been skipped.
+    async fn schedule(&mut self, mut pending: Vec<Op>) -> Result<(), EngineError> {
+        let mut outcome: BTreeMap<Address, Outcome> = BTreeMap::new();
+        let mut running: JoinSet<(Change, Result<(), crate::provider::ProviderError>, u64)> = JoinSet::new();
+        let mut per_provider: BTreeMap<ProviderId, usize> = BTreeMap::new();
+        loop {
+            // Skip whatever waits on a failure, transitively (a skip counts as a failure).
+            while let Some(i) = pending.iter().position(|op| op.blockers.iter().any(|b| matches!(outcome.get(b), Some(Outcome::Failed)))) {
+                let op = pending.remove(i);
+                let failed: Vec<String> = op
+                    .blockers
+                    .iter()
+                    .filter(|b| matches!(outcome.get(*b), Some(Outcome::Failed)))
+                    .map(ToString::to_string)
+                    .collect();
+                self.report.skipped.push(op.change.address.to_string());
+                outcome.insert(op.change.address.clone(), Outcome::Failed);
+                self.emit(Event::Skipped {
+                    address: op.change.address.to_string(),
+                    action: op.change.action,
+                    because: format!("{} did not succeed", failed.join(", ")),
+                });
+            }
+            let mut i = 0;
+            while i < pending.len() && running.len() < self.opts.parallelism.max(1) {
+                let op = &pending[i];
+                let provider = op.change.provider.clone();
+                let writer = &self.writers[&provider];
+                let busy = per_provider.get(&provider).copied().unwrap_or(0);
+                let ready = op.blockers.iter().all(|b| matches!(outcome.get(b), Some(Outcome::Done)));
+                if !ready || busy >= writer.max_concurrency().max(1) {
+                    i += 1;
+                    continue;
+                }
+                let writer = writer.clone();
+                let op = pending.remove(i);
+                *per_provider.entry(provider).or_default() += 1;
+                self.emit(Event::Started { address: op.change.address.to_string(), action: op.change.action });
+                let kind = self.registry.kind(&op.change.address.kind).expect("known kind").clone();
+                let desired = self.planned.resources.get(&op.change.address).filter(|_| op.change.action != Action::Delete).cloned();
+                running.spawn(async move {
+                    let started = Instant::now();
+                    let r = writer.apply(&kind, &op.change, desired.as_ref()).await;
+                    (op.change, r, started.elapsed().as_millis() as u64)
+                });
+            }
+            let Some(joined) = running.join_next().await else {
+                debug_assert!(pending.is_empty(), "ops left that can never become ready");
+                return Ok(());
+            };
+            let (change, result, ms) = joined.map_err(|e| EngineError::Internal(e.to_string()))?;
+            if let Some(n) = per_provider.get_mut(&change.provider) {
+                *n -= 1;
+            }
+            let address = change.address.to_string();
+            match result {
+                Ok(()) => {
+                    outcome.insert(change.address.clone(), Outcome::Done);
+                    self.report.done.push(address.clone());
+                    self.emit(Event::Done { address, action: change.action, ms });
+                }
+                Err(e) => {
+                    outcome.insert(change.address.clone(), Outcome::Failed);
+                    self.report.failed.push(address.clone());
+                    let error = self.redactor.scrub(&e.message);
+                    let hint = e.hint.as_deref().map(|h| self.redactor.scrub(h));
+                    self.emit(Event::Failed { address, action: change.action, error, hint });
+                }
+            }
+        }
+    }
+}

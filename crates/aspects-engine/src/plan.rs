@@ -1,0 +1,126 @@
+//! Planning: normalise the desired state, read live state in batches (one read per kind and
+//! provider, all providers at once), find owned objects the plan dropped, and diff.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aspects_core::diff::{self, Plan};
+use aspects_core::graph::Graph;
+use aspects_core::{Address, Desired, Live, Orphan, ProviderId, Registry, Resource};
+use tokio::task::JoinSet;
+
+use crate::EngineError;
+use crate::provider::ProviderRead;
+
+pub type Readers = BTreeMap<ProviderId, Arc<dyn ProviderRead>>;
+
+/// A plan plus the normalised resources it was computed from (what apply carries out).
+pub struct Planned {
+    pub plan: Plan,
+    pub resources: BTreeMap<Address, Resource>,
+}
+
+pub async fn plan(
+    desired: &Desired,
+    graph: &Graph,
+    registry: &Registry,
+    readers: &Readers,
+    targets: Option<&[Address]>,
+) -> Result<Planned, EngineError> {
+    let mut resources = desired.resources.clone();
+    for r in resources.values_mut() {
+        let kind = registry.kind(&r.address.kind).expect("the loader checked every kind");
+        readers[&r.provider].normalise(kind, r);
+    }
+
+    let mut by_provider: BTreeMap<&ProviderId, BTreeMap<&str, Vec<Resource>>> = BTreeMap::new();
+    for r in resources.values() {
+        by_provider.entry(&r.provider).or_default().entry(r.address.kind.as_str()).or_default().push(r.clone());
+    }
+
+    let mut reads = JoinSet::new();
+    for (pid, kinds) in &by_provider {
+        let all: Vec<Resource> = kinds.values().flatten().cloned().collect();
+        let reader = readers[*pid].clone();
+        let id: ProviderId = (*pid).clone();
+        reads.spawn(async move {
+            let r = reader.orphans(&all).await;
+            (id, None, r.map(Read::Orphans))
+        });
+        for (kind, list) in kinds {
+            let reader = readers[*pid].clone();
+            let schema = registry.kind(kind).expect("known kind").clone();
+            let list = list.clone();
+            let id: ProviderId = (*pid).clone();
+            reads.spawn(async move {
+                let r = reader.read(&schema, &list).await;
+                (id, Some(list), r.map(Read::Live))
+            });
+        }
+    }
+
+    let mut live: BTreeMap<Address, Live> = BTreeMap::new();
+    let mut orphans: Vec<Orphan> = Vec::new();
+    let mut first_error = None;
+    while let Some(joined) = reads.join_next().await {
+        let (id, list, result) = joined.map_err(|e| EngineError::Internal(e.to_string()))?;
+        match result {
+            Ok(Read::Orphans(o)) => orphans.extend(o),
+            Ok(Read::Live(found)) => {
+                let list = list.expect("live reads carry their list");
+                for (r, l) in list.iter().zip(found) {
+                    if let Some(l) = l {
+                        live.insert(r.address.clone(), l);
+                    }
+                }
+            }
+            Err(error) => {
+                first_error.get_or_insert(EngineError::Provider { target: readers[&id].target(), provider: id, error });
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+
+    let mut changes = Vec::new();
+    for r in resources.values() {
+        let schema = registry.kind(&r.address.kind).expect("known kind");
+        let at = orphans.iter().position(|o| o.address == r.address && o.provider == r.provider);
+        let previous = at.map(|i| orphans.remove(i));
+        changes.push(diff::diff(schema, r, live.get(&r.address), previous.as_ref()));
+    }
+    for o in &orphans {
+        let schema = registry.kind(&o.address.kind).ok_or_else(|| EngineError::Internal(format!("provider returned unknown kind {}", o.address.kind)))?;
+        changes.push(diff::delete(schema, o));
+    }
+
+    let targets = match targets {
+        None => None,
+        Some(t) => {
+            let keep = graph.closure(t);
+            let unknown: Vec<String> = t
+                .iter()
+                .filter(|a| !graph.contains(a) && !orphans.iter().any(|o| &o.address == *a))
+                .map(ToString::to_string)
+                .collect();
+            if !unknown.is_empty() {
+                return Err(EngineError::UnknownTarget(unknown));
+            }
+            changes.retain(|c| keep.contains(&c.address) || t.contains(&c.address));
+            Some(t.to_vec())
+        }
+    };
+    changes.sort_by(|a, b| a.address.cmp(&b.address));
+    Ok(Planned { plan: Plan { deployment: desired.deployment.clone(), changes, targets }, resources })
+}
+
+enum Read {
+    Live(Vec<Option<Live>>),
+    Orphans(Vec<Orphan>),
+}
+
+/// Statements issued by all readers so far.
+pub fn queries(readers: &Readers) -> u64 {
+    readers.values().map(|r| r.queries()).sum()
+}

@@ -1,0 +1,289 @@
+//! The `mysql` system as plan files see it: the `[providers.mysql]` block and the three kinds, with
+//! the load-time checks that keep names and grant syntax from ever reaching the server malformed.
+
+use std::collections::BTreeMap;
+
+use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value};
+
+use crate::privileges;
+use crate::sql::On;
+
+pub const SYSTEM: &str = "mysql";
+pub const DATABASE: &str = "mysql_database";
+pub const USER: &str = "mysql_user";
+pub const GRANT: &str = "mysql_grant";
+
+pub const DEFAULT_META_DATABASE: &str = "aspects_meta";
+pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
+
+/// The system schema: provider attributes and kinds, in dependency order.
+pub fn schema() -> SystemSchema {
+    SystemSchema {
+        system: SYSTEM,
+        provider_attrs: vec![
+            AttrSchema::new("url", AttrType::String, "Server address without a password, e.g. `mysql://root@127.0.0.1:3306`.")
+                .required()
+                .check(check_url),
+            AttrSchema {
+                sensitive: true,
+                ..AttrSchema::new("password", AttrType::String, "The admin user's password, from `[secrets]`.")
+            },
+            AttrSchema::new("max_concurrency", AttrType::Int, "Statements this provider runs at once during apply.")
+                .default(DEFAULT_MAX_CONCURRENCY)
+                .check(check_concurrency),
+            AttrSchema::new(
+                "meta_database",
+                AttrType::String,
+                "Database holding this tool's ownership records and lock holder rows.",
+            )
+            .default(DEFAULT_META_DATABASE)
+            .check(check_db_name),
+        ],
+        kinds: vec![database_kind(), user_kind(), grant_kind()],
+    }
+}
+
+fn database_kind() -> KindSchema {
+    KindSchema {
+        kind: DATABASE,
+        attrs: vec![
+            AttrSchema::new("name", AttrType::String, "Database name.").identity().check(check_db_name),
+            AttrSchema::new("charset", AttrType::String, "Default character set.").default("utf8mb4").check(check_charset),
+            AttrSchema::new(
+                "collation",
+                AttrType::String,
+                "Default collation; when absent, the server's default for `charset`.",
+            )
+            .check(check_charset),
+        ],
+        data_bearing: true,
+        rank: 0,
+        doc: "A database (schema). Dropping it destroys its tables, so deletes need --allow-destroy.",
+    }
+}
+
+fn user_kind() -> KindSchema {
+    KindSchema {
+        kind: USER,
+        attrs: vec![
+            AttrSchema::new("user", AttrType::String, "User name.").identity().check(check_user),
+            AttrSchema::new("host", AttrType::String, "Host pattern the user may connect from.")
+                .identity()
+                .default("%")
+                .check(check_host),
+            AttrSchema::new("password", AttrType::String, "The user's password, from `[secrets]`; verified, never read.")
+                .write_only_secret()
+                .required(),
+        ],
+        data_bearing: false,
+        rank: 1,
+        doc: "An account `'user'@'host'`.",
+    }
+}
+
+fn grant_kind() -> KindSchema {
+    KindSchema {
+        kind: GRANT,
+        attrs: vec![
+            AttrSchema::new("user", AttrType::String, "Grantee user name.").identity().check(check_user),
+            AttrSchema::new("host", AttrType::String, "Grantee host pattern.").identity().default("%").check(check_host),
+            AttrSchema::new("on", AttrType::String, "`*.*`, `db.*` or `db.table`.").identity().check(check_on),
+            AttrSchema::new(
+                "privileges",
+                AttrType::List(Box::new(AttrType::String)),
+                "Exactly the privileges held on `on`: missing ones are granted, others revoked.",
+            )
+            .required()
+            .check(check_privileges),
+        ],
+        data_bearing: false,
+        rank: 2,
+        doc: "The privileges of one account on one target, converged exactly.",
+    }
+}
+
+/// The identity attributes of a resource in canonical form (host lowercased as the server stores
+/// it, `on` respelled): the key ownership records and live reads are matched by.
+pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    let s = |k: &str| attrs.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let mut id = BTreeMap::new();
+    match kind {
+        DATABASE => {
+            id.insert("name".to_owned(), Value::Str(s("name")));
+        }
+        USER | GRANT => {
+            id.insert("user".to_owned(), Value::Str(s("user")));
+            id.insert("host".to_owned(), Value::Str(canonical_host(&s("host"))));
+            if kind == GRANT {
+                let on = s("on");
+                let on = On::parse(&on).map(|o| o.to_string()).unwrap_or(on);
+                id.insert("on".to_owned(), Value::Str(on));
+            }
+        }
+        _ => {}
+    }
+    id
+}
+
+/// MySQL and MariaDB store host names in lowercase.
+pub fn canonical_host(host: &str) -> String {
+    host.to_lowercase()
+}
+
+fn string(v: &Value) -> Result<&str, String> {
+    v.as_str().ok_or_else(|| format!("expected a string, found {}", v.type_name()))
+}
+
+fn no_control(what: &str, s: &str) -> Result<(), String> {
+    match s.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!("{what} {s:?} contains the control character {c:?}; remove it")),
+        None => Ok(()),
+    }
+}
+
+fn check_url(v: &Value) -> Result<(), String> {
+    let url = string(v)?;
+    let rest = url
+        .strip_prefix("mysql://")
+        .ok_or_else(|| format!("{url:?} is not a MySQL URL; write it as `mysql://USER@HOST:PORT`"))?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    if authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':')) {
+        return Err("the URL contains a password: put the password in `password = \"${secrets.NAME}\"`, never in the URL".into());
+    }
+    url.parse::<sqlx::mysql::MySqlConnectOptions>()
+        .map(|_| ())
+        .map_err(|e| format!("cannot read the URL: {e}; write it as `mysql://USER@HOST:PORT`"))
+}
+
+fn check_concurrency(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Int(n) if (1..=64).contains(n) => Ok(()),
+        Value::Int(n) => Err(format!("max_concurrency = {n} is out of range; use 1 to 64")),
+        other => Err(format!("expected an integer, found {}", other.type_name())),
+    }
+}
+
+fn check_db_name(v: &Value) -> Result<(), String> {
+    let name = string(v)?;
+    no_control("the database name", name)?;
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(format!("database name {name:?} must be 1 to 64 characters long"));
+    }
+    if name.ends_with(' ') {
+        return Err(format!("database name {name:?} ends with a space, which MySQL does not allow"));
+    }
+    Ok(())
+}
+
+fn check_charset(v: &Value) -> Result<(), String> {
+    let name = string(v)?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("{name:?} is not a character set or collation name (letters, digits and `_`, e.g. utf8mb4_general_ci)"));
+    }
+    Ok(())
+}
+
+/// The `'@'` ban keeps `information_schema` GRANTEE strings (which escape nothing) unambiguous.
+fn account_part(what: &str, s: &str, max: usize) -> Result<(), String> {
+    no_control(what, s)?;
+    if s.is_empty() || s.chars().count() > max {
+        return Err(format!("{what} {s:?} must be 1 to {max} characters long"));
+    }
+    if s.contains("'@'") {
+        return Err(format!("{what} {s:?} contains `'@'`, which makes the account ambiguous in MySQL's privilege tables"));
+    }
+    Ok(())
+}
+
+fn check_user(v: &Value) -> Result<(), String> {
+    account_part("the user name", string(v)?, 80)
+}
+
+fn check_host(v: &Value) -> Result<(), String> {
+    account_part("the host", string(v)?, 255)
+}
+
+fn check_on(v: &Value) -> Result<(), String> {
+    let on = On::parse(string(v)?)?;
+    match &on {
+        On::Global => Ok(()),
+        On::Database(db) => check_db_name(&Value::from(db.as_str())),
+        On::Table(db, table) => {
+            check_db_name(&Value::from(db.as_str()))?;
+            no_control("the table name", table)
+        }
+    }
+}
+
+fn check_privileges(v: &Value) -> Result<(), String> {
+    let list = v
+        .as_list()
+        .ok_or_else(|| format!("expected a list of privilege names, found {}", v.type_name()))?;
+    if list.is_empty() {
+        return Err("the privilege list is empty; list at least one (e.g. [\"SELECT\"]) or remove the grant".into());
+    }
+    list.iter().try_for_each(|p| privileges::check_name(string(p)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(kind: &str, attr: &str, v: impl Into<Value>) -> Result<(), String> {
+        let schema = schema();
+        let attrs = if kind == "provider" { &schema.provider_attrs } else { &schema.kinds.iter().find(|k| k.kind == kind).unwrap().attrs };
+        let a = attrs.iter().find(|a| a.name == attr).unwrap();
+        (a.check.unwrap())(&v.into())
+    }
+
+    #[test]
+    fn kinds_are_ranked_and_secrets_declared() {
+        let s = schema();
+        let ranks: Vec<_> = s.kinds.iter().map(|k| (k.kind, k.rank)).collect();
+        assert_eq!(ranks, [(DATABASE, 0), (USER, 1), (GRANT, 2)]);
+        let pw = s.provider_attrs.iter().find(|a| a.name == "password").unwrap();
+        assert!(pw.sensitive && !pw.write_only && !pw.required);
+        let upw = s.kinds[1].attr("password").unwrap();
+        assert!(upw.sensitive && upw.write_only && upw.required);
+        assert!(s.kinds[0].data_bearing);
+    }
+
+    #[test]
+    fn url_must_not_carry_a_password() {
+        assert_eq!(check("provider", "url", "mysql://root@127.0.0.1:3306"), Ok(()));
+        let err = check("provider", "url", "mysql://root:hunter2@127.0.0.1:3306").unwrap_err();
+        assert!(err.contains("password = \\\"${secrets.NAME}\\\"") || err.contains("password = \"${secrets.NAME}\""), "{err}");
+        assert!(!err.contains("hunter2"));
+        assert!(check("provider", "url", "postgres://x@y").unwrap_err().contains("mysql://USER@HOST:PORT"));
+    }
+
+    #[test]
+    fn names_reject_control_characters_and_ambiguity() {
+        assert_eq!(check(DATABASE, "name", "we`ird 'db' \\ name"), Ok(()));
+        assert!(check(DATABASE, "name", "a\0b").unwrap_err().contains("control character"));
+        assert!(check(DATABASE, "name", "trailing ").is_err());
+        assert!(check(USER, "user", "a\nb").is_err());
+        assert!(check(USER, "user", "a'@'b").unwrap_err().contains("ambiguous"));
+        assert_eq!(check(USER, "host", "10.0.%"), Ok(()));
+    }
+
+    #[test]
+    fn on_and_privileges_are_checked() {
+        assert_eq!(check(GRANT, "on", "`my.db`.*"), Ok(()));
+        assert!(check(GRANT, "on", "db").unwrap_err().contains("`db.table`"));
+        assert_eq!(check(GRANT, "privileges", Value::List(vec!["select".into(), "ALL PRIVILEGES".into()])), Ok(()));
+        assert!(check(GRANT, "privileges", Value::List(vec![])).unwrap_err().contains("empty"));
+        assert!(check(GRANT, "privileges", Value::List(vec!["SELCT".into()])).unwrap_err().contains("SELECT"));
+    }
+
+    #[test]
+    fn identity_is_canonical() {
+        let attrs: BTreeMap<String, Value> =
+            [("user", "App"), ("host", "LocalHost"), ("on", "`db`.*"), ("privileges", "x")].map(|(k, v)| (k.to_owned(), Value::from(v))).into();
+        let id = identity(GRANT, &attrs);
+        assert_eq!(id.len(), 3);
+        assert_eq!(id["user"], Value::from("App"));
+        assert_eq!(id["host"], Value::from("localhost"));
+        assert_eq!(id["on"], Value::from("db.*"));
+    }
+}

@@ -1,0 +1,250 @@
+//! Quoting and the grant target syntax. Names are never bound as parameters in DDL (MySQL does not
+//! allow it), so every name that reaches SQL text goes through one of these functions. Their
+//! escaping assumes the session's `sql_mode` (see [`SESSION_SQL_MODE`]): backslash escapes on,
+//! `ANSI_QUOTES` off.
+
+use std::fmt;
+
+/// The session mode every connection sets, so that literal escaping below is well defined
+/// (no `NO_BACKSLASH_ESCAPES`) and, on MariaDB, a GRANT never silently creates a passwordless
+/// user (`NO_AUTO_CREATE_USER`; MySQL 8 removed that mode and never auto-creates).
+pub const SESSION_SQL_MODE: &str = "SET SESSION sql_mode = IF(VERSION() LIKE '%MariaDB%', \
+     'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_CREATE_USER', \
+     'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION')";
+
+/// An identifier in backticks; a backtick inside is doubled. Backslashes are literal there.
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A string literal: `'` doubled, `\` escaped, and the bytes the client library escapes
+/// (NUL, newline, carriage return, Ctrl-Z) written as escapes so the text stays one line.
+pub fn literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\x1a' => out.push_str("\\Z"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// `'user'@'host'` as an account name in a statement.
+pub fn account(user: &str, host: &str) -> String {
+    format!("{}@{}", literal(user), literal(host))
+}
+
+/// How `information_schema.*_PRIVILEGES.GRANTEE` spells an account: quotes around each part and
+/// nothing inside escaped (a user `o'k` is `'o'k'@'%'`). The schema rejects `'@'` inside names,
+/// which is what would make this ambiguous.
+pub fn grantee(user: &str, host: &str) -> String {
+    format!("'{user}'@'{host}'")
+}
+
+/// A database name in `GRANT ... ON db.*`, where `_` and `%` are wildcards: escape them (and the
+/// escape character itself) so the grant names exactly one database.
+pub fn db_pattern(db: &str) -> String {
+    let mut out = String::with_capacity(db.len());
+    for c in db.chars() {
+        if matches!(c, '\\' | '_' | '%') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    ident(&out)
+}
+
+/// The inverse of [`db_pattern`]'s escaping, for `SCHEMA_PRIVILEGES.TABLE_SCHEMA`.
+pub fn unescape_db_pattern(stored: &str) -> String {
+    let mut out = String::with_capacity(stored.len());
+    let mut chars = stored.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// What a grant applies to: the `on` attribute of `mysql_grant`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum On {
+    Global,
+    Database(String),
+    Table(String, String),
+}
+
+/// The privilege level of an [`On`], which decides what `ALL` means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Global,
+    Database,
+    Table,
+}
+
+pub const ON_FORMS: &str = "write `*.*` (every database), `db.*` (one database) or `db.table` (one table); \
+     quote a name that contains dots, spaces or backticks in backticks, doubling a backtick inside: \"`my.db`.*\"";
+
+impl On {
+    /// Parses `*.*`, `db.*` or `db.table`, each name bare or in backticks.
+    pub fn parse(s: &str) -> Result<On, String> {
+        let (db, rest) = part(s).map_err(|e| format!("cannot read `on = {s:?}`: {e}; {ON_FORMS}"))?;
+        let rest = rest
+            .strip_prefix('.')
+            .ok_or_else(|| format!("`on = {s:?}` has no `.` between database and table; {ON_FORMS}"))?;
+        let (table, tail) = part(rest).map_err(|e| format!("cannot read `on = {s:?}`: {e}; {ON_FORMS}"))?;
+        if !tail.is_empty() {
+            return Err(format!("`on = {s:?}` has extra text {tail:?} after the table; {ON_FORMS}"));
+        }
+        match (db, table) {
+            (None, None) => Ok(On::Global),
+            (Some(db), None) => Ok(On::Database(db)),
+            (Some(db), Some(table)) => Ok(On::Table(db, table)),
+            (None, Some(_)) => Err(format!("`on = {s:?}` names a table in every database, which MySQL cannot grant; {ON_FORMS}")),
+        }
+    }
+
+    pub fn level(&self) -> Level {
+        match self {
+            On::Global => Level::Global,
+            On::Database(_) => Level::Database,
+            On::Table(..) => Level::Table,
+        }
+    }
+
+    /// The target as it goes into GRANT/REVOKE text.
+    pub fn sql(&self) -> String {
+        match self {
+            On::Global => "*.*".into(),
+            On::Database(db) => format!("{}.*", db_pattern(db)),
+            On::Table(db, t) => format!("{}.{}", ident(db), ident(t)),
+        }
+    }
+}
+
+/// The canonical spelling: names bare when they are plain words, otherwise in backticks. Desired
+/// and live `on` both take this form, so they compare as strings.
+impl fmt::Display for On {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn name(n: &str) -> String {
+            if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
+                n.to_owned()
+            } else {
+                ident(n)
+            }
+        }
+        match self {
+            On::Global => f.write_str("*.*"),
+            On::Database(db) => write!(f, "{}.*", name(db)),
+            On::Table(db, t) => write!(f, "{}.{}", name(db), name(t)),
+        }
+    }
+}
+
+/// One name of an `on` target: `*` (None), a backtick-quoted name or a bare one. Returns the
+/// unconsumed rest.
+fn part(s: &str) -> Result<(Option<String>, &str), String> {
+    if let Some(rest) = s.strip_prefix('*') {
+        return Ok((None, rest));
+    }
+    if let Some(body) = s.strip_prefix('`') {
+        let mut name = String::new();
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c != '`' {
+                name.push(c);
+                continue;
+            }
+            if body[i + 1..].starts_with('`') {
+                name.push('`');
+                chars.next();
+                continue;
+            }
+            if name.is_empty() {
+                return Err("a quoted name is empty".into());
+            }
+            return Ok((Some(name), &body[i + 1..]));
+        }
+        return Err("a backtick is not closed".into());
+    }
+    let end = s.find(['.', '`', '*']).unwrap_or(s.len());
+    let name = &s[..end];
+    if name.is_empty() {
+        return Err("a name is missing".into());
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{name:?} contains spaces or control characters and is not in backticks"));
+    }
+    Ok((Some(name.to_owned()), &s[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_double_backticks() {
+        assert_eq!(ident("a`b"), "`a``b`");
+        assert_eq!(ident(r"a\b'c"), r"`a\b'c`");
+    }
+
+    #[test]
+    fn literals_double_quotes_and_escape_backslashes() {
+        assert_eq!(literal(r"it's a \ test"), r"'it''s a \\ test'");
+        assert_eq!(literal("a\0b\nc\r\x1a"), r"'a\0b\nc\r\Z'");
+        assert_eq!(account("o'k", "%"), r"'o''k'@'%'");
+    }
+
+    #[test]
+    fn grantee_is_unescaped() {
+        assert_eq!(grantee("a'b`c", "h%"), "'a'b`c'@'h%'");
+    }
+
+    #[test]
+    fn database_patterns_escape_wildcards_and_round_trip() {
+        assert_eq!(db_pattern(r"my_db%\x`"), r"`my\_db\%\\x```");
+        for name in ["my_db", "100%", r"a\b", "plain", "a`b"] {
+            let stored = db_pattern(name);
+            let stored = stored[1..stored.len() - 1].replace("``", "`");
+            assert_eq!(unescape_db_pattern(&stored), name);
+        }
+    }
+
+    #[test]
+    fn on_parses_the_three_forms() {
+        assert_eq!(On::parse("*.*"), Ok(On::Global));
+        assert_eq!(On::parse("db.*"), Ok(On::Database("db".into())));
+        assert_eq!(On::parse("db.t"), Ok(On::Table("db".into(), "t".into())));
+        assert_eq!(On::parse("`my.db`.*"), Ok(On::Database("my.db".into())));
+        assert_eq!(On::parse("`a``b`.`c d`"), Ok(On::Table("a`b".into(), "c d".into())));
+        for bad in ["", "*", "db", "*.t", "db.*.x", "`db.*", "``.*", "my db.*", "db.", ".t"] {
+            let err = On::parse(bad).unwrap_err();
+            assert!(err.contains("`db.*`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn on_canonical_form_quotes_only_when_needed() {
+        assert_eq!(On::parse("`db`.*").unwrap().to_string(), "db.*");
+        assert_eq!(On::parse("`my.db`.`t`").unwrap().to_string(), "`my.db`.t");
+        assert_eq!(On::parse("`a``b`.*").unwrap().to_string(), "`a``b`.*");
+        let on = On::parse("`my.db`.`t`").unwrap();
+        assert_eq!(On::parse(&on.to_string()), Ok(on));
+    }
+
+    #[test]
+    fn on_sql_escapes_database_wildcards_only_at_database_level() {
+        assert_eq!(On::Database("my_db".into()).sql(), r"`my\_db`.*");
+        assert_eq!(On::Table("my_db".into(), "t_1".into()).sql(), "`my_db`.`t_1`");
+        assert_eq!(On::Global.sql(), "*.*");
+    }
+}

@@ -27,7 +27,12 @@ const CHANGES: u8 = 2;
 pub async fn run(cli: &Cli, colour: bool) -> Result<u8, CliError> {
     let connectors = systems::connectors();
     let registry = systems::registry(&connectors);
-    let ctx = Ctx { cli, painter: Painter { colour }, connectors, registry };
+    let ctx = Ctx {
+        cli,
+        painter: Painter { colour },
+        connectors,
+        registry,
+    };
     match &cli.command {
         Command::Validate => ctx.validate(),
         Command::Plan(a) => ctx.plan(a).await,
@@ -46,7 +51,10 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn options(&self, generate: Generate) -> LoadOptions {
-        LoadOptions { secrets_path: self.cli.secrets.clone(), generate }
+        LoadOptions {
+            secrets_path: self.cli.secrets.clone(),
+            generate,
+        }
     }
 
     fn load(&self, generate: Generate) -> Result<Loaded, CliError> {
@@ -84,14 +92,25 @@ impl Ctx<'_> {
         save_generated(&mut loaded)?;
         if let Some(out) = &args.out {
             write_plan_file(out, &doc)?;
-            eprintln!("Saved the plan to {}. Apply exactly this plan with: aspects apply {}", out.display(), out.display());
+            eprintln!(
+                "Saved the plan to {}. Apply exactly this plan with: aspects apply {}",
+                out.display(),
+                out.display()
+            );
         }
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&doc).expect("plan documents serialise"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("plan documents serialise")
+            );
         } else {
             print!("{}", render_plan(&planned.plan, self.painter));
         }
-        Ok(if args.detailed_exitcode && planned.plan.has_changes() { CHANGES } else { 0 })
+        Ok(if args.detailed_exitcode && planned.plan.has_changes() {
+            CHANGES
+        } else {
+            0
+        })
     }
 
     async fn drift(&self, args: &DriftArgs) -> Result<u8, CliError> {
@@ -100,7 +119,10 @@ impl Ctx<'_> {
         let planned = self.compute(&loaded, &readers, &parse_targets(&args.targets)?).await?;
         if args.json {
             let doc = document(&planned, &mut loaded, false);
-            println!("{}", serde_json::to_string_pretty(&doc).expect("plan documents serialise"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).expect("plan documents serialise")
+            );
         } else {
             print!("{}", render_plan(&planned.plan, self.painter));
         }
@@ -111,7 +133,14 @@ impl Ctx<'_> {
         let (mut loaded, saved) = match &args.plan_file {
             Some(path) => {
                 let doc = read_plan_file(path)?;
-                let files = doc.config.iter().map(|s| SourceFile { path: PathBuf::from(&s.path), text: s.text.clone() }).collect();
+                let files = doc
+                    .config
+                    .iter()
+                    .map(|s| SourceFile {
+                        path: PathBuf::from(&s.path),
+                        text: s.text.clone(),
+                    })
+                    .collect();
                 let loaded = load_sources(files, &self.registry, &self.options(Generate::Forbid))?;
                 (loaded, Some((path, doc)))
             }
@@ -123,14 +152,23 @@ impl Ctx<'_> {
             }
         };
         let targets = match &saved {
-            Some((_, doc)) => doc.targets.iter().flatten().map(|t| parse_address(t)).collect::<Result<_, _>>()?,
+            Some((_, doc)) => doc
+                .targets
+                .iter()
+                .flatten()
+                .map(|t| parse_address(t))
+                .collect::<Result<_, _>>()?,
             None => parse_targets(&args.targets)?,
         };
         let redactor = redactor(&loaded);
         let writers = self.connect_write(&loaded, &redactor).await?;
         let holder = holder();
-        let locks = lock_all(&writers, &holder, args.lock_timeout).await.map_err(|e| scrubbed(e, &redactor))?;
-        let result = self.apply_locked(args, &mut loaded, saved, &targets, &writers, &holder, &redactor).await;
+        let locks = lock_all(&writers, &holder, args.lock_timeout)
+            .await
+            .map_err(|e| scrubbed(e, &redactor))?;
+        let result = self
+            .apply_locked(args, &mut loaded, saved, &targets, &writers, &holder, &redactor)
+            .await;
         locks.release().await;
         result
     }
@@ -146,10 +184,18 @@ impl Ctx<'_> {
         holder: &str,
         redactor: &Redactor,
     ) -> Result<u8, CliError> {
-        let readers: Readers = writers.iter().map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>)).collect();
-        let planned = self.compute(loaded, &readers, targets).await.map_err(|e| scrub_cli(e, redactor))?;
+        let readers: Readers = writers
+            .iter()
+            .map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>))
+            .collect();
+        let planned = self
+            .compute(loaded, &readers, targets)
+            .await
+            .map_err(|e| scrub_cli(e, redactor))?;
         if let Some((path, doc)) = &saved {
-            let now = document(&planned, loaded, false);
+            // The key comes from the secrets file; were it missing, a fresh one makes every
+            // fingerprint differ, which is the right answer (nothing is saved here).
+            let now = document(&planned, loaded, true);
             check_not_stale(path, doc, &now)?;
         }
         print!("{}", render_plan(&planned.plan, self.painter));
@@ -166,7 +212,8 @@ impl Ctx<'_> {
         let journal_path = args.journal.clone().unwrap_or_else(|| journal_path(&self.cli.files[0]));
         let run_id = run_id();
         let journal = Journal::open(&journal_path, run_id).map_err(|e| {
-            CliError::new(format!("cannot open the journal {}: {e}", journal_path.display())).hint("pass --journal PATH to put it elsewhere")
+            CliError::new(format!("cannot open the journal {}: {e}", journal_path.display()))
+                .hint("pass --journal PATH to put it elsewhere")
         })?;
         let summary = planned.plan.summary();
         journal.record(&json!({
@@ -177,12 +224,20 @@ impl Ctx<'_> {
             "saved_plan": saved.as_ref().map(|(p, _)| p.display().to_string()),
             "summary": summary,
         }));
-        let opts = ApplyOptions { parallelism: args.parallelism.into(), allow_destroy: args.allow_destroy };
+        let opts = ApplyOptions {
+            parallelism: args.parallelism.into(),
+            allow_destroy: args.allow_destroy,
+            redactor,
+            journal: Some(&journal),
+        };
         let started = Instant::now();
         let mut progress = |e: &Event| eprintln!("{}", describe(e));
-        let report = aspects_engine::apply::apply(&planned, &loaded.graph, &self.registry, writers, &opts, redactor, Some(&journal), &mut progress).await;
-        let report = report.map_err(|e| scrub_cli(e, redactor))?;
-        journal.record(&json!({ "event": "apply_finished", "ms": started.elapsed().as_millis() as u64, "report": &report }));
+        let report =
+            aspects_engine::apply::apply(&planned, &loaded.graph, &self.registry, writers, &opts, &mut progress).await;
+        let report = report.map_err(|e| scrubbed(e, redactor))?;
+        journal.record(
+            &json!({ "event": "apply_finished", "ms": started.elapsed().as_millis() as u64, "report": &report }),
+        );
         println!("\n{}", outcome_line(&report));
         Ok(if report.succeeded() { 0 } else { 1 })
     }
@@ -191,8 +246,14 @@ impl Ctx<'_> {
         let started = Instant::now();
         let before = queries(readers);
         let targets = (!targets.is_empty()).then_some(targets);
-        let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets).await.map_err(|e| scrub_cli(e, &redactor(loaded)))?;
-        tracing::info!("read live state with {} queries in {:?}", queries(readers) - before, started.elapsed());
+        let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets)
+            .await
+            .map_err(|e| scrubbed(e, &redactor(loaded)))?;
+        tracing::info!(
+            "read live state with {} queries in {:?}",
+            queries(readers) - before,
+            started.elapsed()
+        );
         Ok(planned)
     }
 
@@ -200,7 +261,10 @@ impl Ctx<'_> {
         let mut out = Readers::new();
         for (id, cfg) in &loaded.desired.providers {
             let c = &self.connectors[cfg.system.as_str()];
-            let r = c.connect_read(cfg, &loaded.desired.deployment).await.map_err(|error| connect_error(id, cfg, error, &redactor(loaded)))?;
+            let r = c
+                .connect_read(cfg, &loaded.desired.deployment)
+                .await
+                .map_err(|error| connect_error(id, cfg, error, &redactor(loaded)))?;
             out.insert(id.clone(), r);
         }
         Ok(out)
@@ -210,16 +274,32 @@ impl Ctx<'_> {
         let mut out = Writers::new();
         for (id, cfg) in &loaded.desired.providers {
             let c = &self.connectors[cfg.system.as_str()];
-            let w = c.connect_write(cfg, &loaded.desired.deployment).await.map_err(|error| connect_error(id, cfg, error, redactor))?;
+            let w = c
+                .connect_write(cfg, &loaded.desired.deployment)
+                .await
+                .map_err(|error| connect_error(id, cfg, error, redactor))?;
             out.insert(id.clone(), w);
         }
         Ok(out)
     }
 }
 
-fn connect_error(id: &str, cfg: &aspects_core::ProviderConfig, error: aspects_engine::ProviderError, redactor: &Redactor) -> CliError {
+fn connect_error(
+    id: &str,
+    cfg: &aspects_core::ProviderConfig,
+    error: aspects_engine::ProviderError,
+    redactor: &Redactor,
+) -> CliError {
     let target = cfg.attrs.get("url").map(|v| v.to_string()).unwrap_or_default();
-    scrub_cli(EngineError::Provider { provider: format!("[providers.{id}] at {}", cfg.origin), target, error }.into(), redactor)
+    scrub_cli(
+        EngineError::Provider {
+            provider: format!("[providers.{id}] at {}", cfg.origin),
+            target,
+            error,
+        }
+        .into(),
+        redactor,
+    )
 }
 
 fn scrubbed(e: EngineError, redactor: &Redactor) -> CliError {
@@ -228,9 +308,10 @@ fn scrubbed(e: EngineError, redactor: &Redactor) -> CliError {
 
 fn scrub_cli(e: CliError, redactor: &Redactor) -> CliError {
     match e {
-        CliError::Message { message, hint } => {
-            CliError::Message { message: redactor.scrub(&message), hint: hint.map(|h| redactor.scrub(&h)) }
-        }
+        CliError::Message { message, hint } => CliError::Message {
+            message: redactor.scrub(&message),
+            hint: hint.map(|h| redactor.scrub(&h)),
+        },
         other => other,
     }
 }
@@ -243,10 +324,25 @@ fn save_generated(loaded: &mut Loaded) -> Result<(), CliError> {
     if !loaded.store.is_dirty() {
         return Ok(());
     }
-    let new: Vec<&str> = loaded.secrets.iter().filter(|s| s.generated_now).map(|s| s.name.as_str()).collect();
-    loaded.store.save().map_err(|e| CliError::new(e.to_string()).hint(e.hint()))?;
+    let new: Vec<String> = loaded
+        .secrets
+        .iter()
+        .filter(|s| s.generated_now)
+        .map(|s| s.name.clone())
+        .collect();
+    loaded
+        .store
+        .save()
+        .map_err(|e| CliError::new(e.to_string()).hint(e.hint()))?;
     if !new.is_empty() {
-        eprintln!("Generated secret(s) {} into {} (mode 0600). Back this file up.", new.join(", "), loaded.store.path().display());
+        eprintln!(
+            "Generated secret(s) {} into {} (mode 0600). Back this file up.",
+            new.join(", "),
+            loaded.store.path().display()
+        );
+    }
+    for s in &mut loaded.secrets {
+        s.generated_now = false;
     }
     Ok(())
 }
@@ -265,7 +361,15 @@ fn document(planned: &Planned, loaded: &mut Loaded, make_key: bool) -> PlanDocum
         })
         .collect();
     secrets.sort_by(|a, b| a.name.cmp(&b.name));
-    let config = loaded.sources.files.iter().map(|f| SourceDoc { path: f.path.display().to_string(), text: f.text.clone() }).collect();
+    let config = loaded
+        .sources
+        .files
+        .iter()
+        .map(|f| SourceDoc {
+            path: f.path.display().to_string(),
+            text: f.text.clone(),
+        })
+        .collect();
     let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     PlanDocument::new(&planned.plan, created, config, secrets)
 }
@@ -279,18 +383,28 @@ fn write_plan_file(path: &Path, doc: &PlanDocument) -> Result<(), CliError> {
 }
 
 fn read_plan_file(path: &Path) -> Result<PlanDocument, CliError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::new(format!("cannot read saved plan {}: {e}", path.display())).hint("save one with: aspects plan --out FILE"))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::new(format!("cannot read saved plan {}: {e}", path.display()))
+            .hint("save one with: aspects plan --out FILE")
+    })?;
     let version: Option<String> = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("format_version").and_then(|f| f.as_str()).map(str::to_owned));
     if let Some(v) = version.filter(|v| v != FORMAT_VERSION) {
-        return Err(CliError::new(format!("{} is a plan document of format {v}; this aspects reads format {FORMAT_VERSION}", path.display()))
-            .hint("make the plan again with this version of aspects"));
+        return Err(CliError::new(format!(
+            "{} is a plan document of format {v}; this aspects reads format {FORMAT_VERSION}",
+            path.display()
+        ))
+        .hint("make the plan again with this version of aspects"));
     }
     serde_json::from_str(&text).map_err(|e| {
-        CliError::new(format!("{}:{}:{}: not a saved plan: {e}", path.display(), e.line(), e.column()))
-            .hint("pass a file written by `aspects plan --out FILE`, unmodified")
+        CliError::new(format!(
+            "{}:{}:{}: not a saved plan: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+        .hint("pass a file written by `aspects plan --out FILE`, unmodified")
     })
 }
 
@@ -299,7 +413,11 @@ fn check_not_stale(path: &Path, saved: &PlanDocument, now: &PlanDocument) -> Res
     let secrets: Vec<&str> = saved
         .secrets
         .iter()
-        .filter(|s| !now.secrets.iter().any(|n| n.name == s.name && n.fingerprint == s.fingerprint && s.fingerprint.is_some()))
+        .filter(|s| {
+            !now.secrets
+                .iter()
+                .any(|n| n.name == s.name && n.fingerprint == s.fingerprint && s.fingerprint.is_some())
+        })
         .map(|s| s.name.as_str())
         .collect();
     if moved.is_empty() && secrets.is_empty() {
@@ -307,13 +425,20 @@ fn check_not_stale(path: &Path, saved: &PlanDocument, now: &PlanDocument) -> Res
     }
     let mut why = Vec::new();
     if !moved.is_empty() {
-        why.push(format!("live state or the planned change moved for {}", moved.join(", ")));
+        why.push(format!(
+            "live state or the planned change moved for {}",
+            moved.join(", ")
+        ));
     }
     if !secrets.is_empty() {
         why.push(format!("secret value changed for {}", secrets.join(", ")));
     }
-    Err(CliError::new(format!("the saved plan {} is stale: {}", path.display(), why.join("; ")))
-        .hint("nothing was changed; make and review a new plan: aspects plan --out FILE"))
+    Err(CliError::new(format!(
+        "the saved plan {} is stale: {}",
+        path.display(),
+        why.join("; ")
+    ))
+    .hint("nothing was changed; make and review a new plan: aspects plan --out FILE"))
 }
 
 fn confirm() -> Result<(), CliError> {
@@ -324,7 +449,10 @@ fn confirm() -> Result<(), CliError> {
     eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted.\n  Enter a value: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).map_err(|e| CliError::new(format!("cannot read the answer: {e}")))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::new(format!("cannot read the answer: {e}")))?;
     if answer.trim() != "yes" {
         return Err(CliError::new("apply cancelled; nothing was changed"));
     }
@@ -336,26 +464,37 @@ fn parse_targets(t: &Targets) -> Result<Vec<Address>, CliError> {
 }
 
 fn parse_address(s: &str) -> Result<Address, CliError> {
-    Address::parse(s).ok_or_else(|| CliError::new(format!("`{s}` is not a resource address")).hint("addresses are KIND.NAME, e.g. mysql_user.superset"))
+    Address::parse(s).ok_or_else(|| {
+        CliError::new(format!("`{s}` is not a resource address"))
+            .hint("addresses are KIND.NAME, e.g. mysql_user.superset")
+    })
 }
 
 fn journal_path(plan: &Path) -> PathBuf {
-    let stem = plan.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
+    let stem = plan
+        .file_stem()
+        .map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
     plan.with_file_name(format!("{stem}.journal.jsonl"))
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "unknown-host".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".into())
 }
 
 /// Who holds the lock, as other runs will be told.
 fn holder() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
     format!("{user}@{} pid {} (aspects apply)", hostname(), std::process::id())
 }
 
 fn run_id() -> String {
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!("{:x}-{}", nanos, std::process::id())
 }
 
@@ -379,7 +518,9 @@ fn describe(e: &Event) -> String {
     match e {
         Event::Started { address, action } => format!("{address}: {}", ing(*action)),
         Event::Done { address, action, ms } => format!("{address}: {} after {ms}ms", done(*action)),
-        Event::Failed { address, error, hint, .. } => match hint {
+        Event::Failed {
+            address, error, hint, ..
+        } => match hint {
             Some(h) => format!("{address}: Error: {error}\n  = hint: {h}"),
             None => format!("{address}: Error: {error}"),
         },
@@ -388,7 +529,12 @@ fn describe(e: &Event) -> String {
 }
 
 fn outcome_line(r: &Report) -> String {
-    let counts = format!("{} done, {} failed, {} skipped.", r.done.len(), r.failed.len(), r.skipped.len());
+    let counts = format!(
+        "{} done, {} failed, {} skipped.",
+        r.done.len(),
+        r.failed.len(),
+        r.skipped.len()
+    );
     if r.succeeded() {
         format!("Apply complete! {counts}")
     } else {

@@ -8,17 +8,26 @@ use aspects_engine::EngineError;
 pub enum CliError {
     /// Already rendered with locations and hints (plan-file diagnostics).
     Load(LoadError),
-    Message { message: String, hint: Option<String> },
+    Message {
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
-        CliError::Message { message: message.into(), hint: None }
+        CliError::Message {
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn hint(self, hint: impl Into<String>) -> Self {
         match self {
-            CliError::Message { message, .. } => CliError::Message { message, hint: Some(hint.into()) },
+            CliError::Message { message, .. } => CliError::Message {
+                message,
+                hint: Some(hint.into()),
+            },
             other => other,
         }
     }
@@ -33,7 +42,10 @@ impl From<LoadError> for CliError {
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         let hint = e.hint();
-        CliError::Message { message: e.to_string(), hint }
+        CliError::Message {
+            message: e.to_string(),
+            hint,
+        }
     }
 }
 

@@ -24,6 +24,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ASPECTS_LOG").unwrap_or_else(|_| level.into()))
         .with_target(false)
+        .with_ansi(
+            !matches!(cli.color, Colour::Never)
+                && std::env::var_os("NO_COLOR").is_none()
+                && std::io::stderr().is_terminal(),
+        )
         .without_time()
         .init();
     let colour = match cli.color {
@@ -31,7 +36,10 @@ fn main() -> ExitCode {
         Colour::Never => false,
         Colour::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(commands::run(&cli, colour)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -9,6 +9,9 @@ mod source;
 mod template;
 mod tree;
 
-pub use load::{Generate, LoadOptions, Loaded, LoadedSecret, SecretSource, default_secrets_path, load_files, load_sources};
+pub use load::{
+    Generate, LoadOptions, Loaded, LoadedSecret, SecretSource, VAR_ENV_PREFIX, default_secrets_path, load_files,
+    load_sources,
+};
 pub use secrets::{SecretStore, fingerprint};
 pub use source::{Diagnostic, LoadError, Location, SourceFile, SourceMap};

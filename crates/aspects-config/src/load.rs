@@ -16,6 +16,8 @@ use crate::tree::{self, Entry, Node, NodeValue, Table};
 
 const SECTIONS: [&str; 4] = ["deployment", "vars", "secrets", "providers"];
 const META_ATTRS: [&str; 2] = ["provider", "depends_on"];
+/// `ASPECTS_VAR_superset_db=x` overrides `[vars] superset_db`.
+pub const VAR_ENV_PREFIX: &str = "ASPECTS_VAR_";
 const REF_HINT: &str = "references look like ${vars.NAME}, ${secrets.NAME} or ${KIND.NAME.ATTRIBUTE}";
 
 /// Whether a `generate` secret missing from the secrets file may be made now.
@@ -74,7 +76,10 @@ pub fn load_files(paths: &[PathBuf], registry: &Registry, opts: &LoadOptions) ->
     let mut diags = Vec::new();
     for path in paths {
         match std::fs::read_to_string(path) {
-            Ok(text) => files.push(SourceFile { path: path.clone(), text }),
+            Ok(text) => files.push(SourceFile {
+                path: path.clone(),
+                text,
+            }),
             Err(e) => diags.push(
                 Diagnostic::new(format!("cannot read plan file {}: {e}", path.display()), None)
                     .hint("pass the plan with -f PATH; the default is ./aspects.toml"),
@@ -82,7 +87,10 @@ pub fn load_files(paths: &[PathBuf], registry: &Registry, opts: &LoadOptions) ->
         }
     }
     if !diags.is_empty() {
-        return Err(LoadError { diagnostics: diags, sources: SourceMap { files } });
+        return Err(LoadError {
+            diagnostics: diags,
+            sources: SourceMap { files },
+        });
     }
     load_sources(files, registry, opts)
 }
@@ -91,14 +99,27 @@ pub fn load_files(paths: &[PathBuf], registry: &Registry, opts: &LoadOptions) ->
 pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let sources = SourceMap { files };
     let Some(first) = sources.files.first() else {
-        return Err(LoadError { diagnostics: vec![Diagnostic::new("no plan file given", None)], sources });
+        return Err(LoadError {
+            diagnostics: vec![Diagnostic::new("no plan file given", None)],
+            sources,
+        });
     };
-    let secrets_path = opts.secrets_path.clone().unwrap_or_else(|| default_secrets_path(&first.path));
-    let store = match SecretStore::open(&secrets_path) {
+    let secrets_path = opts
+        .secrets_path
+        .clone()
+        .unwrap_or_else(|| default_secrets_path(&first.path));
+    let opened = match opts.generate {
+        Generate::Allow => SecretStore::open_for_generating(&secrets_path),
+        Generate::Forbid => SecretStore::open(&secrets_path),
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
             let hint = e.hint();
-            return Err(LoadError { diagnostics: vec![Diagnostic::new(e.to_string(), None).hint(hint)], sources });
+            return Err(LoadError {
+                diagnostics: vec![Diagnostic::new(e.to_string(), None).hint(hint)],
+                sources,
+            });
         }
     };
     let mut root = Table::default();
@@ -110,7 +131,10 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         }
     }
     if !diags.is_empty() {
-        return Err(LoadError { diagnostics: diags, sources });
+        return Err(LoadError {
+            diagnostics: diags,
+            sources,
+        });
     }
     let mut loader = Loader {
         registry,
@@ -127,17 +151,38 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         stack: Vec::new(),
     };
     let result = loader.run(&root);
-    let Loader { diags, store, loaded_secrets, .. } = loader;
+    let Loader {
+        diags,
+        mut store,
+        loaded_secrets,
+        ..
+    } = loader;
+    if opts.generate == Generate::Allow {
+        // Made under the same lock as generated secrets, for the same reason.
+        store.fingerprint_key();
+    }
+    if !store.is_dirty() {
+        store.unlock();
+    }
     match result {
-        Some((desired, graph)) if diags.is_empty() => {
-            Ok(Loaded { desired, graph, sources, secrets: loaded_secrets, store })
-        }
-        _ => Err(LoadError { diagnostics: diags, sources }),
+        Some((desired, graph)) if diags.is_empty() => Ok(Loaded {
+            desired,
+            graph,
+            sources,
+            secrets: loaded_secrets,
+            store,
+        }),
+        _ => Err(LoadError {
+            diagnostics: diags,
+            sources,
+        }),
     }
 }
 
 pub fn default_secrets_path(plan: &Path) -> PathBuf {
-    let stem = plan.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
+    let stem = plan
+        .file_stem()
+        .map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
     plan.with_file_name(format!("{stem}.secrets.toml"))
 }
 
@@ -206,9 +251,15 @@ impl<'a> Loader<'a> {
                     None => {
                         let candidates = SECTIONS.iter().copied().chain(kinds.iter().copied());
                         let hint = did_you_mean(kind, candidates).unwrap_or_else(|| {
-                            format!("top-level tables are {} and resource kinds: {}", SECTIONS.join(", "), kinds.join(", "))
+                            format!(
+                                "top-level tables are {} and resource kinds: {}",
+                                SECTIONS.join(", "),
+                                kinds.join(", ")
+                            )
                         });
-                        self.err(Diagnostic::new(format!("unknown table `{kind}`"), Some(entry.key_loc.clone())).hint(hint));
+                        self.err(
+                            Diagnostic::new(format!("unknown table `{kind}`"), Some(entry.key_loc.clone())).hint(hint),
+                        );
                     }
                 },
             }
@@ -232,11 +283,21 @@ impl<'a> Loader<'a> {
                 let where_: Vec<String> = path
                     .iter()
                     .take(path.len() - 1)
-                    .filter_map(|a| self.resources.get(a).map(|r| format!("{a} at {}", self.sources.describe(&r.header))))
+                    .filter_map(|a| {
+                        self.resources
+                            .get(a)
+                            .map(|r| format!("{a} at {}", self.sources.describe(&r.header)))
+                    })
                     .collect();
                 self.err(
-                    Diagnostic::new(format!("dependency cycle: {}", render_cycle(&path)), loc)
-                        .hint(format!("a resource cannot depend on itself through references; break the cycle among {}", where_.join(", "))),
+                    Diagnostic::new(
+                        format!("dependency cycle: {} (each refers to the next)", render_cycle(&path)),
+                        loc,
+                    )
+                    .hint(format!(
+                        "a resource cannot depend on itself through references; break the cycle among {}",
+                        where_.join(", ")
+                    )),
                 );
                 None
             }
@@ -245,14 +306,26 @@ impl<'a> Loader<'a> {
         };
         let deployment = deployment.unwrap_or_else(|| {
             let first = &self.sources.files[0].path;
-            first.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned())
+            first
+                .file_stem()
+                .map_or("aspects".into(), |s| s.to_string_lossy().into_owned())
         });
-        Some((Desired { deployment, providers, resources }, graph?))
+        Some((
+            Desired {
+                deployment,
+                providers,
+                resources,
+            },
+            graph?,
+        ))
     }
 
     fn deployment(&mut self, entry: &'a Entry) -> Option<String> {
         let NodeValue::Table(t) = &entry.node.value else {
-            self.err(Diagnostic::new("`deployment` must be a table", Some(entry.node.loc.clone())).hint("write [deployment] then name = \"prod\""));
+            self.err(
+                Diagnostic::new("`deployment` must be a table", Some(entry.node.loc.clone()))
+                    .hint("write [deployment] then name = \"prod\""),
+            );
             return None;
         };
         let mut name = None;
@@ -260,13 +333,22 @@ impl<'a> Loader<'a> {
             match (e.key.as_str(), &e.node.value) {
                 ("name", NodeValue::Str(s)) if valid_name(s, 64) => name = Some(s.clone()),
                 ("name", NodeValue::Str(_)) => self.err(
-                    Diagnostic::new("deployment name must be 1-64 letters, digits, `_`, `-` or `.`", Some(e.node.loc.clone()))
-                        .hint("it names this deployment's ownership records and lock in every target"),
+                    Diagnostic::new(
+                        "deployment name must be 1-64 letters, digits, `_`, `-` or `.`",
+                        Some(e.node.loc.clone()),
+                    )
+                    .hint("it names this deployment's ownership records and lock in every target"),
                 ),
-                ("name", v) => self.err(Diagnostic::new(format!("deployment name must be a string, not {}", v.type_name()), Some(e.node.loc.clone()))),
+                ("name", v) => self.err(Diagnostic::new(
+                    format!("deployment name must be a string, not {}", v.type_name()),
+                    Some(e.node.loc.clone()),
+                )),
                 (k, _) => {
                     let hint = did_you_mean(k, ["name"]).unwrap_or_else(|| "[deployment] takes only `name`".into());
-                    self.err(Diagnostic::new(format!("unknown key `{k}` in [deployment]"), Some(e.key_loc.clone())).hint(hint));
+                    self.err(
+                        Diagnostic::new(format!("unknown key `{k}` in [deployment]"), Some(e.key_loc.clone()))
+                            .hint(hint),
+                    );
                 }
             }
         }
@@ -275,7 +357,10 @@ impl<'a> Loader<'a> {
 
     fn collect_vars(&mut self, entry: &'a Entry) {
         let NodeValue::Table(t) = &entry.node.value else {
-            self.err(Diagnostic::new("`vars` must be a table", Some(entry.node.loc.clone())).hint("write [vars] then NAME = value lines"));
+            self.err(
+                Diagnostic::new("`vars` must be a table", Some(entry.node.loc.clone()))
+                    .hint("write [vars] then NAME = value lines"),
+            );
             return;
         };
         for e in &t.entries {
@@ -285,7 +370,10 @@ impl<'a> Loader<'a> {
 
     fn read_secrets(&mut self, entry: &'a Entry) {
         let NodeValue::Table(t) = &entry.node.value else {
-            self.err(Diagnostic::new("`secrets` must be a table", Some(entry.node.loc.clone())).hint("write [secrets] then NAME = { generate = 24 }"));
+            self.err(
+                Diagnostic::new("`secrets` must be a table", Some(entry.node.loc.clone()))
+                    .hint("write [secrets] then NAME = { generate = 24 }"),
+            );
             return;
         };
         for e in &t.entries {
@@ -297,17 +385,30 @@ impl<'a> Loader<'a> {
     fn secret(&mut self, e: &Entry) -> Option<Secret> {
         const FORMS: &str = "NAME = { generate = 24 }, { env = \"VAR\" } or { file = \"/path\" }";
         if !valid_ident(&e.key) {
-            self.err(Diagnostic::new(format!("secret name `{}` is not valid", e.key), Some(e.key_loc.clone()))
-                .hint("secret names start with a letter and use letters, digits and `_`"));
+            self.err(
+                Diagnostic::new(format!("secret name `{}` is not valid", e.key), Some(e.key_loc.clone()))
+                    .hint("secret names start with a letter and use letters, digits and `_`"),
+            );
             return None;
         }
         let NodeValue::Table(t) = &e.node.value else {
-            self.err(Diagnostic::new(format!("secret `{}` must say where its value comes from", e.key), Some(e.node.loc.clone()))
-                .hint(format!("write {FORMS}; secret values never go in the plan file")));
+            self.err(
+                Diagnostic::new(
+                    format!("secret `{}` must say where its value comes from", e.key),
+                    Some(e.node.loc.clone()),
+                )
+                .hint(format!("write {FORMS}; secret values never go in the plan file")),
+            );
             return None;
         };
         if t.entries.len() != 1 {
-            self.err(Diagnostic::new(format!("secret `{}` needs exactly one source", e.key), Some(e.node.loc.clone())).hint(format!("write {FORMS}")));
+            self.err(
+                Diagnostic::new(
+                    format!("secret `{}` needs exactly one source", e.key),
+                    Some(e.node.loc.clone()),
+                )
+                .hint(format!("write {FORMS}")),
+            );
             return None;
         }
         let src = &t.entries[0];
@@ -317,32 +418,58 @@ impl<'a> Loader<'a> {
                 match std::env::var(var) {
                     Ok(v) if !v.is_empty() => (source, Secret::new(v)),
                     Ok(_) => {
-                        self.err(Diagnostic::new(format!("secret `{}` reads environment variable {var}, which is empty", e.key), Some(src.node.loc.clone()))
-                            .hint(format!("export {var}=... with the value before running aspects")));
+                        self.err(
+                            Diagnostic::new(
+                                format!("secret `{}` reads environment variable {var}, which is empty", e.key),
+                                Some(src.node.loc.clone()),
+                            )
+                            .hint(format!("export {var}=... with the value before running aspects")),
+                        );
                         return None;
                     }
                     Err(_) => {
-                        self.err(Diagnostic::new(format!("secret `{}` reads environment variable {var}, which is not set", e.key), Some(src.node.loc.clone()))
-                            .hint(format!("export {var}=... before running aspects, or change the source in [secrets]")));
+                        self.err(
+                            Diagnostic::new(
+                                format!("secret `{}` reads environment variable {var}, which is not set", e.key),
+                                Some(src.node.loc.clone()),
+                            )
+                            .hint(format!(
+                                "export {var}=... before running aspects, or change the source in [secrets]"
+                            )),
+                        );
                         return None;
                     }
                 }
             }
             ("file", NodeValue::Str(path)) if !path.is_empty() => {
-                let base = self.sources.files[src.node.loc.file].path.parent().map(Path::to_path_buf).unwrap_or_default();
+                let base = self.sources.files[src.node.loc.file]
+                    .path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
                 let full = base.join(path);
                 match std::fs::read_to_string(&full) {
                     Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => {
                         (SecretSource::File(full), Secret::new(v.trim_end_matches(['\n', '\r'])))
                     }
                     Ok(_) => {
-                        self.err(Diagnostic::new(format!("secret `{}` reads {}, which is empty", e.key, full.display()), Some(src.node.loc.clone()))
-                            .hint("write the secret value into that file"));
+                        self.err(
+                            Diagnostic::new(
+                                format!("secret `{}` reads {}, which is empty", e.key, full.display()),
+                                Some(src.node.loc.clone()),
+                            )
+                            .hint("write the secret value into that file"),
+                        );
                         return None;
                     }
                     Err(err) => {
-                        self.err(Diagnostic::new(format!("secret `{}` reads {}: {err}", e.key, full.display()), Some(src.node.loc.clone()))
-                            .hint("relative paths are relative to the plan file's directory"));
+                        self.err(
+                            Diagnostic::new(
+                                format!("secret `{}` reads {}: {err}", e.key, full.display()),
+                                Some(src.node.loc.clone()),
+                            )
+                            .hint("relative paths are relative to the plan file's directory"),
+                        );
                         return None;
                     }
                 }
@@ -354,7 +481,12 @@ impl<'a> Loader<'a> {
                     None if self.opts.generate == Generate::Allow => {
                         let v = generate(n);
                         self.store.set(&e.key, &v);
-                        self.loaded_secrets.push(LoadedSecret { name: e.key.clone(), source: SecretSource::Generate(n), value: v, generated_now: true });
+                        self.loaded_secrets.push(LoadedSecret {
+                            name: e.key.clone(),
+                            source: SecretSource::Generate(n),
+                            value: v,
+                            generated_now: true,
+                        });
                         return self.loaded_secrets.last().map(|s| s.value.clone());
                     }
                     None => {
@@ -365,16 +497,37 @@ impl<'a> Loader<'a> {
                 }
             }
             ("generate", NodeValue::Int(_)) => {
-                self.err(Diagnostic::new("generate takes a length from 8 to 256", Some(src.node.loc.clone())).hint("Aspects uses 24 for passwords"));
+                self.err(
+                    Diagnostic::new("generate takes a length from 8 to 256", Some(src.node.loc.clone()))
+                        .hint("Aspects uses 24 for passwords"),
+                );
                 return None;
             }
             ("env" | "file", NodeValue::Str(_)) => {
-                self.err(Diagnostic::new(format!("`{}` must not be empty", src.key), Some(src.node.loc.clone())));
+                self.err(Diagnostic::new(
+                    format!("`{}` must not be empty", src.key),
+                    Some(src.node.loc.clone()),
+                ));
                 return None;
             }
-            ("env" | "file", v) | ("generate", v @ (NodeValue::Str(_) | NodeValue::Bool(_) | NodeValue::Array(_) | NodeValue::Table(_) | NodeValue::Other(_))) => {
-                let want = if src.key == "generate" { "an integer length" } else { "a string" };
-                self.err(Diagnostic::new(format!("`{}` takes {want}, not {}", src.key, v.type_name()), Some(src.node.loc.clone())));
+            ("env" | "file", v)
+            | (
+                "generate",
+                v @ (NodeValue::Str(_)
+                | NodeValue::Bool(_)
+                | NodeValue::Array(_)
+                | NodeValue::Table(_)
+                | NodeValue::Other(_)),
+            ) => {
+                let want = if src.key == "generate" {
+                    "an integer length"
+                } else {
+                    "a string"
+                };
+                self.err(Diagnostic::new(
+                    format!("`{}` takes {want}, not {}", src.key, v.type_name()),
+                    Some(src.node.loc.clone()),
+                ));
                 return None;
             }
             (k, _) => {
@@ -383,76 +536,144 @@ impl<'a> Loader<'a> {
                 return None;
             }
         };
-        self.loaded_secrets.push(LoadedSecret { name: e.key.clone(), source, value: value.clone(), generated_now: false });
+        self.loaded_secrets.push(LoadedSecret {
+            name: e.key.clone(),
+            source,
+            value: value.clone(),
+            generated_now: false,
+        });
         Some(value)
     }
 
     fn collect_resources(&mut self, entry: &'a Entry, schema: &'a aspects_core::KindSchema) {
         let NodeValue::Table(t) = &entry.node.value else {
-            self.err(Diagnostic::new(format!("`{}` must be a table of resources", entry.key), Some(entry.node.loc.clone()))
-                .hint(format!("write [{}.NAME] then its attributes", entry.key)));
+            self.err(
+                Diagnostic::new(
+                    format!("`{}` must be a table of resources", entry.key),
+                    Some(entry.node.loc.clone()),
+                )
+                .hint(format!("write [{}.NAME] then its attributes", entry.key)),
+            );
             return;
         };
         for e in &t.entries {
             let NodeValue::Table(body) = &e.node.value else {
-                self.err(Diagnostic::new(format!("`{}.{}` must be a table of attributes", entry.key, e.key), Some(e.node.loc.clone()))
-                    .hint(format!("write [{}.{}] on its own line, then attribute = value lines", entry.key, e.key)));
+                self.err(
+                    Diagnostic::new(
+                        format!("`{}.{}` must be a table of attributes", entry.key, e.key),
+                        Some(e.node.loc.clone()),
+                    )
+                    .hint(format!(
+                        "write [{}.{}] on its own line, then attribute = value lines",
+                        entry.key, e.key
+                    )),
+                );
                 continue;
             };
             if !valid_ident(&e.key) && !e.key.starts_with('_') {
-                self.err(Diagnostic::new(format!("resource name `{}` is not valid", e.key), Some(e.key_loc.clone()))
-                    .hint("resource names start with a letter or `_` and use letters, digits, `_` and `-`"));
+                self.err(
+                    Diagnostic::new(
+                        format!("resource name `{}` is not valid", e.key),
+                        Some(e.key_loc.clone()),
+                    )
+                    .hint("resource names start with a letter or `_` and use letters, digits, `_` and `-`"),
+                );
                 continue;
             }
             let addr = Address::new(entry.key.clone(), e.key.clone());
-            self.resources.insert(addr, RawResource { schema, table: body, header: e.key_loc.clone() });
+            self.resources.insert(
+                addr,
+                RawResource {
+                    schema,
+                    table: body,
+                    header: e.key_loc.clone(),
+                },
+            );
         }
     }
 
     fn providers(&mut self, entry: &'a Entry) -> BTreeMap<String, ProviderConfig> {
         let mut out = BTreeMap::new();
         let NodeValue::Table(t) = &entry.node.value else {
-            self.err(Diagnostic::new("`providers` must be a table", Some(entry.node.loc.clone())).hint("write [providers.mysql] then url = \"mysql://...\""));
+            self.err(
+                Diagnostic::new("`providers` must be a table", Some(entry.node.loc.clone()))
+                    .hint("write [providers.mysql] then url = \"mysql://...\""),
+            );
             return out;
         };
         for e in &t.entries {
             let Some(system) = self.registry.system(&e.key) else {
                 let known: Vec<&str> = self.registry.systems().map(|s| s.system).collect();
-                let hint = did_you_mean(&e.key, known.iter().copied()).unwrap_or_else(|| format!("known systems: {}", known.join(", ")));
+                let hint = did_you_mean(&e.key, known.iter().copied())
+                    .unwrap_or_else(|| format!("known systems: {}", known.join(", ")));
                 self.err(Diagnostic::new(format!("unknown provider `{}`", e.key), Some(e.key_loc.clone())).hint(hint));
                 continue;
             };
             let NodeValue::Table(body) = &e.node.value else {
-                self.err(Diagnostic::new(format!("`providers.{}` must be a table", e.key), Some(e.node.loc.clone())));
+                self.err(Diagnostic::new(
+                    format!("`providers.{}` must be a table", e.key),
+                    Some(e.node.loc.clone()),
+                ));
                 continue;
             };
             // Sub-tables that are not attributes are named instances: [providers.mysql.lms].
-            let (named, own): (Vec<&Entry>, Vec<&Entry>) = body
-                .entries
-                .iter()
-                .partition(|x| matches!(x.node.value, NodeValue::Table(_)) && system.provider_attrs.iter().all(|a| a.name != x.key));
+            let (named, own): (Vec<&Entry>, Vec<&Entry>) = body.entries.iter().partition(|x| {
+                matches!(x.node.value, NodeValue::Table(_)) && system.provider_attrs.iter().all(|a| a.name != x.key)
+            });
             if !own.is_empty() || named.is_empty() {
                 let attrs = self.provider_attrs(&system.provider_attrs, &own, &e.key, &e.key_loc);
-                out.insert(e.key.clone(), ProviderConfig { id: e.key.clone(), system: e.key.clone(), attrs, origin: self.sources.describe(&e.key_loc) });
+                out.insert(
+                    e.key.clone(),
+                    ProviderConfig {
+                        id: e.key.clone(),
+                        system: e.key.clone(),
+                        attrs,
+                        origin: self.sources.describe(&e.key_loc),
+                    },
+                );
             }
             for n in named {
                 let NodeValue::Table(nt) = &n.node.value else { continue };
                 let id = format!("{}.{}", e.key, n.key);
                 let refs: Vec<&Entry> = nt.entries.iter().collect();
                 let attrs = self.provider_attrs(&system.provider_attrs, &refs, &id, &n.key_loc);
-                out.insert(id.clone(), ProviderConfig { id, system: e.key.clone(), attrs, origin: self.sources.describe(&n.key_loc) });
+                out.insert(
+                    id.clone(),
+                    ProviderConfig {
+                        id,
+                        system: e.key.clone(),
+                        attrs,
+                        origin: self.sources.describe(&n.key_loc),
+                    },
+                );
             }
         }
         out
     }
 
-    fn provider_attrs(&mut self, schema: &[AttrSchema], entries: &[&Entry], id: &str, header: &Location) -> BTreeMap<String, Value> {
+    fn provider_attrs(
+        &mut self,
+        schema: &[AttrSchema],
+        entries: &[&Entry],
+        id: &str,
+        header: &Location,
+    ) -> BTreeMap<String, Value> {
         let mut out = BTreeMap::new();
         for e in entries {
             if !schema.iter().any(|a| a.name == e.key) {
-                let hint = did_you_mean(&e.key, schema.iter().map(|a| a.name))
-                    .unwrap_or_else(|| format!("[providers.{id}] takes {}", schema.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")));
-                self.err(Diagnostic::new(format!("unknown key `{}` in [providers.{id}]", e.key), Some(e.key_loc.clone())).hint(hint));
+                let hint = did_you_mean(&e.key, schema.iter().map(|a| a.name)).unwrap_or_else(|| {
+                    format!(
+                        "[providers.{id}] takes {}",
+                        schema.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                    )
+                });
+                self.err(
+                    Diagnostic::new(
+                        format!("unknown key `{}` in [providers.{id}]", e.key),
+                        Some(e.key_loc.clone()),
+                    )
+                    .hint(hint),
+                );
             }
         }
         for attr in schema {
@@ -460,7 +681,8 @@ impl<'a> Loader<'a> {
             let value = match entry {
                 Some(e) => {
                     let mut deps = BTreeSet::new();
-                    self.resolve(&e.node, Scope::NoResources, &mut deps).and_then(|v| self.coerce(v, attr, &e.node.loc))
+                    self.resolve(&e.node, Scope::NoResources, &mut deps)
+                        .and_then(|v| self.coerce(v, attr, &e.node.loc))
                 }
                 None => self.missing(attr, &format!("[providers.{id}]"), header),
             };
@@ -472,10 +694,18 @@ impl<'a> Loader<'a> {
     }
 
     fn missing(&mut self, attr: &AttrSchema, owner: &str, header: &Location) -> Option<Value> {
-        if attr.required {
-            let example = if attr.sensitive { "\"${secrets.NAME}\"".to_owned() } else { format!("<{}>", attr.ty.describe()) };
-            self.err(Diagnostic::new(format!("{owner} is missing `{}`", attr.name), Some(header.clone()))
-                .hint(format!("add {} = {example} ({})", attr.name, attr.doc)));
+        if attr.required && attr.default.is_none() {
+            let example = if attr.sensitive {
+                "\"${secrets.NAME}\"".to_owned()
+            } else {
+                format!("<{}>", attr.ty.describe())
+            };
+            self.err(
+                Diagnostic::new(format!("{owner} is missing `{}`", attr.name), Some(header.clone())).hint(format!(
+                    "add {} = {example}  (`{}`: {})",
+                    attr.name, attr.name, attr.doc
+                )),
+            );
         }
         attr.default.clone()
     }
@@ -488,9 +718,19 @@ impl<'a> Loader<'a> {
             if schema.attr(&e.key).is_none() && !META_ATTRS.contains(&e.key.as_str()) {
                 let names = schema.attrs.iter().map(|a| a.name).chain(META_ATTRS);
                 let hint = did_you_mean(&e.key, names).unwrap_or_else(|| {
-                    format!("{} takes {}", schema.kind, schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "{} takes {}",
+                        schema.kind,
+                        schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                    )
                 });
-                self.err(Diagnostic::new(format!("unknown attribute `{}` in {addr}", e.key), Some(e.key_loc.clone())).hint(hint));
+                self.err(
+                    Diagnostic::new(
+                        format!("unknown attribute `{}` in {addr}", e.key),
+                        Some(e.key_loc.clone()),
+                    )
+                    .hint(hint),
+                );
                 ok = false;
             }
         }
@@ -499,7 +739,7 @@ impl<'a> Loader<'a> {
         for attr in &schema.attrs {
             if let Some(v) = self.attr(addr, attr.name, &mut depends_on) {
                 attrs.insert(attr.name.to_owned(), v);
-            } else if table.get(attr.name).is_some() || attr.required {
+            } else if table.get(attr.name).is_some() || (attr.required && attr.default.is_none()) {
                 ok = false;
             }
         }
@@ -517,9 +757,14 @@ impl<'a> Loader<'a> {
     }
 
     fn explicit_depends(&mut self, table: &Table) -> Vec<Address> {
-        let Some(e) = table.get("depends_on") else { return Vec::new() };
+        let Some(e) = table.get("depends_on") else {
+            return Vec::new();
+        };
         let NodeValue::Array(items) = &e.node.value else {
-            self.err(Diagnostic::new("`depends_on` takes a list of addresses", Some(e.node.loc.clone())).hint("depends_on = [\"mysql_database.superset\"]"));
+            self.err(
+                Diagnostic::new("`depends_on` takes a list of addresses", Some(e.node.loc.clone()))
+                    .hint("depends_on = [\"mysql_database.superset\"]"),
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -536,19 +781,42 @@ impl<'a> Loader<'a> {
                         v => v.type_name().to_owned(),
                     };
                     let all: Vec<String> = self.resources.keys().map(ToString::to_string).collect();
-                    let hint = did_you_mean(&text, all.iter().map(String::as_str)).unwrap_or_else(|| "name a resource declared in the plan as KIND.NAME".into());
-                    self.err(Diagnostic::new(format!("`depends_on` names `{text}`, which is not a declared resource"), Some(item.loc.clone())).hint(hint));
+                    let hint = did_you_mean(&text, all.iter().map(String::as_str))
+                        .unwrap_or_else(|| "name a resource declared in the plan as KIND.NAME".into());
+                    self.err(
+                        Diagnostic::new(
+                            format!("`depends_on` names `{text}`, which is not a declared resource"),
+                            Some(item.loc.clone()),
+                        )
+                        .hint(hint),
+                    );
                 }
             }
         }
         out
     }
 
-    fn provider_for(&mut self, addr: &Address, system: &str, table: &Table, header: &Location, providers: &BTreeMap<String, ProviderConfig>) -> Option<String> {
+    fn provider_for(
+        &mut self,
+        addr: &Address,
+        system: &str,
+        table: &Table,
+        header: &Location,
+        providers: &BTreeMap<String, ProviderConfig>,
+    ) -> Option<String> {
         let (id, loc) = match table.get("provider") {
-            Some(Entry { node: Node { value: NodeValue::Str(s), loc }, .. }) => (s.clone(), loc.clone()),
+            Some(Entry {
+                node: Node {
+                    value: NodeValue::Str(s),
+                    loc,
+                },
+                ..
+            }) => (s.clone(), loc.clone()),
             Some(e) => {
-                self.err(Diagnostic::new("`provider` takes a string such as \"mysql.lms\"", Some(e.node.loc.clone())));
+                self.err(Diagnostic::new(
+                    "`provider` takes a string such as \"mysql.lms\"",
+                    Some(e.node.loc.clone()),
+                ));
                 return None;
             }
             None => (system.to_owned(), header.clone()),
@@ -556,16 +824,30 @@ impl<'a> Loader<'a> {
         match providers.get(&id) {
             Some(p) if p.system == system => Some(id),
             Some(p) => {
-                self.err(Diagnostic::new(format!("{addr} is a {system} resource but provider `{id}` is {}", p.system), Some(loc)));
+                self.err(Diagnostic::new(
+                    format!("{addr} is a {system} resource but provider `{id}` is {}", p.system),
+                    Some(loc),
+                ));
                 None
             }
             None => {
-                let same: Vec<&str> = providers.values().filter(|p| p.system == system).map(|p| p.id.as_str()).collect();
+                let same: Vec<&str> = providers
+                    .values()
+                    .filter(|p| p.system == system)
+                    .map(|p| p.id.as_str())
+                    .collect();
                 let hint = match same.as_slice() {
                     [] => format!("add a [providers.{system}] block with its url"),
-                    _ => did_you_mean(&id, same.iter().copied()).unwrap_or_else(|| format!("configured {system} providers: {}", same.join(", "))),
+                    _ => did_you_mean(&id, same.iter().copied())
+                        .unwrap_or_else(|| format!("configured {system} providers: {}", same.join(", "))),
                 };
-                self.err(Diagnostic::new(format!("{addr} needs provider `{id}`, which is not configured"), Some(loc)).hint(hint));
+                self.err(
+                    Diagnostic::new(
+                        format!("{addr} needs provider `{id}`, which is not configured"),
+                        Some(loc),
+                    )
+                    .hint(hint),
+                );
                 None
             }
         }
@@ -587,7 +869,9 @@ impl<'a> Loader<'a> {
         let value = match table.get(name) {
             Some(e) => {
                 self.stack.push(frame);
-                let v = self.resolve(&e.node, Scope::Resources, &mut own).and_then(|v| self.coerce(v, attr, &e.node.loc));
+                let v = self
+                    .resolve(&e.node, Scope::Resources, &mut own)
+                    .and_then(|v| self.coerce(v, attr, &e.node.loc));
                 self.stack.pop();
                 own.remove(addr);
                 v
@@ -611,19 +895,30 @@ impl<'a> Loader<'a> {
             return v.clone();
         }
         let Some(node) = self.vars.get(name).copied() else {
-            let hint = did_you_mean(name, self.vars.keys().map(String::as_str)).unwrap_or_else(|| format!("declare it under [vars]: {name} = ..."));
+            let hint = did_you_mean(name, self.vars.keys().map(String::as_str))
+                .unwrap_or_else(|| format!("declare it under [vars]: {name} = ..."));
             self.err(Diagnostic::new(format!("unknown variable `vars.{name}`"), at.cloned()).hint(hint));
             return None;
         };
         let frame = Frame::Var(name.to_owned());
         if let Some(cycle) = self.cycle(&frame) {
-            self.err(Diagnostic::new(format!("reference cycle: {cycle}"), Some(node.loc.clone())).hint("a variable cannot refer to itself"));
+            self.err(
+                Diagnostic::new(format!("reference cycle: {cycle}"), Some(node.loc.clone()))
+                    .hint("a variable cannot refer to itself"),
+            );
             self.var_values.insert(name.to_owned(), None);
             return None;
         }
-        self.stack.push(frame);
-        let v = self.resolve(node, Scope::NoResources, &mut BTreeSet::new());
-        self.stack.pop();
+        // Like TF_VAR_: the environment overrides a declared variable (as a string).
+        let v = match std::env::var(format!("{VAR_ENV_PREFIX}{name}")) {
+            Ok(s) => Some(Value::Str(s)),
+            Err(_) => {
+                self.stack.push(frame);
+                let v = self.resolve(node, Scope::NoResources, &mut BTreeSet::new());
+                self.stack.pop();
+                v
+            }
+        };
         self.var_values.insert(name.to_owned(), v.clone());
         v
     }
@@ -634,7 +929,10 @@ impl<'a> Loader<'a> {
             NodeValue::Int(i) => Some(Value::Int(*i)),
             NodeValue::Bool(b) => Some(Value::Bool(*b)),
             NodeValue::Other(t) => {
-                self.err(Diagnostic::new(format!("{t} is not supported here"), Some(node.loc.clone())).hint("use a string, an integer, a boolean, a list or a table"));
+                self.err(
+                    Diagnostic::new(format!("{t} is not supported here"), Some(node.loc.clone()))
+                        .hint("use a string, an integer, a boolean, a list or a table"),
+                );
                 None
             }
             NodeValue::Array(items) => {
@@ -659,16 +957,21 @@ impl<'a> Loader<'a> {
 
     fn interpolate(&mut self, s: &str, node: &Node, scope: Scope, deps: &mut BTreeSet<Address>) -> Option<Value> {
         // +1 skips the opening quote, so the column points into the string.
-        let at = |offset: usize| Location { file: node.loc.file, span: node.loc.span.start + 1 + offset..node.loc.span.start + 2 + offset };
+        let at = |offset: usize, len: usize| Location {
+            file: node.loc.file,
+            span: node.loc.span.start + 1 + offset..node.loc.span.start + 1 + offset + len,
+        };
         let parts = match template::parse(s) {
             Ok(p) => p,
             Err((offset, msg)) => {
-                self.err(Diagnostic::new(msg, Some(at(offset))).hint(format!("{REF_HINT}; write $${{ for a literal ${{")));
+                self.err(
+                    Diagnostic::new(msg, Some(at(offset, 2))).hint(format!("{REF_HINT}; write $${{ for a literal ${{")),
+                );
                 return None;
             }
         };
-        if let [Part::Ref { path, offset }] = parts.as_slice() {
-            return self.reference(path, &at(*offset), scope, deps);
+        if let [Part::Ref { path, offset, len }] = parts.as_slice() {
+            return self.reference(path, &at(*offset, *len), scope, deps);
         }
         let mut out = String::new();
         let mut sensitive = false;
@@ -676,7 +979,7 @@ impl<'a> Loader<'a> {
         for part in &parts {
             match part {
                 Part::Lit(l) => out.push_str(l),
-                Part::Ref { path, offset } => match self.reference(path, &at(*offset), scope, deps) {
+                Part::Ref { path, offset, len } => match self.reference(path, &at(*offset, *len), scope, deps) {
                     Some(Value::Str(v)) => out.push_str(&v),
                     Some(Value::Int(i)) => out.push_str(&i.to_string()),
                     Some(Value::Bool(b)) => out.push_str(&b.to_string()),
@@ -685,8 +988,17 @@ impl<'a> Loader<'a> {
                         out.push_str(secret.expose());
                     }
                     Some(other) => {
-                        self.err(Diagnostic::new(format!("`${{{}}}` is {}, which cannot be put inside a string", path.join("."), other.type_name()), Some(at(*offset)))
-                            .hint("use the reference alone as the whole value"));
+                        self.err(
+                            Diagnostic::new(
+                                format!(
+                                    "`${{{}}}` is {}, which cannot be put inside a string",
+                                    path.join("."),
+                                    other.type_name()
+                                ),
+                                Some(at(*offset, *len)),
+                            )
+                            .hint("use the reference alone as the whole value"),
+                        );
                         ok = false;
                     }
                     None => ok = false,
@@ -694,10 +1006,22 @@ impl<'a> Loader<'a> {
             }
         }
         // Text built around a secret is itself secret.
-        ok.then(|| if sensitive { Value::Sensitive(Secret::new(out)) } else { Value::Str(out) })
+        ok.then(|| {
+            if sensitive {
+                Value::Sensitive(Secret::new(out))
+            } else {
+                Value::Str(out)
+            }
+        })
     }
 
-    fn reference(&mut self, path: &[String], at: &Location, scope: Scope, deps: &mut BTreeSet<Address>) -> Option<Value> {
+    fn reference(
+        &mut self,
+        path: &[String],
+        at: &Location,
+        scope: Scope,
+        deps: &mut BTreeSet<Address>,
+    ) -> Option<Value> {
         match path {
             [ns, name] if ns == "vars" => self.var(name, Some(at)),
             [ns, name] if ns == "secrets" => match self.secrets.get(name) {
@@ -712,45 +1036,89 @@ impl<'a> Loader<'a> {
             },
             [kind, name, attr] if self.registry.kind(kind).is_some() => {
                 if scope == Scope::NoResources {
-                    self.err(Diagnostic::new(format!("`${{{}}}` refers to a resource, which is not allowed here", path.join(".")), Some(at.clone()))
-                        .hint("vars and provider blocks may refer only to vars and secrets"));
+                    self.err(
+                        Diagnostic::new(
+                            format!(
+                                "`${{{}}}` refers to a resource, which is not allowed here",
+                                path.join(".")
+                            ),
+                            Some(at.clone()),
+                        )
+                        .hint("vars and provider blocks may refer only to vars and secrets"),
+                    );
                     return None;
                 }
                 let addr = Address::new(kind.clone(), name.clone());
                 let Some(raw) = self.resources.get(&addr) else {
-                    let same: Vec<String> = self.resources.keys().filter(|a| &a.kind == kind).map(|a| a.name.clone()).collect();
+                    let same: Vec<String> = self
+                        .resources
+                        .keys()
+                        .filter(|a| &a.kind == kind)
+                        .map(|a| a.name.clone())
+                        .collect();
                     let hint = did_you_mean(name, same.iter().map(String::as_str))
-                        .map(|h| h.replace('`', "").replace("did you mean ", &format!("did you mean `{kind}.")).replace('?', "`?"))
+                        .map(|h| {
+                            h.replace('`', "")
+                                .replace("did you mean ", &format!("did you mean `{kind}."))
+                                .replace('?', "`?")
+                        })
                         .unwrap_or_else(|| format!("declare [{kind}.{name}] or fix the name"));
-                    self.err(Diagnostic::new(format!("reference to undeclared resource `{addr}`"), Some(at.clone())).hint(hint));
+                    self.err(
+                        Diagnostic::new(format!("reference to undeclared resource `{addr}`"), Some(at.clone()))
+                            .hint(hint),
+                    );
                     return None;
                 };
                 if raw.schema.attr(attr).is_none() {
-                    let hint = did_you_mean(attr, raw.schema.attrs.iter().map(|a| a.name))
-                        .unwrap_or_else(|| format!("{kind} has {}", raw.schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")));
+                    let hint = did_you_mean(attr, raw.schema.attrs.iter().map(|a| a.name)).unwrap_or_else(|| {
+                        format!(
+                            "{kind} has {}",
+                            raw.schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                        )
+                    });
                     self.err(Diagnostic::new(format!("{kind} has no attribute `{attr}`"), Some(at.clone())).hint(hint));
                     return None;
                 }
                 deps.insert(addr.clone());
                 let frame = Frame::Attr(addr.clone(), attr.clone());
                 if let Some(cycle) = self.cycle(&frame) {
-                    self.err(Diagnostic::new(format!("reference cycle: {cycle}"), Some(at.clone())).hint("an attribute cannot depend on itself through references"));
+                    self.err(
+                        Diagnostic::new(format!("reference cycle: {cycle}"), Some(at.clone()))
+                            .hint("an attribute cannot depend on itself through references"),
+                    );
                     return None;
                 }
-                let v = self.attr(&addr, attr, deps);
+                // Only the direct reference is an edge: the referenced attribute's own edges
+                // belong to its resource, so cycles are reported along their real path.
+                let v = self.attr(&addr, attr, &mut BTreeSet::new());
                 let unset = self.resources[&addr].table.get(attr).is_none();
                 if v.is_none() && unset {
-                    self.err(Diagnostic::new(format!("`{addr}.{attr}` is not set and has no default"), Some(at.clone())).hint(format!("set {attr} in [{addr}]")));
+                    self.err(
+                        Diagnostic::new(
+                            format!("`{addr}.{attr}` is not set and has no default"),
+                            Some(at.clone()),
+                        )
+                        .hint(format!("set {attr} in [{addr}]")),
+                    );
                 }
                 v
             }
             [kind, _, _] => {
                 let hint = did_you_mean(kind, self.registry.kind_names()).unwrap_or_else(|| REF_HINT.into());
-                self.err(Diagnostic::new(format!("unknown resource kind `{kind}` in reference"), Some(at.clone())).hint(hint));
+                self.err(
+                    Diagnostic::new(format!("unknown resource kind `{kind}` in reference"), Some(at.clone()))
+                        .hint(hint),
+                );
                 None
             }
             _ => {
-                self.err(Diagnostic::new(format!("`${{{}}}` is not a reference", path.join(".")), Some(at.clone())).hint(REF_HINT));
+                self.err(
+                    Diagnostic::new(
+                        format!("`${{{}}}` is not a reference", path.join(".")),
+                        Some(at.clone()),
+                    )
+                    .hint(REF_HINT),
+                );
                 None
             }
         }
@@ -759,23 +1127,39 @@ impl<'a> Loader<'a> {
     /// Checks a resolved value against the attribute's type and rules.
     fn coerce(&mut self, v: Value, attr: &AttrSchema, loc: &Location) -> Option<Value> {
         if attr.sensitive && !matches!(v, Value::Sensitive(_)) {
-            self.err(Diagnostic::new(format!("`{}` is sensitive, so its value must come from [secrets]", attr.name), Some(loc.clone()))
-                .hint(format!("declare it under [secrets] (e.g. NAME = {{ generate = 24 }}) and write {} = \"${{secrets.NAME}}\"", attr.name)));
+            self.err(
+                Diagnostic::new(
+                    format!("`{}` is sensitive, so its value must come from [secrets]", attr.name),
+                    Some(loc.clone()),
+                )
+                .hint(format!(
+                    "declare it under [secrets] (e.g. NAME = {{ generate = 24 }}) and write {} = \"${{secrets.NAME}}\"",
+                    attr.name
+                )),
+            );
             return None;
         }
         let v = match coerce_type(v, &attr.ty) {
             Ok(v) => v,
             Err(found) => {
-                self.err(Diagnostic::new(format!("`{}` must be {}, not {found}", attr.name, attr.ty.describe()), Some(loc.clone()))
-                    .hint(format!("`{}` is {}", attr.name, attr.doc)));
+                self.err(
+                    Diagnostic::new(
+                        format!("`{}` must be {}, not {found}", attr.name, attr.ty.describe()),
+                        Some(loc.clone()),
+                    )
+                    .hint(format!("`{}`: {}", attr.name, attr.doc)),
+                );
                 return None;
             }
         };
-        if let (Some(check), false) = (attr.check, v.is_sensitive()) {
-            if let Err(msg) = check(&v) {
-                self.err(Diagnostic::new(format!("invalid `{}`: {msg}", attr.name), Some(loc.clone())).hint(format!("`{}` is {}", attr.name, attr.doc)));
-                return None;
-            }
+        if let (Some(check), false) = (attr.check, v.is_sensitive())
+            && let Err(msg) = check(&v)
+        {
+            self.err(
+                Diagnostic::new(format!("invalid `{}`: {msg}", attr.name), Some(loc.clone()))
+                    .hint(format!("`{}`: {}", attr.name, attr.doc)),
+            );
+            return None;
         }
         Some(v)
     }
@@ -784,7 +1168,9 @@ impl<'a> Loader<'a> {
 fn coerce_type(v: Value, ty: &AttrType) -> Result<Value, String> {
     match (ty, v) {
         (_, v @ Value::Sensitive(_)) if matches!(ty, AttrType::String | AttrType::Sql) => Ok(v),
-        (AttrType::String, v @ Value::Str(_)) | (AttrType::Int, v @ Value::Int(_)) | (AttrType::Bool, v @ Value::Bool(_)) => Ok(v),
+        (AttrType::String, v @ Value::Str(_))
+        | (AttrType::Int, v @ Value::Int(_))
+        | (AttrType::Bool, v @ Value::Bool(_)) => Ok(v),
         (AttrType::Map, v @ Value::Map(_)) => Ok(v),
         (AttrType::Sql, Value::Str(s)) => Ok(Value::Sql(s)),
         (AttrType::List(inner), Value::List(items)) => items
@@ -792,7 +1178,9 @@ fn coerce_type(v: Value, ty: &AttrType) -> Result<Value, String> {
             .map(|i| coerce_type(i, inner).map_err(|found| format!("a list containing {found}")))
             .collect::<Result<_, _>>()
             .map(Value::List),
-        (AttrType::Json, Value::Str(s)) => serde_json::from_str(&s).map(Value::Json).map_err(|e| format!("a string that is not JSON ({e})")),
+        (AttrType::Json, Value::Str(s)) => serde_json::from_str(&s)
+            .map(Value::Json)
+            .map_err(|e| format!("a string that is not JSON ({e})")),
         (AttrType::Json, v @ (Value::Map(_) | Value::List(_))) => Ok(Value::Json(v.to_json())),
         (_, v) => Err(v.type_name().to_owned()),
     }
@@ -800,9 +1188,13 @@ fn coerce_type(v: Value, ty: &AttrType) -> Result<Value, String> {
 
 fn valid_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn valid_name(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }

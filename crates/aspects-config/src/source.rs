@@ -50,7 +50,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>, location: Option<Location>) -> Self {
-        Self { message: message.into(), location, hint: None }
+        Self {
+            message: message.into(),
+            location,
+            hint: None,
+        }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -81,18 +85,29 @@ impl fmt::Display for LoadError {
             if let Some(loc) = &d.location {
                 let (line, col) = self.sources.line_col(loc);
                 let file = &self.sources.files[loc.file];
-                writeln!(f, "  --> {}:{line}:{col}", file.path.display())?;
+                let gutter = line.to_string().len();
+                writeln!(f, "{:gutter$}--> {}:{line}:{col}", "", file.path.display())?;
                 if let Some(src) = file.text.lines().nth(line - 1) {
-                    let gutter = line.to_string().len();
-                    let width = file.text[loc.span.clone()].lines().next().map_or(1, |l| l.chars().count().max(1));
+                    let width = file.text[loc.span.clone()]
+                        .lines()
+                        .next()
+                        .map_or(1, |l| l.chars().count().max(1));
                     let width = width.min(src.chars().count().saturating_sub(col - 1).max(1));
                     writeln!(f, "{:gutter$} |", "")?;
-                    writeln!(f, "{line} | {src}")?;
-                    writeln!(f, "{:gutter$} | {:>pad$}{}", "", "", "^".repeat(width), pad = col - 1)?;
+                    if has_url_password(src) {
+                        writeln!(f, "{line} | (line not shown: it holds a password in a URL)")?;
+                    } else {
+                        writeln!(f, "{line} | {src}")?;
+                        writeln!(f, "{:gutter$} | {:>pad$}{}", "", "", "^".repeat(width), pad = col - 1)?;
+                    }
                 }
             }
             if let Some(h) = &d.hint {
-                writeln!(f, "  = hint: {h}")?;
+                let gutter = d
+                    .location
+                    .as_ref()
+                    .map_or(1, |l| self.sources.line_col(l).0.to_string().len());
+                writeln!(f, "{:gutter$} = hint: {h}", "")?;
             }
         }
         if self.diagnostics.len() > 1 {
@@ -100,6 +115,16 @@ impl fmt::Display for LoadError {
         }
         Ok(())
     }
+}
+
+/// `scheme://user:password@host`: such a line is never echoed, even in an error about it.
+fn has_url_password(line: &str) -> bool {
+    line.split("://").skip(1).any(|rest| {
+        let authority = rest.split(['/', '"', '\'', ' ']).next().unwrap_or_default();
+        authority
+            .split_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    })
 }
 
 /// "did you mean `x`?" when one candidate is close enough.
@@ -110,4 +135,16 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_passwords_are_detected() {
+        assert!(has_url_password(r#"url = "mysql://root:pw@127.0.0.1:3306""#));
+        assert!(!has_url_password(r#"url = "mysql://root@127.0.0.1:3306""#));
+        assert!(!has_url_password(r#"url = "http://host:8123/x@y""#));
+    }
 }

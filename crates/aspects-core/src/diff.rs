@@ -139,7 +139,11 @@ pub fn diff(schema: &KindSchema, desired: &Resource, live: Option<&Live>, previo
         if differs {
             change.attrs.push(AttrChange {
                 name: attr.name.to_owned(),
-                before: if attr.write_only { None } else { live.attrs.get(attr.name).cloned() },
+                before: if attr.write_only {
+                    None
+                } else {
+                    live.attrs.get(attr.name).cloned()
+                },
                 after: Some(after.clone()),
                 forces_replace: attr.update == UpdateMode::Replace,
                 sensitive: attr.sensitive,
@@ -162,7 +166,11 @@ pub fn diff(schema: &KindSchema, desired: &Resource, live: Option<&Live>, previo
 }
 
 fn replace_reason(attrs: &[AttrChange]) -> String {
-    let names: Vec<&str> = attrs.iter().filter(|a| a.forces_replace).map(|a| a.name.as_str()).collect();
+    let names: Vec<&str> = attrs
+        .iter()
+        .filter(|a| a.forces_replace)
+        .map(|a| a.name.as_str())
+        .collect();
     match names.as_slice() {
         [] => "replacement requested".into(),
         [one] => format!("changing {one} forces replacement"),
@@ -176,9 +184,7 @@ pub fn delete(schema: &KindSchema, orphan: &Orphan) -> Change {
         address: orphan.address.clone(),
         provider: orphan.provider.clone(),
         action: Action::Delete,
-        attrs: orphan
-            .attrs
-            .iter()
+        attrs: ordered(schema, &orphan.attrs)
             .map(|(name, v)| AttrChange {
                 name: name.clone(),
                 before: Some(v.clone()),
@@ -195,6 +201,15 @@ pub fn delete(schema: &KindSchema, orphan: &Orphan) -> Change {
         origin: None,
         depends_on: Vec::new(),
     }
+}
+
+/// Attributes in the kind's declared order, then any the schema does not name.
+fn ordered<'a>(
+    schema: &'a KindSchema,
+    attrs: &'a BTreeMap<String, Value>,
+) -> impl Iterator<Item = (&'a String, &'a Value)> {
+    let known = schema.attrs.iter().filter_map(|a| attrs.get_key_value(a.name));
+    known.chain(attrs.iter().filter(|(k, _)| schema.attr(k).is_none()))
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,7 +301,11 @@ mod tests {
 
     fn live(comment: &str, pw: Verification, owned: bool) -> Live {
         Live {
-            attrs: [("name".to_owned(), Value::from("a")), ("comment".to_owned(), Value::from(comment))].into(),
+            attrs: [
+                ("name".to_owned(), Value::from("a")),
+                ("comment".to_owned(), Value::from(comment)),
+            ]
+            .into(),
             verified: [("password".to_owned(), pw)].into(),
             owned,
         }
@@ -302,13 +321,24 @@ mod tests {
     #[test]
     fn equal_and_owned_is_noop_but_unowned_is_adopt() {
         let d = desired("x");
-        assert_eq!(diff(&schema(), &d, Some(&live("x", Verification::Matches, true)), None).action, Action::NoOp);
-        assert_eq!(diff(&schema(), &d, Some(&live("x", Verification::Matches, false)), None).action, Action::Adopt);
+        assert_eq!(
+            diff(&schema(), &d, Some(&live("x", Verification::Matches, true)), None).action,
+            Action::NoOp
+        );
+        assert_eq!(
+            diff(&schema(), &d, Some(&live("x", Verification::Matches, false)), None).action,
+            Action::Adopt
+        );
     }
 
     #[test]
     fn only_changed_attributes_are_listed_and_passwords_come_from_the_verifier() {
-        let c = diff(&schema(), &desired("y"), Some(&live("x", Verification::Differs, true)), None);
+        let c = diff(
+            &schema(),
+            &desired("y"),
+            Some(&live("x", Verification::Differs, true)),
+            None,
+        );
         assert_eq!(c.action, Action::Update);
         let names: Vec<_> = c.attrs.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["comment", "password"]);
@@ -317,7 +347,12 @@ mod tests {
 
     #[test]
     fn unknown_verification_is_a_change_with_its_reason() {
-        let c = diff(&schema(), &desired("x"), Some(&live("x", Verification::Unknown("plugin ed25519".into()), true)), None);
+        let c = diff(
+            &schema(),
+            &desired("x"),
+            Some(&live("x", Verification::Unknown("plugin ed25519".into()), true)),
+            None,
+        );
         assert_eq!(c.action, Action::Update);
         assert_eq!(c.attrs[0].unverifiable.as_deref(), Some("plugin ed25519"));
     }
@@ -327,7 +362,11 @@ mod tests {
         let prev = Orphan {
             address: Address::new("t_user", "a"),
             identity: [("name".to_owned(), Value::from("old"))].into(),
-            attrs: [("name".to_owned(), Value::from("old")), ("comment".to_owned(), Value::from("x"))].into(),
+            attrs: [
+                ("name".to_owned(), Value::from("old")),
+                ("comment".to_owned(), Value::from("x")),
+            ]
+            .into(),
             provider: "t".into(),
             reason: String::new(),
         };

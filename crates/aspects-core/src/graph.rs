@@ -19,7 +19,7 @@ pub struct Graph {
 pub enum GraphError {
     #[error("{from} depends on {to}, which is not declared")]
     Dangling { from: Address, to: Address },
-    #[error("dependency cycle: {}", render_cycle(.0))]
+    #[error("dependency cycle: {} (each depends on the next)", render_cycle(.0))]
     Cycle(Vec<Address>),
 }
 
@@ -40,7 +40,10 @@ impl Graph {
         for (addr, deps) in &nodes {
             for dep in deps.iter() {
                 let Some(&from) = index.get(dep) else {
-                    return Err(GraphError::Dangling { from: (*addr).clone(), to: dep.clone() });
+                    return Err(GraphError::Dangling {
+                        from: (*addr).clone(),
+                        to: dep.clone(),
+                    });
                 };
                 g.add_edge(from, index[*addr], ());
             }
@@ -73,7 +76,8 @@ impl Graph {
             path.push(next);
             if !seen.insert(next) {
                 let first = path.iter().position(|n| *n == next)?;
-                return Some(path[first..].iter().map(|n| self.g[*n].clone()).collect());
+                // Edges run dependency -> dependent; report in "depends on" order.
+                return Some(path[first..].iter().rev().map(|n| self.g[*n].clone()).collect());
             }
             at = next;
         }
@@ -114,7 +118,9 @@ impl Graph {
     }
 
     fn edges(&self) -> impl Iterator<Item = (&Address, &Address)> {
-        self.g.edge_references().map(|e| (&self.g[e.source()], &self.g[e.target()]))
+        self.g
+            .edge_references()
+            .map(|e| (&self.g[e.source()], &self.g[e.target()]))
     }
 
     pub fn to_dot(&self) -> String {
@@ -151,8 +157,10 @@ mod tests {
     }
 
     fn build(spec: &[(&str, &[&str])]) -> Result<Graph, GraphError> {
-        let owned: Vec<(Address, BTreeSet<Address>)> =
-            spec.iter().map(|(n, deps)| (a(n), deps.iter().map(|d| a(d)).collect())).collect();
+        let owned: Vec<(Address, BTreeSet<Address>)> = spec
+            .iter()
+            .map(|(n, deps)| (a(n), deps.iter().map(|d| a(d)).collect()))
+            .collect();
         Graph::new(owned.iter().map(|(n, d)| (n, d)))
     }
 
@@ -166,10 +174,18 @@ mod tests {
 
     #[test]
     fn cycle_reports_the_whole_path() {
-        let err = build(&[("k.a", &["k.c"]), ("k.b", &["k.a"]), ("k.c", &["k.b"]), ("k.d", &[])]).err().unwrap();
-        assert_eq!(err.to_string(), "dependency cycle: k.a -> k.b -> k.c -> k.a");
+        let err = build(&[("k.a", &["k.c"]), ("k.b", &["k.a"]), ("k.c", &["k.b"]), ("k.d", &[])])
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "dependency cycle: k.a -> k.c -> k.b -> k.a (each depends on the next)"
+        );
         let err = build(&[("k.a", &["k.a"])]).err().unwrap();
-        assert_eq!(err.to_string(), "dependency cycle: k.a -> k.a");
+        assert_eq!(
+            err.to_string(),
+            "dependency cycle: k.a -> k.a (each depends on the next)"
+        );
     }
 
     #[test]

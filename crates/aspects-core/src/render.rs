@@ -69,7 +69,10 @@ pub fn verdict(plan: &Plan) -> String {
         return "No changes. Live state matches the plan.".into();
     }
     let s = plan.summary();
-    let mut out = format!("Plan: {} to add, {} to change, {} to destroy", s.add, s.change, s.destroy);
+    let mut out = format!(
+        "Plan: {} to add, {} to change, {} to destroy",
+        s.add, s.change, s.destroy
+    );
     if s.adopt > 0 {
         let _ = write!(out, ", {} to adopt", s.adopt);
     }
@@ -86,13 +89,21 @@ pub fn render_plan(plan: &Plan, p: Painter) -> String {
         let _ = writeln!(
             out,
             "{}",
-            p.paint(Label::Warning, &format!("Partial plan: only {} and what it depends on.", names.join(", ")))
+            p.paint(
+                Label::Warning,
+                &format!("Partial plan: only {} and what it depends on.", names.join(", "))
+            )
         );
     }
     if !plan.has_changes() {
         return out;
     }
-    let mut used: Vec<Action> = plan.changes.iter().map(|c| c.action).filter(|a| *a != Action::NoOp).collect();
+    let mut used: Vec<Action> = plan
+        .changes
+        .iter()
+        .map(|c| c.action)
+        .filter(|a| *a != Action::NoOp)
+        .collect();
     used.sort();
     used.dedup();
     let legend: Vec<String> = used
@@ -129,7 +140,10 @@ fn render_change(out: &mut String, c: &Change, p: Painter) {
     let label = Label::for_action(c.action);
     let mut verb = c.action.verb().to_owned();
     if c.adopt && matches!(c.action, Action::Update | Action::Replace) {
-        verb = format!("will be adopted and {}", verb.trim_start_matches("will be ").trim_start_matches("must be "));
+        verb = format!(
+            "will be adopted and {}",
+            verb.trim_start_matches("will be ").trim_start_matches("must be ")
+        );
     }
     let mut header = format!("  # {} {verb}", c.address);
     if let Some(reason) = &c.reason {
@@ -153,7 +167,11 @@ fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p
         ("~", Label::Update)
     };
     let name = format!("{:width$}", a.name);
-    let forces = if a.forces_replace { p.paint(Label::Replace, " # forces replacement") } else { String::new() };
+    let forces = if a.forces_replace {
+        p.paint(Label::Replace, " # forces replacement")
+    } else {
+        String::new()
+    };
     let sign = p.paint(label, sym);
     if a.sensitive {
         let text = match &a.unverifiable {
@@ -205,7 +223,13 @@ fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p
 /// Structural diff of two JSON documents: one line per changed leaf path.
 fn json_diff(out: &mut Vec<(char, String)>, path: &str, before: &serde_json::Value, after: &serde_json::Value) {
     use serde_json::Value as J;
-    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match (before, after) {
         (J::Object(b), J::Object(a)) => {
             for (k, bv) in b {
@@ -259,11 +283,22 @@ mod tests {
 
     fn attr(name: &str, before: Option<Value>, after: Option<Value>) -> AttrChange {
         let sensitive = before.as_ref().or(after.as_ref()).is_some_and(Value::is_sensitive);
-        AttrChange { name: name.into(), before, after, forces_replace: false, sensitive, unverifiable: None }
+        AttrChange {
+            name: name.into(),
+            before,
+            after,
+            forces_replace: false,
+            sensitive,
+            unverifiable: None,
+        }
     }
 
     fn plan(changes: Vec<Change>) -> Plan {
-        Plan { deployment: "t".into(), changes, targets: None }
+        Plan {
+            deployment: "t".into(),
+            changes,
+            targets: None,
+        }
     }
 
     const NO_COLOUR: Painter = Painter { colour: false };
@@ -278,7 +313,10 @@ mod tests {
         let p = plan(vec![
             change(
                 Action::Create,
-                vec![attr("user", None, Some("superset".into())), attr("password", None, Some(Value::Sensitive(Secret::new("s3cret-one"))))],
+                vec![
+                    attr("user", None, Some("superset".into())),
+                    attr("password", None, Some(Value::Sensitive(Secret::new("s3cret-one")))),
+                ],
             ),
             change(
                 Action::Update,

@@ -17,7 +17,10 @@ pub struct Address {
 
 impl Address {
     pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { kind: kind.into(), name: name.into() }
+        Self {
+            kind: kind.into(),
+            name: name.into(),
+        }
     }
 
     /// Parses `kind.name` (the name may itself be quoted: `kind["a b"]`).

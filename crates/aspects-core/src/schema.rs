@@ -51,6 +51,9 @@ pub enum UpdateMode {
     Replace,
 }
 
+/// Validates a resolved value; `Err` says what is wrong and how to write it instead.
+pub type Check = fn(&Value) -> Result<(), String>;
+
 #[derive(Clone, Debug)]
 pub struct AttrSchema {
     pub name: &'static str,
@@ -66,7 +69,7 @@ pub struct AttrSchema {
     pub write_only: bool,
     /// Provider-specific validation of a resolved value; the message says what is wrong and how
     /// to write it instead. Runs at load time, so errors carry file:line:col.
-    pub check: Option<fn(&Value) -> Result<(), String>>,
+    pub check: Option<Check>,
     pub doc: &'static str,
 }
 
@@ -85,7 +88,7 @@ impl AttrSchema {
             doc,
         }
     }
-    pub fn check(mut self, f: fn(&Value) -> Result<(), String>) -> Self {
+    pub fn check(mut self, f: Check) -> Self {
         self.check = Some(f);
         self
     }

@@ -19,19 +19,39 @@ use crate::provider::ProviderWrite;
 
 pub type Writers = BTreeMap<ProviderId, Arc<dyn ProviderWrite>>;
 
-pub struct ApplyOptions {
+pub struct ApplyOptions<'a> {
     pub parallelism: usize,
     pub allow_destroy: bool,
+    /// Scrubs every known secret from error text before it is shown or journalled.
+    pub redactor: &'a Redactor,
+    pub journal: Option<&'a Journal>,
 }
 
 /// What happened to one resource; also the journal's vocabulary.
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Started { address: String, action: Action },
-    Done { address: String, action: Action, ms: u64 },
-    Failed { address: String, action: Action, error: String, #[serde(skip_serializing_if = "Option::is_none")] hint: Option<String> },
-    Skipped { address: String, action: Action, because: String },
+    Started {
+        address: String,
+        action: Action,
+    },
+    Done {
+        address: String,
+        action: Action,
+        ms: u64,
+    },
+    Failed {
+        address: String,
+        action: Action,
+        error: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
+    },
+    Skipped {
+        address: String,
+        action: Action,
+        because: String,
+    },
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -52,16 +72,19 @@ pub async fn apply(
     graph: &Graph,
     registry: &Registry,
     writers: &Writers,
-    opts: &ApplyOptions,
-    redactor: &Redactor,
-    journal: Option<&Journal>,
+    opts: &ApplyOptions<'_>,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<Report, EngineError> {
     let protected: Vec<String> = planned.plan.destroys_data().map(|c| c.address.to_string()).collect();
     if !opts.allow_destroy && !protected.is_empty() {
         return Err(EngineError::DestroyProtected(protected));
     }
-    let ops: Vec<&Change> = planned.plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
+    let ops: Vec<&Change> = planned
+        .plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .collect();
     let (deletes, others): (Vec<&Change>, Vec<&Change>) = ops.into_iter().partition(|c| c.action == Action::Delete);
 
     let addrs: BTreeSet<&Address> = others.iter().map(|c| &c.address).collect();
@@ -70,7 +93,10 @@ pub async fn apply(
         .map(|c| {
             let mut blockers: BTreeSet<Address> = graph.closure(std::slice::from_ref(&c.address));
             blockers.retain(|a| a != &c.address && addrs.contains(a));
-            Op { change: (*c).clone(), blockers }
+            Op {
+                change: (*c).clone(),
+                blockers,
+            }
         })
         .collect();
     let order: BTreeMap<Address, usize> = graph.order().into_iter().enumerate().map(|(i, a)| (a, i)).collect();
@@ -81,12 +107,23 @@ pub async fn apply(
         .iter()
         .map(|c| Op {
             change: (*c).clone(),
-            blockers: deletes.iter().filter(|d| rank(d) > rank(c)).map(|d| d.address.clone()).collect(),
+            blockers: deletes
+                .iter()
+                .filter(|d| rank(d) > rank(c))
+                .map(|d| d.address.clone())
+                .collect(),
         })
         .collect();
     delete_ops.sort_by_key(|op| std::cmp::Reverse(rank(&op.change)));
 
-    let mut run = Run { planned, registry, writers, opts, redactor, journal, on_event, report: Report::default() };
+    let mut run = Run {
+        planned,
+        registry,
+        writers,
+        opts,
+        on_event,
+        report: Report::default(),
+    };
     run.schedule(queue).await?;
     run.schedule(delete_ops).await?;
     Ok(run.report)
@@ -101,9 +138,7 @@ struct Run<'a> {
     planned: &'a Planned,
     registry: &'a Registry,
     writers: &'a Writers,
-    opts: &'a ApplyOptions,
-    redactor: &'a Redactor,
-    journal: Option<&'a Journal>,
+    opts: &'a ApplyOptions<'a>,
     on_event: &'a mut (dyn FnMut(&Event) + Send),
     report: Report,
 }
@@ -115,7 +150,7 @@ enum Outcome {
 
 impl Run<'_> {
     fn emit(&mut self, e: Event) {
-        if let Some(j) = self.journal {
+        if let Some(j) = self.opts.journal {
             j.record(&e);
         }
         (self.on_event)(&e);
@@ -129,7 +164,11 @@ impl Run<'_> {
         let mut per_provider: BTreeMap<ProviderId, usize> = BTreeMap::new();
         loop {
             // Skip whatever waits on a failure, transitively (a skip counts as a failure).
-            while let Some(i) = pending.iter().position(|op| op.blockers.iter().any(|b| matches!(outcome.get(b), Some(Outcome::Failed)))) {
+            while let Some(i) = pending.iter().position(|op| {
+                op.blockers
+                    .iter()
+                    .any(|b| matches!(outcome.get(b), Some(Outcome::Failed)))
+            }) {
                 let op = pending.remove(i);
                 let failed: Vec<String> = op
                     .blockers
@@ -151,7 +190,10 @@ impl Run<'_> {
                 let provider = op.change.provider.clone();
                 let writer = &self.writers[&provider];
                 let busy = per_provider.get(&provider).copied().unwrap_or(0);
-                let ready = op.blockers.iter().all(|b| matches!(outcome.get(b), Some(Outcome::Done)));
+                let ready = op
+                    .blockers
+                    .iter()
+                    .all(|b| matches!(outcome.get(b), Some(Outcome::Done)));
                 if !ready || busy >= writer.max_concurrency().max(1) {
                     i += 1;
                     continue;
@@ -159,9 +201,17 @@ impl Run<'_> {
                 let writer = writer.clone();
                 let op = pending.remove(i);
                 *per_provider.entry(provider).or_default() += 1;
-                self.emit(Event::Started { address: op.change.address.to_string(), action: op.change.action });
+                self.emit(Event::Started {
+                    address: op.change.address.to_string(),
+                    action: op.change.action,
+                });
                 let kind = self.registry.kind(&op.change.address.kind).expect("known kind").clone();
-                let desired = self.planned.resources.get(&op.change.address).filter(|_| op.change.action != Action::Delete).cloned();
+                let desired = self
+                    .planned
+                    .resources
+                    .get(&op.change.address)
+                    .filter(|_| op.change.action != Action::Delete)
+                    .cloned();
                 running.spawn(async move {
                     let started = Instant::now();
                     let r = writer.apply(&kind, &op.change, desired.as_ref()).await;
@@ -181,14 +231,23 @@ impl Run<'_> {
                 Ok(()) => {
                     outcome.insert(change.address.clone(), Outcome::Done);
                     self.report.done.push(address.clone());
-                    self.emit(Event::Done { address, action: change.action, ms });
+                    self.emit(Event::Done {
+                        address,
+                        action: change.action,
+                        ms,
+                    });
                 }
                 Err(e) => {
                     outcome.insert(change.address.clone(), Outcome::Failed);
                     self.report.failed.push(address.clone());
-                    let error = self.redactor.scrub(&e.message);
-                    let hint = e.hint.as_deref().map(|h| self.redactor.scrub(h));
-                    self.emit(Event::Failed { address, action: change.action, error, hint });
+                    let error = self.opts.redactor.scrub(&e.message);
+                    let hint = e.hint.as_deref().map(|h| self.opts.redactor.scrub(h));
+                    self.emit(Event::Failed {
+                        address,
+                        action: change.action,
+                        error,
+                        hint,
+                    });
                 }
             }
         }

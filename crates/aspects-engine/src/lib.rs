@@ -13,7 +13,11 @@ pub use provider::{Connector, ProviderError, ProviderRead, ProviderWrite};
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{provider} ({target}): {error}")]
-    Provider { provider: String, target: String, error: ProviderError },
+    Provider {
+        provider: String,
+        target: String,
+        error: ProviderError,
+    },
     #[error("unknown --target {}", .0.join(", "))]
     UnknownTarget(Vec<String>),
     #[error("the plan destroys data-bearing {}", .0.join(", "))]
@@ -26,7 +30,9 @@ impl EngineError {
     pub fn hint(&self) -> Option<String> {
         match self {
             EngineError::Provider { error, .. } => error.hint.clone(),
-            EngineError::UnknownTarget(_) => Some("targets are resource addresses as `aspects plan` prints them (KIND.NAME)".into()),
+            EngineError::UnknownTarget(_) => {
+                Some("targets are resource addresses as `aspects plan` prints them (KIND.NAME)".into())
+            }
             EngineError::DestroyProtected(_) => {
                 Some("put them back in the plan file, or re-run with --allow-destroy if the data may go".into())
             }

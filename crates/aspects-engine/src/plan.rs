@@ -35,7 +35,12 @@ pub async fn plan(
 
     let mut by_provider: BTreeMap<&ProviderId, BTreeMap<&str, Vec<Resource>>> = BTreeMap::new();
     for r in resources.values() {
-        by_provider.entry(&r.provider).or_default().entry(r.address.kind.as_str()).or_default().push(r.clone());
+        by_provider
+            .entry(&r.provider)
+            .or_default()
+            .entry(r.address.kind.as_str())
+            .or_default()
+            .push(r.clone());
     }
 
     let mut reads = JoinSet::new();
@@ -75,7 +80,11 @@ pub async fn plan(
                 }
             }
             Err(error) => {
-                first_error.get_or_insert(EngineError::Provider { target: readers[&id].target(), provider: id, error });
+                first_error.get_or_insert(EngineError::Provider {
+                    target: readers[&id].target(),
+                    provider: id,
+                    error,
+                });
             }
         }
     }
@@ -86,12 +95,16 @@ pub async fn plan(
     let mut changes = Vec::new();
     for r in resources.values() {
         let schema = registry.kind(&r.address.kind).expect("known kind");
-        let at = orphans.iter().position(|o| o.address == r.address && o.provider == r.provider);
+        let at = orphans
+            .iter()
+            .position(|o| o.address == r.address && o.provider == r.provider);
         let previous = at.map(|i| orphans.remove(i));
         changes.push(diff::diff(schema, r, live.get(&r.address), previous.as_ref()));
     }
     for o in &orphans {
-        let schema = registry.kind(&o.address.kind).ok_or_else(|| EngineError::Internal(format!("provider returned unknown kind {}", o.address.kind)))?;
+        let schema = registry
+            .kind(&o.address.kind)
+            .ok_or_else(|| EngineError::Internal(format!("provider returned unknown kind {}", o.address.kind)))?;
         changes.push(diff::delete(schema, o));
     }
 
@@ -112,7 +125,14 @@ pub async fn plan(
         }
     };
     changes.sort_by(|a, b| a.address.cmp(&b.address));
-    Ok(Planned { plan: Plan { deployment: desired.deployment.clone(), changes, targets }, resources })
+    Ok(Planned {
+        plan: Plan {
+            deployment: desired.deployment.clone(),
+            changes,
+            targets,
+        },
+        resources,
+    })
 }
 
 enum Read {

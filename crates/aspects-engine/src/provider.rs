@@ -21,7 +21,11 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), hint: None, locked: false }
+        Self {
+            message: message.into(),
+            hint: None,
+            locked: false,
+        }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -30,7 +34,10 @@ impl ProviderError {
     }
 
     pub fn locked(message: impl Into<String>) -> Self {
-        Self { locked: true, ..Self::new(message) }
+        Self {
+            locked: true,
+            ..Self::new(message)
+        }
     }
 }
 
@@ -84,6 +91,14 @@ pub trait LockGuard: Send + Sync {
 #[async_trait]
 pub trait Connector: Send + Sync {
     fn schema(&self) -> SystemSchema;
-    async fn connect_read(&self, config: &ProviderConfig, deployment: &str) -> Result<Arc<dyn ProviderRead>, ProviderError>;
-    async fn connect_write(&self, config: &ProviderConfig, deployment: &str) -> Result<Arc<dyn ProviderWrite>, ProviderError>;
+    async fn connect_read(
+        &self,
+        config: &ProviderConfig,
+        deployment: &str,
+    ) -> Result<Arc<dyn ProviderRead>, ProviderError>;
+    async fn connect_write(
+        &self,
+        config: &ProviderConfig,
+        deployment: &str,
+    ) -> Result<Arc<dyn ProviderWrite>, ProviderError>;
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, Resource, SystemSchema, Value};
+use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, SystemSchema, Value};
 use aspects_engine::provider::{Connector, LockGuard, ProviderError, ProviderRead, ProviderWrite};
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
-use sqlx::{AssertSqlSafe, ConnectOptions, Executor, MySqlPool, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySqlPool, Row};
 
 use crate::error;
 use crate::privileges::LevelSets;
@@ -27,11 +27,19 @@ impl Connector for MySql {
         schema::schema()
     }
 
-    async fn connect_read(&self, config: &ProviderConfig, deployment: &str) -> Result<Arc<dyn ProviderRead>, ProviderError> {
+    async fn connect_read(
+        &self,
+        config: &ProviderConfig,
+        deployment: &str,
+    ) -> Result<Arc<dyn ProviderRead>, ProviderError> {
         Ok(Arc::new(Reader(Handle::connect(config, deployment, true).await?)))
     }
 
-    async fn connect_write(&self, config: &ProviderConfig, deployment: &str) -> Result<Arc<dyn ProviderWrite>, ProviderError> {
+    async fn connect_write(
+        &self,
+        config: &ProviderConfig,
+        deployment: &str,
+    ) -> Result<Arc<dyn ProviderWrite>, ProviderError> {
         let handle = Handle::connect(config, deployment, false).await?;
         handle.ensure_meta().await?;
         Ok(Arc::new(Writer(handle)))
@@ -51,6 +59,8 @@ pub struct Handle {
     pub(crate) options: MySqlConnectOptions,
     pub(crate) target: String,
     pub(crate) admin: String,
+    /// `mysql` or `mysql.lms`, for the orphans this handle reports.
+    pub(crate) provider: ProviderId,
     pub(crate) deployment: String,
     pub(crate) meta: String,
     max_concurrency: usize,
@@ -58,7 +68,8 @@ pub struct Handle {
     /// Character set -> its default collation, as this server defines it.
     pub(crate) charsets: BTreeMap<String, String>,
     pub(crate) levels: LevelSets,
-    queries: AtomicU64,
+    /// Shared with lock guards, which outlive a borrow of the handle.
+    pub(crate) queries: Arc<AtomicU64>,
 }
 
 /// How long to wait for a connection before calling the server unreachable.
@@ -68,9 +79,15 @@ impl Handle {
     async fn connect(config: &ProviderConfig, deployment: &str, read_only: bool) -> Result<Handle, ProviderError> {
         let url = match config.attrs.get("url") {
             Some(Value::Str(url)) => url.as_str(),
-            _ => return Err(ProviderError::new(format!("[providers.{}] needs `url`", config.id))),
+            _ => {
+                return Err(ProviderError::new(format!("[providers.{}] needs `url`", config.id)));
+            }
         };
-        let check = schema::schema().provider_attrs.into_iter().find(|a| a.name == "url").and_then(|a| a.check);
+        let check = schema::schema()
+            .provider_attrs
+            .into_iter()
+            .find(|a| a.name == "url")
+            .and_then(|a| a.check);
         if let Some(Err(e)) = check.map(|f| f(&Value::from(url))) {
             return Err(ProviderError::new(format!("[providers.{}] `url`: {e}", config.id)));
         }
@@ -83,7 +100,10 @@ impl Handle {
             _ => {}
         }
         // Statement logging would print SQL text (with password hashes) through `log`.
-        let options = options.pipes_as_concat(false).no_engine_substitution(false).disable_statement_logging();
+        let options = options
+            .pipes_as_concat(false)
+            .no_engine_substitution(false)
+            .disable_statement_logging();
         let target = format!("mysql://{}:{}", options.get_host(), options.get_port());
         let admin = options.get_username().to_owned();
         let max_concurrency = match config.attrs.get("max_concurrency") {
@@ -96,6 +116,15 @@ impl Handle {
             .and_then(Value::as_str)
             .unwrap_or(DEFAULT_META_DATABASE)
             .to_owned();
+        // One plain connection first: the pool retries a refused connection until its timeout
+        // and then reports only that it timed out, hiding the reason.
+        let fail = |e: sqlx::Error| error::from_sqlx(&e, &target, &admin, "connecting", &[]);
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| fail(sqlx::Error::PoolTimedOut))?
+            .map_err(fail)?;
+        // Closing politely is best effort; the connection has done its job.
+        let _ = first.close().await;
         let pool = MySqlPoolOptions::new()
             .max_connections(if read_only { 2 } else { max_concurrency as u32 + 1 })
             .min_connections(0)
@@ -111,19 +140,20 @@ impl Handle {
             })
             .connect_with(options.clone())
             .await
-            .map_err(|e| error::from_sqlx(&e, &target, &admin, "connecting", &[]))?;
+            .map_err(fail)?;
         let mut handle = Handle {
             pool,
             options,
             target,
             admin,
+            provider: config.id.clone(),
             deployment: deployment.to_owned(),
             meta,
             max_concurrency,
             mariadb: true,
             charsets: BTreeMap::new(),
             levels: LevelSets::default(),
-            queries: AtomicU64::new(0),
+            queries: Arc::new(AtomicU64::new(0)),
         };
         handle.learn_server().await?;
         Ok(handle)
@@ -133,15 +163,22 @@ impl Handle {
     /// needs these and they cannot change while we run.
     async fn learn_server(&mut self) -> Result<(), ProviderError> {
         let doing = "reading server capabilities";
-        let version: String = self.rows("SELECT VERSION()", &[]).await.map_err(|e| self.err(&e, doing))?[0].get(0);
+        let version = self
+            .rows("SELECT VERSION()", &[])
+            .await
+            .map_err(|e| self.err(&e, doing))?;
+        let version = version.first().map(|r| text(r, 0)).transpose()?.unwrap_or_default();
         self.mariadb = version.contains("MariaDB");
         self.charsets = self
-            .rows("SELECT CHARACTER_SET_NAME, DEFAULT_COLLATE_NAME FROM information_schema.CHARACTER_SETS", &[])
+            .rows(
+                "SELECT CHARACTER_SET_NAME, DEFAULT_COLLATE_NAME FROM information_schema.CHARACTER_SETS",
+                &[],
+            )
             .await
             .map_err(|e| self.err(&e, doing))?
             .iter()
-            .map(|r| (r.get::<String, _>(0).to_lowercase(), r.get::<String, _>(1).to_lowercase()))
-            .collect();
+            .map(|r| Ok((text(r, 0)?.to_lowercase(), text(r, 1)?.to_lowercase())))
+            .collect::<Result<_, ProviderError>>()?;
         let columns = self
             .rows(
                 "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'mysql' \
@@ -151,9 +188,16 @@ impl Handle {
             )
             .await
             .map_err(|e| self.err(&e, doing))?;
-        let columns: Vec<(String, String, String)> = columns.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
-        self.levels
-            .set_database(columns.iter().filter(|c| c.0.eq_ignore_ascii_case("db")).map(|c| c.1.as_str()));
+        let columns = columns
+            .iter()
+            .map(|r| Ok((text(r, 0)?, text(r, 1)?, text(r, 2)?)))
+            .collect::<Result<Vec<_>, ProviderError>>()?;
+        self.levels.set_database(
+            columns
+                .iter()
+                .filter(|c| c.0.eq_ignore_ascii_case("db"))
+                .map(|c| c.1.as_str()),
+        );
         if let Some(c) = columns.iter().find(|c| c.0.eq_ignore_ascii_case("tables_priv")) {
             self.levels.set_table(&c.2);
         }
@@ -162,7 +206,7 @@ impl Handle {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(&e, doing))?;
-        let names: Vec<String> = privileges.iter().map(|r| r.get(0)).collect();
+        let names = privileges.iter().map(|r| text(r, 0)).collect::<Result<Vec<_>, _>>()?;
         self.levels.set_global(names.iter().map(String::as_str));
         self.levels.fill_missing();
         Ok(())
@@ -188,21 +232,46 @@ impl Handle {
         query.fetch_all(&self.pool).await
     }
 
-    /// A statement in the text protocol (DDL, GRANT). `secrets` are the secret strings the SQL
-    /// embeds: such SQL is never logged and they are scrubbed from any error.
-    pub(crate) async fn run(&self, sql: &str, doing: &str, secrets: &[&str]) -> Result<(), ProviderError> {
+    /// A statement in the text protocol (DDL, GRANT: MySQL cannot prepare all of them, and SQL
+    /// with secret material should not sit in the server's statement cache). `secret`
+    /// statements are never logged.
+    pub(crate) async fn execute(&self, sql: &str, secret: bool) -> Result<(), sqlx::Error> {
         self.count();
-        if secrets.is_empty() {
-            tracing::debug!(sql, "statement");
+        if secret {
+            tracing::debug!("statement (text withheld: it carries secret material)");
         } else {
-            tracing::debug!("statement {doing} (text withheld: it carries secret material)");
+            tracing::debug!(sql, "statement");
         }
         sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
             .execute(&self.pool)
             .await
             .map(drop)
+    }
+
+    /// [`Self::execute`] with the error explained; `secrets` are the secret strings the SQL
+    /// embeds, scrubbed from any error.
+    pub(crate) async fn run(&self, sql: &str, doing: &str, secrets: &[&str]) -> Result<(), ProviderError> {
+        self.execute(sql, !secrets.is_empty())
+            .await
             .map_err(|e| error::from_sqlx(&e, &self.target, &self.admin, doing, secrets))
     }
+}
+
+/// A text column. Servers type some names as binary strings (MySQL 8's `mysql.user`); those
+/// are read as bytes. A surprise is an error, never a panic.
+pub(crate) fn text(row: &MySqlRow, i: usize) -> Result<String, ProviderError> {
+    row.try_get::<String, _>(i)
+        .or_else(|_| {
+            row.try_get::<Vec<u8>, _>(i)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+        .map_err(|e| ProviderError::new(format!("unexpected result from the server: {e}")))
+}
+
+/// An integer column (NULL is None).
+pub(crate) fn int(row: &MySqlRow, i: usize) -> Result<Option<i64>, ProviderError> {
+    row.try_get(i)
+        .map_err(|e| ProviderError::new(format!("unexpected result from the server: {e}")))
 }
 
 /// `?, ?, ?` for an IN list.
@@ -210,50 +279,35 @@ pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
 }
 
-/// The read side, shared by both handles.
-#[async_trait]
-impl ProviderRead for Reader {
-    fn target(&self) -> String {
-        self.0.target.clone()
-    }
-    fn max_concurrency(&self) -> usize {
-        self.0.max_concurrency
-    }
-    fn queries(&self) -> u64 {
-        self.0.queries.load(Ordering::Relaxed)
-    }
-    fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
-        self.0.normalise(kind, resource)
-    }
-    async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
-        self.0.read(kind, desired).await
-    }
-    async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
-        self.0.orphans(desired).await
-    }
+/// The read side is the same for both handles.
+macro_rules! provider_read {
+    ($handle:ty) => {
+        #[async_trait]
+        impl ProviderRead for $handle {
+            fn target(&self) -> String {
+                self.0.target.clone()
+            }
+            fn max_concurrency(&self) -> usize {
+                self.0.max_concurrency
+            }
+            fn queries(&self) -> u64 {
+                self.0.queries.load(Ordering::Relaxed)
+            }
+            fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
+                self.0.normalise(kind, resource)
+            }
+            async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+                self.0.read(kind, desired).await
+            }
+            async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+                self.0.orphans(desired).await
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl ProviderRead for Writer {
-    fn target(&self) -> String {
-        self.0.target.clone()
-    }
-    fn max_concurrency(&self) -> usize {
-        self.0.max_concurrency
-    }
-    fn queries(&self) -> u64 {
-        self.0.queries.load(Ordering::Relaxed)
-    }
-    fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
-        self.0.normalise(kind, resource)
-    }
-    async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
-        self.0.read(kind, desired).await
-    }
-    async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
-        self.0.orphans(desired).await
-    }
-}
+provider_read!(Reader);
+provider_read!(Writer);
 
 #[async_trait]
 impl ProviderWrite for Writer {
@@ -268,10 +322,76 @@ impl ProviderWrite for Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::password;
+    use crate::sql::ident;
 
     #[test]
     fn placeholders_join() {
         assert_eq!(placeholders(3), "?, ?, ?");
         assert_eq!(placeholders(0), "");
+    }
+
+    /// The test server (env `ASPECTS_STACK_MYSQL_URL`), as a provider block. These tests need
+    /// private access to send SQL the public API never would.
+    fn config() -> ProviderConfig {
+        let url = std::env::var("ASPECTS_STACK_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let mut attrs = BTreeMap::new();
+        let (scheme, rest) = url.split_once("://").unwrap();
+        match rest.rsplit_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let (user, pw) = userinfo.split_once(':').unwrap();
+                attrs.insert("url".to_owned(), Value::from(format!("{scheme}://{user}@{host}")));
+                attrs.insert("password".to_owned(), Value::Sensitive(aspects_core::Secret::new(pw)));
+            }
+            _ => {
+                attrs.insert("url".to_owned(), Value::from(url.as_str()));
+            }
+        }
+        ProviderConfig {
+            id: "mysql".into(),
+            system: "mysql".into(),
+            attrs,
+            origin: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_server_refuses_writes_on_a_read_handle() {
+        let h = Handle::connect(&config(), "ro", true).await.unwrap();
+        let name = format!("t{}_read_only", std::process::id());
+        let err = h
+            .run(&format!("CREATE DATABASE {}", ident(&name)), "creating a database", &[])
+            .await
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("Cannot execute statement in a READ ONLY transaction"),
+            "{err}"
+        );
+        assert!(err.message.contains("this handle is read-only"), "{err}");
+        assert!(h.schemata(&[&name]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_server_error_quoting_a_password_statement_is_scrubbed() {
+        let h = Handle::connect(&config(), "scrub", true).await.unwrap();
+        let pw = "Zz-secret-pw";
+        let hash = password::native_hash(pw);
+        // A syntax error whose "near '...'" quote would carry both the plaintext and the hash.
+        let sql = format!("CREATE USER OOPS BY '{pw}' AS '{hash}'");
+        let forms = password::secret_forms(pw);
+        let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();
+        let raw = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
+            .execute(&h.pool)
+            .await
+            .unwrap_err();
+        assert!(
+            raw.to_string().contains(pw),
+            "the server does echo the statement: {raw}"
+        );
+        let err = h.run(&sql, "creating a user", &secrets).await.unwrap_err();
+        assert!(!err.message.contains(pw) && !err.message.contains(&hash), "{err}");
+        assert!(err.message.contains("near (statement text withheld)"), "{err}");
+        assert!(err.message.contains("MySQL error 1064"), "{err}");
     }
 }

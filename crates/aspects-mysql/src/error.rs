@@ -6,6 +6,9 @@ use aspects_core::secret::REDACTED;
 use aspects_engine::provider::ProviderError;
 use sqlx::mysql::MySqlDatabaseError;
 
+/// "Access denied" at login: 1045, or 1698 when MariaDB refuses a login without a password.
+pub const ACCESS_DENIED: &[u16] = &[1045, 1698];
+
 /// The MySQL error number of a server error.
 pub fn number(e: &sqlx::Error) -> Option<u16> {
     e.as_database_error()
@@ -45,14 +48,14 @@ pub fn from_sqlx(e: &sqlx::Error, target: &str, admin: &str, doing: &str, secret
     match e {
         sqlx::Error::Io(io) => ProviderError::new(format!("cannot reach MySQL at {target} while {doing}: {io}"))
             .with_hint("is the server running? check `url` in [providers.mysql]"),
-        sqlx::Error::PoolTimedOut => {
-            ProviderError::new(format!("cannot reach MySQL at {target} while {doing}: timed out waiting for a connection"))
-                .with_hint("is the server running and accepting connections? check `url` in [providers.mysql]")
-        }
+        sqlx::Error::PoolTimedOut => ProviderError::new(format!(
+            "cannot reach MySQL at {target} while {doing}: timed out waiting for a connection"
+        ))
+        .with_hint("is the server running and accepting connections? check `url` in [providers.mysql]"),
         sqlx::Error::Tls(tls) => ProviderError::new(format!("TLS with MySQL at {target} failed while {doing}: {tls}"))
             .with_hint("check the server's certificate, or `ssl-mode` in the `url` of [providers.mysql]"),
         _ => match (number(e), e.as_database_error()) {
-            (Some(1045), Some(db)) => ProviderError::new(format!(
+            (Some(n), Some(db)) if ACCESS_DENIED.contains(&n) => ProviderError::new(format!(
                 "MySQL at {target} refused the login of the provider user '{admin}': {}",
                 scrub(db.message(), secrets)
             ))
@@ -70,10 +73,14 @@ pub fn from_sqlx(e: &sqlx::Error, target: &str, admin: &str, doing: &str, secret
                 "{doing} on {target} was refused: {} (this handle is read-only: plan and drift never write)",
                 scrub(db.message(), secrets)
             )),
-            (Some(n), Some(db)) => {
-                ProviderError::new(format!("{doing} on {target} failed: {} (MySQL error {n})", scrub(db.message(), secrets)))
-            }
-            _ => ProviderError::new(format!("{doing} on {target} failed: {}", scrub(&e.to_string(), secrets))),
+            (Some(n), Some(db)) => ProviderError::new(format!(
+                "{doing} on {target} failed: {} (MySQL error {n})",
+                scrub(db.message(), secrets)
+            )),
+            _ => ProviderError::new(format!(
+                "{doing} on {target} failed: {}",
+                scrub(&e.to_string(), secrets)
+            )),
         },
     }
 }
@@ -86,7 +93,10 @@ mod tests {
     fn scrub_cuts_statement_quotes_and_secrets() {
         let msg = "You have an error in your SQL syntax; check the manual near 'd3f' at line 1 (*ABC s3cr3t)";
         let out = scrub(msg, &["s3cr3t", "*ABC"]);
-        assert_eq!(out, "You have an error in your SQL syntax; check the manual near (statement text withheld) at line 1 ((sensitive) (sensitive))");
+        assert_eq!(
+            out,
+            "You have an error in your SQL syntax; check the manual near (statement text withheld) at line 1 ((sensitive) (sensitive))"
+        );
         assert_eq!(scrub("plain near 'x' at line 1", &[]), "plain near 'x' at line 1");
         assert_eq!(scrub("near 'unterminated", &["q"]), "near (statement text withheld)");
         assert_eq!(scrub("abc", &[""]), "abc");

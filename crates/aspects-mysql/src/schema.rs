@@ -21,16 +21,28 @@ pub fn schema() -> SystemSchema {
     SystemSchema {
         system: SYSTEM,
         provider_attrs: vec![
-            AttrSchema::new("url", AttrType::String, "Server address without a password, e.g. `mysql://root@127.0.0.1:3306`.")
-                .required()
-                .check(check_url),
+            AttrSchema::new(
+                "url",
+                AttrType::String,
+                "Server address without a password, e.g. `mysql://root@127.0.0.1:3306`.",
+            )
+            .required()
+            .check(check_url),
             AttrSchema {
                 sensitive: true,
-                ..AttrSchema::new("password", AttrType::String, "The admin user's password, from `[secrets]`.")
+                ..AttrSchema::new(
+                    "password",
+                    AttrType::String,
+                    "The admin user's password, from `[secrets]`.",
+                )
             },
-            AttrSchema::new("max_concurrency", AttrType::Int, "Statements this provider runs at once during apply.")
-                .default(DEFAULT_MAX_CONCURRENCY)
-                .check(check_concurrency),
+            AttrSchema::new(
+                "max_concurrency",
+                AttrType::Int,
+                "Statements this provider runs at once during apply.",
+            )
+            .default(DEFAULT_MAX_CONCURRENCY)
+            .check(check_concurrency),
             AttrSchema::new(
                 "meta_database",
                 AttrType::String,
@@ -47,8 +59,12 @@ fn database_kind() -> KindSchema {
     KindSchema {
         kind: DATABASE,
         attrs: vec![
-            AttrSchema::new("name", AttrType::String, "Database name.").identity().check(check_db_name),
-            AttrSchema::new("charset", AttrType::String, "Default character set.").default("utf8mb4").check(check_charset),
+            AttrSchema::new("name", AttrType::String, "Database name.")
+                .identity()
+                .check(check_db_name),
+            AttrSchema::new("charset", AttrType::String, "Default character set.")
+                .default("utf8mb4")
+                .check(check_charset),
             AttrSchema::new(
                 "collation",
                 AttrType::String,
@@ -66,14 +82,20 @@ fn user_kind() -> KindSchema {
     KindSchema {
         kind: USER,
         attrs: vec![
-            AttrSchema::new("user", AttrType::String, "User name.").identity().check(check_user),
+            AttrSchema::new("user", AttrType::String, "User name.")
+                .identity()
+                .check(check_user),
             AttrSchema::new("host", AttrType::String, "Host pattern the user may connect from.")
                 .identity()
                 .default("%")
                 .check(check_host),
-            AttrSchema::new("password", AttrType::String, "The user's password, from `[secrets]`; verified, never read.")
-                .write_only_secret()
-                .required(),
+            AttrSchema::new(
+                "password",
+                AttrType::String,
+                "The user's password, from `[secrets]`; verified, never read.",
+            )
+            .write_only_secret()
+            .required(),
         ],
         data_bearing: false,
         rank: 1,
@@ -85,9 +107,16 @@ fn grant_kind() -> KindSchema {
     KindSchema {
         kind: GRANT,
         attrs: vec![
-            AttrSchema::new("user", AttrType::String, "Grantee user name.").identity().check(check_user),
-            AttrSchema::new("host", AttrType::String, "Grantee host pattern.").identity().default("%").check(check_host),
-            AttrSchema::new("on", AttrType::String, "`*.*`, `db.*` or `db.table`.").identity().check(check_on),
+            AttrSchema::new("user", AttrType::String, "Grantee user name.")
+                .identity()
+                .check(check_user),
+            AttrSchema::new("host", AttrType::String, "Grantee host pattern.")
+                .identity()
+                .default("%")
+                .check(check_host),
+            AttrSchema::new("on", AttrType::String, "`*.*`, `db.*` or `db.table`.")
+                .identity()
+                .check(check_on),
             AttrSchema::new(
                 "privileges",
                 AttrType::List(Box::new(AttrType::String)),
@@ -105,7 +134,7 @@ fn grant_kind() -> KindSchema {
 /// The identity attributes of a resource in canonical form (host lowercased as the server stores
 /// it, `on` respelled): the key ownership records and live reads are matched by.
 pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
-    let s = |k: &str| attrs.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let s = |k: &str| str_attr(attrs, k).to_owned();
     let mut id = BTreeMap::new();
     match kind {
         DATABASE => {
@@ -125,13 +154,28 @@ pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String,
     id
 }
 
+/// A string attribute, empty when absent (the loader made required ones present).
+pub fn str_attr<'a>(attrs: &'a BTreeMap<String, Value>, name: &str) -> &'a str {
+    attrs.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The strings of a list attribute (privileges).
+pub fn str_list(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_list)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// MySQL and MariaDB store host names in lowercase.
 pub fn canonical_host(host: &str) -> String {
     host.to_lowercase()
 }
 
 fn string(v: &Value) -> Result<&str, String> {
-    v.as_str().ok_or_else(|| format!("expected a string, found {}", v.type_name()))
+    v.as_str()
+        .ok_or_else(|| format!("expected a string, found {}", v.type_name()))
 }
 
 fn no_control(what: &str, s: &str) -> Result<(), String> {
@@ -147,8 +191,14 @@ fn check_url(v: &Value) -> Result<(), String> {
         .strip_prefix("mysql://")
         .ok_or_else(|| format!("{url:?} is not a MySQL URL; write it as `mysql://USER@HOST:PORT`"))?;
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':')) {
-        return Err("the URL contains a password: put the password in `password = \"${secrets.NAME}\"`, never in the URL".into());
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    {
+        return Err(
+            "the URL contains a password: put the password in `password = \"${secrets.NAME}\"`, never in the URL"
+                .into(),
+        );
     }
     url.parse::<sqlx::mysql::MySqlConnectOptions>()
         .map(|_| ())
@@ -170,7 +220,9 @@ fn check_db_name(v: &Value) -> Result<(), String> {
         return Err(format!("database name {name:?} must be 1 to 64 characters long"));
     }
     if name.ends_with(' ') {
-        return Err(format!("database name {name:?} ends with a space, which MySQL does not allow"));
+        return Err(format!(
+            "database name {name:?} ends with a space, which MySQL does not allow"
+        ));
     }
     Ok(())
 }
@@ -178,7 +230,9 @@ fn check_db_name(v: &Value) -> Result<(), String> {
 fn check_charset(v: &Value) -> Result<(), String> {
     let name = string(v)?;
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("{name:?} is not a character set or collation name (letters, digits and `_`, e.g. utf8mb4_general_ci)"));
+        return Err(format!(
+            "{name:?} is not a character set or collation name (letters, digits and `_`, e.g. utf8mb4_general_ci)"
+        ));
     }
     Ok(())
 }
@@ -190,7 +244,9 @@ fn account_part(what: &str, s: &str, max: usize) -> Result<(), String> {
         return Err(format!("{what} {s:?} must be 1 to {max} characters long"));
     }
     if s.contains("'@'") {
-        return Err(format!("{what} {s:?} contains `'@'`, which makes the account ambiguous in MySQL's privilege tables"));
+        return Err(format!(
+            "{what} {s:?} contains `'@'`, which makes the account ambiguous in MySQL's privilege tables"
+        ));
     }
     Ok(())
 }
@@ -231,7 +287,11 @@ mod tests {
 
     fn check(kind: &str, attr: &str, v: impl Into<Value>) -> Result<(), String> {
         let schema = schema();
-        let attrs = if kind == "provider" { &schema.provider_attrs } else { &schema.kinds.iter().find(|k| k.kind == kind).unwrap().attrs };
+        let attrs = if kind == "provider" {
+            &schema.provider_attrs
+        } else {
+            &schema.kinds.iter().find(|k| k.kind == kind).unwrap().attrs
+        };
         let a = attrs.iter().find(|a| a.name == attr).unwrap();
         (a.check.unwrap())(&v.into())
     }
@@ -252,15 +312,26 @@ mod tests {
     fn url_must_not_carry_a_password() {
         assert_eq!(check("provider", "url", "mysql://root@127.0.0.1:3306"), Ok(()));
         let err = check("provider", "url", "mysql://root:hunter2@127.0.0.1:3306").unwrap_err();
-        assert!(err.contains("password = \\\"${secrets.NAME}\\\"") || err.contains("password = \"${secrets.NAME}\""), "{err}");
+        assert!(
+            err.contains("password = \\\"${secrets.NAME}\\\"") || err.contains("password = \"${secrets.NAME}\""),
+            "{err}"
+        );
         assert!(!err.contains("hunter2"));
-        assert!(check("provider", "url", "postgres://x@y").unwrap_err().contains("mysql://USER@HOST:PORT"));
+        assert!(
+            check("provider", "url", "postgres://x@y")
+                .unwrap_err()
+                .contains("mysql://USER@HOST:PORT")
+        );
     }
 
     #[test]
     fn names_reject_control_characters_and_ambiguity() {
         assert_eq!(check(DATABASE, "name", "we`ird 'db' \\ name"), Ok(()));
-        assert!(check(DATABASE, "name", "a\0b").unwrap_err().contains("control character"));
+        assert!(
+            check(DATABASE, "name", "a\0b")
+                .unwrap_err()
+                .contains("control character")
+        );
         assert!(check(DATABASE, "name", "trailing ").is_err());
         assert!(check(USER, "user", "a\nb").is_err());
         assert!(check(USER, "user", "a'@'b").unwrap_err().contains("ambiguous"));
@@ -271,15 +342,36 @@ mod tests {
     fn on_and_privileges_are_checked() {
         assert_eq!(check(GRANT, "on", "`my.db`.*"), Ok(()));
         assert!(check(GRANT, "on", "db").unwrap_err().contains("`db.table`"));
-        assert_eq!(check(GRANT, "privileges", Value::List(vec!["select".into(), "ALL PRIVILEGES".into()])), Ok(()));
-        assert!(check(GRANT, "privileges", Value::List(vec![])).unwrap_err().contains("empty"));
-        assert!(check(GRANT, "privileges", Value::List(vec!["SELCT".into()])).unwrap_err().contains("SELECT"));
+        assert_eq!(
+            check(
+                GRANT,
+                "privileges",
+                Value::List(vec!["select".into(), "ALL PRIVILEGES".into()])
+            ),
+            Ok(())
+        );
+        assert!(
+            check(GRANT, "privileges", Value::List(vec![]))
+                .unwrap_err()
+                .contains("empty")
+        );
+        assert!(
+            check(GRANT, "privileges", Value::List(vec!["SELCT".into()]))
+                .unwrap_err()
+                .contains("SELECT")
+        );
     }
 
     #[test]
     fn identity_is_canonical() {
-        let attrs: BTreeMap<String, Value> =
-            [("user", "App"), ("host", "LocalHost"), ("on", "`db`.*"), ("privileges", "x")].map(|(k, v)| (k.to_owned(), Value::from(v))).into();
+        let attrs: BTreeMap<String, Value> = [
+            ("user", "App"),
+            ("host", "LocalHost"),
+            ("on", "`db`.*"),
+            ("privileges", "x"),
+        ]
+        .map(|(k, v)| (k.to_owned(), Value::from(v)))
+        .into();
         let id = identity(GRANT, &attrs);
         assert_eq!(id.len(), 3);
         assert_eq!(id["user"], Value::from("App"));

@@ -1,0 +1,181 @@
+//! The executor's ordering, limits and failure handling. The provider here is an in-memory
+//! recorder, not a stand-in for a real system: it exists to make scheduling observable (which op
+//! ran when, how many at once) and to fail on demand. Real systems are tested end to end in
+//! tests/ against the real services.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aspects_core::graph::Graph;
+use aspects_core::{
+    Action, Address, AttrSchema, AttrType, Change, Desired, KindSchema, Live, Orphan, Redactor, Registry, Resource,
+    Secret, SystemSchema, Value,
+};
+use aspects_engine::apply::{ApplyOptions, Event, Writers, apply};
+use aspects_engine::plan::{Readers, plan};
+use aspects_engine::provider::{LockGuard, ProviderError, ProviderRead, ProviderWrite};
+use async_trait::async_trait;
+
+#[derive(Default)]
+struct Recorder {
+    log: Mutex<Vec<String>>,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    fail: BTreeSet<String>,
+    limit: usize,
+}
+
+#[async_trait]
+impl ProviderRead for Recorder {
+    fn target(&self) -> String {
+        "memory".into()
+    }
+    fn max_concurrency(&self) -> usize {
+        self.limit
+    }
+    fn queries(&self) -> u64 {
+        0
+    }
+    fn normalise(&self, _: &KindSchema, _: &mut Resource) {}
+    async fn read(&self, _: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        Ok(desired.iter().map(|_| None).collect())
+    }
+    async fn orphans(&self, _: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+        Ok(vec![])
+    }
+}
+
+#[async_trait]
+impl ProviderWrite for Recorder {
+    async fn apply(&self, _: &KindSchema, change: &Change, _: Option<&Resource>) -> Result<(), ProviderError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        let name = change.address.name.clone();
+        self.log.lock().unwrap().push(name.clone());
+        if self.fail.contains(&name) {
+            return Err(ProviderError::new("boom: password s3cr3t rejected"));
+        }
+        Ok(())
+    }
+    async fn lock(&self, _: &str, _: Duration) -> Result<Box<dyn LockGuard>, ProviderError> {
+        unimplemented!("not used by these tests")
+    }
+}
+
+fn registry() -> Registry {
+    Registry::default().with(SystemSchema {
+        system: "m",
+        provider_attrs: vec![],
+        kinds: vec![KindSchema {
+            kind: "m_thing",
+            attrs: vec![AttrSchema::new("name", AttrType::String, "").identity()],
+            data_bearing: false,
+            rank: 0,
+            doc: "",
+        }],
+    })
+}
+
+/// `spec`: (name, dependencies) of m_thing resources.
+async fn run(spec: &[(&str, &[&str])], fail: &[&str], limit: usize, parallelism: usize) -> (Arc<Recorder>, Vec<Event>) {
+    let addr = |n: &str| Address::new("m_thing", n);
+    let resources: BTreeMap<Address, Resource> = spec
+        .iter()
+        .map(|(n, deps)| {
+            let r = Resource {
+                address: addr(n),
+                provider: "m".into(),
+                attrs: [("name".to_owned(), Value::from(*n))].into(),
+                depends_on: deps.iter().map(|d| addr(d)).collect(),
+                origin: "test".into(),
+            };
+            (addr(n), r)
+        })
+        .collect();
+    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).unwrap();
+    let desired = Desired {
+        deployment: "t".into(),
+        providers: BTreeMap::new(),
+        resources,
+    };
+    let rec = Arc::new(Recorder {
+        fail: fail.iter().map(|s| s.to_string()).collect(),
+        limit,
+        ..Default::default()
+    });
+    let readers: Readers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderRead>)].into();
+    let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
+    let reg = registry();
+    let planned = plan(&desired, &graph, &reg, &readers, None).await.unwrap();
+    assert!(planned.plan.changes.iter().all(|c| c.action == Action::Create));
+    let mut events = Vec::new();
+    let redactor = Redactor::new([Secret::new("s3cr3t")]);
+    let opts = ApplyOptions {
+        parallelism,
+        allow_destroy: false,
+        redactor: &redactor,
+        journal: None,
+    };
+    let mut sink = |e: &Event| events.push(e.clone());
+    apply(&planned, &graph, &reg, &writers, &opts, &mut sink).await.unwrap();
+    (rec, events)
+}
+
+#[tokio::test]
+async fn dependencies_run_first() {
+    let (rec, _) = run(&[("c", &["b"]), ("b", &["a"]), ("a", &[])], &[], 8, 8).await;
+    assert_eq!(*rec.log.lock().unwrap(), ["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn a_failure_skips_its_dependents_and_lets_independent_branches_finish() {
+    let (rec, events) = run(
+        &[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("x", &[]), ("y", &["x"])],
+        &["a"],
+        8,
+        8,
+    )
+    .await;
+    let log = rec.log.lock().unwrap().clone();
+    assert!(
+        log.contains(&"x".to_owned()) && log.contains(&"y".to_owned()),
+        "{log:?}"
+    );
+    assert!(
+        !log.contains(&"b".to_owned()) && !log.contains(&"c".to_owned()),
+        "{log:?}"
+    );
+    let skipped: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Skipped { address, because, .. } => Some(format!("{address}: {because}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "m_thing.b: m_thing.a did not succeed",
+            "m_thing.c: m_thing.a, m_thing.b did not succeed"
+        ]
+    );
+    let failed = events.iter().find_map(|e| match e {
+        Event::Failed { error, .. } => Some(error.clone()),
+        _ => None,
+    });
+    assert_eq!(failed.as_deref(), Some("boom: password (sensitive) rejected"));
+}
+
+#[tokio::test]
+async fn the_provider_limit_caps_concurrency_below_the_global_one() {
+    let many: Vec<(String, Vec<&str>)> = (0..12).map(|i| (format!("r{i}"), vec![])).collect();
+    let spec: Vec<(&str, &[&str])> = many.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let (rec, _) = run(&spec, &[], 2, 8).await;
+    assert_eq!(rec.peak.load(Ordering::SeqCst), 2);
+    let (rec, _) = run(&spec, &[], 8, 3).await;
+    assert_eq!(rec.peak.load(Ordering::SeqCst), 3);
+}

@@ -1,0 +1,436 @@
+//! Reading live state: one query per kind for any number of desired resources (plus one for
+//! ownership), normalised by the same functions as the desired side, and the orphan scan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Value, Verification};
+use aspects_engine::provider::ProviderError;
+use tokio::task::JoinSet;
+
+use crate::connect::{Handle, placeholders, text};
+use crate::ownership::{self, Record};
+use crate::password;
+use crate::privileges::GRANT_OPTION;
+use crate::schema::{self, DATABASE, GRANT, USER, canonical_host, str_attr, str_list};
+use crate::sql::{self, On};
+
+/// `(user, host)` of an account.
+type Account = (String, String);
+
+/// What `mysql.user` says about an account.
+struct AccountRow {
+    plugin: String,
+    auth: String,
+}
+
+/// Raw privilege names (GRANT OPTION included) per account and target.
+type Privileges = BTreeMap<(String, On), Vec<String>>;
+
+fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn list(names: Vec<String>) -> Value {
+    Value::List(names.into_iter().map(Value::Str).collect())
+}
+
+impl Handle {
+    /// The one normaliser (desired side; live values are produced in the same form): schema
+    /// defaults filled, hosts lowercased, `on` respelled, charset aliases resolved, the default
+    /// collation filled in, privileges canonical.
+    pub(crate) fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
+        for attr in &kind.attrs {
+            if let (Some(default), false) = (&attr.default, resource.attrs.contains_key(attr.name)) {
+                resource.attrs.insert(attr.name.to_owned(), default.clone());
+            }
+        }
+        let a = &mut resource.attrs;
+        match kind.kind {
+            DATABASE => {
+                let charset = self.charset(str_attr(a, "charset"));
+                let collation = match a.get("collation").and_then(Value::as_str) {
+                    Some(c) => self.collation(c),
+                    None => self.charsets.get(&charset).cloned().unwrap_or_default(),
+                };
+                a.insert("charset".into(), Value::Str(charset));
+                if !collation.is_empty() {
+                    a.insert("collation".into(), Value::Str(collation));
+                }
+            }
+            USER | GRANT => {
+                let host = canonical_host(str_attr(a, "host"));
+                a.insert("host".into(), Value::Str(host));
+                if kind.kind == GRANT
+                    && let Ok(on) = On::parse(str_attr(a, "on"))
+                {
+                    let privileges = self.levels.normalise(on.level(), str_list(a.get("privileges")));
+                    a.insert("on".into(), Value::Str(on.to_string()));
+                    a.insert("privileges".into(), list(privileges));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Lowercase, with `utf8` read as the server reads it (`utf8mb3` on MariaDB 10.6+/MySQL 8).
+    fn charset(&self, name: &str) -> String {
+        let name = name.to_lowercase();
+        match name.strip_prefix("utf8") {
+            Some("") if !self.charsets.contains_key("utf8") && self.charsets.contains_key("utf8mb3") => {
+                "utf8mb3".into()
+            }
+            _ => name,
+        }
+    }
+
+    fn collation(&self, name: &str) -> String {
+        let name = name.to_lowercase();
+        match name.strip_prefix("utf8_") {
+            Some(rest) if !self.charsets.contains_key("utf8") && self.charsets.contains_key("utf8mb3") => {
+                format!("utf8mb3_{rest}")
+            }
+            _ => name,
+        }
+    }
+
+    pub(crate) async fn read(
+        &self,
+        kind: &KindSchema,
+        desired: &[Resource],
+    ) -> Result<Vec<Option<Live>>, ProviderError> {
+        if desired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut live = match kind.kind {
+            DATABASE => self.read_databases(desired).await?,
+            USER => self.read_users(desired).await?,
+            GRANT => self.read_grants(desired).await?,
+            other => {
+                return Err(ProviderError::new(format!("the mysql provider has no kind `{other}`")));
+            }
+        };
+        if live.iter().any(Option::is_some) {
+            let owned = self.owned_keys(kind.kind).await?;
+            for (l, r) in live.iter_mut().zip(desired) {
+                if let Some(l) = l {
+                    l.owned = owned.contains(&ownership::key(kind.kind, &schema::identity(kind.kind, &r.attrs)));
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    async fn read_databases(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let names: Vec<&str> = desired.iter().map(|r| str_attr(&r.attrs, "name")).collect();
+        let found = self.schemata(&names).await?;
+        Ok(names
+            .iter()
+            .map(|name| {
+                found.get(*name).map(|(charset, collation)| Live {
+                    attrs: attrs([
+                        ("name", Value::from(*name)),
+                        ("charset", Value::from(charset.as_str())),
+                        ("collation", Value::from(collation.as_str())),
+                    ]),
+                    ..Live::default()
+                })
+            })
+            .collect())
+    }
+
+    /// Charset and collation of the named databases that exist (one query).
+    pub(crate) async fn schemata(&self, names: &[&str]) -> Result<BTreeMap<String, (String, String)>, ProviderError> {
+        if names.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let sql = format!(
+            "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA \
+             WHERE SCHEMA_NAME IN ({})",
+            placeholders(names.len())
+        );
+        let rows = self
+            .rows(&sql, names)
+            .await
+            .map_err(|e| self.err(&e, "reading databases"))?;
+        let wanted: BTreeSet<&str> = names.iter().copied().collect();
+        let mut found = BTreeMap::new();
+        for r in &rows {
+            let name = text(r, 0)?;
+            // The comparison in SQL follows the column's collation; identity is exact.
+            if wanted.contains(name.as_str()) {
+                found.insert(name, (text(r, 1)?.to_lowercase(), text(r, 2)?.to_lowercase()));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn read_users(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let accounts: Vec<Account> = desired
+            .iter()
+            .map(|r| {
+                (
+                    str_attr(&r.attrs, "user").to_owned(),
+                    canonical_host(str_attr(&r.attrs, "host")),
+                )
+            })
+            .collect();
+        let found = self.accounts(&accounts).await?;
+        let mut live: Vec<Option<Live>> = Vec::with_capacity(desired.len());
+        let mut probes = JoinSet::new();
+        for (i, (r, account)) in desired.iter().zip(&accounts).enumerate() {
+            let Some(row) = found.get(account) else {
+                live.push(None);
+                continue;
+            };
+            let verification = match r.get("password").and_then(Value::as_secret) {
+                None => Verification::Unknown("no password was given to compare".into()),
+                Some(pw) if password::is_native(&row.plugin) => {
+                    if row.auth == password::native_hash(pw.expose()) {
+                        Verification::Matches
+                    } else {
+                        Verification::Differs
+                    }
+                }
+                Some(pw) => {
+                    // Salted hashes (caching_sha2_password, ed25519 ...) cannot be recomputed here.
+                    self.count();
+                    let (options, user, pw) = (self.options.clone(), account.0.clone(), pw.clone());
+                    probes.spawn(async move { (i, password::probe(&options, &user, &pw).await) });
+                    Verification::Unknown(String::new())
+                }
+            };
+            live.push(Some(Live {
+                attrs: attrs([
+                    ("user", Value::from(account.0.as_str())),
+                    ("host", Value::from(account.1.as_str())),
+                ]),
+                verified: [("password".to_owned(), verification)].into(),
+                owned: false,
+            }));
+        }
+        while let Some(done) = probes.join_next().await {
+            let (i, verification) =
+                done.map_err(|e| ProviderError::new(format!("a password check did not finish: {e}")))?;
+            if let Some(l) = &mut live[i] {
+                l.verified.insert("password".to_owned(), verification);
+            }
+        }
+        Ok(live)
+    }
+
+    /// The named accounts that exist (one query).
+    async fn accounts(&self, accounts: &[Account]) -> Result<BTreeMap<Account, AccountRow>, ProviderError> {
+        if accounts.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let sql = format!(
+            "SELECT User, Host, plugin, authentication_string FROM mysql.user WHERE (User, Host) IN ({})",
+            vec!["(?, ?)"; accounts.len()].join(", ")
+        );
+        let binds: Vec<&str> = accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]).collect();
+        let rows = self
+            .rows(&sql, &binds)
+            .await
+            .map_err(|e| self.err(&e, "reading users from mysql.user"))?;
+        let wanted: BTreeSet<&Account> = accounts.iter().collect();
+        let mut found = BTreeMap::new();
+        for r in &rows {
+            let account = (text(r, 0)?, text(r, 1)?);
+            if wanted.contains(&account) {
+                let row = AccountRow {
+                    plugin: text(r, 2)?,
+                    auth: text(r, 3)?,
+                };
+                found.insert(account, row);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn read_grants(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let ids: Vec<BTreeMap<String, Value>> = desired.iter().map(|r| schema::identity(GRANT, &r.attrs)).collect();
+        let accounts: BTreeSet<Account> = ids
+            .iter()
+            .map(|id| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned()))
+            .collect();
+        let held = self.privileges(&accounts).await?;
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let on = On::parse(str_attr(&id, "on")).ok()?;
+                let raw = held.get(&(sql::grantee(str_attr(&id, "user"), str_attr(&id, "host")), on.clone()))?;
+                let privileges = self.levels.normalise(on.level(), raw.iter().map(String::as_str));
+                let mut attrs = id;
+                attrs.insert("privileges".into(), list(privileges));
+                Some(Live {
+                    attrs,
+                    ..Live::default()
+                })
+            })
+            .collect())
+    }
+
+    /// Every privilege the accounts hold at global, database and table level, in one query
+    /// over `information_schema` (exact GRANTEE match done here: the column compares
+    /// case-insensitively). Targets with nothing but USAGE are left out.
+    pub(crate) async fn privileges(&self, accounts: &BTreeSet<Account>) -> Result<Privileges, ProviderError> {
+        if accounts.is_empty() {
+            return Ok(Privileges::new());
+        }
+        let grantees: Vec<String> = accounts.iter().map(|(u, h)| sql::grantee(u, h)).collect();
+        let p = placeholders(grantees.len());
+        let sql = format!(
+            "SELECT 'g', GRANTEE, '', '', PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES \
+             WHERE GRANTEE IN ({p}) \
+             UNION ALL SELECT 'd', GRANTEE, TABLE_SCHEMA, '', PRIVILEGE_TYPE, IS_GRANTABLE \
+             FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE IN ({p}) \
+             UNION ALL SELECT 't', GRANTEE, TABLE_SCHEMA, TABLE_NAME, PRIVILEGE_TYPE, IS_GRANTABLE \
+             FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE IN ({p})"
+        );
+        let binds: Vec<&str> = (0..3).flat_map(|_| grantees.iter().map(String::as_str)).collect();
+        let rows = self
+            .rows(&sql, &binds)
+            .await
+            .map_err(|e| self.err(&e, "reading privileges from information_schema"))?;
+        let wanted: BTreeSet<&str> = grantees.iter().map(String::as_str).collect();
+        let mut held = Privileges::new();
+        for r in &rows {
+            let col = |i| text(r, i);
+            let (level, grantee, db, table) = (col(0)?, col(1)?, col(2)?, col(3)?);
+            let (privilege, grantable) = (col(4)?, col(5)?);
+            if !wanted.contains(grantee.as_str()) {
+                continue;
+            }
+            let on = match level.as_str() {
+                "g" => On::Global,
+                // Database-level names are LIKE patterns as stored; we grant them escaped.
+                "d" => On::Database(sql::unescape_db_pattern(&db)),
+                _ => On::Table(db, table),
+            };
+            let entry = held.entry((grantee, on)).or_default();
+            entry.push(privilege);
+            if grantable.eq_ignore_ascii_case("YES") {
+                entry.push(GRANT_OPTION.to_owned());
+            }
+        }
+        held.retain(|(_, on), raw| {
+            !self
+                .levels
+                .normalise(on.level(), raw.iter().map(String::as_str))
+                .is_empty()
+        });
+        Ok(held)
+    }
+
+    /// Owned objects the plan no longer names, and privileges managed users hold beyond the
+    /// plan's grants. At most four queries: records, databases, users, privileges.
+    pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+        let wanted: BTreeSet<(String, String)> = desired
+            .iter()
+            .map(|r| {
+                let kind = r.address.kind.as_str();
+                (kind.to_owned(), ownership::key(kind, &schema::identity(kind, &r.attrs)))
+            })
+            .collect();
+        let stale: Vec<Record> = self
+            .owned_records()
+            .await?
+            .into_iter()
+            .filter(|rec| !wanted.contains(&(rec.kind.clone(), ownership::key(&rec.kind, &rec.identity))))
+            .collect();
+
+        let of_kind = |kind: &'static str| stale.iter().filter(move |r| r.kind == kind);
+        let account = |id: &BTreeMap<String, Value>| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned());
+        let db_names: Vec<&str> = of_kind(DATABASE).map(|r| str_attr(&r.identity, "name")).collect();
+        let databases = self.schemata(&db_names).await?;
+        let stale_users: Vec<Account> = of_kind(USER).map(|r| account(&r.identity)).collect();
+        let users = self.accounts(&stale_users).await?;
+        let managed: BTreeSet<Account> = desired
+            .iter()
+            .filter(|r| r.address.kind == USER)
+            .map(|r| account(&schema::identity(USER, &r.attrs)))
+            .collect();
+        let mut scanned = managed.clone();
+        scanned.extend(of_kind(GRANT).map(|r| account(&r.identity)));
+        let held = self.privileges(&scanned).await?;
+        let privileges_of = |(user, host): &Account, on: &On| {
+            held.get(&(sql::grantee(user, host), on.clone()))
+                .map(|raw| self.levels.normalise(on.level(), raw.iter().map(String::as_str)))
+        };
+
+        let mut orphans = Vec::new();
+        let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
+        for rec in &stale {
+            let (exists, attrs) = match rec.kind.as_str() {
+                DATABASE => {
+                    let name = str_attr(&rec.identity, "name");
+                    match databases.get(name) {
+                        Some((charset, collation)) => (
+                            true,
+                            attrs([
+                                ("name", Value::from(name)),
+                                ("charset", Value::from(charset.as_str())),
+                                ("collation", Value::from(collation.as_str())),
+                            ]),
+                        ),
+                        None => (false, rec.identity.clone()),
+                    }
+                }
+                USER => (users.contains_key(&account(&rec.identity)), rec.identity.clone()),
+                GRANT => {
+                    let on = On::parse(str_attr(&rec.identity, "on")).ok();
+                    match on.and_then(|on| privileges_of(&account(&rec.identity), &on)) {
+                        Some(privileges) => {
+                            let mut attrs = rec.identity.clone();
+                            attrs.insert("privileges".into(), list(privileges));
+                            (true, attrs)
+                        }
+                        None => (false, rec.identity.clone()),
+                    }
+                }
+                _ => (false, rec.identity.clone()),
+            };
+            reported.insert((rec.kind.clone(), ownership::key(&rec.kind, &rec.identity)));
+            orphans.push(Orphan {
+                address: Address::new(rec.kind.clone(), rec.name.clone()),
+                identity: rec.identity.clone(),
+                attrs,
+                provider: self.provider.clone(),
+                reason: if exists {
+                    "not in the plan".into()
+                } else {
+                    "not in the plan (already gone; only its ownership record is removed)".into()
+                },
+            });
+        }
+
+        let grantees: BTreeMap<String, &Account> = managed.iter().map(|a| (sql::grantee(&a.0, &a.1), a)).collect();
+        for ((grantee, on), raw) in &held {
+            let Some(&(user, host)) = grantees.get(grantee) else {
+                continue;
+            };
+            let identity = attrs([
+                ("user", Value::from(user.as_str())),
+                ("host", Value::from(host.as_str())),
+                ("on", Value::from(on.to_string())),
+            ]);
+            let key = (GRANT.to_owned(), ownership::key(GRANT, &identity));
+            if wanted.contains(&key) || reported.contains(&key) {
+                continue;
+            }
+            let mut attrs = identity.clone();
+            attrs.insert(
+                "privileges".into(),
+                list(self.levels.normalise(on.level(), raw.iter().map(String::as_str))),
+            );
+            orphans.push(Orphan {
+                address: Address::new(GRANT, format!("{} on {on}", sql::account(user, host))),
+                identity,
+                attrs,
+                provider: self.provider.clone(),
+                reason: "privileges beyond the plan".into(),
+            });
+        }
+        Ok(orphans)
+    }
+}

@@ -1,0 +1,314 @@
+//! `mysql_grant`: exact convergence (extra privileges revoked, missing ones granted), ALL
+//! normalisation at every level, grant option, orphaned and extra privileges.
+
+mod common;
+
+use aspects_core::{Action, Value};
+use common::*;
+
+/// A database, a user and a grant on it.
+fn stack(env: &Env, privileges: &[&str]) -> Vec<aspects_core::Resource> {
+    let (db, u) = (env.name("db"), env.name("app"));
+    vec![
+        database("db", &db),
+        user("app", &u, "%", "pw"),
+        grant("app", &u, "%", &format!("{db}.*"), privileges),
+    ]
+}
+
+const HELD: &str =
+    "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? AND TABLE_SCHEMA = ? ORDER BY 1";
+
+async fn db_privileges(env: &Env) -> Vec<String> {
+    let grantee = format!("'{}'@'%'", env.name("app"));
+    env.strings(HELD, &[&grantee, &env.name("db").replace('_', "\\_")])
+        .await
+}
+
+#[tokio::test]
+async fn grant_converges_exactly_and_extra_privileges_are_revoked() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let desired = stack(&env, &["select", " insert "]);
+    let steps = apply(&*w, &desired).await;
+    assert_eq!(step(&steps, "mysql_grant.app").change.action, Action::Create);
+    assert_eq!(db_privileges(&env).await, ["INSERT", "SELECT"]);
+    assert_converged(&*w, &desired).await;
+
+    // Someone adds DELETE by hand: the grant's own diff shows it and apply revokes it.
+    env.exec(&format!(
+        "GRANT DELETE ON `{}`.* TO '{}'@'%'",
+        env.name("db").replace('_', "\\_"),
+        env.name("app")
+    ))
+    .await;
+    let steps = plan(&*env.reader().await, &desired).await;
+    let change = &step(&steps, "mysql_grant.app").change;
+    assert_eq!(change.action, Action::Update);
+    assert_eq!(
+        strs(change.attrs[0].before.as_ref().unwrap()),
+        ["DELETE", "INSERT", "SELECT"]
+    );
+    assert_eq!(strs(change.attrs[0].after.as_ref().unwrap()), ["INSERT", "SELECT"]);
+    apply_steps(&*w, &steps).await;
+    assert_eq!(db_privileges(&env).await, ["INSERT", "SELECT"]);
+
+    // Grant and revoke in one apply.
+    let desired = stack(&env, &["SELECT", "UPDATE"]);
+    apply(&*w, &desired).await;
+    assert_eq!(db_privileges(&env).await, ["SELECT", "UPDATE"]);
+    assert_converged(&*w, &desired).await;
+
+    // Grant option is a privilege of its own.
+    let desired = stack(&env, &["SELECT", "UPDATE", "GRANT OPTION"]);
+    apply(&*w, &desired).await;
+    assert_converged(&*w, &desired).await;
+    let desired = stack(&env, &["SELECT"]);
+    apply(&*w, &desired).await;
+    assert_converged(&*w, &desired).await;
+    let grantable = env
+        .strings(
+            "SELECT DISTINCT IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?",
+            &[&format!("'{}'@'%'", env.name("app"))],
+        )
+        .await;
+    assert_eq!(grantable, ["NO"]);
+}
+
+#[tokio::test]
+async fn all_privileges_normalises_at_every_level() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let (db, u) = (env.name("all"), env.name("all_u"));
+    env.exec(&format!("CREATE DATABASE `{db}`")).await;
+    env.exec(&format!("CREATE TABLE `{db}`.t (a INT)")).await;
+    let desired = vec![
+        user("u", &u, "%", "pw"),
+        grant("global", &u, "%", "*.*", &["all privileges"]),
+        grant("db", &u, "%", &format!("{db}.*"), &["All"]),
+        grant(
+            "table",
+            &u,
+            "%",
+            &format!("`{db}`.`t`"),
+            &["ALL PRIVILEGES", "grant option"],
+        ),
+    ];
+    let steps = apply(&*w, &desired).await;
+    let normalised = step(&steps, "mysql_grant.table").desired.as_ref().unwrap();
+    assert_eq!(strs(normalised.get("privileges").unwrap()), ["ALL", "GRANT OPTION"]);
+    assert_eq!(normalised.get("on"), Some(&Value::from(format!("{db}.t"))));
+    assert_converged(&*w, &desired).await;
+
+    // What the server reports after its own GRANT ALL reads as ALL too.
+    let v = env.name("all_v");
+    env.exec(&format!("CREATE USER '{v}'@'%' IDENTIFIED BY 'pw'")).await;
+    env.exec(&format!("GRANT ALL ON *.* TO '{v}'@'%'")).await;
+    env.exec(&format!("GRANT ALL ON `{db}`.* TO '{v}'@'%'")).await;
+    env.exec(&format!("GRANT ALL ON `{db}`.t TO '{v}'@'%'")).await;
+    let k = kind("mysql_grant");
+    let r = env.reader().await;
+    let mut wanted = vec![
+        grant("g", &v, "%", "*.*", &["ALL PRIVILEGES"]),
+        grant("d", &v, "%", &format!("{db}.*"), &["ALL"]),
+        grant("t", &v, "%", &format!("{db}.t"), &["all"]),
+    ];
+    for g in &mut wanted {
+        r.normalise(&k, g);
+    }
+    let live = r.read(&k, &wanted).await.unwrap();
+    for (g, l) in wanted.iter().zip(&live) {
+        let l = l.as_ref().expect("granted");
+        assert_eq!(strs(l.attrs.get("privileges").unwrap()), ["ALL"], "{}", g.address);
+        let change = aspects_core::diff::diff(&k, g, Some(l), None);
+        assert_eq!(change.action, Action::Adopt, "{}: equal but not owned", g.address);
+    }
+
+    // Most but not all of a level reads as the list, not ALL.
+    env.exec(&format!("REVOKE SELECT ON `{db}`.* FROM '{v}'@'%'")).await;
+    let live = r.read(&k, &wanted[1..2]).await.unwrap();
+    let privileges = strs(live[0].as_ref().unwrap().attrs.get("privileges").unwrap());
+    assert!(
+        !privileges.contains(&"ALL".to_owned()) && !privileges.contains(&"SELECT".to_owned()) && privileges.len() > 10
+    );
+}
+
+#[tokio::test]
+async fn orphans_owned_grants_and_extra_privileges_are_found_once() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let (db, u, other) = (env.name("db"), env.name("app"), env.name("other"));
+    let mut desired = stack(&env, &["SELECT"]);
+    desired.push(grant("other", &u, "%", &format!("{other}.*"), &["SELECT", "INSERT"]));
+    apply(&*w, &desired).await;
+    assert_converged(&*w, &desired).await;
+
+    // Extra privileges on yet another database, granted by hand.
+    let third = env.name("third");
+    env.exec(&format!(
+        "GRANT UPDATE ON `{}`.* TO '{u}'@'%'",
+        third.replace('_', "\\_")
+    ))
+    .await;
+    env.exec(&format!("GRANT SELECT ON *.* TO '{u}'@'%'")).await;
+    // Someone else's user is never touched.
+    let stranger = env.name("stranger");
+    env.exec(&format!("CREATE USER '{stranger}'@'%'")).await;
+    env.exec(&format!(
+        "GRANT SELECT ON `{}`.* TO '{stranger}'@'%'",
+        db.replace('_', "\\_")
+    ))
+    .await;
+
+    // The plan drops grant "other" (owned) and has the extras on `third` and `*.*`.
+    desired.pop();
+    env.exec(&format!(
+        "GRANT DELETE ON `{}`.* TO '{u}'@'%'",
+        other.replace('_', "\\_")
+    ))
+    .await;
+    let steps = plan(&*env.reader().await, &desired).await;
+    let mut got: Vec<(String, Action, String)> = steps
+        .iter()
+        .filter(|s| s.change.action != Action::NoOp)
+        .map(|s| {
+            (
+                s.change.address.to_string(),
+                s.change.action,
+                s.change.reason.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut expected = vec![
+        (
+            "mysql_grant.other".to_owned(),
+            Action::Delete,
+            "not in the plan".to_owned(),
+        ),
+        (
+            aspects_core::Address::new("mysql_grant", format!("'{u}'@'%' on {third}.*")).to_string(),
+            Action::Delete,
+            "privileges beyond the plan".to_owned(),
+        ),
+        (
+            aspects_core::Address::new("mysql_grant", format!("'{u}'@'%' on *.*")).to_string(),
+            Action::Delete,
+            "privileges beyond the plan".to_owned(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(got, expected);
+    let owned = step(&steps, "mysql_grant.other");
+    let before: Vec<_> = owned
+        .change
+        .attrs
+        .iter()
+        .find(|a| a.name == "privileges")
+        .unwrap()
+        .before
+        .iter()
+        .flat_map(strs)
+        .collect();
+    assert_eq!(before, ["DELETE", "INSERT", "SELECT"]);
+
+    apply_steps(&*w, &steps).await;
+    assert_converged(&*w, &desired).await;
+    let left = env
+        .strings(
+            "SELECT TABLE_SCHEMA FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?",
+            &[&format!("'{u}'@'%'")],
+        )
+        .await;
+    assert_eq!(left, [db.replace('_', "\\_")]);
+    let stranger_privileges = env
+        .strings(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?",
+            &[&format!("'{stranger}'@'%'")],
+        )
+        .await;
+    assert_eq!(stranger_privileges, ["SELECT"]);
+    let records: Vec<String> = env
+        .records()
+        .await
+        .into_iter()
+        .map(|(k, a)| format!("{k}.{a}"))
+        .collect();
+    assert_eq!(records, ["mysql_database.db", "mysql_grant.app", "mysql_user.app"]);
+}
+
+#[tokio::test]
+async fn grant_host_change_replaces_the_grant() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let (db, u) = (env.name("db"), env.name("app"));
+    let before = vec![
+        user("app", &u, "localhost", "pw"),
+        grant("app", &u, "localhost", &format!("{db}.*"), &["SELECT"]),
+    ];
+    apply(&*w, &before).await;
+    let after = vec![
+        user("app", &u, "%", "pw"),
+        grant("app", &u, "%", &format!("{db}.*"), &["SELECT"]),
+    ];
+    let steps = plan(&*w, &after).await;
+    assert_eq!(
+        actions(&steps),
+        [
+            ("mysql_user.app".to_owned(), Action::Replace),
+            ("mysql_grant.app".to_owned(), Action::Replace)
+        ]
+    );
+    apply_steps(&*w, &steps).await;
+    assert_converged(&*w, &after).await;
+    assert_eq!(
+        env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&u]).await,
+        ["%"]
+    );
+}
+
+#[tokio::test]
+async fn granting_to_a_missing_user_explains_itself_and_deleting_missing_grants_succeeds() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let ghost = env.name("ghost");
+    let g = grant("g", &ghost, "%", "x.*", &["SELECT"]);
+    let steps = plan(&*w, std::slice::from_ref(&g)).await;
+    let err = w
+        .apply(&kind("mysql_grant"), &steps[0].change, steps[0].desired.as_ref())
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("granting on x.*"), "{err}");
+    assert!(
+        err.hint.as_deref().unwrap_or_default().contains("does not exist"),
+        "{:?}",
+        err.hint
+    );
+    // The server did not auto-create a passwordless user (NO_AUTO_CREATE_USER).
+    assert!(
+        env.strings("SELECT User FROM mysql.user WHERE User = ?", &[&ghost])
+            .await
+            .is_empty()
+    );
+
+    // Delete of a grant whose user or table is gone is success.
+    let table = grant("t", &ghost, "%", "nodb.notable", &["SELECT"]);
+    for r in [&g, &table] {
+        let mut r = r.clone();
+        w.normalise(&kind("mysql_grant"), &mut r);
+        let orphan = aspects_core::Orphan {
+            address: r.address.clone(),
+            identity: r
+                .attrs
+                .iter()
+                .filter(|(k, _)| *k != "privileges")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            attrs: r.attrs.clone(),
+            provider: PROVIDER.into(),
+            reason: "test".into(),
+        };
+        let change = aspects_core::diff::delete(&kind("mysql_grant"), &orphan);
+        w.apply(&kind("mysql_grant"), &change, None).await.unwrap();
+    }
+}

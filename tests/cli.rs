@@ -1,0 +1,230 @@
+//! The `aspects` command line: output formats, exit codes, targeting, layering, the secrets
+//! file, and the promise that no secret value ever leaves the process.
+
+use std::os::unix::fs::PermissionsExt;
+
+use aspects_e2e::{Sandbox, read_tree, sql};
+
+const APP: &str = r#"
+[secrets]
+app_pw = { env = "APP_PW" }
+gen_pw = { generate = 24 }
+
+[mysql_database.app]
+name = "@@app"
+
+[mysql_user.app]
+user = "@@app"
+password = "${secrets.app_pw}"
+
+[mysql_user.gen]
+user = "@@gen"
+password = "${secrets.gen_pw}"
+
+[mysql_grant.app]
+user = "${mysql_user.app.user}"
+on = "${mysql_database.app.name}.*"
+privileges = ["SELECT"]
+"#;
+
+const ENV_PW: &str = "Env-S3cret-value-9f1c";
+
+fn app(name: &str) -> Sandbox {
+    let mut s = Sandbox::new(name);
+    s.write("aspects.toml", &s.plan(APP));
+    s.set_env("APP_PW", ENV_PW);
+    s
+}
+
+#[test]
+fn graph_prints_dot_and_mermaid() {
+    let s = app("graph");
+    let dot = s.run(&["graph"]);
+    assert_eq!(dot.code, 0, "{dot:?}");
+    insta::assert_snapshot!("graph_dot", s.scrub(&dot.stdout));
+    let mermaid = s.run(&["graph", "--format", "mermaid"]);
+    insta::assert_snapshot!("graph_mermaid", s.scrub(&mermaid.stdout));
+    assert!(s.secrets_file("aspects").is_empty(), "graph writes nothing");
+}
+
+#[test]
+fn validate_checks_without_writing_and_plan_keeps_generated_secrets_0600() {
+    let s = app("validate");
+    let r = s.run(&["validate"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("The plan is valid: 4 resources, 1 providers, 2 secrets"),
+        "{r:?}"
+    );
+    assert!(!s.path("aspects.secrets.toml").exists(), "validate writes nothing");
+
+    let r = s.run(&["plan"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("Generated secret(s) gen_pw"), "{r:?}");
+    let meta = std::fs::metadata(s.path("aspects.secrets.toml")).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let first = s.secrets_file("aspects");
+    assert_eq!(s.run(&["plan"]).code, 0);
+    assert_eq!(s.secrets_file("aspects"), first, "a generated secret is made once");
+
+    std::fs::set_permissions(s.path("aspects.secrets.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = s.run(&["plan"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("readable by other users") && r.stderr.contains("chmod 600"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn drift_never_writes_and_needs_generated_secrets_to_exist() {
+    let s = app("drift-nowrite");
+    let r = s.run(&["drift"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("secret `gen_pw` has not been generated yet"), "{r:?}");
+    assert!(!s.path("aspects.secrets.toml").exists());
+}
+
+#[test]
+fn json_plan_document_is_versioned_and_holds_no_secret() {
+    let s = app("json");
+    let r = s.run(&["plan", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let mut doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["format_version"], "1");
+    assert_eq!(doc["verdict"]["summary"]["add"], 4);
+    doc["created_at"] = "[TIME]".into();
+    for s in doc["secrets"].as_array_mut().unwrap() {
+        assert!(s["fingerprint"].as_str().unwrap().starts_with("hmac-sha256:"));
+        s["fingerprint"] = "[FINGERPRINT]".into();
+    }
+    doc["config"] = "[PLAN FILES]".into();
+    insta::assert_snapshot!("plan_json", s.scrub(&serde_json::to_string_pretty(&doc).unwrap()));
+}
+
+#[test]
+fn target_narrows_the_plan_to_the_address_and_its_dependencies() {
+    let s = app("target");
+    let r = s.run(&["plan", "--target", "mysql_grant.app"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("Plan: 3 to add") && r.stdout.contains("Partial plan: only mysql_grant.app"),
+        "{r:?}"
+    );
+    assert!(!r.stdout.contains("mysql_user.gen"), "{r:?}");
+    let r = s.run(&["plan", "--target", "mysql_database.app"]);
+    assert!(r.stdout.starts_with("Plan: 1 to add"), "{r:?}");
+    let r = s.run(&["plan", "--target", "mysql_user.nope"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("unknown --target mysql_user.nope"), "{r:?}");
+    let r = s.run(&["apply", "--auto-approve", "--target", "mysql_user.gen"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("1 done"), "{r:?}");
+}
+
+#[test]
+fn apply_without_a_terminal_needs_auto_approve() {
+    let s = app("confirm");
+    let r = s.run(&["apply"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("standard input is not a terminal") && r.stderr.contains("--auto-approve"),
+        "{r:?}"
+    );
+    let r = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 2, "nothing was applied: {r:?}");
+}
+
+#[test]
+fn later_plan_files_override_earlier_ones() {
+    let s = app("layers");
+    s.write("prod.toml", "[mysql_database.app]\ncharset = \"latin1\"\n");
+    let r = s.run(&[
+        "-f",
+        "aspects.toml",
+        "-f",
+        "prod.toml",
+        "plan",
+        "--target",
+        "mysql_database.app",
+    ]);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains("+ charset") && l.ends_with("= \"latin1\"")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn no_secret_value_reaches_output_plans_or_the_journal() {
+    let s = app("leaks");
+    let mut runs = Vec::new();
+    let mut run = |args: &[&str], expect: i32| {
+        let r = s.command(args).env("ASPECTS_LOG", "trace").output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert_eq!(r.status.code(), Some(expect), "{args:?}: {text}");
+        runs.push(text);
+    };
+    run(&["validate"], 0);
+    run(&["plan", "-vv"], 0);
+    run(&["plan", "--json"], 0);
+    run(&["plan", "--out", "saved.json"], 0);
+    run(&["apply", "saved.json", "-vv"], 0);
+    sql(&[&format!(
+        "ALTER USER '{}app'@'%' IDENTIFIED BY 'Hand-S3cret-77'",
+        s.prefix
+    )]);
+    run(&["drift", "-vv"], 2);
+    run(&["drift", "--json"], 2);
+    run(&["apply", "--auto-approve", "-vv"], 0);
+    // A failing statement (a grant on a table that does not exist) must not echo secrets either.
+    s.write(
+        "aspects.toml",
+        &s.plan(&APP.replace("${mysql_database.app.name}.*", "${mysql_database.app.name}.no_table")),
+    );
+    run(&["apply", "--auto-approve", "-vv"], 1);
+
+    let secrets_file = s.secrets_file("aspects");
+    let generated = secrets_file
+        .lines()
+        .find_map(|l| l.strip_prefix("gen_pw = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    let files: String = {
+        let all = read_tree(&s.dir);
+        all.replace(&secrets_file, "")
+    };
+    let everything = format!("{}{files}", runs.join("\n"));
+    assert!(
+        everything.contains("apply_finished"),
+        "the journal was written and scanned"
+    );
+    assert!(
+        everything.contains("(sensitive"),
+        "sensitive values were shown as markers"
+    );
+    for secret in [ENV_PW, generated.as_str(), "Hand-S3cret-77"] {
+        assert!(!everything.contains(secret), "a secret value leaked");
+        let hash = mysql_native_hash(secret);
+        assert!(
+            !everything.to_uppercase().contains(&hash[1..]),
+            "a password hash leaked"
+        );
+    }
+}
+
+/// `*` + upper(hex(sha1(sha1(pw)))), computed by the server itself.
+fn mysql_native_hash(pw: &str) -> String {
+    aspects_e2e::query_one(&format!(
+        "SELECT CONCAT('*', UPPER(SHA1(UNHEX(SHA1('{}')))))",
+        pw.replace('\'', "''")
+    ))
+    .unwrap()
+}

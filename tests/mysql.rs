@@ -1,0 +1,376 @@
+//! The MySQL provider end to end: the `aspects` binary against the real MariaDB.
+
+use std::time::{Duration, Instant};
+
+use aspects_e2e::{Sandbox, can_login, query_one, sql};
+use rand::RngExt;
+
+const APP: &str = r#"
+[secrets]
+app_pw = { env = "APP_PW" }
+
+[mysql_database.app]
+name = "@@app"
+charset = "utf8mb4"
+
+[mysql_user.app]
+user = "@@app"
+password = "${secrets.app_pw}"
+
+[mysql_grant.app]
+user = "${mysql_user.app.user}"
+on = "${mysql_database.app.name}.*"
+privileges = ["SELECT", "INSERT"]
+"#;
+
+fn app(name: &str) -> Sandbox {
+    let mut s = Sandbox::new(name);
+    s.write("aspects.toml", &s.plan(APP));
+    s.set_env("APP_PW", "first-Pw-1");
+    s
+}
+
+fn apply(s: &Sandbox) {
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+fn assert_no_changes(s: &Sandbox) {
+    let r = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "plan after apply must be empty: {r:?}");
+    assert!(r.stdout.starts_with("No changes."), "{r:?}");
+}
+
+#[test]
+fn from_empty_apply_then_plan_is_empty_for_every_kind() {
+    let s = app("lifecycle");
+    let r = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    insta::assert_snapshot!("first_plan", s.scrub(&r.stdout));
+
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.contains("Apply complete! 3 done, 0 failed, 0 skipped."),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("mysql_grant.app: Creation complete"), "{r:?}");
+
+    assert_no_changes(&s);
+    assert_eq!(s.run(&["drift"]).code, 0);
+    assert!(can_login(&format!("{}app", s.prefix), "first-Pw-1"));
+    let charset = query_one(&format!(
+        "SELECT DEFAULT_CHARACTER_SET_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{}app'",
+        s.prefix
+    ));
+    assert_eq!(charset.as_deref(), Some("utf8mb4"));
+}
+
+#[test]
+fn drift_is_reported_with_exit_2_and_fixed_by_apply() {
+    let s = app("drift");
+    apply(&s);
+    let p = &s.prefix;
+    sql(&[
+        &format!("ALTER USER '{p}app'@'%' IDENTIFIED BY 'changed-by-hand'"),
+        &format!("GRANT DELETE ON `{p}app`.* TO '{p}app'@'%'"),
+        &format!("GRANT SELECT ON `{p}elsewhere`.* TO '{p}app'@'%'"),
+        &format!("ALTER DATABASE `{p}app` CHARACTER SET latin1"),
+    ]);
+    let r = s.run(&["drift"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    insta::assert_snapshot!("drift", s.scrub(&r.stdout));
+
+    apply(&s);
+    assert_eq!(s.run(&["drift"]).code, 0);
+    assert!(can_login(&format!("{p}app"), "first-Pw-1"));
+    assert!(!can_login(&format!("{p}app"), "changed-by-hand"));
+    let extra = query_one(&format!(
+        "SELECT GROUP_CONCAT(PRIVILEGE_TYPE ORDER BY PRIVILEGE_TYPE) FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = '''{p}app''@''%'''"
+    ));
+    assert_eq!(
+        extra.as_deref(),
+        Some("INSERT,SELECT"),
+        "the extra DELETE and the grant on another database are revoked"
+    );
+}
+
+#[test]
+fn changing_a_password_secret_rotates_it() {
+    let mut s = app("rotate");
+    apply(&s);
+    let user = format!("{}app", s.prefix);
+    assert!(can_login(&user, "first-Pw-1"));
+    s.set_env("APP_PW", "second-Pw-2");
+    let r = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("~ password = (sensitive, changed)"), "{r:?}");
+    apply(&s);
+    assert!(can_login(&user, "second-Pw-2"), "the new password works");
+    assert!(!can_login(&user, "first-Pw-1"), "the old password no longer does");
+    assert_no_changes(&s);
+}
+
+fn many(groups: usize) -> String {
+    let mut body = String::from("[secrets]\npw = { generate = 24 }\n");
+    for i in 0..groups {
+        body.push_str(&format!(
+            "\n[mysql_database.d{i}]\nname = \"@@d{i}\"\n\n[mysql_user.u{i}]\nuser = \"@@u{i}\"\npassword = \"${{secrets.pw}}\"\n\n\
+             [mysql_grant.g{i}]\nuser = \"${{mysql_user.u{i}.user}}\"\non = \"${{mysql_database.d{i}.name}}.*\"\nprivileges = [\"ALL\"]\n"
+        ));
+    }
+    body
+}
+
+fn reset_objects(s: &Sandbox) {
+    let p = s.prefix.replace('_', "\\\\_");
+    let dbs = query_one(&format!(
+        "SELECT GROUP_CONCAT(CONCAT('`', SCHEMA_NAME, '`')) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{p}%'"
+    ));
+    for db in dbs.iter().flat_map(|d| d.split(',')) {
+        sql(&[&format!("DROP DATABASE {db}")]);
+    }
+    let users = query_one(&format!(
+        "SELECT GROUP_CONCAT(CONCAT('''', User, '''@''', Host, '''')) FROM mysql.user WHERE User LIKE '{p}%'"
+    ));
+    if let Some(u) = users {
+        sql(&[&format!("DROP USER {u}")]);
+    }
+}
+
+#[test]
+fn kill_9_at_random_points_then_apply_converges() {
+    let s = Sandbox::new("kill");
+    s.write("aspects.toml", &s.plan(&many(12)));
+    // Measure a whole apply from empty, then kill later ones anywhere inside that window.
+    let started = Instant::now();
+    apply(&s);
+    let window = started.elapsed().as_millis().max(50) as u64;
+    let mut rng = rand::rng();
+    for _ in 0..6 {
+        reset_objects(&s);
+        let mut child = s.spawn(&["apply", "--auto-approve"]);
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..window)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    }
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(
+        r.code, 0,
+        "apply after kills must converge (and the lock must not be stuck): {r:?}"
+    );
+    assert_no_changes(&s);
+}
+
+#[test]
+fn a_held_lock_refuses_a_second_apply_naming_the_holder() {
+    let s = Sandbox::new("lock");
+    s.write("aspects.toml", &s.plan(&many(25)));
+    let mut first = s.spawn(&["apply", "--auto-approve", "--parallelism", "1"]);
+    // Wait until the first apply is executing (it holds the lock from before its plan).
+    let journal = s.path("aspects.journal.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("apply_started")
+    {
+        assert!(Instant::now() < deadline, "first apply never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = s.run(&["apply", "--auto-approve", "--lock-timeout", "0s"]);
+    let first_done = first.wait().unwrap();
+    assert!(first_done.success());
+    if std::fs::read_to_string(&journal).unwrap().contains("apply_finished") && second.code == 0 {
+        panic!("the second apply ran while the first held the lock: {second:?}");
+    }
+    assert_eq!(second.code, 1, "{second:?}");
+    assert!(second.stderr.contains("locked by"), "{second:?}");
+    assert!(
+        second.stderr.contains(&format!("pid {}", first.id())),
+        "the holder is named: {second:?}"
+    );
+    assert!(second.stderr.contains("hint:"), "{second:?}");
+}
+
+#[test]
+fn concurrent_applies_never_interleave() {
+    let s = Sandbox::new("concurrent");
+    s.write("aspects.toml", &s.plan(&many(10)));
+    let a = s.spawn(&["apply", "--auto-approve", "--lock-timeout", "60s"]);
+    let b = s.spawn(&["apply", "--auto-approve", "--lock-timeout", "60s"]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{a:?}\n{b:?}");
+    // Exactly one of them did the work; the other waited, re-planned and found nothing to do.
+    let outs = [
+        String::from_utf8_lossy(&a.stdout).into_owned(),
+        String::from_utf8_lossy(&b.stdout).into_owned(),
+    ];
+    assert_eq!(
+        outs.iter().filter(|o| o.contains("Apply complete! 30 done")).count(),
+        1,
+        "{outs:?}"
+    );
+    assert_eq!(
+        outs.iter().filter(|o| o.starts_with("No changes.")).count(),
+        1,
+        "{outs:?}"
+    );
+    let journal = std::fs::read_to_string(s.path("aspects.journal.jsonl")).unwrap();
+    assert_eq!(journal.matches("apply_started").count(), 1, "{journal}");
+    assert_no_changes(&s);
+}
+
+#[test]
+fn names_with_quotes_backticks_and_backslashes_are_safe() {
+    let mut s = Sandbox::new("quotes");
+    let body = r#"
+[secrets]
+pw = { env = "QPW" }
+
+[mysql_database.weird]
+name = "@@we`ird'db\\x"
+
+[mysql_user.weird]
+user = "@@o'b`r\\n"
+host = "%"
+password = "${secrets.pw}"
+
+[mysql_grant.weird]
+user = "${mysql_user.weird.user}"
+on = "`@@we``ird'db\\x`.*"
+privileges = ["SELECT"]
+"#;
+    s.write("aspects.toml", &s.plan(body));
+    s.set_env("QPW", "pw'with\"quotes`and\\slash");
+    apply(&s);
+    assert_no_changes(&s);
+    let p = &s.prefix;
+    assert_eq!(
+        query_one(&format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}we`ird''db\\\\x'"
+        ))
+        .as_deref(),
+        Some(format!("{p}we`ird'db\\x").as_str())
+    );
+    assert!(can_login(&format!("{p}o'b`r\\n"), "pw'with\"quotes`and\\slash"));
+}
+
+#[test]
+fn saved_plans_apply_exactly_and_refuse_when_live_state_moved() {
+    let s = app("saved");
+    let r = s.run(&["plan", "--out", "p.json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = s.run(&["apply", "p.json"]);
+    assert_eq!(r.code, 0, "a saved plan applies without a prompt: {r:?}");
+    assert!(r.stdout.contains("3 done"), "{r:?}");
+
+    // Plan again (nothing to do), then someone changes the database behind our back.
+    assert_eq!(s.run(&["plan", "--out", "q.json"]).code, 0);
+    sql(&[&format!("ALTER DATABASE `{}app` CHARACTER SET latin1", s.prefix)]);
+    let r = s.run(&["apply", "q.json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("is stale") && r.stderr.contains("mysql_database.app"),
+        "{r:?}"
+    );
+    assert!(!r.stderr.contains("mysql_user.app"), "only what moved is named: {r:?}");
+
+    // A secret that changed since the plan was saved makes it stale too.
+    let mut s = s;
+    assert_eq!(s.run(&["plan", "--out", "r.json"]).code, 0);
+    s.set_env("APP_PW", "another-one");
+    let r = s.run(&["apply", "r.json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("secret value changed for app_pw"), "{r:?}");
+}
+
+#[test]
+fn removed_resources_are_destroyed_only_if_owned_and_data_needs_allow_destroy() {
+    let s = app("destroy");
+    apply(&s);
+    let p = s.prefix.clone();
+    sql(&[
+        &format!("CREATE DATABASE `{p}foreign`"),
+        &format!("CREATE USER '{p}foreign'@'%'"),
+    ]);
+    // Keep only the user: the grant (privileges) and the database leave the plan.
+    s.write("aspects.toml", &s.plan("[secrets]\napp_pw = { env = \"APP_PW\" }\n\n[mysql_user.app]\nuser = \"@@app\"\npassword = \"${secrets.app_pw}\"\n"));
+    let r = s.run(&["plan"]);
+    insta::assert_snapshot!("destroy_plan", s.scrub(&r.stdout));
+    assert!(
+        !r.stdout.contains("foreign"),
+        "objects the deployment does not own never appear: {r:?}"
+    );
+
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("destroys data-bearing mysql_database.app") && r.stderr.contains("--allow-destroy"),
+        "{r:?}"
+    );
+    assert!(
+        query_one(&format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"
+        ))
+        .is_some(),
+        "nothing was changed"
+    );
+
+    let r = s.run(&["apply", "--auto-approve", "--allow-destroy"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        query_one(&format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"
+        ))
+        .is_none()
+    );
+    assert!(
+        query_one(&format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}foreign'"
+        ))
+        .is_some()
+    );
+    assert_no_changes(&s);
+}
+
+#[test]
+fn an_existing_unowned_object_is_adopted_not_recreated() {
+    let s = app("adopt");
+    let p = &s.prefix;
+    sql(&[&format!("CREATE DATABASE `{p}app` CHARACTER SET utf8mb4")]);
+    let r = s.run(&["plan"]);
+    assert!(r.stdout.contains("mysql_database.app will be adopted"), "{r:?}");
+    apply(&s);
+    assert_no_changes(&s);
+}
+
+#[test]
+fn a_failure_skips_dependents_and_the_next_apply_converges() {
+    let s = Sandbox::new("failure");
+    // The grant names a table that does not exist: MariaDB refuses it; the independent
+    // database still gets created; the next apply (with the table there) converges.
+    let body = r#"
+[secrets]
+pw = { generate = 24 }
+
+[mysql_database.ok]
+name = "@@ok"
+
+[mysql_user.u]
+user = "@@u"
+password = "${secrets.pw}"
+
+[mysql_grant.bad]
+user = "${mysql_user.u.user}"
+on = "${mysql_database.ok.name}.missing_table"
+privileges = ["SELECT"]
+"#;
+    s.write("aspects.toml", &s.plan(body));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("mysql_grant.bad: Error:"), "{r:?}");
+    assert!(r.stdout.contains("2 done, 1 failed"), "{r:?}");
+    sql(&[&format!("CREATE TABLE `{}ok`.missing_table (id INT)", s.prefix)]);
+    apply(&s);
+    assert_no_changes(&s);
+}

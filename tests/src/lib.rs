@@ -1,0 +1,264 @@
+//! Harness for the end-to-end tests: runs the real `aspects` binary against the real local
+//! stack (MariaDB from `cargo xtask stack up`, URL in ASPECTS_STACK_MYSQL_URL).
+//!
+//! Every test gets a [`Sandbox`]: its own directory, and a unique prefix for the objects it
+//! creates, so tests run in parallel and repeated runs never collide.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, ConnectOptions, MySqlPool};
+
+pub fn mysql_url() -> String {
+    std::env::var("ASPECTS_STACK_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// The `aspects` binary, built once per test process (a no-op when fresh). It sits beside this
+/// test executable's `deps/` folder, wherever CARGO_TARGET_DIR puts it.
+pub fn binary() -> PathBuf {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "aspects-cli"])
+            .current_dir(&root)
+            .status()
+            .unwrap();
+        assert!(status.success(), "building aspects failed");
+    });
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().join("aspects")
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub struct Sandbox {
+    pub dir: PathBuf,
+    /// Prefix of every object name this test creates (`t<pid>_<n>_`).
+    pub prefix: String,
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-9),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Sandbox {
+    pub fn new(name: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("t{}_{n}_", std::process::id());
+        let dir = std::env::temp_dir().join(format!("aspects-e2e-{}-{name}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Sandbox {
+            dir,
+            prefix,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    pub fn write(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.path(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A plan file header: this sandbox's deployment and provider. `@@` in the body becomes the
+    /// sandbox prefix, so tests read like plan files.
+    pub fn plan(&self, body: &str) -> String {
+        format!(
+            "[deployment]\nname = \"{p}dep\"\n\n[providers.mysql]\nurl = \"{url}\"\n\n{}",
+            body.replace("@@", &self.prefix),
+            p = self.prefix,
+            url = mysql_url()
+        )
+    }
+
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        self.env.retain(|(key, _)| key != k);
+        self.env.push((k.into(), v.into()));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(binary());
+        c.args(args).current_dir(&self.dir).stdin(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("ASPECTS_") || k == "NO_COLOR" {
+                c.env_remove(k);
+            }
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().unwrap().into()
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Text with the sandbox's own paths and prefix replaced, for snapshots.
+    pub fn scrub(&self, text: &str) -> String {
+        text.replace(&self.dir.display().to_string(), "[DIR]")
+            .replace(&self.prefix, "@@")
+            .replace(&mysql_url(), "[MYSQL]")
+    }
+
+    pub fn secrets_file(&self, stem: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{stem}.secrets.toml"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || block_on(cleanup(&prefix))).join();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+pub async fn admin() -> MySqlPool {
+    let opts: MySqlConnectOptions = mysql_url().parse().unwrap();
+    MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect_with(opts.disable_statement_logging())
+        .await
+        .unwrap()
+}
+
+/// Runs statements as the admin (to inject drift), panicking on error. Test-authored SQL only.
+pub fn sql(statements: &[&str]) {
+    block_on(async {
+        let pool = admin().await;
+        for s in statements {
+            sqlx::raw_sql(AssertSqlSafe(s.to_string()))
+                .execute(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+    })
+}
+
+/// The first column of the first row, as text.
+pub fn query_one(statement: &str) -> Option<String> {
+    block_on(async {
+        let pool = admin().await;
+        let row: Option<(Option<String>,)> = sqlx::query_as(AssertSqlSafe(statement.to_owned()))
+            .fetch_optional(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        row.and_then(|r| r.0)
+    })
+}
+
+/// Can `user`@127.0.0.1 log in with `password`?
+pub fn can_login(user: &str, password: &str) -> bool {
+    block_on(async {
+        let opts: MySqlConnectOptions = mysql_url().parse().unwrap();
+        let opts = opts.username(user).password(password).disable_statement_logging();
+        match opts.connect().await {
+            Ok(c) => {
+                let _ = sqlx::Connection::close(c).await;
+                true
+            }
+            Err(_) => false,
+        }
+    })
+}
+
+async fn cleanup(prefix: &str) {
+    let pool = admin().await;
+    let like = format!("{}%", prefix.replace('_', "\\_"));
+    let dbs: Vec<(String,)> =
+        sqlx::query_as("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?")
+            .bind(&like)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+    for (db,) in dbs {
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS `{}`",
+            db.replace('`', "``")
+        )))
+        .execute(&pool)
+        .await;
+    }
+    let users: Vec<(String, String)> =
+        sqlx::query_as("SELECT CAST(User AS CHAR), CAST(Host AS CHAR) FROM mysql.user WHERE User LIKE ?")
+            .bind(&like)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+    for (u, h) in users {
+        let q = |s: &str| s.replace('\\', "\\\\").replace('\'', "''");
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h))))
+            .execute(&pool)
+            .await;
+    }
+}
+
+/// Every file under `dir`, concatenated, for secret scans.
+pub fn read_tree(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.push_str(&read_tree(&p));
+        } else if let Ok(t) = std::fs::read_to_string(&p) {
+            out.push_str(&t);
+        }
+    }
+    out
+}

@@ -1,0 +1,142 @@
+//! No-op plan benchmark: N MySQL resources (databases, users, grants in equal parts) are applied
+//! once, then planned repeatedly. Prints the median time and the queries issued; the target is
+//! that the query count does not grow with N and that N = 1000 plans in under 300 ms. Ratios
+//! within one run are what to compare: machines are shared and noisy.
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use aspects_config::{Generate, LoadOptions, Loaded, SourceFile, load_sources};
+use aspects_core::{Redactor, Registry};
+use aspects_engine::Connector;
+use aspects_engine::apply::{ApplyOptions, Writers, apply};
+use aspects_engine::plan::{Readers, plan, queries};
+
+const SIZES: [usize; 3] = [10, 100, 1000];
+const RUNS: usize = 7;
+const TARGET_MS: f64 = 300.0;
+
+pub fn run() -> Result<(), String> {
+    let url = std::env::var("ASPECTS_STACK_MYSQL_URL")
+        .map_err(|_| "ASPECTS_STACK_MYSQL_URL is not set; run `cargo xtask bench`")?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let registry = Registry::default().with(aspects_mysql::schema());
+    let mut rows = Vec::new();
+    for n in SIZES {
+        rows.push(rt.block_on(measure(n, &url, &registry))?);
+    }
+    println!("\nno-op plan, MySQL provider (median of {RUNS} runs, connect included)");
+    println!("{:>6} {:>10} {:>9} {:>12}", "N", "ms", "queries", "ms / ms(10)");
+    let base = rows[0].1;
+    for (n, ms, q) in &rows {
+        println!("{n:>6} {ms:>10.1} {q:>9} {:>12.2}", ms / base);
+    }
+    let queries_flat = rows.iter().all(|r| r.2 == rows[0].2);
+    let fast = rows.last().is_some_and(|r| r.1 < TARGET_MS);
+    println!(
+        "\nquery count independent of N: {}",
+        if queries_flat { "yes" } else { "NO" }
+    );
+    println!("N = 1000 under {TARGET_MS} ms: {}", if fast { "yes" } else { "NO" });
+    Ok(())
+}
+
+fn plan_text(n: usize, url: &str) -> String {
+    let mut s = format!(
+        "[deployment]\nname = \"bench{n}\"\n\n[secrets]\npw = {{ generate = 24 }}\n\n[providers.mysql]\nurl = \"{url}\"\n\n"
+    );
+    for i in 0..n {
+        let k = i / 3;
+        let _ = match i % 3 {
+            0 => writeln!(s, "[mysql_database.d{k}]\nname = \"bench{n}_d{k}\"\n"),
+            1 => writeln!(
+                s,
+                "[mysql_user.u{k}]\nuser = \"bench{n}_u{k}\"\npassword = \"${{secrets.pw}}\"\n"
+            ),
+            _ => writeln!(
+                s,
+                "[mysql_grant.g{k}]\nuser = \"${{mysql_user.u{k}.user}}\"\non = \"${{mysql_database.d{k}.name}}.*\"\nprivileges = [\"SELECT\", \"INSERT\"]\n"
+            ),
+        };
+    }
+    s
+}
+
+fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
+    let dir = crate::root().join("target/stack");
+    let files = vec![SourceFile {
+        path: dir.join(format!("bench{n}.toml")),
+        text,
+    }];
+    let opts = LoadOptions {
+        secrets_path: Some(dir.join(format!("bench{n}.secrets.toml"))),
+        generate: Generate::Allow,
+    };
+    let mut loaded = load_sources(files, registry, &opts).map_err(|e| e.to_string())?;
+    loaded.store.save().map_err(|e| e.to_string())?;
+    Ok(loaded)
+}
+
+async fn converge(loaded: &Loaded, registry: &Registry, allow_destroy: bool) -> Result<(), String> {
+    let cfg = &loaded.desired.providers["mysql"];
+    let w = aspects_mysql::MySql
+        .connect_write(cfg, &loaded.desired.deployment)
+        .await
+        .map_err(|e| e.to_string())?;
+    let writers: Writers = [("mysql".to_owned(), w.clone())].into();
+    let readers: Readers = [("mysql".to_owned(), w as _)].into();
+    let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let redactor = Redactor::default();
+    let opts = ApplyOptions {
+        parallelism: 4,
+        allow_destroy,
+        redactor: &redactor,
+        journal: None,
+    };
+    let report = apply(&planned, &loaded.graph, registry, &writers, &opts, &mut |_| {})
+        .await
+        .map_err(|e| e.to_string())?;
+    if report.succeeded() {
+        Ok(())
+    } else {
+        Err(format!("setup apply failed: {:?}", report.failed))
+    }
+}
+
+async fn measure(n: usize, url: &str, registry: &Registry) -> Result<(usize, f64, u64), String> {
+    let loaded = load(n, plan_text(n, url), registry)?;
+    eprintln!("bench: N = {n}: applying once to set up");
+    converge(&loaded, registry, false).await?;
+    let cfg = &loaded.desired.providers["mysql"];
+    let mut times = Vec::new();
+    let mut issued = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let r = aspects_mysql::MySql
+            .connect_read(cfg, &loaded.desired.deployment)
+            .await
+            .map_err(|e| e.to_string())?;
+        let readers: Readers = [("mysql".to_owned(), r)].into();
+        let before = queries(&readers);
+        let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        times.push(started.elapsed());
+        issued = queries(&readers) - before;
+        if planned.plan.has_changes() {
+            return Err(format!("N = {n}: the plan after apply is not empty"));
+        }
+    }
+    times.sort();
+    let median: Duration = times[RUNS / 2];
+    // Tear down: the same deployment with no resources destroys what it owns.
+    let empty = load(
+        n,
+        format!("[deployment]\nname = \"bench{n}\"\n\n[providers.mysql]\nurl = \"{url}\"\n"),
+        registry,
+    )?;
+    converge(&empty, registry, true).await?;
+    Ok((n, median.as_secs_f64() * 1000.0, issued))
+}

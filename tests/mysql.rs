@@ -75,6 +75,8 @@ fn drift_is_reported_with_exit_2_and_fixed_by_apply() {
         &format!("ALTER USER '{p}app'@'%' IDENTIFIED BY 'changed-by-hand'"),
         &format!("GRANT DELETE ON `{p}app`.* TO '{p}app'@'%'"),
         &format!("GRANT SELECT ON `{p}elsewhere`.* TO '{p}app'@'%'"),
+        // Another pattern for the same database (`\_` is a literal underscore): another object.
+        &format!("GRANT UPDATE ON `{}app`.* TO '{p}app'@'%'", p.replace('_', "\\_")),
         &format!("ALTER DATABASE `{p}app` CHARACTER SET latin1"),
     ]);
     let r = s.run(&["drift"]);
@@ -373,4 +375,50 @@ privileges = ["SELECT"]
     sql(&[&format!("CREATE TABLE `{}ok`.missing_table (id INT)", s.prefix)]);
     apply(&s);
     assert_no_changes(&s);
+}
+
+#[test]
+fn an_identity_moved_onto_an_existing_object_adopts_it_and_destroys_the_old_one() {
+    let s = app("moved");
+    apply(&s);
+    let p = s.prefix.clone();
+    // The user moves from '%' to 'localhost', where an account of that name already exists.
+    sql(&[&format!("CREATE USER '{p}app'@'localhost' IDENTIFIED BY 'first-Pw-1'")]);
+    let moved = APP
+        .replace("user = \"@@app\"\n", "user = \"@@app\"\nhost = \"localhost\"\n")
+        .replace("on = \"${", "host = \"${mysql_user.app.host}\"\non = \"${");
+    s.write("aspects.toml", &s.plan(&moved));
+    let r = s.run(&["plan"]);
+    assert!(r.stdout.contains("mysql_user.app will be adopted"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains(r#"mysql_user["app (previous identity)"] will be destroyed"#),
+        "{r:?}"
+    );
+    apply(&s);
+    assert_no_changes(&s);
+    let hosts = query_one(&format!(
+        "SELECT GROUP_CONCAT(Host) FROM mysql.user WHERE User = '{p}app'"
+    ));
+    assert_eq!(hosts.as_deref(), Some("localhost"), "the old '%' account is gone");
+}
+
+#[test]
+fn a_second_deployment_cannot_take_over_an_owned_object() {
+    let first = app("owner-a");
+    apply(&first);
+    let second = Sandbox::new("owner-b");
+    // Same objects (first's names), another deployment.
+    let body = APP.replace("@@", &first.prefix);
+    second.write("aspects.toml", &second.plan(&body));
+    let mut second = second;
+    second.set_env("APP_PW", "first-Pw-1");
+    let r = second.run(&["plan"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("another deployment owns mysql_database.app"), "{r:?}");
+    assert!(
+        r.stderr.contains(&format!("`{}dep`", first.prefix)),
+        "the owner is named: {r:?}"
+    );
+    assert_no_changes(&first);
 }

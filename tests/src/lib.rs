@@ -141,7 +141,12 @@ impl Sandbox {
 
     /// Text with the sandbox's own paths and prefix replaced, for snapshots.
     pub fn scrub(&self, text: &str) -> String {
+        // The prefix also appears with its `_` escaped, as a MySQL pattern (doubled once more
+        // in quoted output).
+        let escaped = self.prefix.replace('_', "\\_");
         text.replace(&self.dir.display().to_string(), "[DIR]")
+            .replace(&escaped.replace('\\', "\\\\"), "@@")
+            .replace(&escaped, "@@")
             .replace(&self.prefix, "@@")
             .replace(&mysql_url(), "[MYSQL]")
     }

@@ -308,6 +308,7 @@ mod tests {
             .into(),
             verified: [("password".to_owned(), pw)].into(),
             owned,
+            other_owner: None,
         }
     }
 

@@ -89,6 +89,8 @@ pub struct Live {
     pub verified: BTreeMap<String, Verification>,
     /// The deployment records this object as its own (adopted objects are not, until applied).
     pub owned: bool,
+    /// Another deployment records this object as its own: planning refuses to manage it too.
+    pub other_owner: Option<String>,
 }
 
 /// An object this deployment owns (or a managed parent carries) that the plan does not name.

@@ -22,6 +22,8 @@ pub enum EngineError {
     UnknownTarget(Vec<String>),
     #[error("the plan destroys data-bearing {}", .0.join(", "))]
     DestroyProtected(Vec<String>),
+    #[error("another deployment owns {}", .0.join(", "))]
+    OwnedElsewhere(Vec<String>),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -36,6 +38,11 @@ impl EngineError {
             EngineError::DestroyProtected(_) => {
                 Some("put them back in the plan file, or re-run with --allow-destroy if the data may go".into())
             }
+            EngineError::OwnedElsewhere(_) => Some(
+                "two deployments cannot manage one object (either could destroy it); give this one its own names, \
+                 or remove the resource from one of the plans"
+                    .into(),
+            ),
             EngineError::Internal(_) => Some("this is a bug in aspects; please report it with the journal".into()),
         }
     }

@@ -92,14 +92,39 @@ pub async fn plan(
         return Err(e);
     }
 
+    let conflicts: Vec<String> = resources
+        .values()
+        .filter_map(|r| {
+            live.get(&r.address)?
+                .other_owner
+                .as_ref()
+                .map(|d| format!("{} (deployment `{d}`)", r.address))
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        return Err(EngineError::OwnedElsewhere(conflicts));
+    }
+
     let mut changes = Vec::new();
     for r in resources.values() {
         let schema = registry.kind(&r.address.kind).expect("known kind");
+        let now = live.get(&r.address);
         let at = orphans
             .iter()
             .position(|o| o.address == r.address && o.provider == r.provider);
-        let previous = at.map(|i| orphans.remove(i));
-        changes.push(diff::diff(schema, r, live.get(&r.address), previous.as_ref()));
+        // The address used to name another object (its identity moved): a replace when the new
+        // object does not exist yet; when it does, the old one is destroyed on its own.
+        let previous = match (at, now) {
+            (Some(i), None) => Some(orphans.remove(i)),
+            (Some(i), Some(_)) => {
+                let o = &mut orphans[i];
+                o.address.name = format!("{} (previous identity)", o.address.name);
+                o.reason = format!("{} now names an object that already exists", r.address);
+                None
+            }
+            (None, _) => None,
+        };
+        changes.push(diff::diff(schema, r, now, previous.as_ref()));
     }
     for o in &orphans {
         let schema = registry

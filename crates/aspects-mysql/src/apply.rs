@@ -332,7 +332,7 @@ mod tests {
                 &set(&["SELECT", "GRANT OPTION"])
             )
             .unwrap(),
-            r"GRANT SELECT ON `my\_db`.* TO 'u'@'%' WITH GRANT OPTION"
+            "GRANT SELECT ON `my_db`.* TO 'u'@'%' WITH GRANT OPTION"
         );
         assert_eq!(
             grant_sql(&l, &t, "'u'@'%'", &set(&["GRANT OPTION"])).unwrap(),

@@ -1,7 +1,7 @@
 //! Ownership records in the target itself (`<meta_database>.owned`), so a plan only ever deletes
 //! what some apply of the same deployment created or adopted, and the engine stays stateless.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use aspects_core::Value;
 use aspects_engine::provider::ProviderError;
@@ -84,15 +84,22 @@ impl Handle {
         .await
     }
 
-    /// Keys of the records of one kind (one query; none when the meta tables do not exist).
-    pub(crate) async fn owned_keys(&self, kind: &str) -> Result<BTreeSet<String>, ProviderError> {
+    /// Who owns what for one kind: identity key -> deployments (one query; none when the meta
+    /// tables do not exist). Every deployment's records, so a conflict can be refused.
+    pub(crate) async fn owners(&self, kind: &str) -> Result<BTreeMap<String, Vec<String>>, ProviderError> {
         let sql = format!(
-            "SELECT ident_key FROM {} WHERE deployment = ? AND kind = ?",
+            "SELECT ident_key, deployment FROM {} WHERE kind = ?",
             self.owned_table()
         );
-        match self.rows(&sql, &[&self.deployment, kind]).await {
-            Ok(rows) => rows.iter().map(|r| text(r, 0)).collect(),
-            Err(e) if error::number(&e).is_some_and(|n| NO_META.contains(&n)) => Ok(BTreeSet::new()),
+        match self.rows(&sql, &[kind]).await {
+            Ok(rows) => {
+                let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                for r in &rows {
+                    out.entry(text(r, 0)?).or_default().push(text(r, 1)?);
+                }
+                Ok(out)
+            }
+            Err(e) if error::number(&e).is_some_and(|n| NO_META.contains(&n)) => Ok(BTreeMap::new()),
             Err(e) => Err(self.err(&e, "reading ownership records")),
         }
     }

@@ -110,10 +110,13 @@ impl Handle {
             }
         };
         if live.iter().any(Option::is_some) {
-            let owned = self.owned_keys(kind.kind).await?;
+            let owners = self.owners(kind.kind).await?;
             for (l, r) in live.iter_mut().zip(desired) {
                 if let Some(l) = l {
-                    l.owned = owned.contains(&ownership::key(kind.kind, &schema::identity(kind.kind, &r.attrs)));
+                    let key = ownership::key(kind.kind, &schema::identity(kind.kind, &r.attrs));
+                    let who = owners.get(&key).map(Vec::as_slice).unwrap_or_default();
+                    l.owned = who.contains(&self.deployment);
+                    l.other_owner = who.iter().find(|d| **d != self.deployment).cloned();
                 }
             }
         }
@@ -205,7 +208,7 @@ impl Handle {
                     ("host", Value::from(account.1.as_str())),
                 ]),
                 verified: [("password".to_owned(), verification)].into(),
-                owned: false,
+                ..Live::default()
             }));
         }
         while let Some(done) = probes.join_next().await {
@@ -303,8 +306,8 @@ impl Handle {
             }
             let on = match level.as_str() {
                 "g" => On::Global,
-                // Database-level names are LIKE patterns as stored; we grant them escaped.
-                "d" => On::Database(sql::unescape_db_pattern(&db)),
+                // The stored pattern, verbatim: `on` maps one to one onto it (see `On`).
+                "d" => On::Database(db),
                 _ => On::Table(db, table),
             };
             let entry = held.entry((grantee, on)).or_default();

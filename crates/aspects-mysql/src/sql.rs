@@ -49,33 +49,10 @@ pub fn grantee(user: &str, host: &str) -> String {
     format!("'{user}'@'{host}'")
 }
 
-/// A database name in `GRANT ... ON db.*`, where `_` and `%` are wildcards: escape them (and the
-/// escape character itself) so the grant names exactly one database.
-pub fn db_pattern(db: &str) -> String {
-    let mut out = String::with_capacity(db.len());
-    for c in db.chars() {
-        if matches!(c, '\\' | '_' | '%') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    ident(&out)
-}
-
-/// The inverse of [`db_pattern`]'s escaping, for `SCHEMA_PRIVILEGES.TABLE_SCHEMA`.
-pub fn unescape_db_pattern(stored: &str) -> String {
-    let mut out = String::with_capacity(stored.len());
-    let mut chars = stored.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => out.extend(chars.next()),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// What a grant applies to: the `on` attribute of `mysql_grant`.
+/// What a grant applies to: the `on` attribute of `mysql_grant`. The database part of `db.*`
+/// is MySQL's own pattern, exactly as `GRANT ... ON db.*` takes it (`_` and `%` match any
+/// character, `\_` a literal underscore), so `on` and what the server stores map one to one:
+/// a grant someone made on another pattern is another object, never merged into ours.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum On {
     Global,
@@ -129,7 +106,7 @@ impl On {
     pub fn sql(&self) -> String {
         match self {
             On::Global => "*.*".into(),
-            On::Database(db) => format!("{}.*", db_pattern(db)),
+            On::Database(db) => format!("{}.*", ident(db)),
             On::Table(db, t) => format!("{}.{}", ident(db), ident(t)),
         }
     }
@@ -216,16 +193,6 @@ mod tests {
     }
 
     #[test]
-    fn database_patterns_escape_wildcards_and_round_trip() {
-        assert_eq!(db_pattern(r"my_db%\x`"), r"`my\_db\%\\x```");
-        for name in ["my_db", "100%", r"a\b", "plain", "a`b"] {
-            let stored = db_pattern(name);
-            let stored = stored[1..stored.len() - 1].replace("``", "`");
-            assert_eq!(unescape_db_pattern(&stored), name);
-        }
-    }
-
-    #[test]
     fn on_parses_the_three_forms() {
         assert_eq!(On::parse("*.*"), Ok(On::Global));
         assert_eq!(On::parse("db.*"), Ok(On::Database("db".into())));
@@ -248,8 +215,9 @@ mod tests {
     }
 
     #[test]
-    fn on_sql_escapes_database_wildcards_only_at_database_level() {
-        assert_eq!(On::Database("my_db".into()).sql(), r"`my\_db`.*");
+    fn on_sql_keeps_the_database_pattern_verbatim() {
+        assert_eq!(On::Database("my_db".into()).sql(), "`my_db`.*");
+        assert_eq!(On::Database(r"my\_db".into()).sql(), r"`my\_db`.*");
         assert_eq!(On::Table("my_db".into(), "t_1".into()).sql(), "`my_db`.`t_1`");
         assert_eq!(On::Global.sql(), "*.*");
     }

@@ -42,12 +42,7 @@ async fn awkward_names_round_trip_through_every_kind() {
             &[&format!("'{u}'@'{host}'")],
         )
         .await;
-    assert!(
-        stored
-            .iter()
-            .all(|s| s == &db.replace('\\', "\\\\").replace('_', "\\_").replace('%', "\\%")),
-        "{stored:?}"
-    );
+    assert!(stored.iter().all(|s| s == &db), "{stored:?}");
 
     // Table level with a table name that needs quoting.
     env.exec(&format!("CREATE TABLE {quoted_db}.`t a``b` (x INT)")).await;

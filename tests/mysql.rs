@@ -422,3 +422,26 @@ fn a_second_deployment_cannot_take_over_an_owned_object() {
     );
     assert_no_changes(&first);
 }
+
+#[test]
+fn removing_every_resource_destroys_everything_the_deployment_owns() {
+    let s = app("empty");
+    apply(&s);
+    s.write("aspects.toml", &s.plan(""));
+    let r = s.run(&["plan"]);
+    assert!(
+        r.stdout.starts_with("Plan: 0 to add, 0 to change, 3 to destroy."),
+        "{r:?}"
+    );
+    let r = s.run(&["apply", "--auto-approve", "--allow-destroy"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let p = &s.prefix;
+    assert!(
+        query_one(&format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"
+        ))
+        .is_none()
+    );
+    assert!(query_one(&format!("SELECT User FROM mysql.user WHERE User = '{p}app'")).is_none());
+    assert_no_changes(&s);
+}

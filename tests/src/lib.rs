@@ -226,6 +226,15 @@ pub fn can_login(user: &str, password: &str) -> bool {
 async fn cleanup(prefix: &str) {
     let pool = admin().await;
     let like = format!("{}%", prefix.replace('_', "\\_"));
+    // The meta tables may not exist (nothing was applied): ignore that.
+    let _ = sqlx::query("DELETE FROM aspects_meta.owned WHERE deployment LIKE ?")
+        .bind(&like)
+        .execute(&pool)
+        .await;
+    let _ = sqlx::query("DELETE FROM aspects_meta.locks WHERE name LIKE ?")
+        .bind(format!("aspects:{like}"))
+        .execute(&pool)
+        .await;
     let dbs: Vec<(String,)> =
         sqlx::query_as("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?")
             .bind(&like)

@@ -44,14 +44,20 @@ pub async fn plan(
     }
 
     let mut reads = JoinSet::new();
-    for (pid, kinds) in &by_provider {
-        let all: Vec<Resource> = kinds.values().flatten().cloned().collect();
-        let reader = readers[*pid].clone();
-        let id: ProviderId = (*pid).clone();
+    // Every configured provider is asked for orphans, including one whose resources have all
+    // left the plan: that is exactly when everything it owns must go.
+    for (id, reader) in readers {
+        let all: Vec<Resource> = by_provider
+            .get(id)
+            .map(|k| k.values().flatten().cloned().collect())
+            .unwrap_or_default();
+        let (reader, id) = (reader.clone(), id.clone());
         reads.spawn(async move {
             let r = reader.orphans(&all).await;
             (id, None, r.map(Read::Orphans))
         });
+    }
+    for (pid, kinds) in &by_provider {
         for (kind, list) in kinds {
             let reader = readers[*pid].clone();
             let schema = registry.kind(kind).expect("known kind").clone();

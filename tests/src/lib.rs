@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -16,22 +15,17 @@ pub fn mysql_url() -> String {
     std::env::var("ASPECTS_STACK_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
 }
 
-/// The `aspects` binary, built once per test process (a no-op when fresh). It sits beside this
-/// test executable's `deps/` folder, wherever CARGO_TARGET_DIR puts it.
+/// The `aspects` binary. The e2e tests are test targets of `aspects-cli`, so cargo has built it
+/// beside the test executable's `deps/` folder (wherever CARGO_TARGET_DIR puts it).
 pub fn binary() -> PathBuf {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "aspects-cli"])
-            .current_dir(&root)
-            .status()
-            .unwrap();
-        assert!(status.success(), "building aspects failed");
-    });
     let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().join("aspects")
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("aspects");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo xtask test`",
+        bin.display()
+    );
+    bin
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

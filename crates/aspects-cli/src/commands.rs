@@ -10,7 +10,7 @@ use aspects_config::{Generate, LoadOptions, Loaded, SourceFile, fingerprint, loa
 use aspects_core::document::{FORMAT_VERSION, PlanDocument, SecretDoc, SourceDoc};
 use aspects_core::render::{Painter, render_plan};
 use aspects_core::{Action, Address, Redactor};
-use aspects_engine::apply::{ApplyOptions, Event, Report, Writers};
+use aspects_engine::apply::{ApplyOptions, Event, Report, Writers, check_destroys};
 use aspects_engine::journal::Journal;
 use aspects_engine::lock::lock_all;
 use aspects_engine::plan::{Planned, Readers, plan, queries};
@@ -40,6 +40,16 @@ pub async fn run(cli: &Cli, colour: bool) -> Result<u8, CliError> {
         Command::Drift(a) => ctx.drift(a).await,
         Command::Graph(a) => ctx.graph(a),
     }
+}
+
+/// An apply's state once every target's lock is held.
+struct Locked<'a> {
+    loaded: &'a mut Loaded,
+    saved: Option<(&'a PathBuf, PlanDocument)>,
+    targets: Vec<Address>,
+    writers: Writers,
+    holder: String,
+    redactor: Redactor,
 }
 
 struct Ctx<'a> {
@@ -166,24 +176,29 @@ impl Ctx<'_> {
         let locks = lock_all(&writers, &holder, args.lock_timeout)
             .await
             .map_err(|e| scrubbed(e, &redactor))?;
-        let result = self
-            .apply_locked(args, &mut loaded, saved, &targets, &writers, &holder, &redactor)
-            .await;
+        let run = Locked {
+            loaded: &mut loaded,
+            saved,
+            targets,
+            writers,
+            holder,
+            redactor,
+        };
+        let result = self.apply_locked(args, run).await;
         locks.release().await;
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn apply_locked(
-        &self,
-        args: &ApplyArgs,
-        loaded: &mut Loaded,
-        saved: Option<(&PathBuf, PlanDocument)>,
-        targets: &[Address],
-        writers: &Writers,
-        holder: &str,
-        redactor: &Redactor,
-    ) -> Result<u8, CliError> {
+    async fn apply_locked(&self, args: &ApplyArgs, run: Locked<'_>) -> Result<u8, CliError> {
+        let Locked {
+            loaded,
+            saved,
+            targets,
+            writers,
+            holder,
+            redactor,
+        } = run;
+        let (targets, writers, holder, redactor) = (&targets, &writers, holder.as_str(), &redactor);
         let readers: Readers = writers
             .iter()
             .map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>))
@@ -202,10 +217,8 @@ impl Ctx<'_> {
         if !planned.plan.has_changes() {
             return Ok(0);
         }
-        let protected: Vec<String> = planned.plan.destroys_data().map(|c| c.address.to_string()).collect();
-        if !args.allow_destroy && !protected.is_empty() {
-            return Err(EngineError::DestroyProtected(protected).into());
-        }
+        // Before asking: a plan that cannot be applied must not be confirmed first.
+        check_destroys(&planned.plan, args.allow_destroy)?;
         if saved.is_none() && !args.auto_approve {
             confirm()?;
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aspects_core::graph::Graph;
-use aspects_core::{Action, Address, Change, ProviderId, Redactor, Registry};
+use aspects_core::{Action, Address, Change, Plan, ProviderId, Redactor, Registry};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
@@ -67,6 +67,16 @@ impl Report {
     }
 }
 
+/// Refuses a plan that destroys data-bearing objects unless `--allow-destroy` was given.
+pub fn check_destroys(plan: &Plan, allow_destroy: bool) -> Result<(), EngineError> {
+    let protected: Vec<String> = plan.destroys_data().map(|c| c.address.to_string()).collect();
+    if allow_destroy || protected.is_empty() {
+        Ok(())
+    } else {
+        Err(EngineError::DestroyProtected(protected))
+    }
+}
+
 pub async fn apply(
     planned: &Planned,
     graph: &Graph,
@@ -75,10 +85,7 @@ pub async fn apply(
     opts: &ApplyOptions<'_>,
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<Report, EngineError> {
-    let protected: Vec<String> = planned.plan.destroys_data().map(|c| c.address.to_string()).collect();
-    if !opts.allow_destroy && !protected.is_empty() {
-        return Err(EngineError::DestroyProtected(protected));
-    }
+    check_destroys(&planned.plan, opts.allow_destroy)?;
     let ops: Vec<&Change> = planned
         .plan
         .changes

@@ -228,3 +228,90 @@ fn mysql_native_hash(pw: &str) -> String {
     ))
     .unwrap()
 }
+
+/// Runs `aspects apply` on a pseudo-terminal (util-linux `script`), answering the prompt.
+fn apply_on_a_terminal(s: &Sandbox, answer: &str) -> (i32, String) {
+    use std::io::Write;
+    let cmd = format!("{} apply", aspects_e2e::binary().display());
+    let mut child = s
+        .command(&[])
+        .get_envs()
+        .fold(std::process::Command::new("script"), |mut c, (k, v)| {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+            c
+        })
+        .args(["-qec", &cmd, "/dev/null"])
+        .current_dir(&s.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn on_a_terminal_apply_asks_and_only_yes_applies() {
+    let s = app("tty");
+    let (code, out) = apply_on_a_terminal(&s, "no\n");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Only 'yes' will be accepted") && out.contains("apply cancelled; nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(s.run(&["plan", "--detailed-exitcode"]).code, 2, "nothing was applied");
+
+    let (code, out) = apply_on_a_terminal(&s, "yes\n");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Apply complete! 4 done"), "{out}");
+    assert_eq!(s.run(&["plan", "--detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn secrets_never_appear_in_process_arguments() {
+    let s = app("argv");
+    let mut child = s.spawn(&["apply", "--auto-approve"]);
+    // Sample the command lines of aspects and anything it starts until it exits.
+    let mut seen = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        let pids = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
+        for pid in pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid == child.id() || parent == Some(child.id()) {
+                seen.push(std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default());
+            }
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(!seen.is_empty(), "the running process was sampled");
+    let generated = s
+        .secrets_file("aspects")
+        .lines()
+        .find_map(|l| l.strip_prefix("gen_pw = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    for argv in &seen {
+        let argv = String::from_utf8_lossy(argv);
+        assert!(
+            !argv.contains(ENV_PW) && !argv.contains(&generated),
+            "a secret is in a process argument: {argv}"
+        );
+    }
+}

@@ -70,7 +70,9 @@ fn mysql_up() -> Result<String, String> {
         return Ok(url);
     }
     let url = |port| format!("mysql://root@127.0.0.1:{port}");
-    if mysql_ok(SYSTEM_MYSQL_PORT) {
+    // ASPECTS_STACK_PRIVATE=1: never reuse the machine's own server (e.g. its root has a password).
+    let private_only = std::env::var_os("ASPECTS_STACK_PRIVATE").is_some_and(|v| v == "1");
+    if !private_only && mysql_ok(SYSTEM_MYSQL_PORT) {
         return Ok(url(SYSTEM_MYSQL_PORT));
     }
     if mysql_ok(PRIVATE_MYSQL_PORT) {

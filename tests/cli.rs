@@ -52,11 +52,7 @@ fn validate_checks_without_writing_and_plan_keeps_generated_secrets_0600() {
     let s = app("validate");
     let r = s.run(&["validate"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        r.stdout
-            .contains("The plan is valid: 4 resources, 1 providers, 2 secrets"),
-        "{r:?}"
-    );
+    assert!(r.stdout.contains("The plan is valid: 4 resources, 1 providers, 2 secrets"), "{r:?}");
     assert!(!s.path("aspects.secrets.toml").exists(), "validate writes nothing");
 
     let r = s.run(&["plan"]);
@@ -71,10 +67,7 @@ fn validate_checks_without_writing_and_plan_keeps_generated_secrets_0600() {
     std::fs::set_permissions(s.path("aspects.secrets.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let r = s.run(&["plan"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("readable by other users") && r.stderr.contains("chmod 600"),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("readable by other users") && r.stderr.contains("chmod 600"), "{r:?}");
 }
 
 #[test]
@@ -108,10 +101,7 @@ fn target_narrows_the_plan_to_the_address_and_its_dependencies() {
     let s = app("target");
     let r = s.run(&["plan", "--target", "mysql_grant.app"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        r.stdout.contains("Plan: 3 to add") && r.stdout.contains("Partial plan: only mysql_grant.app"),
-        "{r:?}"
-    );
+    assert!(r.stdout.contains("Plan: 3 to add") && r.stdout.contains("Partial plan: only mysql_grant.app"), "{r:?}");
     assert!(!r.stdout.contains("mysql_user.gen"), "{r:?}");
     let r = s.run(&["plan", "--target", "mysql_database.app"]);
     assert!(r.stdout.starts_with("Plan: 1 to add"), "{r:?}");
@@ -128,10 +118,7 @@ fn apply_without_a_terminal_needs_auto_approve() {
     let s = app("confirm");
     let r = s.run(&["apply"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("standard input is not a terminal") && r.stderr.contains("--auto-approve"),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("standard input is not a terminal") && r.stderr.contains("--auto-approve"), "{r:?}");
     let r = s.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(r.code, 2, "nothing was applied: {r:?}");
 }
@@ -140,21 +127,8 @@ fn apply_without_a_terminal_needs_auto_approve() {
 fn later_plan_files_override_earlier_ones() {
     let s = app("layers");
     s.write("prod.toml", "[mysql_database.app]\ncharset = \"latin1\"\n");
-    let r = s.run(&[
-        "-f",
-        "aspects.toml",
-        "-f",
-        "prod.toml",
-        "plan",
-        "--target",
-        "mysql_database.app",
-    ]);
-    assert!(
-        r.stdout
-            .lines()
-            .any(|l| l.contains("+ charset") && l.ends_with("= \"latin1\"")),
-        "{r:?}"
-    );
+    let r = s.run(&["-f", "aspects.toml", "-f", "prod.toml", "plan", "--target", "mysql_database.app"]);
+    assert!(r.stdout.lines().any(|l| l.contains("+ charset") && l.ends_with("= \"latin1\"")), "{r:?}");
 }
 
 #[test]
@@ -163,11 +137,7 @@ fn no_secret_value_reaches_output_plans_or_the_journal() {
     let mut runs = Vec::new();
     let mut run = |args: &[&str], expect: i32| {
         let r = s.command(args).env("ASPECTS_LOG", "trace").output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&r.stdout),
-            String::from_utf8_lossy(&r.stderr)
-        );
+        let text = format!("{}{}", String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr));
         assert_eq!(r.status.code(), Some(expect), "{args:?}: {text}");
         runs.push(text);
     };
@@ -176,10 +146,7 @@ fn no_secret_value_reaches_output_plans_or_the_journal() {
     run(&["plan", "--json"], 0);
     run(&["plan", "--out", "saved.json"], 0);
     run(&["apply", "saved.json", "-vv"], 0);
-    sql(&[&format!(
-        "ALTER USER '{}app'@'%' IDENTIFIED BY 'Hand-S3cret-77'",
-        s.prefix
-    )]);
+    sql(&[&format!("ALTER USER '{}app'@'%' IDENTIFIED BY 'Hand-S3cret-77'", s.prefix)]);
     run(&["drift", "-vv"], 2);
     run(&["drift", "--json"], 2);
     run(&["apply", "--auto-approve", "-vv"], 0);
@@ -191,42 +158,26 @@ fn no_secret_value_reaches_output_plans_or_the_journal() {
     run(&["apply", "--auto-approve", "-vv"], 1);
 
     let secrets_file = s.secrets_file("aspects");
-    let generated = secrets_file
-        .lines()
-        .find_map(|l| l.strip_prefix("gen_pw = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
+    let generated =
+        secrets_file.lines().find_map(|l| l.strip_prefix("gen_pw = ")).unwrap().trim_matches('"').to_owned();
     let files: String = {
         let all = read_tree(&s.dir);
         all.replace(&secrets_file, "")
     };
     let everything = format!("{}{files}", runs.join("\n"));
-    assert!(
-        everything.contains("apply_finished"),
-        "the journal was written and scanned"
-    );
-    assert!(
-        everything.contains("(sensitive"),
-        "sensitive values were shown as markers"
-    );
+    assert!(everything.contains("apply_finished"), "the journal was written and scanned");
+    assert!(everything.contains("(sensitive"), "sensitive values were shown as markers");
     for secret in [ENV_PW, generated.as_str(), "Hand-S3cret-77"] {
         assert!(!everything.contains(secret), "a secret value leaked");
         let hash = mysql_native_hash(secret);
-        assert!(
-            !everything.to_uppercase().contains(&hash[1..]),
-            "a password hash leaked"
-        );
+        assert!(!everything.to_uppercase().contains(&hash[1..]), "a password hash leaked");
     }
 }
 
 /// `*` + upper(hex(sha1(sha1(pw)))), computed by the server itself.
 fn mysql_native_hash(pw: &str) -> String {
-    aspects_e2e::query_one(&format!(
-        "SELECT CONCAT('*', UPPER(SHA1(UNHEX(SHA1('{}')))))",
-        pw.replace('\'', "''")
-    ))
-    .unwrap()
+    aspects_e2e::query_one(&format!("SELECT CONCAT('*', UPPER(SHA1(UNHEX(SHA1('{}')))))", pw.replace('\'', "''")))
+        .unwrap()
 }
 
 /// Runs `aspects apply` on a pseudo-terminal (util-linux `script`), answering the prompt.
@@ -252,10 +203,7 @@ fn apply_on_a_terminal(s: &Sandbox, answer: &str) -> (i32, String) {
         .unwrap();
     child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[test]
@@ -282,17 +230,12 @@ fn secrets_never_appear_in_process_arguments() {
     // Sample the command lines of aspects and anything it starts until it exits.
     let mut seen = Vec::new();
     while child.try_wait().unwrap().is_none() {
-        let pids = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
+        let pids =
+            std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok());
         for pid in pids {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let parent = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
+            let parent =
+                stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
             if pid == child.id() || parent == Some(child.id()) {
                 seen.push(std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default());
             }
@@ -309,9 +252,27 @@ fn secrets_never_appear_in_process_arguments() {
         .to_owned();
     for argv in &seen {
         let argv = String::from_utf8_lossy(argv);
-        assert!(
-            !argv.contains(ENV_PW) && !argv.contains(&generated),
-            "a secret is in a process argument: {argv}"
-        );
+        assert!(!argv.contains(ENV_PW) && !argv.contains(&generated), "a secret is in a process argument: {argv}");
     }
+}
+
+#[test]
+fn every_reference_plan_validates() {
+    let s = Sandbox::new("reference-plans");
+    let plans = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plans");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&plans).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let secrets = s.path("ref.secrets.toml");
+            let r = s
+                .command(&["-f", path.to_str().unwrap(), "--secrets", secrets.to_str().unwrap(), "validate"])
+                .env("MYSQL_ROOT_PASSWORD", "only-for-validate")
+                .output()
+                .unwrap();
+            assert!(r.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&r.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "plans/ holds the reference plans");
 }

@@ -15,15 +15,8 @@ fn every_malformed_plan_gets_a_clear_error_and_nothing_is_written() {
             assert!(r.stdout.is_empty(), "{name}: errors go to stderr: {r:?}");
             assert!(!r.stderr.contains("panicked"), "{name}: {r:?}");
             assert!(r.stderr.starts_with("error: "), "{name}: {r:?}");
-            assert!(
-                r.stderr.contains("hint: "),
-                "{name}: every error says what to do: {r:?}"
-            );
-            let written: Vec<_> = std::fs::read_dir(&s.dir)
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name())
-                .collect();
+            assert!(r.stderr.contains("hint: "), "{name}: every error says what to do: {r:?}");
+            let written: Vec<_> = std::fs::read_dir(&s.dir).unwrap().flatten().map(|e| e.file_name()).collect();
             assert_eq!(written, [name], "{name}: {command} wrote something");
             if command == "validate" {
                 insta::assert_snapshot!(s.scrub(&r.stderr));

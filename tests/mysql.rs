@@ -50,10 +50,7 @@ fn from_empty_apply_then_plan_is_empty_for_every_kind() {
 
     let r = s.run(&["apply", "--auto-approve"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        r.stdout.contains("Apply complete! 3 done, 0 failed, 0 skipped."),
-        "{r:?}"
-    );
+    assert!(r.stdout.contains("Apply complete! 3 done, 0 failed, 0 skipped."), "{r:?}");
     assert!(r.stderr.contains("mysql_grant.app: Creation complete"), "{r:?}");
 
     assert_no_changes(&s);
@@ -157,10 +154,7 @@ fn kill_9_at_random_points_then_apply_converges() {
         let _ = child.wait();
     }
     let r = s.run(&["apply", "--auto-approve"]);
-    assert_eq!(
-        r.code, 0,
-        "apply after kills must converge (and the lock must not be stuck): {r:?}"
-    );
+    assert_eq!(r.code, 0, "apply after kills must converge (and the lock must not be stuck): {r:?}");
     assert_no_changes(&s);
 }
 
@@ -172,10 +166,7 @@ fn a_held_lock_refuses_a_second_apply_naming_the_holder() {
     // Wait until the first apply is executing (it holds the lock from before its plan).
     let journal = s.path("aspects.journal.jsonl");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&journal)
-        .unwrap_or_default()
-        .contains("apply_started")
-    {
+    while !std::fs::read_to_string(&journal).unwrap_or_default().contains("apply_started") {
         assert!(Instant::now() < deadline, "first apply never started");
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -187,10 +178,7 @@ fn a_held_lock_refuses_a_second_apply_naming_the_holder() {
     }
     assert_eq!(second.code, 1, "{second:?}");
     assert!(second.stderr.contains("locked by"), "{second:?}");
-    assert!(
-        second.stderr.contains(&format!("pid {}", first.id())),
-        "the holder is named: {second:?}"
-    );
+    assert!(second.stderr.contains(&format!("pid {}", first.id())), "the holder is named: {second:?}");
     assert!(second.stderr.contains("hint:"), "{second:?}");
 }
 
@@ -203,20 +191,9 @@ fn concurrent_applies_never_interleave() {
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success() && b.status.success(), "{a:?}\n{b:?}");
     // Exactly one of them did the work; the other waited, re-planned and found nothing to do.
-    let outs = [
-        String::from_utf8_lossy(&a.stdout).into_owned(),
-        String::from_utf8_lossy(&b.stdout).into_owned(),
-    ];
-    assert_eq!(
-        outs.iter().filter(|o| o.contains("Apply complete! 30 done")).count(),
-        1,
-        "{outs:?}"
-    );
-    assert_eq!(
-        outs.iter().filter(|o| o.starts_with("No changes.")).count(),
-        1,
-        "{outs:?}"
-    );
+    let outs = [String::from_utf8_lossy(&a.stdout).into_owned(), String::from_utf8_lossy(&b.stdout).into_owned()];
+    assert_eq!(outs.iter().filter(|o| o.contains("Apply complete! 30 done")).count(), 1, "{outs:?}");
+    assert_eq!(outs.iter().filter(|o| o.starts_with("No changes.")).count(), 1, "{outs:?}");
     let journal = std::fs::read_to_string(s.path("aspects.journal.jsonl")).unwrap();
     assert_eq!(journal.matches("apply_started").count(), 1, "{journal}");
     assert_no_changes(&s);
@@ -271,10 +248,7 @@ fn saved_plans_apply_exactly_and_refuse_when_live_state_moved() {
     sql(&[&format!("ALTER DATABASE `{}app` CHARACTER SET latin1", s.prefix)]);
     let r = s.run(&["apply", "q.json"]);
     assert_eq!(r.code, 1, "{r:?}");
-    assert!(
-        r.stderr.contains("is stale") && r.stderr.contains("mysql_database.app"),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("is stale") && r.stderr.contains("mysql_database.app"), "{r:?}");
     assert!(!r.stderr.contains("mysql_user.app"), "only what moved is named: {r:?}");
 
     // A secret that changed since the plan was saved makes it stale too.
@@ -291,18 +265,12 @@ fn removed_resources_are_destroyed_only_if_owned_and_data_needs_allow_destroy() 
     let s = app("destroy");
     apply(&s);
     let p = s.prefix.clone();
-    sql(&[
-        &format!("CREATE DATABASE `{p}foreign`"),
-        &format!("CREATE USER '{p}foreign'@'%'"),
-    ]);
+    sql(&[&format!("CREATE DATABASE `{p}foreign`"), &format!("CREATE USER '{p}foreign'@'%'")]);
     // Keep only the user: the grant (privileges) and the database leave the plan.
     s.write("aspects.toml", &s.plan("[secrets]\napp_pw = { env = \"APP_PW\" }\n\n[mysql_user.app]\nuser = \"@@app\"\npassword = \"${secrets.app_pw}\"\n"));
     let r = s.run(&["plan"]);
     insta::assert_snapshot!("destroy_plan", s.scrub(&r.stdout));
-    assert!(
-        !r.stdout.contains("foreign"),
-        "objects the deployment does not own never appear: {r:?}"
-    );
+    assert!(!r.stdout.contains("foreign"), "objects the deployment does not own never appear: {r:?}");
 
     let r = s.run(&["apply", "--auto-approve"]);
     assert_eq!(r.code, 1, "{r:?}");
@@ -311,26 +279,20 @@ fn removed_resources_are_destroyed_only_if_owned_and_data_needs_allow_destroy() 
         "{r:?}"
     );
     assert!(
-        query_one(&format!(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"
-        ))
-        .is_some(),
+        query_one(&format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"))
+            .is_some(),
         "nothing was changed"
     );
 
     let r = s.run(&["apply", "--auto-approve", "--allow-destroy"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        query_one(&format!(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"
-        ))
-        .is_none()
+        query_one(&format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"))
+            .is_none()
     );
     assert!(
-        query_one(&format!(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}foreign'"
-        ))
-        .is_some()
+        query_one(&format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}foreign'"))
+            .is_some()
     );
     assert_no_changes(&s);
 }
@@ -390,16 +352,10 @@ fn an_identity_moved_onto_an_existing_object_adopts_it_and_destroys_the_old_one(
     s.write("aspects.toml", &s.plan(&moved));
     let r = s.run(&["plan"]);
     assert!(r.stdout.contains("mysql_user.app will be adopted"), "{r:?}");
-    assert!(
-        r.stdout
-            .contains(r#"mysql_user["app (previous identity)"] will be destroyed"#),
-        "{r:?}"
-    );
+    assert!(r.stdout.contains(r#"mysql_user["app (previous identity)"] will be destroyed"#), "{r:?}");
     apply(&s);
     assert_no_changes(&s);
-    let hosts = query_one(&format!(
-        "SELECT GROUP_CONCAT(Host) FROM mysql.user WHERE User = '{p}app'"
-    ));
+    let hosts = query_one(&format!("SELECT GROUP_CONCAT(Host) FROM mysql.user WHERE User = '{p}app'"));
     assert_eq!(hosts.as_deref(), Some("localhost"), "the old '%' account is gone");
 }
 
@@ -416,10 +372,7 @@ fn a_second_deployment_cannot_take_over_an_owned_object() {
     let r = second.run(&["plan"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("another deployment owns mysql_database.app"), "{r:?}");
-    assert!(
-        r.stderr.contains(&format!("`{}dep`", first.prefix)),
-        "the owner is named: {r:?}"
-    );
+    assert!(r.stderr.contains(&format!("`{}dep`", first.prefix)), "the owner is named: {r:?}");
     assert_no_changes(&first);
 }
 
@@ -429,18 +382,13 @@ fn removing_every_resource_destroys_everything_the_deployment_owns() {
     apply(&s);
     s.write("aspects.toml", &s.plan(""));
     let r = s.run(&["plan"]);
-    assert!(
-        r.stdout.starts_with("Plan: 0 to add, 0 to change, 3 to destroy."),
-        "{r:?}"
-    );
+    assert!(r.stdout.starts_with("Plan: 0 to add, 0 to change, 3 to destroy."), "{r:?}");
     let r = s.run(&["apply", "--auto-approve", "--allow-destroy"]);
     assert_eq!(r.code, 0, "{r:?}");
     let p = &s.prefix;
     assert!(
-        query_one(&format!(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"
-        ))
-        .is_none()
+        query_one(&format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}app'"))
+            .is_none()
     );
     assert!(query_one(&format!("SELECT User FROM mysql.user WHERE User = '{p}app'")).is_none());
     assert_no_changes(&s);

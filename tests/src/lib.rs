@@ -20,11 +20,7 @@ pub fn mysql_url() -> String {
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().and_then(Path::parent).unwrap().join("aspects");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo xtask test`",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo xtask test`", bin.display());
     bin
 }
 
@@ -51,11 +47,7 @@ impl Run {
 
 impl std::fmt::Debug for Run {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
     }
 }
 
@@ -76,11 +68,7 @@ impl Sandbox {
         let dir = std::env::temp_dir().join(format!("aspects-e2e-{}-{name}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Sandbox {
-            dir,
-            prefix,
-            env: Vec::new(),
-        }
+        Sandbox { dir, prefix, env: Vec::new() }
     }
 
     pub fn path(&self, file: &str) -> PathBuf {
@@ -126,11 +114,7 @@ impl Sandbox {
     }
 
     pub fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
     }
 
     /// Text with the sandbox's own paths and prefix replaced, for snapshots.
@@ -161,20 +145,12 @@ impl Drop for Sandbox {
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 pub async fn admin() -> MySqlPool {
     let opts: MySqlConnectOptions = mysql_url().parse().unwrap();
-    MySqlPoolOptions::new()
-        .max_connections(2)
-        .connect_with(opts.disable_statement_logging())
-        .await
-        .unwrap()
+    MySqlPoolOptions::new().max_connections(2).connect_with(opts.disable_statement_logging()).await.unwrap()
 }
 
 /// Runs statements as the admin (to inject drift), panicking on error. Test-authored SQL only.
@@ -182,10 +158,7 @@ pub fn sql(statements: &[&str]) {
     block_on(async {
         let pool = admin().await;
         for s in statements {
-            sqlx::raw_sql(AssertSqlSafe(s.to_string()))
-                .execute(&pool)
-                .await
-                .unwrap_or_else(|e| panic!("{s}: {e}"));
+            sqlx::raw_sql(AssertSqlSafe(s.to_string())).execute(&pool).await.unwrap_or_else(|e| panic!("{s}: {e}"));
         }
     })
 }
@@ -221,10 +194,7 @@ async fn cleanup(prefix: &str) {
     let pool = admin().await;
     let like = format!("{}%", prefix.replace('_', "\\_"));
     // The meta tables may not exist (nothing was applied): ignore that.
-    let _ = sqlx::query("DELETE FROM aspects_meta.owned WHERE deployment LIKE ?")
-        .bind(&like)
-        .execute(&pool)
-        .await;
+    let _ = sqlx::query("DELETE FROM aspects_meta.owned WHERE deployment LIKE ?").bind(&like).execute(&pool).await;
     let _ = sqlx::query("DELETE FROM aspects_meta.locks WHERE name LIKE ?")
         .bind(format!("aspects:{like}"))
         .execute(&pool)
@@ -236,12 +206,9 @@ async fn cleanup(prefix: &str) {
             .await
             .unwrap_or_default();
     for (db,) in dbs {
-        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS `{}`",
-            db.replace('`', "``")
-        )))
-        .execute(&pool)
-        .await;
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{}`", db.replace('`', "``"))))
+            .execute(&pool)
+            .await;
     }
     let users: Vec<(String, String)> =
         sqlx::query_as("SELECT CAST(User AS CHAR), CAST(Host AS CHAR) FROM mysql.user WHERE User LIKE ?")
@@ -251,9 +218,8 @@ async fn cleanup(prefix: &str) {
             .unwrap_or_default();
     for (u, h) in users {
         let q = |s: &str| s.replace('\\', "\\\\").replace('\'', "''");
-        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h))))
-            .execute(&pool)
-            .await;
+        let _ =
+            sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h)))).execute(&pool).await;
     }
 }
 

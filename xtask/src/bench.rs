@@ -33,10 +33,7 @@ pub fn run() -> Result<(), String> {
     }
     let queries_flat = rows.iter().all(|r| r.2 == rows[0].2);
     let fast = rows.last().is_some_and(|r| r.1 < TARGET_MS);
-    println!(
-        "\nquery count independent of N: {}",
-        if queries_flat { "yes" } else { "NO" }
-    );
+    println!("\nquery count independent of N: {}", if queries_flat { "yes" } else { "NO" });
     println!("N = 1000 under {TARGET_MS} ms: {}", if fast { "yes" } else { "NO" });
     Ok(())
 }
@@ -49,10 +46,7 @@ fn plan_text(n: usize, url: &str) -> String {
         let k = i / 3;
         let _ = match i % 3 {
             0 => writeln!(s, "[mysql_database.d{k}]\nname = \"bench{n}_d{k}\"\n"),
-            1 => writeln!(
-                s,
-                "[mysql_user.u{k}]\nuser = \"bench{n}_u{k}\"\npassword = \"${{secrets.pw}}\"\n"
-            ),
+            1 => writeln!(s, "[mysql_user.u{k}]\nuser = \"bench{n}_u{k}\"\npassword = \"${{secrets.pw}}\"\n"),
             _ => writeln!(
                 s,
                 "[mysql_grant.g{k}]\nuser = \"${{mysql_user.u{k}.user}}\"\non = \"${{mysql_database.d{k}.name}}.*\"\nprivileges = [\"SELECT\", \"INSERT\"]\n"
@@ -64,14 +58,9 @@ fn plan_text(n: usize, url: &str) -> String {
 
 fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
     let dir = crate::root().join("target/stack");
-    let files = vec![SourceFile {
-        path: dir.join(format!("bench{n}.toml")),
-        text,
-    }];
-    let opts = LoadOptions {
-        secrets_path: Some(dir.join(format!("bench{n}.secrets.toml"))),
-        generate: Generate::Allow,
-    };
+    let files = vec![SourceFile { path: dir.join(format!("bench{n}.toml")), text }];
+    let opts =
+        LoadOptions { secrets_path: Some(dir.join(format!("bench{n}.secrets.toml"))), generate: Generate::Allow };
     let mut loaded = load_sources(files, registry, &opts).map_err(|e| e.to_string())?;
     loaded.store.save().map_err(|e| e.to_string())?;
     Ok(loaded)
@@ -79,30 +68,15 @@ fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
 
 async fn converge(loaded: &Loaded, registry: &Registry, allow_destroy: bool) -> Result<(), String> {
     let cfg = &loaded.desired.providers["mysql"];
-    let w = aspects_mysql::MySql
-        .connect_write(cfg, &loaded.desired.deployment)
-        .await
-        .map_err(|e| e.to_string())?;
+    let w = aspects_mysql::MySql.connect_write(cfg, &loaded.desired.deployment).await.map_err(|e| e.to_string())?;
     let writers: Writers = [("mysql".to_owned(), w.clone())].into();
     let readers: Readers = [("mysql".to_owned(), w as _)].into();
-    let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None).await.map_err(|e| e.to_string())?;
     let redactor = Redactor::default();
-    let opts = ApplyOptions {
-        parallelism: 4,
-        allow_destroy,
-        redactor: &redactor,
-        journal: None,
-    };
-    let report = apply(&planned, &loaded.graph, registry, &writers, &opts, &mut |_| {})
-        .await
-        .map_err(|e| e.to_string())?;
-    if report.succeeded() {
-        Ok(())
-    } else {
-        Err(format!("setup apply failed: {:?}", report.failed))
-    }
+    let opts = ApplyOptions { parallelism: 4, allow_destroy, redactor: &redactor, journal: None };
+    let report =
+        apply(&planned, &loaded.graph, registry, &writers, &opts, &mut |_| {}).await.map_err(|e| e.to_string())?;
+    if report.succeeded() { Ok(()) } else { Err(format!("setup apply failed: {:?}", report.failed)) }
 }
 
 async fn measure(n: usize, url: &str, registry: &Registry) -> Result<(usize, f64, u64), String> {
@@ -114,15 +88,11 @@ async fn measure(n: usize, url: &str, registry: &Registry) -> Result<(usize, f64
     let mut issued = 0;
     for _ in 0..RUNS {
         let started = Instant::now();
-        let r = aspects_mysql::MySql
-            .connect_read(cfg, &loaded.desired.deployment)
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = aspects_mysql::MySql.connect_read(cfg, &loaded.desired.deployment).await.map_err(|e| e.to_string())?;
         let readers: Readers = [("mysql".to_owned(), r)].into();
         let before = queries(&readers);
-        let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let planned =
+            plan(&loaded.desired, &loaded.graph, registry, &readers, None).await.map_err(|e| e.to_string())?;
         times.push(started.elapsed());
         issued = queries(&readers) - before;
         if planned.plan.has_changes() {
@@ -132,11 +102,8 @@ async fn measure(n: usize, url: &str, registry: &Registry) -> Result<(usize, f64
     times.sort();
     let median: Duration = times[RUNS / 2];
     // Tear down: the same deployment with no resources destroys what it owns.
-    let empty = load(
-        n,
-        format!("[deployment]\nname = \"bench{n}\"\n\n[providers.mysql]\nurl = \"{url}\"\n"),
-        registry,
-    )?;
+    let empty =
+        load(n, format!("[deployment]\nname = \"bench{n}\"\n\n[providers.mysql]\nurl = \"{url}\"\n"), registry)?;
     converge(&empty, registry, true).await?;
     Ok((n, median.as_secs_f64() * 1000.0, issued))
 }

@@ -52,30 +52,15 @@ enum StackAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Stack {
-            action: StackAction::Up,
-        } => stack::up().map(|_| ()),
-        Cmd::Stack {
-            action: StackAction::Down,
-        } => stack::down(),
-        Cmd::Stack {
-            action: StackAction::Status,
-        } => stack::status(),
+        Cmd::Stack { action: StackAction::Up } => stack::up().map(|_| ()),
+        Cmd::Stack { action: StackAction::Down } => stack::down(),
+        Cmd::Stack { action: StackAction::Status } => stack::status(),
         Cmd::Test { args } => test(&args),
         Cmd::Demo => demo(),
         Cmd::Bench { in_process: true } => bench::run(),
         Cmd::Bench { in_process: false } => stack::up().and_then(|env| {
             run(cargo()
-                .args([
-                    "run",
-                    "--release",
-                    "--quiet",
-                    "--package",
-                    "xtask",
-                    "--",
-                    "bench",
-                    "--in-process",
-                ])
+                .args(["run", "--release", "--quiet", "--package", "xtask", "--", "bench", "--in-process"])
                 .envs(env))
         }),
     };
@@ -89,10 +74,7 @@ fn main() -> ExitCode {
 }
 
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }
 
 fn cargo() -> Command {
@@ -103,11 +85,7 @@ fn cargo() -> Command {
 
 pub fn run(cmd: &mut Command) -> Result<(), String> {
     let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{cmd:?} failed with {status}"))
-    }
+    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) }
 }
 
 fn test(args: &[String]) -> Result<(), String> {
@@ -121,11 +99,7 @@ fn demo() -> Result<(), String> {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let bin = target.join("debug/aspects");
     let plan = root().join("plans/local.toml");
-    let url = env
-        .iter()
-        .find(|(k, _)| k == "ASPECTS_STACK_MYSQL_URL")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let url = env.iter().find(|(k, _)| k == "ASPECTS_STACK_MYSQL_URL").map(|(_, v)| v.clone()).unwrap_or_default();
     let step = |title: &str, args: &[&str], ok: &[i32]| -> Result<(), String> {
         eprintln!("\n$ aspects {}    # {title}", args.join(" "));
         let status = Command::new(&bin)
@@ -136,20 +110,12 @@ fn demo() -> Result<(), String> {
             .status()
             .map_err(|e| e.to_string())?;
         let code = status.code().unwrap_or(-1);
-        if ok.contains(&code) {
-            Ok(())
-        } else {
-            Err(format!("`aspects {}` exited {code}", args.join(" ")))
-        }
+        if ok.contains(&code) { Ok(()) } else { Err(format!("`aspects {}` exited {code}", args.join(" "))) }
     };
     step("check the plan file and secrets", &["validate"], &[0])?;
     step("preview: nothing is written", &["plan", "--detailed-exitcode"], &[0, 2])?;
     step("converge", &["apply", "--auto-approve"], &[0])?;
-    step(
-        "idempotent: a second plan is empty",
-        &["plan", "--detailed-exitcode"],
-        &[0],
-    )?;
+    step("idempotent: a second plan is empty", &["plan", "--detailed-exitcode"], &[0])?;
     step("what scheduled CI runs", &["drift"], &[0])?;
     eprintln!("\nDemo complete: the Superset metadata database, its user and grants are converged on {url}.");
     Ok(())

@@ -95,14 +95,8 @@ fn mysql_up() -> Result<String, String> {
         )?;
     }
     let log = fs::File::create(base.join("mariadb.log")).map_err(|e| e.to_string())?;
-    let user = String::from_utf8(
-        Command::new("id")
-            .arg("-un")
-            .output()
-            .map_err(|e| e.to_string())?
-            .stdout,
-    )
-    .unwrap_or_default();
+    let user = String::from_utf8(Command::new("id").arg("-un").output().map_err(|e| e.to_string())?.stdout)
+        .unwrap_or_default();
     // setsid + every fd redirected: a child holding the caller's stdout would hang CI.
     Command::new("setsid")
         .arg(server)
@@ -129,19 +123,11 @@ fn mysql_up() -> Result<String, String> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Err(format!(
-        "MariaDB did not come up; see {}",
-        base.join("mariadb.log").display()
-    ))
+    Err(format!("MariaDB did not come up; see {}", base.join("mariadb.log").display()))
 }
 
 fn ensure_mariadb_installed() -> Result<PathBuf, String> {
-    let find = || {
-        ["/usr/sbin/mariadbd", "/usr/bin/mariadbd"]
-            .into_iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    };
+    let find = || ["/usr/sbin/mariadbd", "/usr/bin/mariadbd"].into_iter().map(PathBuf::from).find(|p| p.exists());
     if let Some(p) = find() {
         return Ok(p);
     }
@@ -161,17 +147,7 @@ fn mysql_ok(port: u16) -> bool {
         return false;
     }
     Command::new("mariadb")
-        .args([
-            "--protocol=TCP",
-            "-h",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-            "-u",
-            "root",
-            "-e",
-            "SELECT 1",
-        ])
+        .args(["--protocol=TCP", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-e", "SELECT 1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()

@@ -6,11 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "aspects",
-    version,
-    about = "Plan and apply the Open edX Aspects analytics stack, without Tutor."
-)]
+#[command(name = "aspects", version, about = "Plan and apply the Open edX Aspects analytics stack, without Tutor.")]
 pub struct Cli {
     /// Plan file; repeat to layer (later files override earlier ones).
     #[arg(short = 'f', long = "file", global = true, default_value = "aspects.toml")]

@@ -27,12 +27,7 @@ const CHANGES: u8 = 2;
 pub async fn run(cli: &Cli, colour: bool) -> Result<u8, CliError> {
     let connectors = systems::connectors();
     let registry = systems::registry(&connectors);
-    let ctx = Ctx {
-        cli,
-        painter: Painter { colour },
-        connectors,
-        registry,
-    };
+    let ctx = Ctx { cli, painter: Painter { colour }, connectors, registry };
     match &cli.command {
         Command::Validate => ctx.validate(),
         Command::Plan(a) => ctx.plan(a).await,
@@ -61,10 +56,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn options(&self, generate: Generate) -> LoadOptions {
-        LoadOptions {
-            secrets_path: self.cli.secrets.clone(),
-            generate,
-        }
+        LoadOptions { secrets_path: self.cli.secrets.clone(), generate }
     }
 
     fn load(&self, generate: Generate) -> Result<Loaded, CliError> {
@@ -109,18 +101,11 @@ impl Ctx<'_> {
             );
         }
         if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).expect("plan documents serialise")
-            );
+            println!("{}", serde_json::to_string_pretty(&doc).expect("plan documents serialise"));
         } else {
             print!("{}", render_plan(&planned.plan, self.painter));
         }
-        Ok(if args.detailed_exitcode && planned.plan.has_changes() {
-            CHANGES
-        } else {
-            0
-        })
+        Ok(if args.detailed_exitcode && planned.plan.has_changes() { CHANGES } else { 0 })
     }
 
     async fn drift(&self, args: &DriftArgs) -> Result<u8, CliError> {
@@ -129,10 +114,7 @@ impl Ctx<'_> {
         let planned = self.compute(&loaded, &readers, &parse_targets(&args.targets)?).await?;
         if args.json {
             let doc = document(&planned, &mut loaded, false);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&doc).expect("plan documents serialise")
-            );
+            println!("{}", serde_json::to_string_pretty(&doc).expect("plan documents serialise"));
         } else {
             print!("{}", render_plan(&planned.plan, self.painter));
         }
@@ -146,10 +128,7 @@ impl Ctx<'_> {
                 let files = doc
                     .config
                     .iter()
-                    .map(|s| SourceFile {
-                        path: PathBuf::from(&s.path),
-                        text: s.text.clone(),
-                    })
+                    .map(|s| SourceFile { path: PathBuf::from(&s.path), text: s.text.clone() })
                     .collect();
                 let loaded = load_sources(files, &self.registry, &self.options(Generate::Forbid))?;
                 (loaded, Some((path, doc)))
@@ -162,51 +141,25 @@ impl Ctx<'_> {
             }
         };
         let targets = match &saved {
-            Some((_, doc)) => doc
-                .targets
-                .iter()
-                .flatten()
-                .map(|t| parse_address(t))
-                .collect::<Result<_, _>>()?,
+            Some((_, doc)) => doc.targets.iter().flatten().map(|t| parse_address(t)).collect::<Result<_, _>>()?,
             None => parse_targets(&args.targets)?,
         };
         let redactor = redactor(&loaded);
         let writers = self.connect_write(&loaded, &redactor).await?;
         let holder = holder();
-        let locks = lock_all(&writers, &holder, args.lock_timeout)
-            .await
-            .map_err(|e| scrubbed(e, &redactor))?;
-        let run = Locked {
-            loaded: &mut loaded,
-            saved,
-            targets,
-            writers,
-            holder,
-            redactor,
-        };
+        let locks = lock_all(&writers, &holder, args.lock_timeout).await.map_err(|e| scrubbed(e, &redactor))?;
+        let run = Locked { loaded: &mut loaded, saved, targets, writers, holder, redactor };
         let result = self.apply_locked(args, run).await;
         locks.release().await;
         result
     }
 
     async fn apply_locked(&self, args: &ApplyArgs, run: Locked<'_>) -> Result<u8, CliError> {
-        let Locked {
-            loaded,
-            saved,
-            targets,
-            writers,
-            holder,
-            redactor,
-        } = run;
+        let Locked { loaded, saved, targets, writers, holder, redactor } = run;
         let (targets, writers, holder, redactor) = (&targets, &writers, holder.as_str(), &redactor);
-        let readers: Readers = writers
-            .iter()
-            .map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>))
-            .collect();
-        let planned = self
-            .compute(loaded, &readers, targets)
-            .await
-            .map_err(|e| scrub_cli(e, redactor))?;
+        let readers: Readers =
+            writers.iter().map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>)).collect();
+        let planned = self.compute(loaded, &readers, targets).await.map_err(|e| scrub_cli(e, redactor))?;
         if let Some((path, doc)) = &saved {
             // The key comes from the secrets file; were it missing, a fresh one makes every
             // fingerprint differ, which is the right answer (nothing is saved here).
@@ -262,11 +215,7 @@ impl Ctx<'_> {
         let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets)
             .await
             .map_err(|e| scrubbed(e, &redactor(loaded)))?;
-        tracing::info!(
-            "read live state with {} queries in {:?}",
-            queries(readers) - before,
-            started.elapsed()
-        );
+        tracing::info!("read live state with {} queries in {:?}", queries(readers) - before, started.elapsed());
         Ok(planned)
     }
 
@@ -305,12 +254,7 @@ fn connect_error(
 ) -> CliError {
     let target = cfg.attrs.get("url").map(|v| v.to_string()).unwrap_or_default();
     scrub_cli(
-        EngineError::Provider {
-            provider: format!("[providers.{id}] at {}", cfg.origin),
-            target,
-            error,
-        }
-        .into(),
+        EngineError::Provider { provider: format!("[providers.{id}] at {}", cfg.origin), target, error }.into(),
         redactor,
     )
 }
@@ -321,10 +265,9 @@ fn scrubbed(e: EngineError, redactor: &Redactor) -> CliError {
 
 fn scrub_cli(e: CliError, redactor: &Redactor) -> CliError {
     match e {
-        CliError::Message { message, hint } => CliError::Message {
-            message: redactor.scrub(&message),
-            hint: hint.map(|h| redactor.scrub(&h)),
-        },
+        CliError::Message { message, hint } => {
+            CliError::Message { message: redactor.scrub(&message), hint: hint.map(|h| redactor.scrub(&h)) }
+        }
         other => other,
     }
 }
@@ -337,16 +280,8 @@ fn save_generated(loaded: &mut Loaded) -> Result<(), CliError> {
     if !loaded.store.is_dirty() {
         return Ok(());
     }
-    let new: Vec<String> = loaded
-        .secrets
-        .iter()
-        .filter(|s| s.generated_now)
-        .map(|s| s.name.clone())
-        .collect();
-    loaded
-        .store
-        .save()
-        .map_err(|e| CliError::new(e.to_string()).hint(e.hint()))?;
+    let new: Vec<String> = loaded.secrets.iter().filter(|s| s.generated_now).map(|s| s.name.clone()).collect();
+    loaded.store.save().map_err(|e| CliError::new(e.to_string()).hint(e.hint()))?;
     if !new.is_empty() {
         eprintln!(
             "Generated secret(s) {} into {} (mode 0600). Back this file up.",
@@ -378,10 +313,7 @@ fn document(planned: &Planned, loaded: &mut Loaded, make_key: bool) -> PlanDocum
         .sources
         .files
         .iter()
-        .map(|f| SourceDoc {
-            path: f.path.display().to_string(),
-            text: f.text.clone(),
-        })
+        .map(|f| SourceDoc { path: f.path.display().to_string(), text: f.text.clone() })
         .collect();
     let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     PlanDocument::new(&planned.plan, created, config, secrets)
@@ -411,13 +343,8 @@ fn read_plan_file(path: &Path) -> Result<PlanDocument, CliError> {
         .hint("make the plan again with this version of aspects"));
     }
     serde_json::from_str(&text).map_err(|e| {
-        CliError::new(format!(
-            "{}:{}:{}: not a saved plan: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        ))
-        .hint("pass a file written by `aspects plan --out FILE`, unmodified")
+        CliError::new(format!("{}:{}:{}: not a saved plan: {e}", path.display(), e.line(), e.column()))
+            .hint("pass a file written by `aspects plan --out FILE`, unmodified")
     })
 }
 
@@ -427,9 +354,7 @@ fn check_not_stale(path: &Path, saved: &PlanDocument, now: &PlanDocument) -> Res
         .secrets
         .iter()
         .filter(|s| {
-            !now.secrets
-                .iter()
-                .any(|n| n.name == s.name && n.fingerprint == s.fingerprint && s.fingerprint.is_some())
+            !now.secrets.iter().any(|n| n.name == s.name && n.fingerprint == s.fingerprint && s.fingerprint.is_some())
         })
         .map(|s| s.name.as_str())
         .collect();
@@ -438,20 +363,13 @@ fn check_not_stale(path: &Path, saved: &PlanDocument, now: &PlanDocument) -> Res
     }
     let mut why = Vec::new();
     if !moved.is_empty() {
-        why.push(format!(
-            "live state or the planned change moved for {}",
-            moved.join(", ")
-        ));
+        why.push(format!("live state or the planned change moved for {}", moved.join(", ")));
     }
     if !secrets.is_empty() {
         why.push(format!("secret value changed for {}", secrets.join(", ")));
     }
-    Err(CliError::new(format!(
-        "the saved plan {} is stale: {}",
-        path.display(),
-        why.join("; ")
-    ))
-    .hint("nothing was changed; make and review a new plan: aspects plan --out FILE"))
+    Err(CliError::new(format!("the saved plan {} is stale: {}", path.display(), why.join("; ")))
+        .hint("nothing was changed; make and review a new plan: aspects plan --out FILE"))
 }
 
 fn confirm() -> Result<(), CliError> {
@@ -484,9 +402,7 @@ fn parse_address(s: &str) -> Result<Address, CliError> {
 }
 
 fn journal_path(plan: &Path) -> PathBuf {
-    let stem = plan
-        .file_stem()
-        .map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
+    let stem = plan.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
     plan.with_file_name(format!("{stem}.journal.jsonl"))
 }
 
@@ -498,16 +414,12 @@ fn hostname() -> String {
 
 /// Who holds the lock, as other runs will be told.
 fn holder() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
     format!("{user}@{} pid {} (aspects apply)", hostname(), std::process::id())
 }
 
 fn run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{:x}-{}", nanos, std::process::id())
 }
 
@@ -531,9 +443,7 @@ fn describe(e: &Event) -> String {
     match e {
         Event::Started { address, action } => format!("{address}: {}", ing(*action)),
         Event::Done { address, action, ms } => format!("{address}: {} after {ms}ms", done(*action)),
-        Event::Failed {
-            address, error, hint, ..
-        } => match hint {
+        Event::Failed { address, error, hint, .. } => match hint {
             Some(h) => format!("{address}: Error: {error}\n  = hint: {h}"),
             None => format!("{address}: Error: {error}"),
         },
@@ -542,12 +452,7 @@ fn describe(e: &Event) -> String {
 }
 
 fn outcome_line(r: &Report) -> String {
-    let counts = format!(
-        "{} done, {} failed, {} skipped.",
-        r.done.len(),
-        r.failed.len(),
-        r.skipped.len()
-    );
+    let counts = format!("{} done, {} failed, {} skipped.", r.done.len(), r.failed.len(), r.skipped.len());
     if r.succeeded() {
         format!("Apply complete! {counts}")
     } else {

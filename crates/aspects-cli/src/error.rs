@@ -16,18 +16,12 @@ pub enum CliError {
 
 impl CliError {
     pub fn new(message: impl Into<String>) -> Self {
-        CliError::Message {
-            message: message.into(),
-            hint: None,
-        }
+        CliError::Message { message: message.into(), hint: None }
     }
 
     pub fn hint(self, hint: impl Into<String>) -> Self {
         match self {
-            CliError::Message { message, .. } => CliError::Message {
-                message,
-                hint: Some(hint.into()),
-            },
+            CliError::Message { message, .. } => CliError::Message { message, hint: Some(hint.into()) },
             other => other,
         }
     }
@@ -42,10 +36,7 @@ impl From<LoadError> for CliError {
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         let hint = e.hint();
-        CliError::Message {
-            message: e.to_string(),
-            hint,
-        }
+        CliError::Message { message: e.to_string(), hint }
     }
 }
 

@@ -36,10 +36,7 @@ fn main() -> ExitCode {
         Colour::Never => false,
         Colour::Auto => std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(commands::run(&cli, colour)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -76,10 +76,7 @@ pub fn load_files(paths: &[PathBuf], registry: &Registry, opts: &LoadOptions) ->
     let mut diags = Vec::new();
     for path in paths {
         match std::fs::read_to_string(path) {
-            Ok(text) => files.push(SourceFile {
-                path: path.clone(),
-                text,
-            }),
+            Ok(text) => files.push(SourceFile { path: path.clone(), text }),
             Err(e) => diags.push(
                 Diagnostic::new(format!("cannot read plan file {}: {e}", path.display()), None)
                     .hint("pass the plan with -f PATH; the default is ./aspects.toml"),
@@ -87,10 +84,7 @@ pub fn load_files(paths: &[PathBuf], registry: &Registry, opts: &LoadOptions) ->
         }
     }
     if !diags.is_empty() {
-        return Err(LoadError {
-            diagnostics: diags,
-            sources: SourceMap { files },
-        });
+        return Err(LoadError { diagnostics: diags, sources: SourceMap { files } });
     }
     load_sources(files, registry, opts)
 }
@@ -99,15 +93,9 @@ pub fn load_files(paths: &[PathBuf], registry: &Registry, opts: &LoadOptions) ->
 pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let sources = SourceMap { files };
     let Some(first) = sources.files.first() else {
-        return Err(LoadError {
-            diagnostics: vec![Diagnostic::new("no plan file given", None)],
-            sources,
-        });
+        return Err(LoadError { diagnostics: vec![Diagnostic::new("no plan file given", None)], sources });
     };
-    let secrets_path = opts
-        .secrets_path
-        .clone()
-        .unwrap_or_else(|| default_secrets_path(&first.path));
+    let secrets_path = opts.secrets_path.clone().unwrap_or_else(|| default_secrets_path(&first.path));
     let opened = match opts.generate {
         Generate::Allow => SecretStore::open_for_generating(&secrets_path),
         Generate::Forbid => SecretStore::open(&secrets_path),
@@ -116,10 +104,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         Ok(s) => s,
         Err(e) => {
             let hint = e.hint();
-            return Err(LoadError {
-                diagnostics: vec![Diagnostic::new(e.to_string(), None).hint(hint)],
-                sources,
-            });
+            return Err(LoadError { diagnostics: vec![Diagnostic::new(e.to_string(), None).hint(hint)], sources });
         }
     };
     let mut root = Table::default();
@@ -131,10 +116,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         }
     }
     if !diags.is_empty() {
-        return Err(LoadError {
-            diagnostics: diags,
-            sources,
-        });
+        return Err(LoadError { diagnostics: diags, sources });
     }
     let mut loader = Loader {
         registry,
@@ -151,12 +133,8 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         stack: Vec::new(),
     };
     let result = loader.run(&root);
-    let Loader {
-        diags,
-        mut store,
-        loaded_secrets,
-        ..
-    } = loader;
+    let Loader { mut diags, mut store, loaded_secrets, .. } = loader;
+    diags.extend(secret_values_in_sources(&sources, &loaded_secrets));
     if opts.generate == Generate::Allow {
         // Made under the same lock as generated secrets, for the same reason.
         store.fingerprint_key();
@@ -165,24 +143,39 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         store.unlock();
     }
     match result {
-        Some((desired, graph)) if diags.is_empty() => Ok(Loaded {
-            desired,
-            graph,
-            sources,
-            secrets: loaded_secrets,
-            store,
-        }),
-        _ => Err(LoadError {
-            diagnostics: diags,
-            sources,
-        }),
+        Some((desired, graph)) if diags.is_empty() => {
+            Ok(Loaded { desired, graph, sources, secrets: loaded_secrets, store })
+        }
+        _ => Err(LoadError { diagnostics: diags, sources }),
     }
 }
 
+/// Plan files travel inside saved plans and JSON documents, so a secret's value must never be in
+/// one. Short values are skipped: they match ordinary words too easily.
+fn secret_values_in_sources(sources: &SourceMap, secrets: &[LoadedSecret]) -> Vec<Diagnostic> {
+    const MIN_LEN: usize = 10;
+    let mut out = Vec::new();
+    for s in secrets.iter().filter(|s| s.value.expose().len() >= MIN_LEN) {
+        for (file, f) in sources.files.iter().enumerate() {
+            if let Some(at) = f.text.find(s.value.expose()) {
+                let mut d = Diagnostic::new(
+                    format!("the plan file holds the value of secret `{}`", s.name),
+                    Some(Location { file, span: at..at + 1 }),
+                )
+                .hint(format!(
+                    "plan files are copied into saved plans and JSON documents; remove the value and keep it only in its source ({})",
+                    s.source
+                ));
+                d.hide_source = true;
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
 pub fn default_secrets_path(plan: &Path) -> PathBuf {
-    let stem = plan
-        .file_stem()
-        .map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
+    let stem = plan.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
     plan.with_file_name(format!("{stem}.secrets.toml"))
 }
 
@@ -284,9 +277,7 @@ impl<'a> Loader<'a> {
                     .iter()
                     .take(path.len() - 1)
                     .filter_map(|a| {
-                        self.resources
-                            .get(a)
-                            .map(|r| format!("{a} at {}", self.sources.describe(&r.header)))
+                        self.resources.get(a).map(|r| format!("{a} at {}", self.sources.describe(&r.header)))
                     })
                     .collect();
                 self.err(
@@ -306,18 +297,9 @@ impl<'a> Loader<'a> {
         };
         let deployment = deployment.unwrap_or_else(|| {
             let first = &self.sources.files[0].path;
-            first
-                .file_stem()
-                .map_or("aspects".into(), |s| s.to_string_lossy().into_owned())
+            first.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned())
         });
-        Some((
-            Desired {
-                deployment,
-                providers,
-                resources,
-            },
-            graph?,
-        ))
+        Some((Desired { deployment, providers, resources }, graph?))
     }
 
     fn deployment(&mut self, entry: &'a Entry) -> Option<String> {
@@ -403,11 +385,8 @@ impl<'a> Loader<'a> {
         };
         if t.entries.len() != 1 {
             self.err(
-                Diagnostic::new(
-                    format!("secret `{}` needs exactly one source", e.key),
-                    Some(e.node.loc.clone()),
-                )
-                .hint(format!("write {FORMS}")),
+                Diagnostic::new(format!("secret `{}` needs exactly one source", e.key), Some(e.node.loc.clone()))
+                    .hint(format!("write {FORMS}")),
             );
             return None;
         }
@@ -442,11 +421,8 @@ impl<'a> Loader<'a> {
                 }
             }
             ("file", NodeValue::Str(path)) if !path.is_empty() => {
-                let base = self.sources.files[src.node.loc.file]
-                    .path
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
+                let base =
+                    self.sources.files[src.node.loc.file].path.parent().map(Path::to_path_buf).unwrap_or_default();
                 let full = base.join(path);
                 match std::fs::read_to_string(&full) {
                     Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => {
@@ -504,10 +480,7 @@ impl<'a> Loader<'a> {
                 return None;
             }
             ("env" | "file", NodeValue::Str(_)) => {
-                self.err(Diagnostic::new(
-                    format!("`{}` must not be empty", src.key),
-                    Some(src.node.loc.clone()),
-                ));
+                self.err(Diagnostic::new(format!("`{}` must not be empty", src.key), Some(src.node.loc.clone())));
                 return None;
             }
             ("env" | "file", v)
@@ -519,11 +492,7 @@ impl<'a> Loader<'a> {
                 | NodeValue::Table(_)
                 | NodeValue::Other(_)),
             ) => {
-                let want = if src.key == "generate" {
-                    "an integer length"
-                } else {
-                    "a string"
-                };
+                let want = if src.key == "generate" { "an integer length" } else { "a string" };
                 self.err(Diagnostic::new(
                     format!("`{}` takes {want}, not {}", src.key, v.type_name()),
                     Some(src.node.loc.clone()),
@@ -548,11 +517,8 @@ impl<'a> Loader<'a> {
     fn collect_resources(&mut self, entry: &'a Entry, schema: &'a aspects_core::KindSchema) {
         let NodeValue::Table(t) = &entry.node.value else {
             self.err(
-                Diagnostic::new(
-                    format!("`{}` must be a table of resources", entry.key),
-                    Some(entry.node.loc.clone()),
-                )
-                .hint(format!("write [{}.NAME] then its attributes", entry.key)),
+                Diagnostic::new(format!("`{}` must be a table of resources", entry.key), Some(entry.node.loc.clone()))
+                    .hint(format!("write [{}.NAME] then its attributes", entry.key)),
             );
             return;
         };
@@ -563,32 +529,19 @@ impl<'a> Loader<'a> {
                         format!("`{}.{}` must be a table of attributes", entry.key, e.key),
                         Some(e.node.loc.clone()),
                     )
-                    .hint(format!(
-                        "write [{}.{}] on its own line, then attribute = value lines",
-                        entry.key, e.key
-                    )),
+                    .hint(format!("write [{}.{}] on its own line, then attribute = value lines", entry.key, e.key)),
                 );
                 continue;
             };
             if !valid_ident(&e.key) && !e.key.starts_with('_') {
                 self.err(
-                    Diagnostic::new(
-                        format!("resource name `{}` is not valid", e.key),
-                        Some(e.key_loc.clone()),
-                    )
-                    .hint("resource names start with a letter or `_` and use letters, digits, `_` and `-`"),
+                    Diagnostic::new(format!("resource name `{}` is not valid", e.key), Some(e.key_loc.clone()))
+                        .hint("resource names start with a letter or `_` and use letters, digits, `_` and `-`"),
                 );
                 continue;
             }
             let addr = Address::new(entry.key.clone(), e.key.clone());
-            self.resources.insert(
-                addr,
-                RawResource {
-                    schema,
-                    table: body,
-                    header: e.key_loc.clone(),
-                },
-            );
+            self.resources.insert(addr, RawResource { schema, table: body, header: e.key_loc.clone() });
         }
     }
 
@@ -610,10 +563,7 @@ impl<'a> Loader<'a> {
                 continue;
             };
             let NodeValue::Table(body) = &e.node.value else {
-                self.err(Diagnostic::new(
-                    format!("`providers.{}` must be a table", e.key),
-                    Some(e.node.loc.clone()),
-                ));
+                self.err(Diagnostic::new(format!("`providers.{}` must be a table", e.key), Some(e.node.loc.clone())));
                 continue;
             };
             // Sub-tables that are not attributes are named instances: [providers.mysql.lms].
@@ -639,12 +589,7 @@ impl<'a> Loader<'a> {
                 let attrs = self.provider_attrs(&system.provider_attrs, &refs, &id, &n.key_loc);
                 out.insert(
                     id.clone(),
-                    ProviderConfig {
-                        id,
-                        system: e.key.clone(),
-                        attrs,
-                        origin: self.sources.describe(&n.key_loc),
-                    },
+                    ProviderConfig { id, system: e.key.clone(), attrs, origin: self.sources.describe(&n.key_loc) },
                 );
             }
         }
@@ -662,17 +607,11 @@ impl<'a> Loader<'a> {
         for e in entries {
             if !schema.iter().any(|a| a.name == e.key) {
                 let hint = did_you_mean(&e.key, schema.iter().map(|a| a.name)).unwrap_or_else(|| {
-                    format!(
-                        "[providers.{id}] takes {}",
-                        schema.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
-                    )
+                    format!("[providers.{id}] takes {}", schema.iter().map(|a| a.name).collect::<Vec<_>>().join(", "))
                 });
                 self.err(
-                    Diagnostic::new(
-                        format!("unknown key `{}` in [providers.{id}]", e.key),
-                        Some(e.key_loc.clone()),
-                    )
-                    .hint(hint),
+                    Diagnostic::new(format!("unknown key `{}` in [providers.{id}]", e.key), Some(e.key_loc.clone()))
+                        .hint(hint),
                 );
             }
         }
@@ -681,8 +620,7 @@ impl<'a> Loader<'a> {
             let value = match entry {
                 Some(e) => {
                     let mut deps = BTreeSet::new();
-                    self.resolve(&e.node, Scope::NoResources, &mut deps)
-                        .and_then(|v| self.coerce(v, attr, &e.node.loc))
+                    self.resolve(&e.node, Scope::NoResources, &mut deps).and_then(|v| self.coerce(v, attr, &e.node.loc))
                 }
                 None => self.missing(attr, &format!("[providers.{id}]"), header),
             };
@@ -695,16 +633,11 @@ impl<'a> Loader<'a> {
 
     fn missing(&mut self, attr: &AttrSchema, owner: &str, header: &Location) -> Option<Value> {
         if attr.required && attr.default.is_none() {
-            let example = if attr.sensitive {
-                "\"${secrets.NAME}\"".to_owned()
-            } else {
-                format!("<{}>", attr.ty.describe())
-            };
+            let example =
+                if attr.sensitive { "\"${secrets.NAME}\"".to_owned() } else { format!("<{}>", attr.ty.describe()) };
             self.err(
-                Diagnostic::new(format!("{owner} is missing `{}`", attr.name), Some(header.clone())).hint(format!(
-                    "add {} = {example}  (`{}`: {})",
-                    attr.name, attr.name, attr.doc
-                )),
+                Diagnostic::new(format!("{owner} is missing `{}`", attr.name), Some(header.clone()))
+                    .hint(format!("add {} = {example}  (`{}`: {})", attr.name, attr.name, attr.doc)),
             );
         }
         attr.default.clone()
@@ -725,11 +658,8 @@ impl<'a> Loader<'a> {
                     )
                 });
                 self.err(
-                    Diagnostic::new(
-                        format!("unknown attribute `{}` in {addr}", e.key),
-                        Some(e.key_loc.clone()),
-                    )
-                    .hint(hint),
+                    Diagnostic::new(format!("unknown attribute `{}` in {addr}", e.key), Some(e.key_loc.clone()))
+                        .hint(hint),
                 );
                 ok = false;
             }
@@ -805,18 +735,9 @@ impl<'a> Loader<'a> {
         providers: &BTreeMap<String, ProviderConfig>,
     ) -> Option<String> {
         let (id, loc) = match table.get("provider") {
-            Some(Entry {
-                node: Node {
-                    value: NodeValue::Str(s),
-                    loc,
-                },
-                ..
-            }) => (s.clone(), loc.clone()),
+            Some(Entry { node: Node { value: NodeValue::Str(s), loc }, .. }) => (s.clone(), loc.clone()),
             Some(e) => {
-                self.err(Diagnostic::new(
-                    "`provider` takes a string such as \"mysql.lms\"",
-                    Some(e.node.loc.clone()),
-                ));
+                self.err(Diagnostic::new("`provider` takes a string such as \"mysql.lms\"", Some(e.node.loc.clone())));
                 return None;
             }
             None => (system.to_owned(), header.clone()),
@@ -831,22 +752,16 @@ impl<'a> Loader<'a> {
                 None
             }
             None => {
-                let same: Vec<&str> = providers
-                    .values()
-                    .filter(|p| p.system == system)
-                    .map(|p| p.id.as_str())
-                    .collect();
+                let same: Vec<&str> =
+                    providers.values().filter(|p| p.system == system).map(|p| p.id.as_str()).collect();
                 let hint = match same.as_slice() {
                     [] => format!("add a [providers.{system}] block with its url"),
                     _ => did_you_mean(&id, same.iter().copied())
                         .unwrap_or_else(|| format!("configured {system} providers: {}", same.join(", "))),
                 };
                 self.err(
-                    Diagnostic::new(
-                        format!("{addr} needs provider `{id}`, which is not configured"),
-                        Some(loc),
-                    )
-                    .hint(hint),
+                    Diagnostic::new(format!("{addr} needs provider `{id}`, which is not configured"), Some(loc))
+                        .hint(hint),
                 );
                 None
             }
@@ -869,9 +784,8 @@ impl<'a> Loader<'a> {
         let value = match table.get(name) {
             Some(e) => {
                 self.stack.push(frame);
-                let v = self
-                    .resolve(&e.node, Scope::Resources, &mut own)
-                    .and_then(|v| self.coerce(v, attr, &e.node.loc));
+                let v =
+                    self.resolve(&e.node, Scope::Resources, &mut own).and_then(|v| self.coerce(v, attr, &e.node.loc));
                 self.stack.pop();
                 own.remove(addr);
                 v
@@ -1006,13 +920,7 @@ impl<'a> Loader<'a> {
             }
         }
         // Text built around a secret is itself secret.
-        ok.then(|| {
-            if sensitive {
-                Value::Sensitive(Secret::new(out))
-            } else {
-                Value::Str(out)
-            }
-        })
+        ok.then(|| if sensitive { Value::Sensitive(Secret::new(out)) } else { Value::Str(out) })
     }
 
     fn reference(
@@ -1038,10 +946,7 @@ impl<'a> Loader<'a> {
                 if scope == Scope::NoResources {
                     self.err(
                         Diagnostic::new(
-                            format!(
-                                "`${{{}}}` refers to a resource, which is not allowed here",
-                                path.join(".")
-                            ),
+                            format!("`${{{}}}` refers to a resource, which is not allowed here", path.join(".")),
                             Some(at.clone()),
                         )
                         .hint("vars and provider blocks may refer only to vars and secrets"),
@@ -1050,12 +955,8 @@ impl<'a> Loader<'a> {
                 }
                 let addr = Address::new(kind.clone(), name.clone());
                 let Some(raw) = self.resources.get(&addr) else {
-                    let same: Vec<String> = self
-                        .resources
-                        .keys()
-                        .filter(|a| &a.kind == kind)
-                        .map(|a| a.name.clone())
-                        .collect();
+                    let same: Vec<String> =
+                        self.resources.keys().filter(|a| &a.kind == kind).map(|a| a.name.clone()).collect();
                     let hint = did_you_mean(name, same.iter().map(String::as_str))
                         .map(|h| {
                             h.replace('`', "")
@@ -1071,10 +972,7 @@ impl<'a> Loader<'a> {
                 };
                 if raw.schema.attr(attr).is_none() {
                     let hint = did_you_mean(attr, raw.schema.attrs.iter().map(|a| a.name)).unwrap_or_else(|| {
-                        format!(
-                            "{kind} has {}",
-                            raw.schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
-                        )
+                        format!("{kind} has {}", raw.schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", "))
                     });
                     self.err(Diagnostic::new(format!("{kind} has no attribute `{attr}`"), Some(at.clone())).hint(hint));
                     return None;
@@ -1094,11 +992,8 @@ impl<'a> Loader<'a> {
                 let unset = self.resources[&addr].table.get(attr).is_none();
                 if v.is_none() && unset {
                     self.err(
-                        Diagnostic::new(
-                            format!("`{addr}.{attr}` is not set and has no default"),
-                            Some(at.clone()),
-                        )
-                        .hint(format!("set {attr} in [{addr}]")),
+                        Diagnostic::new(format!("`{addr}.{attr}` is not set and has no default"), Some(at.clone()))
+                            .hint(format!("set {attr} in [{addr}]")),
                     );
                 }
                 v
@@ -1113,11 +1008,8 @@ impl<'a> Loader<'a> {
             }
             _ => {
                 self.err(
-                    Diagnostic::new(
-                        format!("`${{{}}}` is not a reference", path.join(".")),
-                        Some(at.clone()),
-                    )
-                    .hint(REF_HINT),
+                    Diagnostic::new(format!("`${{{}}}` is not a reference", path.join(".")), Some(at.clone()))
+                        .hint(REF_HINT),
                 );
                 None
             }
@@ -1178,9 +1070,9 @@ fn coerce_type(v: Value, ty: &AttrType) -> Result<Value, String> {
             .map(|i| coerce_type(i, inner).map_err(|found| format!("a list containing {found}")))
             .collect::<Result<_, _>>()
             .map(Value::List),
-        (AttrType::Json, Value::Str(s)) => serde_json::from_str(&s)
-            .map(Value::Json)
-            .map_err(|e| format!("a string that is not JSON ({e})")),
+        (AttrType::Json, Value::Str(s)) => {
+            serde_json::from_str(&s).map(Value::Json).map_err(|e| format!("a string that is not JSON ({e})"))
+        }
         (AttrType::Json, v @ (Value::Map(_) | Value::List(_))) => Ok(Value::Json(v.to_json())),
         (_, v) => Err(v.type_name().to_owned()),
     }
@@ -1193,8 +1085,5 @@ fn valid_ident(s: &str) -> bool {
 }
 
 fn valid_name(s: &str, max: usize) -> bool {
-    !s.is_empty()
-        && s.len() <= max
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }

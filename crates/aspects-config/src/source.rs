@@ -46,15 +46,13 @@ pub struct Diagnostic {
     pub message: String,
     pub location: Option<Location>,
     pub hint: Option<String>,
+    /// The source line holds something secret: point at it, never print it.
+    pub hide_source: bool,
 }
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>, location: Option<Location>) -> Self {
-        Self {
-            message: message.into(),
-            location,
-            hint: None,
-        }
+        Self { message: message.into(), location, hint: None, hide_source: false }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -88,13 +86,12 @@ impl fmt::Display for LoadError {
                 let gutter = line.to_string().len();
                 writeln!(f, "{:gutter$}--> {}:{line}:{col}", "", file.path.display())?;
                 if let Some(src) = file.text.lines().nth(line - 1) {
-                    let width = file.text[loc.span.clone()]
-                        .lines()
-                        .next()
-                        .map_or(1, |l| l.chars().count().max(1));
+                    let width = file.text[loc.span.clone()].lines().next().map_or(1, |l| l.chars().count().max(1));
                     let width = width.min(src.chars().count().saturating_sub(col - 1).max(1));
                     writeln!(f, "{:gutter$} |", "")?;
-                    if has_url_password(src) {
+                    if d.hide_source {
+                        writeln!(f, "{line} | (line not shown: it holds a secret)")?;
+                    } else if has_url_password(src) {
                         writeln!(f, "{line} | (line not shown: it holds a password in a URL)")?;
                     } else {
                         writeln!(f, "{line} | {src}")?;
@@ -103,10 +100,7 @@ impl fmt::Display for LoadError {
                 }
             }
             if let Some(h) = &d.hint {
-                let gutter = d
-                    .location
-                    .as_ref()
-                    .map_or(1, |l| self.sources.line_col(l).0.to_string().len());
+                let gutter = d.location.as_ref().map_or(1, |l| self.sources.line_col(l).0.to_string().len());
                 writeln!(f, "{:gutter$} = hint: {h}", "")?;
             }
         }
@@ -121,9 +115,7 @@ impl fmt::Display for LoadError {
 fn has_url_password(line: &str) -> bool {
     line.split("://").skip(1).any(|rest| {
         let authority = rest.split(['/', '"', '\'', ' ']).next().unwrap_or_default();
-        authority
-            .split_once('@')
-            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        authority.split_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
     })
 }
 

@@ -39,11 +39,7 @@ pub fn parse(s: &str) -> Result<Vec<Part>, (usize, String)> {
             if !lit.is_empty() {
                 parts.push(Part::Lit(std::mem::take(&mut lit)));
             }
-            parts.push(Part::Ref {
-                path,
-                offset: pos + i,
-                len: end + 3,
-            });
+            parts.push(Part::Ref { path, offset: pos + i, len: end + 3 });
             rest = &body[end + 1..];
             pos += i + 2 + end + 1;
         } else {
@@ -64,11 +60,7 @@ mod tests {
     use super::*;
 
     fn r(path: &str, offset: usize, len: usize) -> Part {
-        Part::Ref {
-            path: path.split('.').map(str::to_owned).collect(),
-            offset,
-            len,
-        }
+        Part::Ref { path: path.split('.').map(str::to_owned).collect(), offset, len }
     }
 
     #[test]
@@ -77,11 +69,7 @@ mod tests {
         assert_eq!(parse("${vars.a}").unwrap(), vec![r("vars.a", 0, 9)]);
         assert_eq!(
             parse("x${ secrets.b }y$5$${z}").unwrap(),
-            vec![
-                Part::Lit("x".into()),
-                r("secrets.b", 1, 14),
-                Part::Lit("y$5${z}".into())
-            ]
+            vec![Part::Lit("x".into()), r("secrets.b", 1, 14), Part::Lit("y$5${z}".into())]
         );
         assert_eq!(parse("${a.b}${c.d}").unwrap(), vec![r("a.b", 0, 6), r("c.d", 6, 6)]);
     }

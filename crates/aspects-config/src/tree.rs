@@ -59,10 +59,7 @@ impl Table {
                 Some(existing) => match (&mut existing.node.value, entry.node.value) {
                     (NodeValue::Table(mine), NodeValue::Table(theirs)) => mine.merge(theirs),
                     (_, value) => {
-                        existing.node = Node {
-                            value,
-                            loc: entry.node.loc,
-                        };
+                        existing.node = Node { value, loc: entry.node.loc };
                         existing.key_loc = entry.key_loc;
                     }
                 },
@@ -81,11 +78,8 @@ pub fn parse(file: usize, text: &str) -> Result<Table, Diagnostic> {
         }
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            Err(Diagnostic::new(
-                format!("invalid TOML: {}", e.message().trim_end()),
-                Some(Location { file, span }),
-            )
-            .hint("see https://toml.io for the syntax; strings need double quotes"))
+            Err(Diagnostic::new(format!("invalid TOML: {}", e.message().trim_end()), Some(Location { file, span }))
+                .hint("see https://toml.io for the syntax; strings need double quotes"))
         }
     }
 }
@@ -96,11 +90,7 @@ fn convert_table(file: usize, table: DeTable<'_>, _span: std::ops::Range<usize>)
             .into_iter()
             .map(|(k, v)| {
                 let key_loc = Location { file, span: k.span() };
-                Entry {
-                    key: k.into_inner().into_owned(),
-                    key_loc,
-                    node: convert(file, v),
-                }
+                Entry { key: k.into_inner().into_owned(), key_loc, node: convert(file, v) }
             })
             .collect(),
     }
@@ -108,10 +98,7 @@ fn convert_table(file: usize, table: DeTable<'_>, _span: std::ops::Range<usize>)
 
 fn convert(file: usize, v: toml::Spanned<DeValue<'_>>) -> Node {
     let span = v.span();
-    let loc = Location {
-        file,
-        span: span.clone(),
-    };
+    let loc = Location { file, span: span.clone() };
     let value = match v.into_inner() {
         DeValue::String(s) => NodeValue::Str(s.into_owned()),
         DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
@@ -135,9 +122,7 @@ mod tests {
     fn later_layers_override_and_tables_merge() {
         let mut base = parse(0, "[a]\nx = 1\ny = 2\n[b]\nz = 3\n").unwrap();
         base.merge(parse(1, "[a]\ny = 20\n").unwrap());
-        let NodeValue::Table(a) = &base.get("a").unwrap().node.value else {
-            panic!()
-        };
+        let NodeValue::Table(a) = &base.get("a").unwrap().node.value else { panic!() };
         assert!(matches!(a.get("x").unwrap().node.value, NodeValue::Int(1)));
         let y = &a.get("y").unwrap().node;
         assert!(matches!(y.value, NodeValue::Int(20)));

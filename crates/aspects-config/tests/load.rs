@@ -28,9 +28,7 @@ fn registry() -> Registry {
                 kind: "db_user",
                 attrs: vec![
                     AttrSchema::new("user", AttrType::String, "The login name.").identity(),
-                    AttrSchema::new("password", AttrType::String, "password")
-                        .write_only_secret()
-                        .required(),
+                    AttrSchema::new("password", AttrType::String, "password").write_only_secret().required(),
                     AttrSchema::new("note", AttrType::String, "Free text."),
                     AttrSchema::new("limits", AttrType::List(Box::new(AttrType::Int)), "A few numbers."),
                 ],
@@ -52,15 +50,9 @@ fn load(files: &[&str]) -> Result<aspects_config::Loaded, String> {
     let files = files
         .iter()
         .enumerate()
-        .map(|(i, t)| SourceFile {
-            path: dir().join(format!("layer{i}.toml")),
-            text: (*t).to_owned(),
-        })
+        .map(|(i, t)| SourceFile { path: dir().join(format!("layer{i}.toml")), text: (*t).to_owned() })
         .collect();
-    let opts = LoadOptions {
-        secrets_path: Some(dir().join("none.secrets.toml")),
-        generate: Generate::Allow,
-    };
+    let opts = LoadOptions { secrets_path: Some(dir().join("none.secrets.toml")), generate: Generate::Allow };
     load_sources(files, &registry(), &opts).map_err(|e| e.to_string())
 }
 
@@ -99,32 +91,22 @@ fn references_resolve_and_become_edges() {
 #[test]
 fn later_files_override_earlier_ones() {
     let l = load(&[BASE, "[deployment]\nname = \"prod\"\n[vars]\ndb = \"other\"\n"]).unwrap();
-    assert_eq!(
-        l.desired.resources[&Address::new("db_database", "main")].str("name"),
-        Some("other")
-    );
+    assert_eq!(l.desired.resources[&Address::new("db_database", "main")].str("name"), Some("other"));
     assert_eq!(l.desired.deployment, "prod");
 }
 
 #[test]
 fn a_secret_inside_a_string_makes_the_string_secret() {
     let l = load(&[BASE, "[db_user.app]\nnote = \"u:${secrets.pw}@h\"\n"]).unwrap();
-    let note = l.desired.resources[&Address::new("db_user", "app")]
-        .get("note")
-        .unwrap();
+    let note = l.desired.resources[&Address::new("db_user", "app")].get("note").unwrap();
     assert!(matches!(note, Value::Sensitive(_)));
     assert_eq!(format!("{note:?}"), "(sensitive)");
 }
 
 #[test]
 fn sensitive_attributes_must_come_from_secrets() {
-    let Err(e) = load(&[BASE, "[db_user.app]\npassword = \"literal\"\n"]) else {
-        panic!("expected an error")
-    };
-    assert!(
-        e.contains("`password` is sensitive, so its value must come from [secrets]"),
-        "{e}"
-    );
+    let Err(e) = load(&[BASE, "[db_user.app]\npassword = \"literal\"\n"]) else { panic!("expected an error") };
+    assert!(e.contains("`password` is sensitive, so its value must come from [secrets]"), "{e}");
     assert!(e.contains("layer1.toml:2:12"), "{e}");
 }
 
@@ -133,10 +115,7 @@ fn reference_cycles_name_the_whole_path() {
     let Err(e) = load(&[BASE, "[db_database.main]\nname = \"${db_user.app.user}\"\n"]) else {
         panic!("expected an error")
     };
-    assert!(
-        e.contains("reference cycle: db_database.main.name -> db_user.app.user -> db_database.main.name"),
-        "{e}"
-    );
+    assert!(e.contains("reference cycle: db_database.main.name -> db_user.app.user -> db_database.main.name"), "{e}");
 }
 
 #[test]
@@ -152,15 +131,9 @@ fn every_error_is_reported_at_once() {
     let Err(e) = load(&["[db_database.a]\nnme = \"x\"\n[db_user.b]\nuser = 1\nlimits = [1, \"x\"]\n"]) else {
         panic!("expected an error")
     };
-    assert!(
-        e.contains("unknown attribute `nme`") && e.contains("did you mean `name`?"),
-        "{e}"
-    );
+    assert!(e.contains("unknown attribute `nme`") && e.contains("did you mean `name`?"), "{e}");
     assert!(e.contains("`user` must be a string, not an integer"), "{e}");
-    assert!(
-        e.contains("`limits` must be a list of integers, not a list containing a string"),
-        "{e}"
-    );
+    assert!(e.contains("`limits` must be a list of integers, not a list containing a string"), "{e}");
     assert!(e.contains("is missing `password`"), "{e}");
     assert!(e.contains("needs provider `db`"), "{e}");
 }
@@ -168,13 +141,8 @@ fn every_error_is_reported_at_once() {
 #[test]
 fn env_secrets_are_read_and_missing_ones_are_named() {
     let plan = |var: &str| format!("[secrets]\np = {{ env = \"{var}\" }}\n");
-    let Err(e) = load(&[&plan("ASPECTS_TEST_SURELY_UNSET_VAR")]) else {
-        panic!("expected an error")
-    };
-    assert!(
-        e.contains("environment variable ASPECTS_TEST_SURELY_UNSET_VAR, which is not set"),
-        "{e}"
-    );
+    let Err(e) = load(&[&plan("ASPECTS_TEST_SURELY_UNSET_VAR")]) else { panic!("expected an error") };
+    assert!(e.contains("environment variable ASPECTS_TEST_SURELY_UNSET_VAR, which is not set"), "{e}");
     assert!(e.contains("export ASPECTS_TEST_SURELY_UNSET_VAR="), "{e}");
     // PATH is always set: the secret loads and its value is never part of any rendering.
     let l = load(&[&plan("PATH")]).unwrap();
@@ -184,24 +152,26 @@ fn env_secrets_are_read_and_missing_ones_are_named() {
 #[test]
 fn literal_dollar_brace_is_escaped() {
     let l = load(&[BASE, "[db_user.app]\nnote = \"cost $${x} $5\"\n"]).unwrap();
-    assert_eq!(
-        l.desired.resources[&Address::new("db_user", "app")].str("note"),
-        Some("cost ${x} $5")
-    );
+    assert_eq!(l.desired.resources[&Address::new("db_user", "app")].str("note"), Some("cost ${x} $5"));
 }
 
 #[test]
 fn the_environment_overrides_a_declared_var() {
     // Unique name: tests in this binary share the process environment.
     let plan = "[vars]\nonly_here_7f3 = \"file\"\n[providers.db]\nurl = \"${vars.only_here_7f3}\"\n";
-    assert_eq!(
-        load(&[plan]).unwrap().desired.providers["db"].attrs["url"],
-        Value::from("file")
-    );
+    assert_eq!(load(&[plan]).unwrap().desired.providers["db"].attrs["url"], Value::from("file"));
     // SAFETY: no other test reads or writes this variable.
     unsafe { std::env::set_var("ASPECTS_VAR_only_here_7f3", "from-env") };
-    assert_eq!(
-        load(&[plan]).unwrap().desired.providers["db"].attrs["url"],
-        Value::from("from-env")
-    );
+    assert_eq!(load(&[plan]).unwrap().desired.providers["db"].attrs["url"], Value::from("from-env"));
+}
+
+#[test]
+fn a_plan_file_holding_a_secret_value_is_refused_without_echoing_it() {
+    // SAFETY: no other test reads or writes this variable.
+    unsafe { std::env::set_var("ASPECTS_TEST_PASTED_SECRET", "Pasted-Secret-123") };
+    let plan = "[secrets]\np = { env = \"ASPECTS_TEST_PASTED_SECRET\" }\n[vars]\noops = \"Pasted-Secret-123\"\n";
+    let Err(e) = load(&[plan]) else { panic!("expected an error") };
+    assert!(e.contains("the plan file holds the value of secret `p`"), "{e}");
+    assert!(e.contains("layer0.toml:4:9") && e.contains("(line not shown: it holds a secret)"), "{e}");
+    assert!(!e.contains("Pasted-Secret-123"), "{e}");
 }

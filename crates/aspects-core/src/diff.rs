@@ -139,11 +139,7 @@ pub fn diff(schema: &KindSchema, desired: &Resource, live: Option<&Live>, previo
         if differs {
             change.attrs.push(AttrChange {
                 name: attr.name.to_owned(),
-                before: if attr.write_only {
-                    None
-                } else {
-                    live.attrs.get(attr.name).cloned()
-                },
+                before: if attr.write_only { None } else { live.attrs.get(attr.name).cloned() },
                 after: Some(after.clone()),
                 forces_replace: attr.update == UpdateMode::Replace,
                 sensitive: attr.sensitive,
@@ -166,11 +162,7 @@ pub fn diff(schema: &KindSchema, desired: &Resource, live: Option<&Live>, previo
 }
 
 fn replace_reason(attrs: &[AttrChange]) -> String {
-    let names: Vec<&str> = attrs
-        .iter()
-        .filter(|a| a.forces_replace)
-        .map(|a| a.name.as_str())
-        .collect();
+    let names: Vec<&str> = attrs.iter().filter(|a| a.forces_replace).map(|a| a.name.as_str()).collect();
     match names.as_slice() {
         [] => "replacement requested".into(),
         [one] => format!("changing {one} forces replacement"),
@@ -258,9 +250,7 @@ impl Plan {
 
     /// Changes that would destroy user data.
     pub fn destroys_data(&self) -> impl Iterator<Item = &Change> {
-        self.changes
-            .iter()
-            .filter(|c| c.data_bearing && matches!(c.action, Action::Delete | Action::Replace))
+        self.changes.iter().filter(|c| c.data_bearing && matches!(c.action, Action::Delete | Action::Replace))
     }
 }
 
@@ -301,11 +291,7 @@ mod tests {
 
     fn live(comment: &str, pw: Verification, owned: bool) -> Live {
         Live {
-            attrs: [
-                ("name".to_owned(), Value::from("a")),
-                ("comment".to_owned(), Value::from(comment)),
-            ]
-            .into(),
+            attrs: [("name".to_owned(), Value::from("a")), ("comment".to_owned(), Value::from(comment))].into(),
             verified: [("password".to_owned(), pw)].into(),
             owned,
             other_owner: None,
@@ -322,24 +308,13 @@ mod tests {
     #[test]
     fn equal_and_owned_is_noop_but_unowned_is_adopt() {
         let d = desired("x");
-        assert_eq!(
-            diff(&schema(), &d, Some(&live("x", Verification::Matches, true)), None).action,
-            Action::NoOp
-        );
-        assert_eq!(
-            diff(&schema(), &d, Some(&live("x", Verification::Matches, false)), None).action,
-            Action::Adopt
-        );
+        assert_eq!(diff(&schema(), &d, Some(&live("x", Verification::Matches, true)), None).action, Action::NoOp);
+        assert_eq!(diff(&schema(), &d, Some(&live("x", Verification::Matches, false)), None).action, Action::Adopt);
     }
 
     #[test]
     fn only_changed_attributes_are_listed_and_passwords_come_from_the_verifier() {
-        let c = diff(
-            &schema(),
-            &desired("y"),
-            Some(&live("x", Verification::Differs, true)),
-            None,
-        );
+        let c = diff(&schema(), &desired("y"), Some(&live("x", Verification::Differs, true)), None);
         assert_eq!(c.action, Action::Update);
         let names: Vec<_> = c.attrs.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["comment", "password"]);
@@ -363,11 +338,7 @@ mod tests {
         let prev = Orphan {
             address: Address::new("t_user", "a"),
             identity: [("name".to_owned(), Value::from("old"))].into(),
-            attrs: [
-                ("name".to_owned(), Value::from("old")),
-                ("comment".to_owned(), Value::from("x")),
-            ]
-            .into(),
+            attrs: [("name".to_owned(), Value::from("old")), ("comment".to_owned(), Value::from("x"))].into(),
             provider: "t".into(),
             reason: String::new(),
         };

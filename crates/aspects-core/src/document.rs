@@ -110,15 +110,8 @@ impl PlanDocument {
             aspects_version: env!("CARGO_PKG_VERSION").into(),
             created_at,
             deployment: plan.deployment.clone(),
-            verdict: Verdict {
-                changes: plan.has_changes(),
-                summary: plan.summary(),
-                text: verdict(plan),
-            },
-            targets: plan
-                .targets
-                .as_ref()
-                .map(|t| t.iter().map(ToString::to_string).collect()),
+            verdict: Verdict { changes: plan.has_changes(), summary: plan.summary(), text: verdict(plan) },
+            targets: plan.targets.as_ref().map(|t| t.iter().map(ToString::to_string).collect()),
             changes: plan.changes.iter().map(ChangeDoc::from).collect(),
             config,
             secrets,

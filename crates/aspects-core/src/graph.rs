@@ -40,10 +40,7 @@ impl Graph {
         for (addr, deps) in &nodes {
             for dep in deps.iter() {
                 let Some(&from) = index.get(dep) else {
-                    return Err(GraphError::Dangling {
-                        from: (*addr).clone(),
-                        to: dep.clone(),
-                    });
+                    return Err(GraphError::Dangling { from: (*addr).clone(), to: dep.clone() });
                 };
                 g.add_edge(from, index[*addr], ());
             }
@@ -88,12 +85,8 @@ impl Graph {
         let mut level: BTreeMap<NodeIndex, usize> = BTreeMap::new();
         let topo = toposort(&self.g, None).expect("cycles are rejected in Graph::new");
         for n in &topo {
-            let l = self
-                .g
-                .neighbors_directed(*n, petgraph::Direction::Incoming)
-                .map(|p| level[&p] + 1)
-                .max()
-                .unwrap_or(0);
+            let l =
+                self.g.neighbors_directed(*n, petgraph::Direction::Incoming).map(|p| level[&p] + 1).max().unwrap_or(0);
             level.insert(*n, l);
         }
         let mut out: Vec<_> = topo.into_iter().map(|n| (level[&n], self.g[n].clone())).collect();
@@ -118,9 +111,7 @@ impl Graph {
     }
 
     fn edges(&self) -> impl Iterator<Item = (&Address, &Address)> {
-        self.g
-            .edge_references()
-            .map(|e| (&self.g[e.source()], &self.g[e.target()]))
+        self.g.edge_references().map(|e| (&self.g[e.source()], &self.g[e.target()]))
     }
 
     pub fn to_dot(&self) -> String {
@@ -157,10 +148,8 @@ mod tests {
     }
 
     fn build(spec: &[(&str, &[&str])]) -> Result<Graph, GraphError> {
-        let owned: Vec<(Address, BTreeSet<Address>)> = spec
-            .iter()
-            .map(|(n, deps)| (a(n), deps.iter().map(|d| a(d)).collect()))
-            .collect();
+        let owned: Vec<(Address, BTreeSet<Address>)> =
+            spec.iter().map(|(n, deps)| (a(n), deps.iter().map(|d| a(d)).collect())).collect();
         Graph::new(owned.iter().map(|(n, d)| (n, d)))
     }
 
@@ -174,18 +163,10 @@ mod tests {
 
     #[test]
     fn cycle_reports_the_whole_path() {
-        let err = build(&[("k.a", &["k.c"]), ("k.b", &["k.a"]), ("k.c", &["k.b"]), ("k.d", &[])])
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.to_string(),
-            "dependency cycle: k.a -> k.c -> k.b -> k.a (each depends on the next)"
-        );
+        let err = build(&[("k.a", &["k.c"]), ("k.b", &["k.a"]), ("k.c", &["k.b"]), ("k.d", &[])]).err().unwrap();
+        assert_eq!(err.to_string(), "dependency cycle: k.a -> k.c -> k.b -> k.a (each depends on the next)");
         let err = build(&[("k.a", &["k.a"])]).err().unwrap();
-        assert_eq!(
-            err.to_string(),
-            "dependency cycle: k.a -> k.a (each depends on the next)"
-        );
+        assert_eq!(err.to_string(), "dependency cycle: k.a -> k.a (each depends on the next)");
     }
 
     #[test]

@@ -55,11 +55,7 @@ pub struct Painter {
 
 impl Painter {
     pub fn paint(&self, label: Label, text: &str) -> String {
-        if self.colour && !text.is_empty() {
-            format!("\x1b[{}m{text}\x1b[0m", label.ansi())
-        } else {
-            text.to_owned()
-        }
+        if self.colour && !text.is_empty() { format!("\x1b[{}m{text}\x1b[0m", label.ansi()) } else { text.to_owned() }
     }
 }
 
@@ -69,10 +65,7 @@ pub fn verdict(plan: &Plan) -> String {
         return "No changes. Live state matches the plan.".into();
     }
     let s = plan.summary();
-    let mut out = format!(
-        "Plan: {} to add, {} to change, {} to destroy",
-        s.add, s.change, s.destroy
-    );
+    let mut out = format!("Plan: {} to add, {} to change, {} to destroy", s.add, s.change, s.destroy);
     if s.adopt > 0 {
         let _ = write!(out, ", {} to adopt", s.adopt);
     }
@@ -89,21 +82,13 @@ pub fn render_plan(plan: &Plan, p: Painter) -> String {
         let _ = writeln!(
             out,
             "{}",
-            p.paint(
-                Label::Warning,
-                &format!("Partial plan: only {} and what it depends on.", names.join(", "))
-            )
+            p.paint(Label::Warning, &format!("Partial plan: only {} and what it depends on.", names.join(", ")))
         );
     }
     if !plan.has_changes() {
         return out;
     }
-    let mut used: Vec<Action> = plan
-        .changes
-        .iter()
-        .map(|c| c.action)
-        .filter(|a| *a != Action::NoOp)
-        .collect();
+    let mut used: Vec<Action> = plan.changes.iter().map(|c| c.action).filter(|a| *a != Action::NoOp).collect();
     used.sort();
     used.dedup();
     let legend: Vec<String> = used
@@ -140,10 +125,7 @@ fn render_change(out: &mut String, c: &Change, p: Painter) {
     let label = Label::for_action(c.action);
     let mut verb = c.action.verb().to_owned();
     if c.adopt && matches!(c.action, Action::Update | Action::Replace) {
-        verb = format!(
-            "will be adopted and {}",
-            verb.trim_start_matches("will be ").trim_start_matches("must be ")
-        );
+        verb = format!("will be adopted and {}", verb.trim_start_matches("will be ").trim_start_matches("must be "));
     }
     let mut header = format!("  # {} {verb}", c.address);
     if let Some(reason) = &c.reason {
@@ -167,11 +149,7 @@ fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p
         ("~", Label::Update)
     };
     let name = format!("{:width$}", a.name);
-    let forces = if a.forces_replace {
-        p.paint(Label::Replace, " # forces replacement")
-    } else {
-        String::new()
-    };
+    let forces = if a.forces_replace { p.paint(Label::Replace, " # forces replacement") } else { String::new() };
     let sign = p.paint(label, sym);
     if a.sensitive {
         let text = match &a.unverifiable {
@@ -224,11 +202,7 @@ fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p
 fn json_diff(out: &mut Vec<(char, String)>, path: &str, before: &serde_json::Value, after: &serde_json::Value) {
     use serde_json::Value as J;
     let join = |key: &str| {
-        if path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        }
+        if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
     };
     match (before, after) {
         (J::Object(b), J::Object(a)) => {
@@ -283,22 +257,11 @@ mod tests {
 
     fn attr(name: &str, before: Option<Value>, after: Option<Value>) -> AttrChange {
         let sensitive = before.as_ref().or(after.as_ref()).is_some_and(Value::is_sensitive);
-        AttrChange {
-            name: name.into(),
-            before,
-            after,
-            forces_replace: false,
-            sensitive,
-            unverifiable: None,
-        }
+        AttrChange { name: name.into(), before, after, forces_replace: false, sensitive, unverifiable: None }
     }
 
     fn plan(changes: Vec<Change>) -> Plan {
-        Plan {
-            deployment: "t".into(),
-            changes,
-            targets: None,
-        }
+        Plan { deployment: "t".into(), changes, targets: None }
     }
 
     const NO_COLOUR: Painter = Painter { colour: false };

@@ -17,10 +17,7 @@ pub struct Address {
 
 impl Address {
     pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            kind: kind.into(),
-            name: name.into(),
-        }
+        Self { kind: kind.into(), name: name.into() }
     }
 
     /// Parses `kind.name` (the name may itself be quoted: `kind["a b"]`).

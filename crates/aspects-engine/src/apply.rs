@@ -70,11 +70,7 @@ impl Report {
 /// Refuses a plan that destroys data-bearing objects unless `--allow-destroy` was given.
 pub fn check_destroys(plan: &Plan, allow_destroy: bool) -> Result<(), EngineError> {
     let protected: Vec<String> = plan.destroys_data().map(|c| c.address.to_string()).collect();
-    if allow_destroy || protected.is_empty() {
-        Ok(())
-    } else {
-        Err(EngineError::DestroyProtected(protected))
-    }
+    if allow_destroy || protected.is_empty() { Ok(()) } else { Err(EngineError::DestroyProtected(protected)) }
 }
 
 pub async fn apply(
@@ -86,12 +82,7 @@ pub async fn apply(
     on_event: &mut (dyn FnMut(&Event) + Send),
 ) -> Result<Report, EngineError> {
     check_destroys(&planned.plan, opts.allow_destroy)?;
-    let ops: Vec<&Change> = planned
-        .plan
-        .changes
-        .iter()
-        .filter(|c| c.action != Action::NoOp)
-        .collect();
+    let ops: Vec<&Change> = planned.plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
     let (deletes, others): (Vec<&Change>, Vec<&Change>) = ops.into_iter().partition(|c| c.action == Action::Delete);
 
     let addrs: BTreeSet<&Address> = others.iter().map(|c| &c.address).collect();
@@ -100,10 +91,7 @@ pub async fn apply(
         .map(|c| {
             let mut blockers: BTreeSet<Address> = graph.closure(std::slice::from_ref(&c.address));
             blockers.retain(|a| a != &c.address && addrs.contains(a));
-            Op {
-                change: (*c).clone(),
-                blockers,
-            }
+            Op { change: (*c).clone(), blockers }
         })
         .collect();
     let order: BTreeMap<Address, usize> = graph.order().into_iter().enumerate().map(|(i, a)| (a, i)).collect();
@@ -114,23 +102,12 @@ pub async fn apply(
         .iter()
         .map(|c| Op {
             change: (*c).clone(),
-            blockers: deletes
-                .iter()
-                .filter(|d| rank(d) > rank(c))
-                .map(|d| d.address.clone())
-                .collect(),
+            blockers: deletes.iter().filter(|d| rank(d) > rank(c)).map(|d| d.address.clone()).collect(),
         })
         .collect();
     delete_ops.sort_by_key(|op| std::cmp::Reverse(rank(&op.change)));
 
-    let mut run = Run {
-        planned,
-        registry,
-        writers,
-        opts,
-        on_event,
-        report: Report::default(),
-    };
+    let mut run = Run { planned, registry, writers, opts, on_event, report: Report::default() };
     run.schedule(queue).await?;
     run.schedule(delete_ops).await?;
     Ok(run.report)
@@ -171,11 +148,10 @@ impl Run<'_> {
         let mut per_provider: BTreeMap<ProviderId, usize> = BTreeMap::new();
         loop {
             // Skip whatever waits on a failure, transitively (a skip counts as a failure).
-            while let Some(i) = pending.iter().position(|op| {
-                op.blockers
-                    .iter()
-                    .any(|b| matches!(outcome.get(b), Some(Outcome::Failed)))
-            }) {
+            while let Some(i) = pending
+                .iter()
+                .position(|op| op.blockers.iter().any(|b| matches!(outcome.get(b), Some(Outcome::Failed))))
+            {
                 let op = pending.remove(i);
                 let failed: Vec<String> = op
                     .blockers
@@ -197,10 +173,7 @@ impl Run<'_> {
                 let provider = op.change.provider.clone();
                 let writer = &self.writers[&provider];
                 let busy = per_provider.get(&provider).copied().unwrap_or(0);
-                let ready = op
-                    .blockers
-                    .iter()
-                    .all(|b| matches!(outcome.get(b), Some(Outcome::Done)));
+                let ready = op.blockers.iter().all(|b| matches!(outcome.get(b), Some(Outcome::Done)));
                 if !ready || busy >= writer.max_concurrency().max(1) {
                     i += 1;
                     continue;
@@ -208,10 +181,7 @@ impl Run<'_> {
                 let writer = writer.clone();
                 let op = pending.remove(i);
                 *per_provider.entry(provider).or_default() += 1;
-                self.emit(Event::Started {
-                    address: op.change.address.to_string(),
-                    action: op.change.action,
-                });
+                self.emit(Event::Started { address: op.change.address.to_string(), action: op.change.action });
                 let kind = self.registry.kind(&op.change.address.kind).expect("known kind").clone();
                 let desired = self
                     .planned
@@ -238,23 +208,14 @@ impl Run<'_> {
                 Ok(()) => {
                     outcome.insert(change.address.clone(), Outcome::Done);
                     self.report.done.push(address.clone());
-                    self.emit(Event::Done {
-                        address,
-                        action: change.action,
-                        ms,
-                    });
+                    self.emit(Event::Done { address, action: change.action, ms });
                 }
                 Err(e) => {
                     outcome.insert(change.address.clone(), Outcome::Failed);
                     self.report.failed.push(address.clone());
                     let error = self.opts.redactor.scrub(&e.message);
                     let hint = e.hint.as_deref().map(|h| self.opts.redactor.scrub(h));
-                    self.emit(Event::Failed {
-                        address,
-                        action: change.action,
-                        error,
-                        hint,
-                    });
+                    self.emit(Event::Failed { address, action: change.action, error, hint });
                 }
             }
         }

@@ -26,11 +26,7 @@ struct Line<'a, T: Serialize> {
 impl Journal {
     pub fn open(path: &Path, run: String) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self {
-            path: path.to_owned(),
-            file: Mutex::new(file),
-            run,
-        })
+        Ok(Self { path: path.to_owned(), file: Mutex::new(file), run })
     }
 
     pub fn path(&self) -> &Path {
@@ -40,11 +36,7 @@ impl Journal {
     /// Appends one entry. A journal that cannot be written must not fail the apply it records:
     /// the failure is logged instead.
     pub fn record<T: Serialize>(&self, entry: &T) {
-        let line = Line {
-            ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            run: &self.run,
-            entry,
-        };
+        let line = Line { ts: humantime::format_rfc3339_millis(SystemTime::now()).to_string(), run: &self.run, entry };
         let mut text = serde_json::to_string(&line).expect("journal entries serialise");
         text.push('\n');
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());

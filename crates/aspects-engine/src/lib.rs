@@ -13,11 +13,7 @@ pub use provider::{Connector, ProviderError, ProviderRead, ProviderWrite};
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{provider} ({target}): {error}")]
-    Provider {
-        provider: String,
-        target: String,
-        error: ProviderError,
-    },
+    Provider { provider: String, target: String, error: ProviderError },
     #[error("unknown --target {}", .0.join(", "))]
     UnknownTarget(Vec<String>),
     #[error("the plan destroys data-bearing {}", .0.join(", "))]

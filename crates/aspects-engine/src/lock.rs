@@ -17,11 +17,7 @@ pub async fn lock_all(writers: &Writers, holder: &str, wait: Duration) -> Result
             Ok(g) => held.push(g),
             Err(error) => {
                 Locks(held).release().await;
-                return Err(EngineError::Provider {
-                    provider: id.clone(),
-                    target: w.target(),
-                    error,
-                });
+                return Err(EngineError::Provider { provider: id.clone(), target: w.target(), error });
             }
         }
     }

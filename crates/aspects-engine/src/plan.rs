@@ -35,22 +35,15 @@ pub async fn plan(
 
     let mut by_provider: BTreeMap<&ProviderId, BTreeMap<&str, Vec<Resource>>> = BTreeMap::new();
     for r in resources.values() {
-        by_provider
-            .entry(&r.provider)
-            .or_default()
-            .entry(r.address.kind.as_str())
-            .or_default()
-            .push(r.clone());
+        by_provider.entry(&r.provider).or_default().entry(r.address.kind.as_str()).or_default().push(r.clone());
     }
 
     let mut reads = JoinSet::new();
     // Every configured provider is asked for orphans, including one whose resources have all
     // left the plan: that is exactly when everything it owns must go.
     for (id, reader) in readers {
-        let all: Vec<Resource> = by_provider
-            .get(id)
-            .map(|k| k.values().flatten().cloned().collect())
-            .unwrap_or_default();
+        let all: Vec<Resource> =
+            by_provider.get(id).map(|k| k.values().flatten().cloned().collect()).unwrap_or_default();
         let (reader, id) = (reader.clone(), id.clone());
         reads.spawn(async move {
             let r = reader.orphans(&all).await;
@@ -86,11 +79,7 @@ pub async fn plan(
                 }
             }
             Err(error) => {
-                first_error.get_or_insert(EngineError::Provider {
-                    target: readers[&id].target(),
-                    provider: id,
-                    error,
-                });
+                first_error.get_or_insert(EngineError::Provider { target: readers[&id].target(), provider: id, error });
             }
         }
     }
@@ -100,12 +89,7 @@ pub async fn plan(
 
     let conflicts: Vec<String> = resources
         .values()
-        .filter_map(|r| {
-            live.get(&r.address)?
-                .other_owner
-                .as_ref()
-                .map(|d| format!("{} (deployment `{d}`)", r.address))
-        })
+        .filter_map(|r| live.get(&r.address)?.other_owner.as_ref().map(|d| format!("{} (deployment `{d}`)", r.address)))
         .collect();
     if !conflicts.is_empty() {
         return Err(EngineError::OwnedElsewhere(conflicts));
@@ -115,9 +99,7 @@ pub async fn plan(
     for r in resources.values() {
         let schema = registry.kind(&r.address.kind).expect("known kind");
         let now = live.get(&r.address);
-        let at = orphans
-            .iter()
-            .position(|o| o.address == r.address && o.provider == r.provider);
+        let at = orphans.iter().position(|o| o.address == r.address && o.provider == r.provider);
         // The address used to name another object (its identity moved): a replace when the new
         // object does not exist yet; when it does, the old one is destroyed on its own.
         let previous = match (at, now) {
@@ -156,14 +138,7 @@ pub async fn plan(
         }
     };
     changes.sort_by(|a, b| a.address.cmp(&b.address));
-    Ok(Planned {
-        plan: Plan {
-            deployment: desired.deployment.clone(),
-            changes,
-            targets,
-        },
-        resources,
-    })
+    Ok(Planned { plan: Plan { deployment: desired.deployment.clone(), changes, targets }, resources })
 }
 
 enum Read {

@@ -21,11 +21,7 @@ pub struct ProviderError {
 
 impl ProviderError {
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            hint: None,
-            locked: false,
-        }
+        Self { message: message.into(), hint: None, locked: false }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -34,10 +30,7 @@ impl ProviderError {
     }
 
     pub fn locked(message: impl Into<String>) -> Self {
-        Self {
-            locked: true,
-            ..Self::new(message)
-        }
+        Self { locked: true, ..Self::new(message) }
     }
 }
 

@@ -97,16 +97,8 @@ async fn run(spec: &[(&str, &[&str])], fail: &[&str], limit: usize, parallelism:
         })
         .collect();
     let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).unwrap();
-    let desired = Desired {
-        deployment: "t".into(),
-        providers: BTreeMap::new(),
-        resources,
-    };
-    let rec = Arc::new(Recorder {
-        fail: fail.iter().map(|s| s.to_string()).collect(),
-        limit,
-        ..Default::default()
-    });
+    let desired = Desired { deployment: "t".into(), providers: BTreeMap::new(), resources };
+    let rec = Arc::new(Recorder { fail: fail.iter().map(|s| s.to_string()).collect(), limit, ..Default::default() });
     let readers: Readers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderRead>)].into();
     let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
     let reg = registry();
@@ -114,12 +106,7 @@ async fn run(spec: &[(&str, &[&str])], fail: &[&str], limit: usize, parallelism:
     assert!(planned.plan.changes.iter().all(|c| c.action == Action::Create));
     let mut events = Vec::new();
     let redactor = Redactor::new([Secret::new("s3cr3t")]);
-    let opts = ApplyOptions {
-        parallelism,
-        allow_destroy: false,
-        redactor: &redactor,
-        journal: None,
-    };
+    let opts = ApplyOptions { parallelism, allow_destroy: false, redactor: &redactor, journal: None };
     let mut sink = |e: &Event| events.push(e.clone());
     apply(&planned, &graph, &reg, &writers, &opts, &mut sink).await.unwrap();
     (rec, events)
@@ -133,22 +120,10 @@ async fn dependencies_run_first() {
 
 #[tokio::test]
 async fn a_failure_skips_its_dependents_and_lets_independent_branches_finish() {
-    let (rec, events) = run(
-        &[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("x", &[]), ("y", &["x"])],
-        &["a"],
-        8,
-        8,
-    )
-    .await;
+    let (rec, events) = run(&[("a", &[]), ("b", &["a"]), ("c", &["b"]), ("x", &[]), ("y", &["x"])], &["a"], 8, 8).await;
     let log = rec.log.lock().unwrap().clone();
-    assert!(
-        log.contains(&"x".to_owned()) && log.contains(&"y".to_owned()),
-        "{log:?}"
-    );
-    assert!(
-        !log.contains(&"b".to_owned()) && !log.contains(&"c".to_owned()),
-        "{log:?}"
-    );
+    assert!(log.contains(&"x".to_owned()) && log.contains(&"y".to_owned()), "{log:?}");
+    assert!(!log.contains(&"b".to_owned()) && !log.contains(&"c".to_owned()), "{log:?}");
     let skipped: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
@@ -156,13 +131,7 @@ async fn a_failure_skips_its_dependents_and_lets_independent_branches_finish() {
             _ => None,
         })
         .collect();
-    assert_eq!(
-        skipped,
-        [
-            "m_thing.b: m_thing.a did not succeed",
-            "m_thing.c: m_thing.a, m_thing.b did not succeed"
-        ]
-    );
+    assert_eq!(skipped, ["m_thing.b: m_thing.a did not succeed", "m_thing.c: m_thing.a, m_thing.b did not succeed"]);
     let failed = events.iter().find_map(|e| match e {
         Event::Failed { error, .. } => Some(error.clone()),
         _ => None,

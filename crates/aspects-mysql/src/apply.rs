@@ -78,8 +78,7 @@ impl Handle {
 
     /// Records ownership of the desired object under its address.
     async fn adopt(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
-        self.record(kind, &r.address.name, &schema::identity(kind, &r.attrs))
-            .await
+        self.record(kind, &r.address.name, &schema::identity(kind, &r.attrs)).await
     }
 
     /// Removes the object, then its ownership record.
@@ -143,9 +142,7 @@ impl Handle {
                 };
                 let on = self.on(a)?;
                 let have = self.levels.expand(on.level(), str_list(privileges.before.as_ref()));
-                let want = self
-                    .levels
-                    .expand(on.level(), str_list(privileges.after.as_ref().or(a.get("privileges"))));
+                let want = self.levels.expand(on.level(), str_list(privileges.after.as_ref().or(a.get("privileges"))));
                 self.converge_grant(a, &on, &have, &want).await
             }
             _ => Ok(()),
@@ -162,32 +159,19 @@ impl Handle {
         let (user, host) = (str_attr(a, "user"), str_attr(a, "host"));
         let account = sql::account(user, host);
         let secret = a.get("password").and_then(Value::as_secret).ok_or_else(|| {
-            ProviderError::new(format!(
-                "user {account} has no password; set `password = \"${{secrets.NAME}}\"`"
-            ))
+            ProviderError::new(format!("user {account} has no password; set `password = \"${{secrets.NAME}}\"`"))
         })?;
         let forms = password::secret_forms(secret.expose());
         let identified = if self.mariadb {
-            format!(
-                "IDENTIFIED BY PASSWORD {}",
-                sql::literal(&password::native_hash(secret.expose()))
-            )
+            format!("IDENTIFIED BY PASSWORD {}", sql::literal(&password::native_hash(secret.expose())))
         } else {
             // MySQL 8 path, untested here (only MariaDB runs on the test machines): the server
             // hashes with its default plugin, so the plaintext is sent (use TLS).
             format!("IDENTIFIED BY {}", sql::literal(secret.expose()))
         };
-        let doing = format!(
-            "{} user {account}",
-            if verb == "CREATE" {
-                "creating"
-            } else {
-                "setting the password of"
-            }
-        );
+        let doing = format!("{} user {account}", if verb == "CREATE" { "creating" } else { "setting the password of" });
         let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();
-        self.run(&format!("{verb} USER {account} {identified}"), &doing, &secrets)
-            .await
+        self.run(&format!("{verb} USER {account} {identified}"), &doing, &secrets).await
     }
 
     /// GRANT what is missing, then REVOKE what is beyond the plan.
@@ -208,9 +192,9 @@ impl Handle {
                     Some(1133) => err.with_hint(format!(
                         "user {account} does not exist: declare it as a mysql_user or create it first"
                     )),
-                    Some(1146) => err.with_hint(format!(
-                        "table {on} does not exist yet: create it before granting on it"
-                    )),
+                    Some(1146) => {
+                        err.with_hint(format!("table {on} does not exist yet: create it before granting on it"))
+                    }
                     _ => err,
                 }
             })?;
@@ -235,12 +219,7 @@ impl Handle {
             }
             USER => {
                 let account = sql::account(str_attr(id, "user"), str_attr(id, "host"));
-                self.run(
-                    &format!("DROP USER IF EXISTS {account}"),
-                    &format!("dropping user {account}"),
-                    &[],
-                )
-                .await
+                self.run(&format!("DROP USER IF EXISTS {account}"), &format!("dropping user {account}"), &[]).await
             }
             GRANT => {
                 let on = self.on(id)?;
@@ -325,13 +304,7 @@ mod tests {
             "GRANT ALL PRIVILEGES ON `d`.`t` TO 'u'@'%'"
         );
         assert_eq!(
-            grant_sql(
-                &l,
-                &On::Database("my_db".into()),
-                "'u'@'%'",
-                &set(&["SELECT", "GRANT OPTION"])
-            )
-            .unwrap(),
+            grant_sql(&l, &On::Database("my_db".into()), "'u'@'%'", &set(&["SELECT", "GRANT OPTION"])).unwrap(),
             "GRANT SELECT ON `my_db`.* TO 'u'@'%' WITH GRANT OPTION"
         );
         assert_eq!(

@@ -83,39 +83,27 @@ impl Handle {
                 return Err(ProviderError::new(format!("[providers.{}] needs `url`", config.id)));
             }
         };
-        let check = schema::schema()
-            .provider_attrs
-            .into_iter()
-            .find(|a| a.name == "url")
-            .and_then(|a| a.check);
+        let check = schema::schema().provider_attrs.into_iter().find(|a| a.name == "url").and_then(|a| a.check);
         if let Some(Err(e)) = check.map(|f| f(&Value::from(url))) {
             return Err(ProviderError::new(format!("[providers.{}] `url`: {e}", config.id)));
         }
-        let mut options: MySqlConnectOptions = url
-            .parse()
-            .map_err(|e| ProviderError::new(format!("[providers.{}] `url`: {e}", config.id)))?;
+        let mut options: MySqlConnectOptions =
+            url.parse().map_err(|e| ProviderError::new(format!("[providers.{}] `url`: {e}", config.id)))?;
         match config.attrs.get("password") {
             Some(Value::Sensitive(s)) => options = options.password(s.expose()),
             Some(Value::Str(s)) => options = options.password(s),
             _ => {}
         }
         // Statement logging would print SQL text (with password hashes) through `log`.
-        let options = options
-            .pipes_as_concat(false)
-            .no_engine_substitution(false)
-            .disable_statement_logging();
+        let options = options.pipes_as_concat(false).no_engine_substitution(false).disable_statement_logging();
         let target = format!("mysql://{}:{}", options.get_host(), options.get_port());
         let admin = options.get_username().to_owned();
         let max_concurrency = match config.attrs.get("max_concurrency") {
             Some(Value::Int(n)) if *n > 0 => *n as usize,
             _ => DEFAULT_MAX_CONCURRENCY as usize,
         };
-        let meta = config
-            .attrs
-            .get("meta_database")
-            .and_then(Value::as_str)
-            .unwrap_or(DEFAULT_META_DATABASE)
-            .to_owned();
+        let meta =
+            config.attrs.get("meta_database").and_then(Value::as_str).unwrap_or(DEFAULT_META_DATABASE).to_owned();
         // One plain connection first: the pool retries a refused connection until its timeout
         // and then reports only that it timed out, hiding the reason.
         let fail = |e: sqlx::Error| error::from_sqlx(&e, &target, &admin, "connecting", &[]);
@@ -166,17 +154,11 @@ impl Handle {
     /// needs these and they cannot change while we run.
     async fn learn_server(&mut self) -> Result<(), ProviderError> {
         let doing = "reading server capabilities";
-        let version = self
-            .rows("SELECT VERSION()", &[])
-            .await
-            .map_err(|e| self.err(&e, doing))?;
+        let version = self.rows("SELECT VERSION()", &[]).await.map_err(|e| self.err(&e, doing))?;
         let version = version.first().map(|r| text(r, 0)).transpose()?.unwrap_or_default();
         self.mariadb = version.contains("MariaDB");
         self.charsets = self
-            .rows(
-                "SELECT CHARACTER_SET_NAME, DEFAULT_COLLATE_NAME FROM information_schema.CHARACTER_SETS",
-                &[],
-            )
+            .rows("SELECT CHARACTER_SET_NAME, DEFAULT_COLLATE_NAME FROM information_schema.CHARACTER_SETS", &[])
             .await
             .map_err(|e| self.err(&e, doing))?
             .iter()
@@ -195,20 +177,13 @@ impl Handle {
             .iter()
             .map(|r| Ok((text(r, 0)?, text(r, 1)?, text(r, 2)?)))
             .collect::<Result<Vec<_>, ProviderError>>()?;
-        self.levels.set_database(
-            columns
-                .iter()
-                .filter(|c| c.0.eq_ignore_ascii_case("db"))
-                .map(|c| c.1.as_str()),
-        );
+        self.levels.set_database(columns.iter().filter(|c| c.0.eq_ignore_ascii_case("db")).map(|c| c.1.as_str()));
         if let Some(c) = columns.iter().find(|c| c.0.eq_ignore_ascii_case("tables_priv")) {
             self.levels.set_table(&c.2);
         }
         self.count();
-        let privileges = sqlx::raw_sql("SHOW PRIVILEGES")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err(&e, doing))?;
+        let privileges =
+            sqlx::raw_sql("SHOW PRIVILEGES").fetch_all(&self.pool).await.map_err(|e| self.err(&e, doing))?;
         let names = privileges.iter().map(|r| text(r, 0)).collect::<Result<Vec<_>, _>>()?;
         self.levels.set_global(names.iter().map(String::as_str));
         self.levels.fill_missing();
@@ -247,10 +222,7 @@ impl Handle {
         } else {
             tracing::debug!(sql, "statement");
         }
-        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-            .execute(&self.pool)
-            .await
-            .map(drop)
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.pool).await.map(drop)
     }
 
     /// [`Self::execute`] with the error explained; `secrets` are the secret strings the SQL
@@ -266,17 +238,13 @@ impl Handle {
 /// are read as bytes. A surprise is an error, never a panic.
 pub(crate) fn text(row: &MySqlRow, i: usize) -> Result<String, ProviderError> {
     row.try_get::<String, _>(i)
-        .or_else(|_| {
-            row.try_get::<Vec<u8>, _>(i)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-        })
+        .or_else(|_| row.try_get::<Vec<u8>, _>(i).map(|b| String::from_utf8_lossy(&b).into_owned()))
         .map_err(|e| ProviderError::new(format!("unexpected result from the server: {e}")))
 }
 
 /// An integer column (NULL is None).
 pub(crate) fn int(row: &MySqlRow, i: usize) -> Result<Option<i64>, ProviderError> {
-    row.try_get(i)
-        .map_err(|e| ProviderError::new(format!("unexpected result from the server: {e}")))
+    row.try_get(i).map_err(|e| ProviderError::new(format!("unexpected result from the server: {e}")))
 }
 
 /// `?, ?, ?` for an IN list.
@@ -352,27 +320,15 @@ mod tests {
                 attrs.insert("url".to_owned(), Value::from(url.as_str()));
             }
         }
-        ProviderConfig {
-            id: "mysql".into(),
-            system: "mysql".into(),
-            attrs,
-            origin: "test".into(),
-        }
+        ProviderConfig { id: "mysql".into(), system: "mysql".into(), attrs, origin: "test".into() }
     }
 
     #[tokio::test]
     async fn the_server_refuses_writes_on_a_read_handle() {
         let h = Handle::connect(&config(), "ro", true).await.unwrap();
         let name = format!("t{}_read_only", std::process::id());
-        let err = h
-            .run(&format!("CREATE DATABASE {}", ident(&name)), "creating a database", &[])
-            .await
-            .unwrap_err();
-        assert!(
-            err.message
-                .contains("Cannot execute statement in a READ ONLY transaction"),
-            "{err}"
-        );
+        let err = h.run(&format!("CREATE DATABASE {}", ident(&name)), "creating a database", &[]).await.unwrap_err();
+        assert!(err.message.contains("Cannot execute statement in a READ ONLY transaction"), "{err}");
         assert!(err.message.contains("this handle is read-only"), "{err}");
         assert!(h.schemata(&[&name]).await.unwrap().is_empty());
     }
@@ -386,14 +342,8 @@ mod tests {
         let sql = format!("CREATE USER OOPS BY '{pw}' AS '{hash}'");
         let forms = password::secret_forms(pw);
         let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();
-        let raw = sqlx::raw_sql(AssertSqlSafe(sql.clone()))
-            .execute(&h.pool)
-            .await
-            .unwrap_err();
-        assert!(
-            raw.to_string().contains(pw),
-            "the server does echo the statement: {raw}"
-        );
+        let raw = sqlx::raw_sql(AssertSqlSafe(sql.clone())).execute(&h.pool).await.unwrap_err();
+        assert!(raw.to_string().contains(pw), "the server does echo the statement: {raw}");
         let err = h.run(&sql, "creating a user", &secrets).await.unwrap_err();
         assert!(!err.message.contains(pw) && !err.message.contains(&hash), "{err}");
         assert!(err.message.contains("near (statement text withheld)"), "{err}");

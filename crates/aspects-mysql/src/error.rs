@@ -11,9 +11,7 @@ pub const ACCESS_DENIED: &[u16] = &[1045, 1698];
 
 /// The MySQL error number of a server error.
 pub fn number(e: &sqlx::Error) -> Option<u16> {
-    e.as_database_error()
-        .and_then(|d| d.try_downcast_ref::<MySqlDatabaseError>())
-        .map(MySqlDatabaseError::number)
+    e.as_database_error().and_then(|d| d.try_downcast_ref::<MySqlDatabaseError>()).map(MySqlDatabaseError::number)
 }
 
 /// Removes quoted statement text and every given secret string from a server message.
@@ -77,10 +75,7 @@ pub fn from_sqlx(e: &sqlx::Error, target: &str, admin: &str, doing: &str, secret
                 "{doing} on {target} failed: {} (MySQL error {n})",
                 scrub(db.message(), secrets)
             )),
-            _ => ProviderError::new(format!(
-                "{doing} on {target} failed: {}",
-                scrub(&e.to_string(), secrets)
-            )),
+            _ => ProviderError::new(format!("{doing} on {target} failed: {}", scrub(&e.to_string(), secrets))),
         },
     }
 }

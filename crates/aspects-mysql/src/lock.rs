@@ -29,10 +29,7 @@ pub fn lock_name(deployment: &str) -> String {
     if name.chars().count() <= 64 {
         name
     } else {
-        format!(
-            "aspects:{}",
-            hex::encode(Sha1::digest(deployment.as_bytes()).as_slice())
-        )
+        format!("aspects:{}", hex::encode(Sha1::digest(deployment.as_bytes()).as_slice()))
     }
 }
 
@@ -46,12 +43,8 @@ impl Handle {
         // GET_LOCK takes whole seconds on MySQL; round up so a short wait still waits.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
         self.count();
-        let got = sqlx::query("SELECT GET_LOCK(?, ?)")
-            .bind(&name)
-            .bind(seconds)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(fail)?;
+        let got =
+            sqlx::query("SELECT GET_LOCK(?, ?)").bind(&name).bind(seconds).fetch_one(&mut conn).await.map_err(fail)?;
         if int(&got, 0)? == Some(1) {
             self.count();
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -100,27 +93,17 @@ impl Handle {
 #[async_trait]
 impl LockGuard for Lock {
     async fn release(self: Box<Self>) {
-        let Lock {
-            mut conn,
-            name,
-            holder,
-            locks_table,
-            queries,
-        } = *self;
+        let Lock { mut conn, name, holder, locks_table, queries } = *self;
         // Remove the holder row while still holding the lock, then let go. Failures only leave a
         // stale row (overwritten by the next holder) and the lock dies with the connection anyway.
         queries.fetch_add(2, Ordering::Relaxed);
-        let deleted = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {locks_table} WHERE name = ? AND holder = ?"
-        )))
-        .bind(&name)
-        .bind(&holder)
-        .execute(&mut conn)
-        .await;
-        let released = sqlx::query("SELECT RELEASE_LOCK(?)")
-            .bind(&name)
-            .execute(&mut conn)
-            .await;
+        let deleted =
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {locks_table} WHERE name = ? AND holder = ?")))
+                .bind(&name)
+                .bind(&holder)
+                .execute(&mut conn)
+                .await;
+        let released = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&name).execute(&mut conn).await;
         if let Err(e) = deleted.and(released) {
             tracing::warn!(lock = name, "releasing the lock: {e}");
         }

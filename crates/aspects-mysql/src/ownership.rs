@@ -44,10 +44,7 @@ impl Handle {
     pub(crate) async fn ensure_meta(&self) -> Result<(), ProviderError> {
         let doing = format!("creating the meta database {}", ident(&self.meta));
         self.run(
-            &format!(
-                "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
-                ident(&self.meta)
-            ),
+            &format!("CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", ident(&self.meta)),
             &doing,
             &[],
         )
@@ -87,10 +84,7 @@ impl Handle {
     /// Who owns what for one kind: identity key -> deployments (one query; none when the meta
     /// tables do not exist). Every deployment's records, so a conflict can be refused.
     pub(crate) async fn owners(&self, kind: &str) -> Result<BTreeMap<String, Vec<String>>, ProviderError> {
-        let sql = format!(
-            "SELECT ident_key, deployment FROM {} WHERE kind = ?",
-            self.owned_table()
-        );
+        let sql = format!("SELECT ident_key, deployment FROM {} WHERE kind = ?", self.owned_table());
         match self.rows(&sql, &[kind]).await {
             Ok(rows) => {
                 let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -161,19 +155,11 @@ impl Handle {
 
     /// Drops a record; done after the object is gone.
     pub(crate) async fn forget(&self, kind: &str, identity: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
-        let sql = format!(
-            "DELETE FROM {} WHERE deployment = ? AND kind = ? AND ident_key = ?",
-            self.owned_table()
-        );
+        let sql = format!("DELETE FROM {} WHERE deployment = ? AND kind = ? AND ident_key = ?", self.owned_table());
         self.rows(&sql, &[&self.deployment, kind, &key(kind, identity)])
             .await
             .map(drop)
-            .map_err(|e| {
-                self.err(
-                    &e,
-                    &format!("removing the ownership record of {kind} {}", identity_json(identity)),
-                )
-            })
+            .map_err(|e| self.err(&e, &format!("removing the ownership record of {kind} {}", identity_json(identity))))
     }
 }
 
@@ -183,9 +169,8 @@ mod tests {
 
     #[test]
     fn identity_json_is_sorted_and_keys_are_stable() {
-        let id: BTreeMap<String, Value> = [("user", "a'b"), ("host", "%")]
-            .map(|(k, v)| (k.to_owned(), Value::from(v)))
-            .into();
+        let id: BTreeMap<String, Value> =
+            [("user", "a'b"), ("host", "%")].map(|(k, v)| (k.to_owned(), Value::from(v))).into();
         assert_eq!(identity_json(&id), r#"{"host":"%","user":"a'b"}"#);
         assert_eq!(key("mysql_user", &id), key("mysql_user", &id.clone()));
         assert_ne!(key("mysql_user", &id), key("mysql_grant", &id));

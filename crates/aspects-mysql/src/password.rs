@@ -27,12 +27,7 @@ pub fn native_hash(password: &str) -> String {
 pub fn secret_forms(password: &str) -> Vec<String> {
     let escaped = sql::literal(password);
     let hash = native_hash(password);
-    vec![
-        password.to_owned(),
-        escaped[1..escaped.len() - 1].to_owned(),
-        hash.to_lowercase(),
-        hash,
-    ]
+    vec![password.to_owned(), escaped[1..escaped.len() - 1].to_owned(), hash.to_lowercase(), hash]
 }
 
 /// Plugins whose `authentication_string` is the native hash (an empty plugin is an old-style
@@ -47,11 +42,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Logs in as `user` with `password` to the provider's server (same host, port and TLS).
 /// Success = matches, "access denied" = differs, anything else = unknown with the reason.
 pub async fn probe(options: &MySqlConnectOptions, user: &str, password: &Secret) -> Verification {
-    let options = options
-        .clone()
-        .username(user)
-        .password(password.expose())
-        .disable_statement_logging();
+    let options = options.clone().username(user).password(password.expose()).disable_statement_logging();
     match tokio::time::timeout(PROBE_TIMEOUT, options.connect()).await {
         Ok(Ok(conn)) => {
             // Closing politely is best effort; the check already succeeded.

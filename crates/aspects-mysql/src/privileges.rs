@@ -121,7 +121,7 @@ pub fn check_name(raw: &str) -> Result<(), String> {
     let name = canonical(raw);
     if name == USAGE {
         return Err(
-            "USAGE means \"no privileges\" and cannot be managed: list real privileges, or remove the grant".into(),
+            "USAGE means \"no privileges\" and cannot be managed: list real privileges, or remove the grant".into()
         );
     }
     if matches!(name.as_str(), "ALL" | "ALL PRIVILEGES" | GRANT_OPTION)
@@ -131,9 +131,7 @@ pub fn check_name(raw: &str) -> Result<(), String> {
         return Ok(());
     }
     if name.contains('(') {
-        return Err(format!(
-            "{raw:?}: column privileges are not supported; grant on the whole table instead"
-        ));
+        return Err(format!("{raw:?}: column privileges are not supported; grant on the whole table instead"));
     }
     let mut close: Vec<&str> = STATIC
         .iter()
@@ -144,10 +142,7 @@ pub fn check_name(raw: &str) -> Result<(), String> {
     close.truncate(3);
     let suggestion = match close.as_slice() {
         [] => String::new(),
-        some => format!(
-            " (did you mean {}?)",
-            some.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" or ")
-        ),
+        some => format!(" (did you mean {}?)", some.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" or ")),
     };
     Err(format!(
         "{raw:?} is not a MySQL/MariaDB privilege{suggestion}; use ALL, GRANT OPTION or one of: {}",
@@ -199,22 +194,12 @@ impl LevelSets {
     /// From the SET type of `mysql.tables_priv.Table_priv`, e.g. `set('Select',...,'Delete
     /// versioning rows')`: MariaDB calls DELETE HISTORY "Delete versioning rows" there.
     pub fn set_table(&mut self, column_type: &str) {
-        let members = column_type
-            .trim()
-            .strip_prefix("set(")
-            .and_then(|s| s.strip_suffix(')'))
-            .unwrap_or_default();
+        let members = column_type.trim().strip_prefix("set(").and_then(|s| s.strip_suffix(')')).unwrap_or_default();
         self.table = members
             .split(',')
             .map(|m| canonical(m.trim_matches('\'')))
             .filter(|m| !m.is_empty() && m != "GRANT")
-            .map(|m| {
-                if m == "DELETE VERSIONING ROWS" {
-                    "DELETE HISTORY".to_owned()
-                } else {
-                    m
-                }
-            })
+            .map(|m| if m == "DELETE VERSIONING ROWS" { "DELETE HISTORY".to_owned() } else { m })
             .collect();
     }
 
@@ -305,15 +290,7 @@ mod tests {
 
     fn mariadb() -> LevelSets {
         let mut sets = LevelSets::default();
-        sets.set_global([
-            "Select",
-            "Insert",
-            "Binlog monitor",
-            "Usage",
-            "Grant option",
-            "Proxy",
-            "Slave monitor",
-        ]);
+        sets.set_global(["Select", "Insert", "Binlog monitor", "Usage", "Grant option", "Proxy", "Slave monitor"]);
         sets.set_database([
             "Select_priv",
             "Insert_priv",
@@ -329,47 +306,26 @@ mod tests {
     #[test]
     fn levels_map_server_names_to_grant_vocabulary() {
         let s = mariadb();
-        assert_eq!(
-            s.global.iter().collect::<Vec<_>>(),
-            ["BINLOG MONITOR", "INSERT", "SELECT", "SLAVE MONITOR"]
-        );
+        assert_eq!(s.global.iter().collect::<Vec<_>>(), ["BINLOG MONITOR", "INSERT", "SELECT", "SLAVE MONITOR"]);
         assert_eq!(
             s.database.iter().collect::<Vec<_>>(),
-            [
-                "CREATE TEMPORARY TABLES",
-                "DELETE HISTORY",
-                "INSERT",
-                "LOCK TABLES",
-                "SELECT"
-            ]
+            ["CREATE TEMPORARY TABLES", "DELETE HISTORY", "INSERT", "LOCK TABLES", "SELECT"]
         );
-        assert_eq!(
-            s.table.iter().collect::<Vec<_>>(),
-            ["DELETE HISTORY", "INSERT", "SELECT", "SHOW VIEW"]
-        );
+        assert_eq!(s.table.iter().collect::<Vec<_>>(), ["DELETE HISTORY", "INSERT", "SELECT", "SHOW VIEW"]);
     }
 
     #[test]
     fn normalise_canonicalises_sorts_and_dedupes() {
         let s = mariadb();
-        assert_eq!(
-            s.normalise(Level::Table, [" select", "show   VIEW", "SELECT", "usage"]),
-            ["SELECT", "SHOW VIEW"]
-        );
+        assert_eq!(s.normalise(Level::Table, [" select", "show   VIEW", "SELECT", "usage"]), ["SELECT", "SHOW VIEW"]);
     }
 
     #[test]
     fn all_expands_and_the_full_set_collapses_back() {
         let s = mariadb();
         assert_eq!(s.normalise(Level::Table, ["all privileges"]), ["ALL"]);
-        assert_eq!(
-            s.normalise(Level::Table, ["Select", "Insert", "Show view", "Delete history"]),
-            ["ALL"]
-        );
-        assert_eq!(
-            s.normalise(Level::Table, ["ALL", "grant option"]),
-            ["ALL", "GRANT OPTION"]
-        );
+        assert_eq!(s.normalise(Level::Table, ["Select", "Insert", "Show view", "Delete history"]), ["ALL"]);
+        assert_eq!(s.normalise(Level::Table, ["ALL", "grant option"]), ["ALL", "GRANT OPTION"]);
         assert_eq!(s.expand(Level::Table, ["ALL"]).len(), 4);
         assert_eq!(s.normalise(Level::Database, ["ALL"]), ["ALL"]);
     }
@@ -377,16 +333,10 @@ mod tests {
     #[test]
     fn aliases_resolve_only_when_the_server_lacks_the_spelling() {
         let s = mariadb();
-        assert_eq!(
-            s.normalise(Level::Global, ["replication client", "SELECT"]),
-            ["BINLOG MONITOR", "SELECT"]
-        );
+        assert_eq!(s.normalise(Level::Global, ["replication client", "SELECT"]), ["BINLOG MONITOR", "SELECT"]);
         let mut mysql = LevelSets::default();
         mysql.set_global(["Replication client", "Select"]);
-        assert_eq!(
-            mysql.normalise(Level::Global, ["REPLICATION CLIENT"]),
-            ["REPLICATION CLIENT"]
-        );
+        assert_eq!(mysql.normalise(Level::Global, ["REPLICATION CLIENT"]), ["REPLICATION CLIENT"]);
     }
 
     #[test]
@@ -401,14 +351,7 @@ mod tests {
 
     #[test]
     fn check_accepts_known_names_and_suggests_for_typos() {
-        for ok in [
-            "select",
-            "ALL PRIVILEGES",
-            "all",
-            "grant  option",
-            "Create Temporary Tables",
-            "BACKUP_ADMIN",
-        ] {
+        for ok in ["select", "ALL PRIVILEGES", "all", "grant  option", "Create Temporary Tables", "BACKUP_ADMIN"] {
             assert_eq!(check_name(ok), Ok(()), "{ok}");
         }
         let err = check_name("SELEKT").unwrap_err();

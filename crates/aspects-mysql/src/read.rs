@@ -151,10 +151,7 @@ impl Handle {
              WHERE SCHEMA_NAME IN ({})",
             placeholders(names.len())
         );
-        let rows = self
-            .rows(&sql, names)
-            .await
-            .map_err(|e| self.err(&e, "reading databases"))?;
+        let rows = self.rows(&sql, names).await.map_err(|e| self.err(&e, "reading databases"))?;
         let wanted: BTreeSet<&str> = names.iter().copied().collect();
         let mut found = BTreeMap::new();
         for r in &rows {
@@ -170,12 +167,7 @@ impl Handle {
     async fn read_users(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         let accounts: Vec<Account> = desired
             .iter()
-            .map(|r| {
-                (
-                    str_attr(&r.attrs, "user").to_owned(),
-                    canonical_host(str_attr(&r.attrs, "host")),
-                )
-            })
+            .map(|r| (str_attr(&r.attrs, "user").to_owned(), canonical_host(str_attr(&r.attrs, "host"))))
             .collect();
         let found = self.accounts(&accounts).await?;
         let mut live: Vec<Option<Live>> = Vec::with_capacity(desired.len());
@@ -203,10 +195,7 @@ impl Handle {
                 }
             };
             live.push(Some(Live {
-                attrs: attrs([
-                    ("user", Value::from(account.0.as_str())),
-                    ("host", Value::from(account.1.as_str())),
-                ]),
+                attrs: attrs([("user", Value::from(account.0.as_str())), ("host", Value::from(account.1.as_str()))]),
                 verified: [("password".to_owned(), verification)].into(),
                 ..Live::default()
             }));
@@ -231,19 +220,13 @@ impl Handle {
             vec!["(?, ?)"; accounts.len()].join(", ")
         );
         let binds: Vec<&str> = accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]).collect();
-        let rows = self
-            .rows(&sql, &binds)
-            .await
-            .map_err(|e| self.err(&e, "reading users from mysql.user"))?;
+        let rows = self.rows(&sql, &binds).await.map_err(|e| self.err(&e, "reading users from mysql.user"))?;
         let wanted: BTreeSet<&Account> = accounts.iter().collect();
         let mut found = BTreeMap::new();
         for r in &rows {
             let account = (text(r, 0)?, text(r, 1)?);
             if wanted.contains(&account) {
-                let row = AccountRow {
-                    plugin: text(r, 2)?,
-                    auth: text(r, 3)?,
-                };
+                let row = AccountRow { plugin: text(r, 2)?, auth: text(r, 3)? };
                 found.insert(account, row);
             }
         }
@@ -252,10 +235,8 @@ impl Handle {
 
     async fn read_grants(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         let ids: Vec<BTreeMap<String, Value>> = desired.iter().map(|r| schema::identity(GRANT, &r.attrs)).collect();
-        let accounts: BTreeSet<Account> = ids
-            .iter()
-            .map(|id| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned()))
-            .collect();
+        let accounts: BTreeSet<Account> =
+            ids.iter().map(|id| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned())).collect();
         let held = self.privileges(&accounts).await?;
         Ok(ids
             .into_iter()
@@ -265,10 +246,7 @@ impl Handle {
                 let privileges = self.levels.normalise(on.level(), raw.iter().map(String::as_str));
                 let mut attrs = id;
                 attrs.insert("privileges".into(), list(privileges));
-                Some(Live {
-                    attrs,
-                    ..Live::default()
-                })
+                Some(Live { attrs, ..Live::default() })
             })
             .collect())
     }
@@ -291,10 +269,8 @@ impl Handle {
              FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE IN ({p})"
         );
         let binds: Vec<&str> = (0..3).flat_map(|_| grantees.iter().map(String::as_str)).collect();
-        let rows = self
-            .rows(&sql, &binds)
-            .await
-            .map_err(|e| self.err(&e, "reading privileges from information_schema"))?;
+        let rows =
+            self.rows(&sql, &binds).await.map_err(|e| self.err(&e, "reading privileges from information_schema"))?;
         let wanted: BTreeSet<&str> = grantees.iter().map(String::as_str).collect();
         let mut held = Privileges::new();
         for r in &rows {
@@ -316,12 +292,7 @@ impl Handle {
                 entry.push(GRANT_OPTION.to_owned());
             }
         }
-        held.retain(|(_, on), raw| {
-            !self
-                .levels
-                .normalise(on.level(), raw.iter().map(String::as_str))
-                .is_empty()
-        });
+        held.retain(|(_, on), raw| !self.levels.normalise(on.level(), raw.iter().map(String::as_str)).is_empty());
         Ok(held)
     }
 
@@ -422,10 +393,7 @@ impl Handle {
                 continue;
             }
             let mut attrs = identity.clone();
-            attrs.insert(
-                "privileges".into(),
-                list(self.levels.normalise(on.level(), raw.iter().map(String::as_str))),
-            );
+            attrs.insert("privileges".into(), list(self.levels.normalise(on.level(), raw.iter().map(String::as_str))));
             orphans.push(Orphan {
                 address: Address::new(GRANT, format!("{} on {on}", sql::account(user, host))),
                 identity,

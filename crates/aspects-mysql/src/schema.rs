@@ -30,19 +30,11 @@ pub fn schema() -> SystemSchema {
             .check(check_url),
             AttrSchema {
                 sensitive: true,
-                ..AttrSchema::new(
-                    "password",
-                    AttrType::String,
-                    "The admin user's password, from `[secrets]`.",
-                )
+                ..AttrSchema::new("password", AttrType::String, "The admin user's password, from `[secrets]`.")
             },
-            AttrSchema::new(
-                "max_concurrency",
-                AttrType::Int,
-                "Statements this provider runs at once during apply.",
-            )
-            .default(DEFAULT_MAX_CONCURRENCY)
-            .check(check_concurrency),
+            AttrSchema::new("max_concurrency", AttrType::Int, "Statements this provider runs at once during apply.")
+                .default(DEFAULT_MAX_CONCURRENCY)
+                .check(check_concurrency),
             AttrSchema::new(
                 "meta_database",
                 AttrType::String,
@@ -59,9 +51,7 @@ fn database_kind() -> KindSchema {
     KindSchema {
         kind: DATABASE,
         attrs: vec![
-            AttrSchema::new("name", AttrType::String, "Database name.")
-                .identity()
-                .check(check_db_name),
+            AttrSchema::new("name", AttrType::String, "Database name.").identity().check(check_db_name),
             AttrSchema::new("charset", AttrType::String, "Default character set.")
                 .default("utf8mb4")
                 .check(check_charset),
@@ -82,9 +72,7 @@ fn user_kind() -> KindSchema {
     KindSchema {
         kind: USER,
         attrs: vec![
-            AttrSchema::new("user", AttrType::String, "User name.")
-                .identity()
-                .check(check_user),
+            AttrSchema::new("user", AttrType::String, "User name.").identity().check(check_user),
             AttrSchema::new("host", AttrType::String, "Host pattern the user may connect from.")
                 .identity()
                 .default("%")
@@ -107,16 +95,12 @@ fn grant_kind() -> KindSchema {
     KindSchema {
         kind: GRANT,
         attrs: vec![
-            AttrSchema::new("user", AttrType::String, "Grantee user name.")
-                .identity()
-                .check(check_user),
+            AttrSchema::new("user", AttrType::String, "Grantee user name.").identity().check(check_user),
             AttrSchema::new("host", AttrType::String, "Grantee host pattern.")
                 .identity()
                 .default("%")
                 .check(check_host),
-            AttrSchema::new("on", AttrType::String, "`*.*`, `db.*` or `db.table`.")
-                .identity()
-                .check(check_on),
+            AttrSchema::new("on", AttrType::String, "`*.*`, `db.*` or `db.table`.").identity().check(check_on),
             AttrSchema::new(
                 "privileges",
                 AttrType::List(Box::new(AttrType::String)),
@@ -161,11 +145,7 @@ pub fn str_attr<'a>(attrs: &'a BTreeMap<String, Value>, name: &str) -> &'a str {
 
 /// The strings of a list attribute (privileges).
 pub fn str_list(v: Option<&Value>) -> Vec<&str> {
-    v.and_then(Value::as_list)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect()
+    v.and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).collect()
 }
 
 /// MySQL and MariaDB store host names in lowercase.
@@ -174,8 +154,7 @@ pub fn canonical_host(host: &str) -> String {
 }
 
 fn string(v: &Value) -> Result<&str, String> {
-    v.as_str()
-        .ok_or_else(|| format!("expected a string, found {}", v.type_name()))
+    v.as_str().ok_or_else(|| format!("expected a string, found {}", v.type_name()))
 }
 
 fn no_control(what: &str, s: &str) -> Result<(), String> {
@@ -191,10 +170,7 @@ fn check_url(v: &Value) -> Result<(), String> {
         .strip_prefix("mysql://")
         .ok_or_else(|| format!("{url:?} is not a MySQL URL; write it as `mysql://USER@HOST:PORT`"))?;
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-    {
+    if authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':')) {
         return Err(
             "the URL contains a password: put the password in `password = \"${secrets.NAME}\"`, never in the URL"
                 .into(),
@@ -220,9 +196,7 @@ fn check_db_name(v: &Value) -> Result<(), String> {
         return Err(format!("database name {name:?} must be 1 to 64 characters long"));
     }
     if name.ends_with(' ') {
-        return Err(format!(
-            "database name {name:?} ends with a space, which MySQL does not allow"
-        ));
+        return Err(format!("database name {name:?} ends with a space, which MySQL does not allow"));
     }
     Ok(())
 }
@@ -272,9 +246,7 @@ fn check_on(v: &Value) -> Result<(), String> {
 }
 
 fn check_privileges(v: &Value) -> Result<(), String> {
-    let list = v
-        .as_list()
-        .ok_or_else(|| format!("expected a list of privilege names, found {}", v.type_name()))?;
+    let list = v.as_list().ok_or_else(|| format!("expected a list of privilege names, found {}", v.type_name()))?;
     if list.is_empty() {
         return Err("the privilege list is empty; list at least one (e.g. [\"SELECT\"]) or remove the grant".into());
     }
@@ -317,21 +289,13 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("hunter2"));
-        assert!(
-            check("provider", "url", "postgres://x@y")
-                .unwrap_err()
-                .contains("mysql://USER@HOST:PORT")
-        );
+        assert!(check("provider", "url", "postgres://x@y").unwrap_err().contains("mysql://USER@HOST:PORT"));
     }
 
     #[test]
     fn names_reject_control_characters_and_ambiguity() {
         assert_eq!(check(DATABASE, "name", "we`ird 'db' \\ name"), Ok(()));
-        assert!(
-            check(DATABASE, "name", "a\0b")
-                .unwrap_err()
-                .contains("control character")
-        );
+        assert!(check(DATABASE, "name", "a\0b").unwrap_err().contains("control character"));
         assert!(check(DATABASE, "name", "trailing ").is_err());
         assert!(check(USER, "user", "a\nb").is_err());
         assert!(check(USER, "user", "a'@'b").unwrap_err().contains("ambiguous"));
@@ -342,36 +306,17 @@ mod tests {
     fn on_and_privileges_are_checked() {
         assert_eq!(check(GRANT, "on", "`my.db`.*"), Ok(()));
         assert!(check(GRANT, "on", "db").unwrap_err().contains("`db.table`"));
-        assert_eq!(
-            check(
-                GRANT,
-                "privileges",
-                Value::List(vec!["select".into(), "ALL PRIVILEGES".into()])
-            ),
-            Ok(())
-        );
-        assert!(
-            check(GRANT, "privileges", Value::List(vec![]))
-                .unwrap_err()
-                .contains("empty")
-        );
-        assert!(
-            check(GRANT, "privileges", Value::List(vec!["SELCT".into()]))
-                .unwrap_err()
-                .contains("SELECT")
-        );
+        assert_eq!(check(GRANT, "privileges", Value::List(vec!["select".into(), "ALL PRIVILEGES".into()])), Ok(()));
+        assert!(check(GRANT, "privileges", Value::List(vec![])).unwrap_err().contains("empty"));
+        assert!(check(GRANT, "privileges", Value::List(vec!["SELCT".into()])).unwrap_err().contains("SELECT"));
     }
 
     #[test]
     fn identity_is_canonical() {
-        let attrs: BTreeMap<String, Value> = [
-            ("user", "App"),
-            ("host", "LocalHost"),
-            ("on", "`db`.*"),
-            ("privileges", "x"),
-        ]
-        .map(|(k, v)| (k.to_owned(), Value::from(v)))
-        .into();
+        let attrs: BTreeMap<String, Value> =
+            [("user", "App"), ("host", "LocalHost"), ("on", "`db`.*"), ("privileges", "x")]
+                .map(|(k, v)| (k.to_owned(), Value::from(v)))
+                .into();
         let id = identity(GRANT, &attrs);
         assert_eq!(id.len(), 3);
         assert_eq!(id["user"], Value::from("App"));

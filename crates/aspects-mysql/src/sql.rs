@@ -80,17 +80,15 @@ impl On {
             .ok_or_else(|| format!("`on = {s:?}` has no `.` between database and table; {ON_FORMS}"))?;
         let (table, tail) = part(rest).map_err(|e| format!("cannot read `on = {s:?}`: {e}; {ON_FORMS}"))?;
         if !tail.is_empty() {
-            return Err(format!(
-                "`on = {s:?}` has extra text {tail:?} after the table; {ON_FORMS}"
-            ));
+            return Err(format!("`on = {s:?}` has extra text {tail:?} after the table; {ON_FORMS}"));
         }
         match (db, table) {
             (None, None) => Ok(On::Global),
             (Some(db), None) => Ok(On::Database(db)),
             (Some(db), Some(table)) => Ok(On::Table(db, table)),
-            (None, Some(_)) => Err(format!(
-                "`on = {s:?}` names a table in every database, which MySQL cannot grant; {ON_FORMS}"
-            )),
+            (None, Some(_)) => {
+                Err(format!("`on = {s:?}` names a table in every database, which MySQL cannot grant; {ON_FORMS}"))
+            }
         }
     }
 
@@ -163,9 +161,7 @@ fn part(s: &str) -> Result<(Option<String>, &str), String> {
         return Err("a name is missing".into());
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{name:?} contains spaces or control characters and is not in backticks"
-        ));
+        return Err(format!("{name:?} contains spaces or control characters and is not in backticks"));
     }
     Ok((Some(name.to_owned()), &s[end..]))
 }

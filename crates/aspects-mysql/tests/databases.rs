@@ -18,10 +18,7 @@ async fn create_then_plan_is_empty_and_the_default_collation_is_filled() {
 
     assert_converged(&*w, std::slice::from_ref(&db)).await;
     assert_converged(&*env.reader().await, std::slice::from_ref(&db)).await;
-    let live = w
-        .read(&kind("mysql_database"), std::slice::from_ref(normalised))
-        .await
-        .unwrap();
+    let live = w.read(&kind("mysql_database"), std::slice::from_ref(normalised)).await.unwrap();
     let live = live[0].as_ref().expect("exists");
     assert!(live.owned);
     assert_eq!(live.attrs.get("charset"), Some(&Value::from("utf8mb4")));
@@ -40,20 +37,12 @@ async fn charset_drift_is_reported_and_fixed() {
     let steps = plan(&*env.reader().await, std::slice::from_ref(&db)).await;
     let change = &step(&steps, "mysql_database.d").change;
     assert_eq!(change.action, Action::Update);
-    let changed: Vec<_> = change
-        .attrs
-        .iter()
-        .map(|a| (a.name.as_str(), a.before.clone(), a.after.clone()))
-        .collect();
+    let changed: Vec<_> = change.attrs.iter().map(|a| (a.name.as_str(), a.before.clone(), a.after.clone())).collect();
     assert_eq!(
         changed,
         [
             ("charset", Some(Value::from("latin1")), Some(Value::from("utf8mb4"))),
-            (
-                "collation",
-                Some(Value::from("latin1_swedish_ci")),
-                Some(Value::from("utf8mb4_general_ci"))
-            ),
+            ("collation", Some(Value::from("latin1_swedish_ci")), Some(Value::from("utf8mb4_general_ci"))),
         ]
     );
 
@@ -98,12 +87,9 @@ async fn removed_database_is_an_orphan_and_deleting_it_twice_is_fine() {
     assert!(orphan.change.data_bearing);
     apply_steps(&*w, &steps).await;
     assert!(
-        env.strings(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-            &[&name]
-        )
-        .await
-        .is_empty()
+        env.strings("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", &[&name])
+            .await
+            .is_empty()
     );
     assert!(env.records().await.is_empty());
     // Deleting what is already gone succeeds.

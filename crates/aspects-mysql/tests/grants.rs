@@ -9,11 +9,7 @@ use common::*;
 /// A database, a user and a grant on it.
 fn stack(env: &Env, privileges: &[&str]) -> Vec<aspects_core::Resource> {
     let (db, u) = (env.name("db"), env.name("app"));
-    vec![
-        database("db", &db),
-        user("app", &u, "%", "pw"),
-        grant("app", &u, "%", &format!("{db}.*"), privileges),
-    ]
+    vec![database("db", &db), user("app", &u, "%", "pw"), grant("app", &u, "%", &format!("{db}.*"), privileges)]
 }
 
 const HELD: &str =
@@ -35,19 +31,11 @@ async fn grant_converges_exactly_and_extra_privileges_are_revoked() {
     assert_converged(&*w, &desired).await;
 
     // Someone adds DELETE by hand: the grant's own diff shows it and apply revokes it.
-    env.exec(&format!(
-        "GRANT DELETE ON `{}`.* TO '{}'@'%'",
-        env.name("db"),
-        env.name("app")
-    ))
-    .await;
+    env.exec(&format!("GRANT DELETE ON `{}`.* TO '{}'@'%'", env.name("db"), env.name("app"))).await;
     let steps = plan(&*env.reader().await, &desired).await;
     let change = &step(&steps, "mysql_grant.app").change;
     assert_eq!(change.action, Action::Update);
-    assert_eq!(
-        strs(change.attrs[0].before.as_ref().unwrap()),
-        ["DELETE", "INSERT", "SELECT"]
-    );
+    assert_eq!(strs(change.attrs[0].before.as_ref().unwrap()), ["DELETE", "INSERT", "SELECT"]);
     assert_eq!(strs(change.attrs[0].after.as_ref().unwrap()), ["INSERT", "SELECT"]);
     apply_steps(&*w, &steps).await;
     assert_eq!(db_privileges(&env).await, ["INSERT", "SELECT"]);
@@ -85,13 +73,7 @@ async fn all_privileges_normalises_at_every_level() {
         user("u", &u, "%", "pw"),
         grant("global", &u, "%", "*.*", &["all privileges"]),
         grant("db", &u, "%", &format!("{db}.*"), &["All"]),
-        grant(
-            "table",
-            &u,
-            "%",
-            &format!("`{db}`.`t`"),
-            &["ALL PRIVILEGES", "grant option"],
-        ),
+        grant("table", &u, "%", &format!("`{db}`.`t`"), &["ALL PRIVILEGES", "grant option"]),
     ];
     let steps = apply(&*w, &desired).await;
     let normalised = step(&steps, "mysql_grant.table").desired.as_ref().unwrap();
@@ -149,8 +131,7 @@ async fn orphans_owned_grants_and_extra_privileges_are_found_once() {
     // Someone else's user is never touched.
     let stranger = env.name("stranger");
     env.exec(&format!("CREATE USER '{stranger}'@'%'")).await;
-    env.exec(&format!("GRANT SELECT ON `{}`.* TO '{stranger}'@'%'", db))
-        .await;
+    env.exec(&format!("GRANT SELECT ON `{}`.* TO '{stranger}'@'%'", db)).await;
 
     // The plan drops grant "other" (owned) and has the extras on `third` and `*.*`.
     desired.pop();
@@ -159,21 +140,11 @@ async fn orphans_owned_grants_and_extra_privileges_are_found_once() {
     let mut got: Vec<(String, Action, String)> = steps
         .iter()
         .filter(|s| s.change.action != Action::NoOp)
-        .map(|s| {
-            (
-                s.change.address.to_string(),
-                s.change.action,
-                s.change.reason.clone().unwrap_or_default(),
-            )
-        })
+        .map(|s| (s.change.address.to_string(), s.change.action, s.change.reason.clone().unwrap_or_default()))
         .collect();
     got.sort();
     let mut expected = vec![
-        (
-            "mysql_grant.other".to_owned(),
-            Action::Delete,
-            "not in the plan".to_owned(),
-        ),
+        ("mysql_grant.other".to_owned(), Action::Delete, "not in the plan".to_owned()),
         (
             aspects_core::Address::new("mysql_grant", format!("'{u}'@'%' on {third}.*")).to_string(),
             Action::Delete,
@@ -188,16 +159,8 @@ async fn orphans_owned_grants_and_extra_privileges_are_found_once() {
     expected.sort();
     assert_eq!(got, expected);
     let owned = step(&steps, "mysql_grant.other");
-    let before: Vec<_> = owned
-        .change
-        .attrs
-        .iter()
-        .find(|a| a.name == "privileges")
-        .unwrap()
-        .before
-        .iter()
-        .flat_map(strs)
-        .collect();
+    let before: Vec<_> =
+        owned.change.attrs.iter().find(|a| a.name == "privileges").unwrap().before.iter().flat_map(strs).collect();
     assert_eq!(before, ["DELETE", "INSERT", "SELECT"]);
 
     apply_steps(&*w, &steps).await;
@@ -216,12 +179,7 @@ async fn orphans_owned_grants_and_extra_privileges_are_found_once() {
         )
         .await;
     assert_eq!(stranger_privileges, ["SELECT"]);
-    let records: Vec<String> = env
-        .records()
-        .await
-        .into_iter()
-        .map(|(k, a)| format!("{k}.{a}"))
-        .collect();
+    let records: Vec<String> = env.records().await.into_iter().map(|(k, a)| format!("{k}.{a}")).collect();
     assert_eq!(records, ["mysql_database.db", "mysql_grant.app", "mysql_user.app"]);
 }
 
@@ -230,29 +188,18 @@ async fn grant_host_change_replaces_the_grant() {
     let env = Env::new();
     let w = env.writer().await;
     let (db, u) = (env.name("db"), env.name("app"));
-    let before = vec![
-        user("app", &u, "localhost", "pw"),
-        grant("app", &u, "localhost", &format!("{db}.*"), &["SELECT"]),
-    ];
+    let before =
+        vec![user("app", &u, "localhost", "pw"), grant("app", &u, "localhost", &format!("{db}.*"), &["SELECT"])];
     apply(&*w, &before).await;
-    let after = vec![
-        user("app", &u, "%", "pw"),
-        grant("app", &u, "%", &format!("{db}.*"), &["SELECT"]),
-    ];
+    let after = vec![user("app", &u, "%", "pw"), grant("app", &u, "%", &format!("{db}.*"), &["SELECT"])];
     let steps = plan(&*w, &after).await;
     assert_eq!(
         actions(&steps),
-        [
-            ("mysql_user.app".to_owned(), Action::Replace),
-            ("mysql_grant.app".to_owned(), Action::Replace)
-        ]
+        [("mysql_user.app".to_owned(), Action::Replace), ("mysql_grant.app".to_owned(), Action::Replace)]
     );
     apply_steps(&*w, &steps).await;
     assert_converged(&*w, &after).await;
-    assert_eq!(
-        env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&u]).await,
-        ["%"]
-    );
+    assert_eq!(env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&u]).await, ["%"]);
 }
 
 #[tokio::test]
@@ -262,22 +209,11 @@ async fn granting_to_a_missing_user_explains_itself_and_deleting_missing_grants_
     let ghost = env.name("ghost");
     let g = grant("g", &ghost, "%", "x.*", &["SELECT"]);
     let steps = plan(&*w, std::slice::from_ref(&g)).await;
-    let err = w
-        .apply(&kind("mysql_grant"), &steps[0].change, steps[0].desired.as_ref())
-        .await
-        .unwrap_err();
+    let err = w.apply(&kind("mysql_grant"), &steps[0].change, steps[0].desired.as_ref()).await.unwrap_err();
     assert!(err.message.contains("granting on x.*"), "{err}");
-    assert!(
-        err.hint.as_deref().unwrap_or_default().contains("does not exist"),
-        "{:?}",
-        err.hint
-    );
+    assert!(err.hint.as_deref().unwrap_or_default().contains("does not exist"), "{:?}", err.hint);
     // The server did not auto-create a passwordless user (NO_AUTO_CREATE_USER).
-    assert!(
-        env.strings("SELECT User FROM mysql.user WHERE User = ?", &[&ghost])
-            .await
-            .is_empty()
-    );
+    assert!(env.strings("SELECT User FROM mysql.user WHERE User = ?", &[&ghost]).await.is_empty());
 
     // Delete of a grant whose user or table is gone is success.
     let table = grant("t", &ghost, "%", "nodb.notable", &["SELECT"]);
@@ -286,12 +222,7 @@ async fn granting_to_a_missing_user_explains_itself_and_deleting_missing_grants_
         w.normalise(&kind("mysql_grant"), &mut r);
         let orphan = aspects_core::Orphan {
             address: r.address.clone(),
-            identity: r
-                .attrs
-                .iter()
-                .filter(|(k, _)| *k != "privileges")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            identity: r.attrs.iter().filter(|(k, _)| *k != "privileges").map(|(k, v)| (k.clone(), v.clone())).collect(),
             attrs: r.attrs.clone(),
             provider: PROVIDER.into(),
             reason: "test".into(),

@@ -13,43 +13,18 @@ async fn contention_names_holder_and_age_and_a_dropped_holder_frees_the_lock() {
     let a = env.writer().await;
     let b = env.writer().await;
 
-    let held = a
-        .lock("alice@box pid 1 (aspects apply)", Duration::from_secs(1))
-        .await
-        .expect("first lock");
+    let held = a.lock("alice@box pid 1 (aspects apply)", Duration::from_secs(1)).await.expect("first lock");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();
     let err = match b.lock("bob@box pid 2 (aspects apply)", Duration::from_secs(1)).await {
         Ok(_) => panic!("the lock is held"),
         Err(e) => e,
     };
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "waited for the timeout"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "waited for the timeout");
     assert!(err.locked);
-    assert!(
-        err.message
-            .starts_with(&format!("deployment '{}' on mysql://", env.deployment)),
-        "{}",
-        err.message
-    );
-    assert!(
-        err.message
-            .contains("is locked by alice@box pid 1 (aspects apply) for "),
-        "{}",
-        err.message
-    );
-    let age: u64 = err
-        .message
-        .split(" for ")
-        .nth(1)
-        .unwrap()
-        .split('s')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert!(err.message.starts_with(&format!("deployment '{}' on mysql://", env.deployment)), "{}", err.message);
+    assert!(err.message.contains("is locked by alice@box pid 1 (aspects apply) for "), "{}", err.message);
+    let age: u64 = err.message.split(" for ").nth(1).unwrap().split('s').next().unwrap().parse().unwrap();
     assert!((1..60).contains(&age), "{}", err.message);
     assert!(err.hint.as_deref().unwrap().contains("--lock-timeout"));
 
@@ -59,10 +34,7 @@ async fn contention_names_holder_and_age_and_a_dropped_holder_frees_the_lock() {
 
     // A holder that dies without releasing (kill -9): the server drops its connection's lock.
     drop(held);
-    let again = a
-        .lock("alice again", Duration::from_secs(5))
-        .await
-        .expect("free after the holder died");
+    let again = a.lock("alice again", Duration::from_secs(5)).await.expect("free after the holder died");
     again.release().await;
 }
 
@@ -70,12 +42,7 @@ async fn contention_names_holder_and_age_and_a_dropped_holder_frees_the_lock() {
 async fn other_deployments_are_not_blocked() {
     let (one, two) = (Env::new(), Env::new());
     let held = one.writer().await.lock("one", Duration::ZERO).await.unwrap();
-    let second = two
-        .writer()
-        .await
-        .lock("two", Duration::ZERO)
-        .await
-        .expect("a different deployment has its own lock");
+    let second = two.writer().await.lock("two", Duration::ZERO).await.expect("a different deployment has its own lock");
     second.release().await;
     held.release().await;
 }

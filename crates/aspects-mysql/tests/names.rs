@@ -22,17 +22,10 @@ async fn awkward_names_round_trip_through_every_kind() {
     let steps = apply(&*w, &desired).await;
     assert_eq!(actions(&steps).len(), 3);
     assert_eq!(
-        env.strings(
-            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-            &[&db]
-        )
-        .await,
+        env.strings("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", &[&db]).await,
         std::slice::from_ref(&db)
     );
-    assert_eq!(
-        env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&u]).await,
-        [host]
-    );
+    assert_eq!(env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&u]).await, [host]);
     assert_converged(&*w, &desired).await;
 
     // The grant names exactly that database: `_` and `%` were escaped, and reading unescapes.
@@ -53,17 +46,9 @@ async fn awkward_names_round_trip_through_every_kind() {
 
     // Everything goes again when the plan is emptied.
     let steps = apply(&*w, &[]).await;
-    assert!(
-        steps.iter().all(|s| s.change.action == Action::Delete),
-        "{:?}",
-        actions(&steps)
-    );
+    assert!(steps.iter().all(|s| s.change.action == Action::Delete), "{:?}", actions(&steps));
     assert_eq!(steps.len(), 4);
-    assert!(
-        env.strings("SELECT User FROM mysql.user WHERE User = ?", &[&u])
-            .await
-            .is_empty()
-    );
+    assert!(env.strings("SELECT User FROM mysql.user WHERE User = ?", &[&u]).await.is_empty());
     assert!(env.records().await.is_empty());
 }
 
@@ -73,10 +58,8 @@ async fn grantee_strings_are_unescaped_and_matched_exactly() {
     let w = env.writer().await;
     let u = env.name("Case'q");
     let lower = u.to_lowercase();
-    env.exec(&format!("CREATE USER '{}'@'%'", lower.replace('\'', "''")))
-        .await;
-    env.exec(&format!("GRANT SELECT ON x.* TO '{}'@'%'", lower.replace('\'', "''")))
-        .await;
+    env.exec(&format!("CREATE USER '{}'@'%'", lower.replace('\'', "''"))).await;
+    env.exec(&format!("GRANT SELECT ON x.* TO '{}'@'%'", lower.replace('\'', "''"))).await;
     // MariaDB spells GRANTEE without escaping the quote inside.
     let grantee = env
         .strings(
@@ -97,13 +80,6 @@ async fn grantee_strings_are_unescaped_and_matched_exactly() {
     let mut g = grant("g", &lower, "%", "x.*", &["SELECT"]);
     w.normalise(&k, &mut g);
     let live = w.read(&k, &[g]).await.unwrap();
-    assert_eq!(
-        live[0].as_ref().map(|l| l.owned),
-        Some(false),
-        "the lowercase twin is not owned"
-    );
-    assert_eq!(
-        live[0].as_ref().unwrap().attrs.get("user"),
-        Some(&Value::from(lower.as_str()))
-    );
+    assert_eq!(live[0].as_ref().map(|l| l.owned), Some(false), "the lowercase twin is not owned");
+    assert_eq!(live[0].as_ref().unwrap().attrs.get("user"), Some(&Value::from(lower.as_str())));
 }

@@ -23,9 +23,8 @@ async fn read_cost(h: &dyn ProviderRead, kind_name: &str, desired: &[Resource]) 
 async fn reading_1_or_200_objects_costs_the_same() {
     let env = Env::new();
     let w = env.writer().await;
-    let users: Vec<Resource> = (0..200)
-        .map(|i| user(&format!("u{i}"), &env.name(&format!("u{i}")), "%", "pw"))
-        .collect();
+    let users: Vec<Resource> =
+        (0..200).map(|i| user(&format!("u{i}"), &env.name(&format!("u{i}")), "%", "pw")).collect();
     let grants: Vec<Resource> = (0..200)
         .map(|i| {
             grant(
@@ -37,18 +36,12 @@ async fn reading_1_or_200_objects_costs_the_same() {
             )
         })
         .collect();
-    let dbs: Vec<Resource> = (0..200)
-        .map(|i| database(&format!("d{i}"), &env.name(&format!("d{i}"))))
-        .collect();
+    let dbs: Vec<Resource> = (0..200).map(|i| database(&format!("d{i}"), &env.name(&format!("d{i}")))).collect();
     let all: Vec<Resource> = dbs.iter().chain(&users).chain(&grants).cloned().collect();
     apply(&*w, &all).await;
 
     let r = env.reader().await;
-    for (kind_name, list) in [
-        ("mysql_database", &dbs),
-        ("mysql_user", &users),
-        ("mysql_grant", &grants),
-    ] {
+    for (kind_name, list) in [("mysql_database", &dbs), ("mysql_user", &users), ("mysql_grant", &grants)] {
         let one = read_cost(&*r, kind_name, &list[..1]).await;
         let many = read_cost(&*r, kind_name, list).await;
         assert_eq!(one, many, "{kind_name}: 1 vs 200");
@@ -67,8 +60,5 @@ async fn reading_1_or_200_objects_costs_the_same() {
     let orphans = r.orphans(&desired[..1]).await.unwrap();
     assert_eq!(orphans.len(), 599);
     let with_one = r.queries() - before;
-    assert!(
-        with_all <= 4 && with_one <= 4,
-        "orphans: {with_all} and {with_one} statements"
-    );
+    assert!(with_all <= 4 && with_one <= 4, "orphans: {with_all} and {with_one} statements");
 }

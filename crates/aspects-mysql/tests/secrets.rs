@@ -27,12 +27,7 @@ impl Write for Captured {
 fn forms(pw: &str) -> Vec<String> {
     use sha1::{Digest, Sha1};
     let hash = hex::encode_upper(Sha1::digest(Sha1::digest(pw.as_bytes()).as_slice()).as_slice());
-    vec![
-        pw.to_owned(),
-        pw.replace('\'', "''").replace('\\', "\\\\"),
-        hash.clone(),
-        hash.to_lowercase(),
-    ]
+    vec![pw.to_owned(), pw.replace('\'', "''").replace('\\', "\\\\"), hash.clone(), hash.to_lowercase()]
 }
 
 fn assert_clean(what: &str, text: &str, secrets: &[String]) {
@@ -59,20 +54,13 @@ async fn secrets_stay_out_of_logs_errors_and_debug_output() {
     secrets.extend(forms(pw2));
     let name = env.name("app");
 
-    let desired = vec![
-        user("app", &name, "%", pw1),
-        grant("app", &name, "%", "x.*", &["SELECT"]),
-    ];
+    let desired = vec![user("app", &name, "%", pw1), grant("app", &name, "%", "x.*", &["SELECT"])];
     let steps = apply(&*w, &desired).await;
     assert_converged(&*w, &desired).await;
     let steps2 = apply(&*w, &[user("app", &name, "%", pw2), desired[1].clone()]).await;
     assert!(env.can_login(&name, pw2).await);
     for s in steps.iter().chain(&steps2) {
-        assert_clean(
-            "Debug of a change",
-            &format!("{:?} {:?}", s.change, s.desired),
-            &secrets,
-        );
+        assert_clean("Debug of a change", &format!("{:?} {:?}", s.change, s.desired), &secrets);
     }
 
     // An ALTER USER for an account that vanished fails; the error carries no secret.
@@ -87,9 +75,7 @@ async fn secrets_stay_out_of_logs_errors_and_debug_output() {
 
     // The provider's own password never shows either (a wrong one here, so the login fails).
     let mut config = env.config();
-    config
-        .attrs
-        .insert("password".into(), Value::Sensitive(Secret::new("Adm1n-pw-XYZ")));
+    config.attrs.insert("password".into(), Value::Sensitive(Secret::new("Adm1n-pw-XYZ")));
     let err = match aspects_engine::provider::Connector::connect_read(&aspects_mysql::MySql, &config, &env.deployment)
         .await
     {
@@ -99,13 +85,7 @@ async fn secrets_stay_out_of_logs_errors_and_debug_output() {
     assert_clean("a login error", &err, &forms("Adm1n-pw-XYZ"));
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("statement"),
-        "the provider logged its statements:\n{logs}"
-    );
-    assert!(
-        logs.contains("text withheld"),
-        "password statements are logged without text:\n{logs}"
-    );
+    assert!(logs.contains("statement"), "the provider logged its statements:\n{logs}");
+    assert!(logs.contains("text withheld"), "password statements are logged without text:\n{logs}");
     assert_clean("the log", &logs, &secrets);
 }

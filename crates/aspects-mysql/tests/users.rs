@@ -20,14 +20,10 @@ async fn create_verify_and_password_drift() {
     let live = w.read(&kind("mysql_user"), std::slice::from_ref(&u)).await.unwrap();
     let live = live[0].as_ref().unwrap();
     assert_eq!(live.verified.get("password"), Some(&Verification::Matches));
-    assert!(
-        !live.attrs.contains_key("password"),
-        "a write-only attribute is never read back"
-    );
+    assert!(!live.attrs.contains_key("password"), "a write-only attribute is never read back");
 
     // Someone changes the password by hand: the plan sees it without reading it.
-    env.exec(&format!("ALTER USER '{name}'@'%' IDENTIFIED BY 'changed'"))
-        .await;
+    env.exec(&format!("ALTER USER '{name}'@'%' IDENTIFIED BY 'changed'")).await;
     let steps = plan(&*env.reader().await, std::slice::from_ref(&u)).await;
     let change = &step(&steps, "mysql_user.app").change;
     assert_eq!(change.action, Action::Update);
@@ -54,8 +50,7 @@ async fn non_native_plugins_are_verified_by_logging_in() {
     let name = env.name("ed");
     // MariaDB's ed25519 plugin may not be loaded; a user with an unusable plugin string is not
     // natively verifiable either, and its login fails with "access denied" or another error.
-    env.exec(&format!("CREATE USER '{name}'@'%' IDENTIFIED VIA unix_socket"))
-        .await;
+    env.exec(&format!("CREATE USER '{name}'@'%' IDENTIFIED VIA unix_socket")).await;
     let u = user("ed", &name, "%", "pw");
     let live = w.read(&kind("mysql_user"), std::slice::from_ref(&u)).await.unwrap();
     match live[0].as_ref().unwrap().verified.get("password") {
@@ -73,8 +68,7 @@ async fn an_existing_unowned_user_is_adopted() {
     let env = Env::new();
     let w = env.writer().await;
     let name = env.name("legacy");
-    env.exec(&format!("CREATE USER '{name}'@'%' IDENTIFIED BY 'same-pw'"))
-        .await;
+    env.exec(&format!("CREATE USER '{name}'@'%' IDENTIFIED BY 'same-pw'")).await;
     let u = user("legacy", &name, "%", "same-pw");
 
     let steps = plan(&*w, std::slice::from_ref(&u)).await;
@@ -90,8 +84,7 @@ async fn an_existing_unowned_user_is_adopted() {
 
     // Adopted with a different password: update and adopt in one apply.
     let other = env.name("legacy2");
-    env.exec(&format!("CREATE USER '{other}'@'%' IDENTIFIED BY 'old'"))
-        .await;
+    env.exec(&format!("CREATE USER '{other}'@'%' IDENTIFIED BY 'old'")).await;
     let u2 = user("legacy2", &other, "%", "new");
     let steps = apply(&*w, &[u.clone(), u2.clone()]).await;
     let change = &step(&steps, "mysql_user.legacy2").change;
@@ -106,11 +99,7 @@ async fn moving_the_host_replaces_the_account() {
     let w = env.writer().await;
     let name = env.name("mover");
     apply(&*w, &[user("m", &name, "LocalHost", "pw")]).await;
-    assert_eq!(
-        env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&name])
-            .await,
-        ["localhost"]
-    );
+    assert_eq!(env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&name]).await, ["localhost"]);
 
     let moved = user("m", &name, "%", "pw");
     let steps = plan(&*w, std::slice::from_ref(&moved)).await;
@@ -118,18 +107,10 @@ async fn moving_the_host_replaces_the_account() {
     assert_eq!(change.action, Action::Replace);
     let old = change.old_identity.as_ref().expect("old identity");
     assert_eq!(old.get("host"), Some(&Value::from("localhost")));
-    assert_eq!(
-        actions(&steps).len(),
-        1,
-        "the old account is replaced, not deleted separately"
-    );
+    assert_eq!(actions(&steps).len(), 1, "the old account is replaced, not deleted separately");
 
     apply_steps(&*w, &steps).await;
-    assert_eq!(
-        env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&name])
-            .await,
-        ["%"]
-    );
+    assert_eq!(env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&name]).await, ["%"]);
     assert_eq!(env.records().await, [("mysql_user".to_owned(), "m".to_owned())]);
     assert_converged(&*w, &[moved]).await;
 }
@@ -186,10 +167,7 @@ async fn passwords_with_quotes_and_backslashes_round_trip() {
     let u = res(
         "mysql_user",
         "q",
-        &[
-            ("user", Value::from(name.as_str())),
-            ("password", Value::Sensitive(Secret::new(pw))),
-        ],
+        &[("user", Value::from(name.as_str())), ("password", Value::Sensitive(Secret::new(pw)))],
     );
     apply(&*w, std::slice::from_ref(&u)).await;
     assert!(env.can_login(&name, pw).await);

@@ -21,9 +21,7 @@ pub const PROVIDER: &str = "mysql";
 /// The server URL, split into a password-free URL (what the provider accepts) and the password.
 fn server() -> (String, Option<String>) {
     let url = std::env::var("ASPECTS_STACK_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
-    let rest = url
-        .strip_prefix("mysql://")
-        .expect("ASPECTS_STACK_MYSQL_URL starts with mysql://");
+    let rest = url.strip_prefix("mysql://").expect("ASPECTS_STACK_MYSQL_URL starts with mysql://");
     match rest.rsplit_once('@') {
         Some((userinfo, hostpart)) if userinfo.contains(':') => {
             let (user, pw) = userinfo.split_once(':').unwrap();
@@ -47,13 +45,7 @@ impl Env {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
         let prefix = format!("t{}_{nanos}_", std::process::id());
         let (url, password) = server();
-        Env {
-            deployment: format!("{prefix}dep"),
-            meta: format!("{prefix}meta"),
-            prefix,
-            url,
-            password,
-        }
+        Env { deployment: format!("{prefix}dep"), meta: format!("{prefix}meta"), prefix, url, password }
     }
 
     pub fn name(&self, s: &str) -> String {
@@ -68,26 +60,15 @@ impl Env {
         if let Some(pw) = &self.password {
             attrs.insert("password".into(), Value::Sensitive(Secret::new(pw.as_str())));
         }
-        ProviderConfig {
-            id: PROVIDER.into(),
-            system: "mysql".into(),
-            attrs,
-            origin: "test".into(),
-        }
+        ProviderConfig { id: PROVIDER.into(), system: "mysql".into(), attrs, origin: "test".into() }
     }
 
     pub async fn writer(&self) -> Arc<dyn ProviderWrite> {
-        MySql
-            .connect_write(&self.config(), &self.deployment)
-            .await
-            .expect("connect_write")
+        MySql.connect_write(&self.config(), &self.deployment).await.expect("connect_write")
     }
 
     pub async fn reader(&self) -> Arc<dyn ProviderRead> {
-        MySql
-            .connect_read(&self.config(), &self.deployment)
-            .await
-            .expect("connect_read")
+        MySql.connect_read(&self.config(), &self.deployment).await.expect("connect_read")
     }
 
     fn root_options(&self) -> MySqlConnectOptions {
@@ -105,10 +86,7 @@ impl Env {
 
     pub async fn exec(&self, sql: &str) {
         let mut c = self.root().await;
-        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-            .execute(&mut c)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     pub async fn strings(&self, sql: &str, binds: &[&str]) -> Vec<String> {
@@ -134,15 +112,9 @@ impl Env {
     /// Rows of this test's ownership records: (kind, address).
     pub async fn records(&self) -> Vec<(String, String)> {
         let mut c = self.root().await;
-        let sql = format!(
-            "SELECT kind, address FROM `{}`.owned WHERE deployment = ? ORDER BY kind, address",
-            self.meta
-        );
-        match sqlx::query(AssertSqlSafe(sql))
-            .bind(&self.deployment)
-            .fetch_all(&mut c)
-            .await
-        {
+        let sql =
+            format!("SELECT kind, address FROM `{}`.owned WHERE deployment = ? ORDER BY kind, address", self.meta);
+        match sqlx::query(AssertSqlSafe(sql)).bind(&self.deployment).fetch_all(&mut c).await {
             Ok(rows) => rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
             Err(_) => Vec::new(),
         }
@@ -162,12 +134,9 @@ async fn cleanup(options: MySqlConnectOptions, prefix: String) {
         .map(|rows| rows.iter().map(|r| r.get(0)).collect())
         .unwrap_or_default();
     for db in dbs {
-        let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS `{}`",
-            db.replace('`', "``")
-        )))
-        .execute(&mut c)
-        .await;
+        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{}`", db.replace('`', "``"))))
+            .execute(&mut c)
+            .await;
     }
     let users: Vec<(String, String)> = sqlx::query("SELECT User, Host FROM mysql.user WHERE User LIKE ?")
         .bind(&like)
@@ -177,9 +146,8 @@ async fn cleanup(options: MySqlConnectOptions, prefix: String) {
         .unwrap_or_default();
     for (u, h) in users {
         let q = |s: &str| s.replace('\\', "\\\\").replace('\'', "''");
-        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h))))
-            .execute(&mut c)
-            .await;
+        let _ =
+            sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h)))).execute(&mut c).await;
     }
     let _ = c.close().await;
 }
@@ -200,11 +168,7 @@ impl Drop for Env {
 }
 
 pub fn kind(name: &str) -> KindSchema {
-    aspects_mysql::schema()
-        .kinds
-        .into_iter()
-        .find(|k| k.kind == name)
-        .expect("known kind")
+    aspects_mysql::schema().kinds.into_iter().find(|k| k.kind == name).expect("known kind")
 }
 
 pub fn res(kind: &str, name: &str, attrs: &[(&str, Value)]) -> Resource {
@@ -241,10 +205,7 @@ pub fn grant(name: &str, user: &str, host: &str, on: &str, privileges: &[&str]) 
             ("user", Value::from(user)),
             ("host", Value::from(host)),
             ("on", Value::from(on)),
-            (
-                "privileges",
-                Value::List(privileges.iter().map(|p| Value::from(*p)).collect()),
-            ),
+            ("privileges", Value::List(privileges.iter().map(|p| Value::from(*p)).collect())),
         ],
     )
 }
@@ -270,21 +231,12 @@ pub async fn plan(h: &dyn ProviderRead, desired: &[Resource]) -> Vec<Step> {
         let live = h.read(k, &list).await.expect("read");
         assert_eq!(live.len(), list.len());
         for (r, l) in list.into_iter().zip(live) {
-            let prev = orphans
-                .iter()
-                .position(|o| o.address == r.address)
-                .map(|i| orphans.remove(i));
-            steps.push(Step {
-                change: diff::diff(k, &r, l.as_ref(), prev.as_ref()),
-                desired: Some(r),
-            });
+            let prev = orphans.iter().position(|o| o.address == r.address).map(|i| orphans.remove(i));
+            steps.push(Step { change: diff::diff(k, &r, l.as_ref(), prev.as_ref()), desired: Some(r) });
         }
     }
     for o in orphans {
-        steps.push(Step {
-            change: diff::delete(&kind(&o.address.kind), &o),
-            desired: None,
-        });
+        steps.push(Step { change: diff::delete(&kind(&o.address.kind), &o), desired: None });
     }
     steps
 }
@@ -304,12 +256,9 @@ pub async fn apply_steps(h: &dyn ProviderWrite, steps: &[Step]) {
     deletes.sort_by_key(|s| std::cmp::Reverse(rank(s)));
     for s in order.into_iter().chain(deletes) {
         let k = kind(&s.change.address.kind);
-        h.apply(&k, &s.change, s.desired.as_ref()).await.unwrap_or_else(|e| {
-            panic!(
-                "apply {} {:?}: {e} (hint: {:?})",
-                s.change.address, s.change.action, e.hint
-            )
-        });
+        h.apply(&k, &s.change, s.desired.as_ref())
+            .await
+            .unwrap_or_else(|e| panic!("apply {} {:?}: {e} (hint: {:?})", s.change.address, s.change.action, e.hint));
     }
 }
 
@@ -336,25 +285,14 @@ pub async fn assert_converged(h: &dyn ProviderRead, desired: &[Resource]) {
         .iter()
         .filter(|s| s.change.action != Action::NoOp)
         .map(|s| {
-            let attrs: Vec<String> = s
-                .change
-                .attrs
-                .iter()
-                .map(|a| format!("{}: {:?} -> {:?}", a.name, a.before, a.after))
-                .collect();
-            format!(
-                "{} {:?} {attrs:?} {:?}",
-                s.change.address, s.change.action, s.change.reason
-            )
+            let attrs: Vec<String> =
+                s.change.attrs.iter().map(|a| format!("{}: {:?} -> {:?}", a.name, a.before, a.after)).collect();
+            format!("{} {:?} {attrs:?} {:?}", s.change.address, s.change.action, s.change.reason)
         })
         .collect();
     assert!(pending.is_empty(), "plan after apply is not empty: {pending:#?}");
 }
 
 pub fn strs(v: &Value) -> Vec<String> {
-    v.as_list()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_owned())
-        .collect()
+    v.as_list().unwrap().iter().map(|x| x.as_str().unwrap().to_owned()).collect()
 }

@@ -129,6 +129,15 @@ fn later_plan_files_override_earlier_ones() {
     s.write("prod.toml", "[mysql_database.app]\ncharset = \"latin1\"\n");
     let r = s.run(&["-f", "aspects.toml", "-f", "prod.toml", "plan", "--target", "mysql_database.app"]);
     assert!(r.stdout.lines().any(|l| l.contains("+ charset") && l.ends_with("= \"latin1\"")), "{r:?}");
+    // A command-line var wins over the environment, which wins over the file.
+    s.write("vars.toml", "[vars]\ndb = \"@@fromfile\"\n\n[mysql_database.app]\nname = \"${vars.db}\"\n");
+    let mut s = s;
+    s.set_env("ASPECTS_VAR_db", &format!("{}fromenv", s.prefix));
+    let r = s.run(&["-f", "aspects.toml", "-f", "vars.toml", "plan", "--target", "mysql_database.app"]);
+    assert!(r.stdout.contains("fromenv"), "{r:?}");
+    let flag = format!("db={}fromflag", s.prefix);
+    let r = s.run(&["-f", "aspects.toml", "-f", "vars.toml", "--var", &flag, "plan", "--target", "mysql_database.app"]);
+    assert!(r.stdout.contains("fromflag") && !r.stdout.contains("fromenv"), "{r:?}");
 }
 
 #[test]

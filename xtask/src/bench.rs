@@ -59,11 +59,12 @@ fn plan_text(n: usize, url: &str) -> String {
 fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
     let dir = crate::root().join("target/stack");
     let files = vec![SourceFile { path: dir.join(format!("bench{n}.toml")), text }];
-    let opts =
-        LoadOptions { secrets_path: Some(dir.join(format!("bench{n}.secrets.toml"))), generate: Generate::Allow };
-    let mut loaded = load_sources(files, registry, &opts).map_err(|e| e.to_string())?;
-    loaded.store.save().map_err(|e| e.to_string())?;
-    Ok(loaded)
+    let opts = LoadOptions {
+        secrets_path: Some(dir.join(format!("bench{n}.secrets.toml"))),
+        generate: Generate::Persist,
+        vars: Default::default(),
+    };
+    load_sources(files, registry, &opts).map_err(|e| e.to_string())
 }
 
 async fn converge(loaded: &Loaded, registry: &Registry, allow_destroy: bool) -> Result<(), String> {

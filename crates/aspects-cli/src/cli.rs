@@ -16,6 +16,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "ASPECTS_SECRETS")]
     pub secrets: Option<PathBuf>,
 
+    /// Override a declared var: NAME=VALUE (repeatable; wins over ASPECTS_VAR_NAME and the file).
+    /// Not for secrets: process arguments are visible to other users.
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+
     /// When to colour output.
     #[arg(long, global = true, value_enum, default_value_t = Colour::Auto)]
     pub color: Colour,
@@ -113,4 +118,11 @@ pub struct GraphArgs {
 pub enum GraphFormat {
     Dot,
     Mermaid,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("`{s}` is not NAME=VALUE")),
+    }
 }

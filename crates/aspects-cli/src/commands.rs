@@ -56,7 +56,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn options(&self, generate: Generate) -> LoadOptions {
-        LoadOptions { secrets_path: self.cli.secrets.clone(), generate }
+        LoadOptions { secrets_path: self.cli.secrets.clone(), generate, vars: self.cli.vars.iter().cloned().collect() }
     }
 
     fn load(&self, generate: Generate) -> Result<Loaded, CliError> {
@@ -64,7 +64,7 @@ impl Ctx<'_> {
     }
 
     fn validate(&self) -> Result<u8, CliError> {
-        let loaded = self.load(Generate::Allow)?;
+        let loaded = self.load(Generate::InMemory)?;
         let d = &loaded.desired;
         println!(
             "The plan is valid: {} resources, {} providers, {} secrets (deployment `{}`).",
@@ -77,7 +77,7 @@ impl Ctx<'_> {
     }
 
     fn graph(&self, args: &GraphArgs) -> Result<u8, CliError> {
-        let loaded = self.load(Generate::Allow)?;
+        let loaded = self.load(Generate::InMemory)?;
         match args.format {
             GraphFormat::Dot => print!("{}", loaded.graph.to_dot()),
             GraphFormat::Mermaid => print!("{}", loaded.graph.to_mermaid()),
@@ -86,12 +86,11 @@ impl Ctx<'_> {
     }
 
     async fn plan(&self, args: &PlanArgs) -> Result<u8, CliError> {
-        let mut loaded = self.load(Generate::Allow)?;
-        save_generated(&mut loaded)?;
+        let mut loaded = self.load(Generate::Persist)?;
+        report_generated(&loaded);
         let readers = self.connect_read(&loaded).await?;
         let planned = self.compute(&loaded, &readers, &parse_targets(&args.targets)?).await?;
         let doc = document(&planned, &mut loaded, true);
-        save_generated(&mut loaded)?;
         if let Some(out) = &args.out {
             write_plan_file(out, &doc)?;
             eprintln!(
@@ -134,9 +133,9 @@ impl Ctx<'_> {
                 (loaded, Some((path, doc)))
             }
             None => {
-                let mut loaded = self.load(Generate::Allow)?;
-                // Generated secrets must be on disk before any target starts using them.
-                save_generated(&mut loaded)?;
+                // Persist: generated secrets are on disk before any target starts using them.
+                let loaded = self.load(Generate::Persist)?;
+                report_generated(&loaded);
                 (loaded, None)
             }
         };
@@ -276,12 +275,9 @@ fn redactor(loaded: &Loaded) -> Redactor {
     Redactor::new(loaded.secrets.iter().map(|s| s.value.clone()))
 }
 
-fn save_generated(loaded: &mut Loaded) -> Result<(), CliError> {
-    if !loaded.store.is_dirty() {
-        return Ok(());
-    }
-    let new: Vec<String> = loaded.secrets.iter().filter(|s| s.generated_now).map(|s| s.name.clone()).collect();
-    loaded.store.save().map_err(|e| CliError::new(e.to_string()).hint(e.hint()))?;
+/// Loading with `Generate::Persist` already saved any new secret; say so once.
+fn report_generated(loaded: &Loaded) {
+    let new: Vec<&str> = loaded.secrets.iter().filter(|s| s.generated_now).map(|s| s.name.as_str()).collect();
     if !new.is_empty() {
         eprintln!(
             "Generated secret(s) {} into {} (mode 0600). Back this file up.",
@@ -289,10 +285,6 @@ fn save_generated(loaded: &mut Loaded) -> Result<(), CliError> {
             loaded.store.path().display()
         );
     }
-    for s in &mut loaded.secrets {
-        s.generated_now = false;
-    }
-    Ok(())
 }
 
 /// The plan document. Fingerprints need the key from the secrets file; `make_key` says whether

@@ -20,11 +20,15 @@ const META_ATTRS: [&str; 2] = ["provider", "depends_on"];
 pub const VAR_ENV_PREFIX: &str = "ASPECTS_VAR_";
 const REF_HINT: &str = "references look like ${vars.NAME}, ${secrets.NAME} or ${KIND.NAME.ATTRIBUTE}";
 
-/// Whether a `generate` secret missing from the secrets file may be made now.
+/// What happens to a `generate` secret missing from the secrets file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Generate {
-    /// Make it in memory; the caller decides whether to save the store.
-    Allow,
+    /// Make it and save it (with the fingerprint key) before the load returns, under a lock on
+    /// the secrets file's folder, so two runs starting together agree on one value. Nothing is
+    /// written when the plan files have errors.
+    Persist,
+    /// Make a throwaway value (validate, graph: they write nothing).
+    InMemory,
     /// It must already exist (drift never writes the secrets file).
     Forbid,
 }
@@ -34,6 +38,8 @@ pub struct LoadOptions {
     /// Defaults to `<first plan file stem>.secrets.toml` beside it.
     pub secrets_path: Option<PathBuf>,
     pub generate: Generate,
+    /// `--var NAME=VALUE`: overrides a declared var (before `ASPECTS_VAR_NAME`, then the file).
+    pub vars: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,7 +64,7 @@ pub struct LoadedSecret {
     pub name: String,
     pub source: SecretSource,
     pub value: Secret,
-    /// Made during this load; saved only if the caller saves the store.
+    /// Made during this load (and, with `Generate::Persist`, saved).
     pub generated_now: bool,
 }
 
@@ -97,8 +103,8 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
     };
     let secrets_path = opts.secrets_path.clone().unwrap_or_else(|| default_secrets_path(&first.path));
     let opened = match opts.generate {
-        Generate::Allow => SecretStore::open_for_generating(&secrets_path),
-        Generate::Forbid => SecretStore::open(&secrets_path),
+        Generate::Persist => SecretStore::open_for_generating(&secrets_path),
+        Generate::InMemory | Generate::Forbid => SecretStore::open(&secrets_path),
     };
     let store = match opened {
         Ok(s) => s,
@@ -135,13 +141,15 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
     let result = loader.run(&root);
     let Loader { mut diags, mut store, loaded_secrets, .. } = loader;
     diags.extend(secret_values_in_sources(&sources, &loaded_secrets));
-    if opts.generate == Generate::Allow {
+    if opts.generate == Generate::Persist && result.is_some() && diags.is_empty() {
         // Made under the same lock as generated secrets, for the same reason.
         store.fingerprint_key();
+        if let Err(e) = store.save() {
+            let hint = e.hint();
+            diags.push(Diagnostic::new(e.to_string(), None).hint(hint));
+        }
     }
-    if !store.is_dirty() {
-        store.unlock();
-    }
+    store.unlock();
     match result {
         Some((desired, graph)) if diags.is_empty() => {
             Ok(Loaded { desired, graph, sources, secrets: loaded_secrets, store })
@@ -256,6 +264,14 @@ impl<'a> Loader<'a> {
                     }
                 },
             }
+        }
+        for name in self.opts.vars.keys().filter(|n| !self.vars.contains_key(*n)) {
+            let hint = did_you_mean(name, self.vars.keys().map(String::as_str))
+                .unwrap_or_else(|| format!("declare it under [vars] first: {name} = ..."));
+            self.diags.push(
+                Diagnostic::new(format!("--var {name}=... names a variable the plan does not declare"), None)
+                    .hint(hint),
+            );
         }
         let providers = root.get("providers").map(|e| self.providers(e)).unwrap_or_default();
         let names: Vec<String> = self.vars.keys().cloned().collect();
@@ -454,7 +470,7 @@ impl<'a> Loader<'a> {
                 let n = *n as usize;
                 match self.store.get(&e.key) {
                     Some(v) => (SecretSource::Generate(n), v),
-                    None if self.opts.generate == Generate::Allow => {
+                    None if self.opts.generate != Generate::Forbid => {
                         let v = generate(n);
                         self.store.set(&e.key, &v);
                         self.loaded_secrets.push(LoadedSecret {
@@ -823,10 +839,12 @@ impl<'a> Loader<'a> {
             self.var_values.insert(name.to_owned(), None);
             return None;
         }
-        // Like TF_VAR_: the environment overrides a declared variable (as a string).
-        let v = match std::env::var(format!("{VAR_ENV_PREFIX}{name}")) {
-            Ok(s) => Some(Value::Str(s)),
-            Err(_) => {
+        // Like Terraform's -var and TF_VAR_: the command line, then the environment, override a
+        // declared variable (as a string).
+        let given = self.opts.vars.get(name).cloned().or_else(|| std::env::var(format!("{VAR_ENV_PREFIX}{name}")).ok());
+        let v = match given {
+            Some(s) => Some(Value::Str(s)),
+            None => {
                 self.stack.push(frame);
                 let v = self.resolve(node, Scope::NoResources, &mut BTreeSet::new());
                 self.stack.pop();

@@ -55,8 +55,8 @@ impl std::fmt::Debug for SecretStore {
 
 impl SecretStore {
     /// Opens the store for generating: takes an exclusive lock on its directory first (released
-    /// by [`SecretStore::save`] or [`SecretStore::unlock`]), then reads it.
-    pub fn open_for_generating(path: &Path) -> Result<Self, StoreError> {
+    /// by [`SecretStore::unlock`] or on drop), then reads it.
+    pub(crate) fn open_for_generating(path: &Path) -> Result<Self, StoreError> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
             _ => PathBuf::from("."),
@@ -69,12 +69,12 @@ impl SecretStore {
         Ok(store)
     }
 
-    pub fn unlock(&mut self) {
+    pub(crate) fn unlock(&mut self) {
         self.lock = None;
     }
 
     /// Opens the store; a missing file is an empty store (created on first save).
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
         let mut store = Self { path: path.to_owned(), values: BTreeMap::new(), dirty: false, lock: None };
         let meta = match fs::metadata(path) {
             Ok(m) => m,
@@ -104,7 +104,7 @@ impl SecretStore {
         self.values.get(name).map(|v| Secret::new(v.as_str()))
     }
 
-    pub fn set(&mut self, name: &str, value: &Secret) {
+    pub(crate) fn set(&mut self, name: &str, value: &Secret) {
         self.values.insert(name.to_owned(), value.expose().to_owned());
         self.dirty = true;
     }
@@ -119,12 +119,8 @@ impl SecretStore {
         key
     }
 
-    pub fn is_dirty(&self) -> bool {
-        self.dirty
-    }
-
     /// Writes atomically (temp file created 0600, then renamed over the old one).
-    pub fn save(&mut self) -> Result<(), StoreError> {
+    pub(crate) fn save(&mut self) -> Result<(), StoreError> {
         if !self.dirty {
             return Ok(());
         }
@@ -138,7 +134,6 @@ impl SecretStore {
             .map_err(err)?;
         fs::rename(&tmp, &self.path).map_err(err)?;
         self.dirty = false;
-        self.unlock();
         Ok(())
     }
 }

@@ -52,7 +52,14 @@ fn load(files: &[&str]) -> Result<aspects_config::Loaded, String> {
         .enumerate()
         .map(|(i, t)| SourceFile { path: dir().join(format!("layer{i}.toml")), text: (*t).to_owned() })
         .collect();
-    let opts = LoadOptions { secrets_path: Some(dir().join("none.secrets.toml")), generate: Generate::Allow };
+    load_with(files, Default::default())
+}
+
+fn load_with(
+    files: Vec<SourceFile>,
+    vars: std::collections::BTreeMap<String, String>,
+) -> Result<aspects_config::Loaded, String> {
+    let opts = LoadOptions { secrets_path: Some(dir().join("none.secrets.toml")), generate: Generate::InMemory, vars };
     load_sources(files, &registry(), &opts).map_err(|e| e.to_string())
 }
 
@@ -174,4 +181,16 @@ fn a_plan_file_holding_a_secret_value_is_refused_without_echoing_it() {
     assert!(e.contains("the plan file holds the value of secret `p`"), "{e}");
     assert!(e.contains("layer0.toml:4:9") && e.contains("(line not shown: it holds a secret)"), "{e}");
     assert!(!e.contains("Pasted-Secret-123"), "{e}");
+}
+
+#[test]
+fn command_line_vars_override_and_must_be_declared() {
+    let file = || vec![SourceFile { path: dir().join("v.toml"), text: BASE.to_owned() }];
+    let l = load_with(file(), [("db".to_owned(), "from-flag".to_owned())].into()).unwrap();
+    assert_eq!(l.desired.resources[&Address::new("db_database", "main")].str("name"), Some("from-flag"));
+    let Err(e) = load_with(file(), [("dbb".to_owned(), "x".to_owned())].into()) else { panic!("expected an error") };
+    assert!(
+        e.contains("--var dbb=... names a variable the plan does not declare") && e.contains("did you mean `db`?"),
+        "{e}"
+    );
 }

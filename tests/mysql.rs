@@ -393,3 +393,25 @@ fn removing_every_resource_destroys_everything_the_deployment_owns() {
     assert!(query_one(&format!("SELECT User FROM mysql.user WHERE User = '{p}app'")).is_none());
     assert_no_changes(&s);
 }
+
+#[test]
+fn a_saved_plan_keeps_the_vars_it_was_made_with() {
+    let mut s = Sandbox::new("saved-vars");
+    s.write("aspects.toml", &s.plan("[vars]\ndb = \"@@fromfile\"\n\n[mysql_database.app]\nname = \"${vars.db}\"\n"));
+    let flag = format!("db={}fromflag", s.prefix);
+    assert_eq!(s.run(&["--var", &flag, "plan", "--out", "p.json"]).code, 0);
+    // Neither a missing --var nor a different environment changes what the saved plan applies.
+    s.set_env("ASPECTS_VAR_db", &format!("{}fromenv", s.prefix));
+    let r = s.run(&["apply", "p.json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        query_one(&format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{}fromflag'",
+            s.prefix
+        ))
+        .is_some()
+    );
+    let r = s.run(&["--var", &flag, "apply", "p.json"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("a saved plan carries the vars it was made with"), "{r:?}");
+}

@@ -63,6 +63,7 @@ fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
         secrets_path: Some(dir.join(format!("bench{n}.secrets.toml"))),
         generate: Generate::Persist,
         vars: Default::default(),
+        vars_from_env: false,
     };
     load_sources(files, registry, &opts).map_err(|e| e.to_string())
 }

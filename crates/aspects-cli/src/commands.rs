@@ -56,7 +56,12 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn options(&self, generate: Generate) -> LoadOptions {
-        LoadOptions { secrets_path: self.cli.secrets.clone(), generate, vars: self.cli.vars.iter().cloned().collect() }
+        LoadOptions {
+            secrets_path: self.cli.secrets.clone(),
+            generate,
+            vars: self.cli.vars.iter().cloned().collect(),
+            vars_from_env: true,
+        }
     }
 
     fn load(&self, generate: Generate) -> Result<Loaded, CliError> {
@@ -129,7 +134,15 @@ impl Ctx<'_> {
                     .iter()
                     .map(|s| SourceFile { path: PathBuf::from(&s.path), text: s.text.clone() })
                     .collect();
-                let loaded = load_sources(files, &self.registry, &self.options(Generate::Forbid))?;
+                if !self.cli.vars.is_empty() {
+                    return Err(CliError::new(
+                        "a saved plan carries the vars it was made with; --var cannot change them",
+                    )
+                    .hint("make a new plan with the --var you want: aspects plan --var NAME=VALUE --out FILE"));
+                }
+                let opts =
+                    LoadOptions { vars: doc.vars.clone(), vars_from_env: false, ..self.options(Generate::Forbid) };
+                let loaded = load_sources(files, &self.registry, &opts)?;
                 (loaded, Some((path, doc)))
             }
             None => {
@@ -308,7 +321,9 @@ fn document(planned: &Planned, loaded: &mut Loaded, make_key: bool) -> PlanDocum
         .map(|f| SourceDoc { path: f.path.display().to_string(), text: f.text.clone() })
         .collect();
     let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    PlanDocument::new(&planned.plan, created, config, secrets)
+    let mut doc = PlanDocument::new(&planned.plan, created, config, secrets);
+    doc.vars = loaded.overrides.clone();
+    doc
 }
 
 fn write_plan_file(path: &Path, doc: &PlanDocument) -> Result<(), CliError> {

@@ -40,6 +40,8 @@ pub struct LoadOptions {
     pub generate: Generate,
     /// `--var NAME=VALUE`: overrides a declared var (before `ASPECTS_VAR_NAME`, then the file).
     pub vars: BTreeMap<String, String>,
+    /// Whether `ASPECTS_VAR_NAME` is consulted (not when applying a saved plan: it carries its own).
+    pub vars_from_env: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +76,8 @@ pub struct Loaded {
     pub sources: SourceMap,
     pub secrets: Vec<LoadedSecret>,
     pub store: SecretStore,
+    /// Vars set from the command line or the environment, as used (saved plans record them).
+    pub overrides: BTreeMap<String, String>,
 }
 
 /// Reads and loads plan files in layering order.
@@ -132,6 +136,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         diags: Vec::new(),
         vars: BTreeMap::new(),
         var_values: BTreeMap::new(),
+        overrides: BTreeMap::new(),
         secrets: BTreeMap::new(),
         loaded_secrets: Vec::new(),
         resources: BTreeMap::new(),
@@ -139,7 +144,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         stack: Vec::new(),
     };
     let result = loader.run(&root);
-    let Loader { mut diags, mut store, loaded_secrets, .. } = loader;
+    let Loader { mut diags, mut store, loaded_secrets, overrides, .. } = loader;
     diags.extend(secret_values_in_sources(&sources, &loaded_secrets));
     if opts.generate == Generate::Persist && result.is_some() && diags.is_empty() {
         // Made under the same lock as generated secrets, for the same reason.
@@ -152,7 +157,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
     store.unlock();
     match result {
         Some((desired, graph)) if diags.is_empty() => {
-            Ok(Loaded { desired, graph, sources, secrets: loaded_secrets, store })
+            Ok(Loaded { desired, graph, sources, secrets: loaded_secrets, store, overrides })
         }
         _ => Err(LoadError { diagnostics: diags, sources }),
     }
@@ -225,6 +230,7 @@ struct Loader<'a> {
     diags: Vec<Diagnostic>,
     vars: BTreeMap<String, &'a Node>,
     var_values: BTreeMap<String, Option<Value>>,
+    overrides: BTreeMap<String, String>,
     secrets: BTreeMap<String, Option<Secret>>,
     loaded_secrets: Vec<LoadedSecret>,
     resources: BTreeMap<Address, RawResource<'a>>,
@@ -841,9 +847,13 @@ impl<'a> Loader<'a> {
         }
         // Like Terraform's -var and TF_VAR_: the command line, then the environment, override a
         // declared variable (as a string).
-        let given = self.opts.vars.get(name).cloned().or_else(|| std::env::var(format!("{VAR_ENV_PREFIX}{name}")).ok());
+        let from_env = || std::env::var(format!("{VAR_ENV_PREFIX}{name}")).ok().filter(|_| self.opts.vars_from_env);
+        let given = self.opts.vars.get(name).cloned().or_else(from_env);
         let v = match given {
-            Some(s) => Some(Value::Str(s)),
+            Some(s) => {
+                self.overrides.insert(name.to_owned(), s.clone());
+                Some(Value::Str(s))
+            }
             None => {
                 self.stack.push(frame);
                 let v = self.resolve(node, Scope::NoResources, &mut BTreeSet::new());

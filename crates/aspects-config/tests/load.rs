@@ -59,7 +59,12 @@ fn load_with(
     files: Vec<SourceFile>,
     vars: std::collections::BTreeMap<String, String>,
 ) -> Result<aspects_config::Loaded, String> {
-    let opts = LoadOptions { secrets_path: Some(dir().join("none.secrets.toml")), generate: Generate::InMemory, vars };
+    let opts = LoadOptions {
+        secrets_path: Some(dir().join("none.secrets.toml")),
+        generate: Generate::InMemory,
+        vars,
+        vars_from_env: true,
+    };
     load_sources(files, &registry(), &opts).map_err(|e| e.to_string())
 }
 

@@ -2,6 +2,8 @@
 //! apart from engine types so the format changes only on purpose (bump `FORMAT_VERSION`).
 //! Sensitive values appear only as `{"sensitive": true}`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::diff::{Action, Change, Plan, Summary};
@@ -22,6 +24,10 @@ pub struct PlanDocument {
     /// The plan files as they were read, so `apply PLANFILE` applies exactly this configuration.
     /// Plan files never hold secret values: sensitive attributes must come from `[secrets]`.
     pub config: Vec<SourceDoc>,
+    /// Vars overridden by `--var` or `ASPECTS_VAR_*` when the plan was made; applying the saved
+    /// plan uses exactly these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
     /// Where each secret comes from, and a keyed fingerprint (HMAC, key in the secrets file) so a
     /// saved plan can tell that a secret changed without holding it.
     pub secrets: Vec<SecretDoc>,
@@ -114,6 +120,7 @@ impl PlanDocument {
             targets: plan.targets.as_ref().map(|t| t.iter().map(ToString::to_string).collect()),
             changes: plan.changes.iter().map(ChangeDoc::from).collect(),
             config,
+            vars: BTreeMap::new(),
             secrets,
         }
     }

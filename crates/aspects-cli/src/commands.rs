@@ -91,11 +91,8 @@ impl Ctx<'_> {
     }
 
     async fn plan(&self, args: &PlanArgs) -> Result<u8, CliError> {
-        let mut loaded = self.load(Generate::Persist)?;
-        report_generated(&loaded);
-        let readers = self.connect_read(&loaded).await?;
-        let planned = self.compute(&loaded, &readers, &parse_targets(&args.targets)?).await?;
-        let doc = document(&planned, &mut loaded, true);
+        let (loaded, planned) = self.read_only_plan(Generate::Persist, &args.targets).await?;
+        let doc = document(&planned, &loaded);
         if let Some(out) = &args.out {
             write_plan_file(out, &doc)?;
             eprintln!(
@@ -104,25 +101,33 @@ impl Ctx<'_> {
                 out.display()
             );
         }
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&doc).expect("plan documents serialise"));
-        } else {
-            print!("{}", render_plan(&planned.plan, self.painter));
-        }
+        self.print(&planned, args.json.then_some(&doc));
         Ok(if args.detailed_exitcode && planned.plan.has_changes() { CHANGES } else { 0 })
     }
 
     async fn drift(&self, args: &DriftArgs) -> Result<u8, CliError> {
-        let mut loaded = self.load(Generate::Forbid)?;
-        let readers = self.connect_read(&loaded).await?;
-        let planned = self.compute(&loaded, &readers, &parse_targets(&args.targets)?).await?;
-        if args.json {
-            let doc = document(&planned, &mut loaded, false);
-            println!("{}", serde_json::to_string_pretty(&doc).expect("plan documents serialise"));
-        } else {
-            print!("{}", render_plan(&planned.plan, self.painter));
-        }
+        let (loaded, planned) = self.read_only_plan(Generate::Forbid, &args.targets).await?;
+        self.print(&planned, args.json.then(|| document(&planned, &loaded)).as_ref());
         Ok(if planned.plan.has_changes() { CHANGES } else { 0 })
+    }
+
+    /// `plan` and `drift`: load, connect read-only handles, plan.
+    async fn read_only_plan(&self, generate: Generate, targets: &Targets) -> Result<(Loaded, Planned), CliError> {
+        let loaded = self.load(generate)?;
+        report_generated(&loaded);
+        let targets = parse_targets(targets)?;
+        let redactor = redactor(&loaded);
+        let readers = self.connect_read(&loaded, &redactor).await?;
+        let planned = self.compute(&loaded, &readers, &targets, &redactor).await?;
+        Ok((loaded, planned))
+    }
+
+    /// The JSON document when asked for, the text plan otherwise.
+    fn print(&self, planned: &Planned, json: Option<&PlanDocument>) {
+        match json {
+            Some(doc) => println!("{}", serde_json::to_string_pretty(doc).expect("plan documents serialise")),
+            None => print!("{}", render_plan(&planned.plan, self.painter)),
+        }
     }
 
     async fn apply(&self, args: &ApplyArgs) -> Result<u8, CliError> {
@@ -171,11 +176,9 @@ impl Ctx<'_> {
         let (targets, writers, holder, redactor) = (&targets, &writers, holder.as_str(), &redactor);
         let readers: Readers =
             writers.iter().map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>)).collect();
-        let planned = self.compute(loaded, &readers, targets).await.map_err(|e| scrub_cli(e, redactor))?;
+        let planned = self.compute(loaded, &readers, targets, redactor).await?;
         if let Some((path, doc)) = &saved {
-            // The key comes from the secrets file; were it missing, a fresh one makes every
-            // fingerprint differ, which is the right answer (nothing is saved here).
-            let now = document(&planned, loaded, true);
+            let now = document(&planned, loaded);
             check_not_stale(path, doc, &now)?;
         }
         print!("{}", render_plan(&planned.plan, self.painter));
@@ -220,25 +223,31 @@ impl Ctx<'_> {
         Ok(if report.succeeded() { 0 } else { 1 })
     }
 
-    async fn compute(&self, loaded: &Loaded, readers: &Readers, targets: &[Address]) -> Result<Planned, CliError> {
+    async fn compute(
+        &self,
+        loaded: &Loaded,
+        readers: &Readers,
+        targets: &[Address],
+        redactor: &Redactor,
+    ) -> Result<Planned, CliError> {
         let started = Instant::now();
         let before = queries(readers);
         let targets = (!targets.is_empty()).then_some(targets);
         let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets)
             .await
-            .map_err(|e| scrubbed(e, &redactor(loaded)))?;
+            .map_err(|e| scrubbed(e, redactor))?;
         tracing::info!("read live state with {} queries in {:?}", queries(readers) - before, started.elapsed());
         Ok(planned)
     }
 
-    async fn connect_read(&self, loaded: &Loaded) -> Result<Readers, CliError> {
+    async fn connect_read(&self, loaded: &Loaded, redactor: &Redactor) -> Result<Readers, CliError> {
         let mut out = Readers::new();
         for (id, cfg) in &loaded.desired.providers {
             let c = &self.connectors[cfg.system.as_str()];
             let r = c
                 .connect_read(cfg, &loaded.desired.deployment)
                 .await
-                .map_err(|error| connect_error(id, cfg, error, &redactor(loaded)))?;
+                .map_err(|error| connect_error(id, cfg, error, redactor))?;
             out.insert(id.clone(), r);
         }
         Ok(out)
@@ -264,7 +273,7 @@ fn connect_error(
     error: aspects_engine::ProviderError,
     redactor: &Redactor,
 ) -> CliError {
-    let target = cfg.attrs.get("url").map(|v| v.to_string()).unwrap_or_default();
+    let target = cfg.attrs.get("url").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
     scrub_cli(
         EngineError::Provider { provider: format!("[providers.{id}] at {}", cfg.origin), target, error }.into(),
         redactor,
@@ -300,10 +309,10 @@ fn report_generated(loaded: &Loaded) {
     }
 }
 
-/// The plan document. Fingerprints need the key from the secrets file; `make_key` says whether
-/// it may be created (drift writes nothing, so it reports none when there is no key yet).
-fn document(planned: &Planned, loaded: &mut Loaded, make_key: bool) -> PlanDocument {
-    let key = make_key.then(|| loaded.store.fingerprint_key());
+/// The plan document. Secret fingerprints need the key from the secrets file: without one (drift
+/// before any plan) they are left out, and a saved plan then counts every secret as changed.
+fn document(planned: &Planned, loaded: &Loaded) -> PlanDocument {
+    let key = loaded.store.existing_fingerprint_key();
     let mut secrets: Vec<SecretDoc> = loaded
         .secrets
         .iter()

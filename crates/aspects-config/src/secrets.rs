@@ -109,8 +109,13 @@ impl SecretStore {
         self.dirty = true;
     }
 
-    /// The key that makes secret fingerprints in saved plans useless to anyone without this file.
-    pub fn fingerprint_key(&mut self) -> Secret {
+    /// The key that makes secret fingerprints in saved plans useless to anyone without this file,
+    /// if the file has one (`Generate::Persist` loads make it).
+    pub fn existing_fingerprint_key(&self) -> Option<Secret> {
+        self.get(FINGERPRINT_KEY)
+    }
+
+    pub(crate) fn fingerprint_key(&mut self) -> Secret {
         if let Some(k) = self.get(FINGERPRINT_KEY) {
             return k;
         }

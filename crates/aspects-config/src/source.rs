@@ -59,11 +59,6 @@ impl Diagnostic {
         self.hint = Some(hint.into());
         self
     }
-
-    pub fn hint_opt(mut self, hint: Option<String>) -> Self {
-        self.hint = hint;
-        self
-    }
 }
 
 /// All the problems found in one load, rendered against their sources.

@@ -135,10 +135,6 @@ impl KindSchema {
         self.attrs.iter().find(|a| a.name == name)
     }
 
-    pub fn identity_attrs(&self) -> impl Iterator<Item = &AttrSchema> {
-        self.attrs.iter().filter(|a| a.identity)
-    }
-
     /// The `system` part of `system_object`.
     pub fn system(&self) -> &'static str {
         self.kind.split_once('_').map_or(self.kind, |(s, _)| s)

@@ -29,10 +29,6 @@ impl Journal {
         Ok(Self { path: path.to_owned(), file: Mutex::new(file), run })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends one entry. A journal that cannot be written must not fail the apply it records:
     /// the failure is logged instead.
     pub fn record<T: Serialize>(&self, entry: &T) {

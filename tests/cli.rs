@@ -272,7 +272,8 @@ fn every_reference_plan_validates() {
     let mut checked = 0;
     for entry in std::fs::read_dir(&plans).unwrap().flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "toml") {
+        // Running the demo leaves plans/local.secrets.toml beside the plan (gitignored).
+        if path.extension().is_some_and(|e| e == "toml") && !path.to_string_lossy().ends_with(".secrets.toml") {
             let secrets = s.path("ref.secrets.toml");
             let r = s
                 .command(&["-f", path.to_str().unwrap(), "--secrets", secrets.to_str().unwrap(), "validate"])
@@ -284,4 +285,21 @@ fn every_reference_plan_validates() {
         }
     }
     assert!(checked >= 2, "plans/ holds the reference plans");
+}
+
+#[test]
+fn a_secrets_file_passed_as_a_plan_file_is_refused_without_echoing_it() {
+    let s = app("secrets-as-plan");
+    assert_eq!(s.run(&["plan"]).code, 0);
+    let r = s.run(&["-f", "aspects.secrets.toml", "validate"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("is a secrets file, not a plan file") && r.stderr.contains("--secrets"), "{r:?}");
+    let generated = s
+        .secrets_file("aspects")
+        .lines()
+        .find_map(|l| l.strip_prefix("gen_pw = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
+    assert!(!r.stderr.contains(&generated), "{r:?}");
 }

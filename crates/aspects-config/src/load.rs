@@ -16,6 +16,8 @@ use crate::tree::{self, Entry, Node, NodeValue, Table};
 
 const SECTIONS: [&str; 4] = ["deployment", "vars", "secrets", "providers"];
 const META_ATTRS: [&str; 2] = ["provider", "depends_on"];
+const SECRETS_SUFFIX: &str = ".secrets.toml";
+
 /// `ASPECTS_VAR_superset_db=x` overrides `[vars] superset_db`.
 pub const VAR_ENV_PREFIX: &str = "ASPECTS_VAR_";
 const REF_HINT: &str = "references look like ${vars.NAME}, ${secrets.NAME} or ${KIND.NAME.ATTRIBUTE}";
@@ -85,6 +87,14 @@ pub fn load_files(paths: &[PathBuf], registry: &Registry, opts: &LoadOptions) ->
     let mut files = Vec::new();
     let mut diags = Vec::new();
     for path in paths {
+        // Its syntax errors would quote its lines, which are secret values.
+        if path.to_string_lossy().ends_with(SECRETS_SUFFIX) {
+            diags.push(
+                Diagnostic::new(format!("{} is a secrets file, not a plan file", path.display()), None)
+                    .hint("pass it with --secrets PATH (or ASPECTS_SECRETS); plan files go to -f"),
+            );
+            continue;
+        }
         match std::fs::read_to_string(path) {
             Ok(text) => files.push(SourceFile { path: path.clone(), text }),
             Err(e) => diags.push(
@@ -189,7 +199,7 @@ fn secret_values_in_sources(sources: &SourceMap, secrets: &[LoadedSecret]) -> Ve
 
 pub fn default_secrets_path(plan: &Path) -> PathBuf {
     let stem = plan.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
-    plan.with_file_name(format!("{stem}.secrets.toml"))
+    plan.with_file_name(format!("{stem}{SECRETS_SUFFIX}"))
 }
 
 struct RawResource<'t> {

@@ -3,6 +3,7 @@
 //! Knows no system by name: everything system-specific sits behind [`provider`].
 
 pub mod apply;
+pub mod fault;
 pub mod journal;
 pub mod lock;
 pub mod plan;

@@ -222,7 +222,9 @@ impl Handle {
         } else {
             tracing::debug!(sql, "statement");
         }
-        sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.pool).await.map(drop)
+        let result = sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.pool).await.map(drop);
+        aspects_engine::fault::after_write();
+        result
     }
 
     /// [`Self::execute`] with the error explained; `secrets` are the secret strings the SQL

@@ -48,16 +48,34 @@ fn graph_prints_dot_and_mermaid() {
 }
 
 #[test]
+fn usage_errors_exit_1_because_2_means_changes_present() {
+    let s = app("usage");
+    for args in [&["drift", "--jsn"][..], &["plan", "--nope"], &["frobnicate"], &["graph", "--format", "png"], &[]] {
+        let r = s.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        assert!(r.stderr.contains("error:") || r.stderr.contains("Usage:"), "{args:?}: {r:?}");
+    }
+    let r = s.run(&["--version"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // Help is not an error; global options are listed apart from the command's own.
+    let r = s.run(&["plan", "--help"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    insta::assert_snapshot!("plan_help", r.stdout);
+    let r = s.run(&["graph", "--help"]);
+    assert!(r.stdout.contains("dot") && r.stdout.contains("mermaid"), "graph --format is documented: {r:?}");
+}
+
+#[test]
 fn validate_checks_without_writing_and_plan_keeps_generated_secrets_0600() {
     let s = app("validate");
     let r = s.run(&["validate"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stdout.contains("The plan is valid: 4 resources, 1 providers, 2 secrets"), "{r:?}");
+    assert!(r.stdout.contains("The plan is valid: 4 resources, 1 provider, 2 secrets"), "{r:?}");
     assert!(!s.path("aspects.secrets.toml").exists(), "validate writes nothing");
 
     let r = s.run(&["plan"]);
     assert_eq!(r.code, 0, "{r:?}");
-    assert!(r.stderr.contains("Generated secret(s) gen_pw"), "{r:?}");
+    assert!(r.stderr.contains("Generated secret gen_pw"), "{r:?}");
     let meta = std::fs::metadata(s.path("aspects.secrets.toml")).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     let first = s.secrets_file("aspects");
@@ -220,6 +238,11 @@ fn on_a_terminal_apply_asks_and_only_yes_applies() {
     let s = app("tty");
     let (code, out) = apply_on_a_terminal(&s, "no\n");
     assert_eq!(code, 1, "{out}");
+    // The verdict is repeated right above the question: a long plan has scrolled it away.
+    assert!(
+        out.contains("Plan: 4 to add, 0 to change, 0 to destroy.\r\nDo you want to perform these actions?"),
+        "{out:?}"
+    );
     assert!(
         out.contains("Only 'yes' will be accepted") && out.contains("apply cancelled; nothing was changed"),
         "{out}"

@@ -301,8 +301,24 @@ fn an_existing_unowned_object_is_adopted_not_recreated() {
     sql(&[&format!("CREATE DATABASE `{p}app` CHARACTER SET utf8mb4")]);
     let r = s.run(&["plan"]);
     assert!(r.stdout.contains("mysql_database.app will be adopted"), "{r:?}");
+    // It shows what it takes over (identity and current attributes), not `{ }`.
+    let block: String =
+        r.stdout.lines().skip_while(|l| !l.contains("= mysql_database.app {")).take(5).collect::<Vec<_>>().join("\n");
+    insta::assert_snapshot!("adopt_block", s.scrub(&block));
     apply(&s);
     assert_no_changes(&s);
+}
+
+#[test]
+fn renaming_a_database_is_refused_with_a_hint_to_restore_the_old_name() {
+    let s = app("rename-db");
+    apply(&s);
+    s.write("aspects.toml", &s.plan(&APP.replace("name = \"@@app\"", "name = \"@@renamed\"")));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("destroys data-bearing mysql_database.app (replaced: its identity changed)"), "{r:?}");
+    assert!(r.stderr.contains("put the old name back in the plan file"), "{r:?}");
+    assert!(!r.stderr.contains("put them back"), "the resource is still in the plan: {r:?}");
 }
 
 #[test]
@@ -369,6 +385,7 @@ fn a_second_deployment_cannot_take_over_an_owned_object() {
     let r = second.run(&["plan"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("another deployment owns mysql_database.app"), "{r:?}");
+    assert!(!r.stderr.contains("more (run with -v"), "three objects are all named: {r:?}");
     assert!(r.stderr.contains(&format!("`{}dep`", first.prefix)), "the owner is named: {r:?}");
     assert_no_changes(&first);
 }

@@ -5,28 +5,31 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Options every command takes, listed apart from the command's own in `--help`.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser, Debug)]
 #[command(name = "aspects", version, about = "Plan and apply the Open edX Aspects analytics stack, without Tutor.")]
 pub struct Cli {
     /// Plan file; repeat to layer (later files override earlier ones).
-    #[arg(short = 'f', long = "file", global = true, default_value = "aspects.toml")]
+    #[arg(short = 'f', long = "file", global = true, help_heading = GLOBAL, default_value = "aspects.toml")]
     pub files: Vec<PathBuf>,
 
     /// Secrets file (default: <plan stem>.secrets.toml beside the first plan file).
-    #[arg(long, global = true, env = "ASPECTS_SECRETS")]
+    #[arg(long, global = true, help_heading = GLOBAL, env = "ASPECTS_SECRETS")]
     pub secrets: Option<PathBuf>,
 
     /// Override a declared var: NAME=VALUE (repeatable; wins over ASPECTS_VAR_NAME and the file).
     /// Not for secrets: process arguments are visible to other users.
-    #[arg(long = "var", global = true, value_name = "NAME=VALUE", value_parser = parse_var)]
+    #[arg(long = "var", global = true, help_heading = GLOBAL, value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
 
     /// When to colour output.
-    #[arg(long, global = true, value_enum, default_value_t = Colour::Auto)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_enum, default_value_t = Colour::Auto)]
     pub color: Colour,
 
     /// More log output on stderr (-v, -vv). Secrets are never logged at any level.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = GLOBAL, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -110,6 +113,8 @@ pub struct DriftArgs {
 
 #[derive(Args, Debug)]
 pub struct GraphArgs {
+    /// Output format: `dot` (Graphviz: `aspects graph | dot -Tsvg > graph.svg`) or `mermaid`
+    /// (paste into Markdown, e.g. a GitHub comment).
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
 }

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 
 use aspects_config::{Generate, LoadOptions, Loaded, SourceFile, fingerprint, load_files, load_sources};
 use aspects_core::document::{FORMAT_VERSION, PlanDocument, SecretDoc, SourceDoc};
-use aspects_core::render::{Painter, render_plan};
+use aspects_core::render::{Painter, render_plan, verdict};
 use aspects_core::{Action, Address, Redactor};
 use aspects_engine::apply::{ApplyOptions, Event, Report, Writers, check_destroys};
 use aspects_engine::journal::Journal;
@@ -72,10 +72,10 @@ impl Ctx<'_> {
         let loaded = self.load(Generate::InMemory)?;
         let d = &loaded.desired;
         println!(
-            "The plan is valid: {} resources, {} providers, {} secrets (deployment `{}`).",
-            d.resources.len(),
-            d.providers.len(),
-            loaded.secrets.len(),
+            "The plan is valid: {}, {}, {} (deployment `{}`).",
+            count(d.resources.len(), "resource"),
+            count(d.providers.len(), "provider"),
+            count(loaded.secrets.len(), "secret"),
             d.deployment
         );
         Ok(0)
@@ -188,7 +188,7 @@ impl Ctx<'_> {
         // Before asking: a plan that cannot be applied must not be confirmed first.
         check_destroys(&planned.plan, args.allow_destroy)?;
         if saved.is_none() && !args.auto_approve {
-            confirm()?;
+            confirm(&verdict(&planned.plan))?;
         }
         let journal_path = args.journal.clone().unwrap_or_else(|| journal_path(&self.cli.files[0]));
         let run_id = run_id();
@@ -302,7 +302,8 @@ fn report_generated(loaded: &Loaded) {
     let new: Vec<&str> = loaded.secrets.iter().filter(|s| s.generated_now).map(|s| s.name.as_str()).collect();
     if !new.is_empty() {
         eprintln!(
-            "Generated secret(s) {} into {} (mode 0600). Back this file up.",
+            "Generated {} {} into {} (mode 0600). Back this file up.",
+            if new.len() == 1 { "secret" } else { "secrets" },
             new.join(", "),
             loaded.store.path().display()
         );
@@ -388,12 +389,13 @@ fn check_not_stale(path: &Path, saved: &PlanDocument, now: &PlanDocument) -> Res
         .hint("nothing was changed; make and review a new plan: aspects plan --out FILE"))
 }
 
-fn confirm() -> Result<(), CliError> {
+/// Asks on the terminal, repeating the verdict: a long plan has scrolled it out of sight.
+fn confirm(verdict: &str) -> Result<(), CliError> {
     if !std::io::stdin().is_terminal() {
         return Err(CliError::new("apply needs confirmation, but standard input is not a terminal")
             .hint("review the plan above and pass --auto-approve, or apply a saved plan: aspects plan --out FILE; aspects apply FILE"));
     }
-    eprint!("\nDo you want to perform these actions? Only 'yes' will be accepted.\n  Enter a value: ");
+    eprint!("\n{verdict}\nDo you want to perform these actions? Only 'yes' will be accepted.\n  Enter a value: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()
@@ -465,6 +467,11 @@ fn describe(e: &Event) -> String {
         },
         Event::Skipped { address, because, .. } => format!("{address}: Skipped: {because}"),
     }
+}
+
+/// "1 provider", "2 secrets".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 fn outcome_line(r: &Report) -> String {

@@ -36,6 +36,10 @@ impl From<LoadError> for CliError {
 impl From<EngineError> for CliError {
     fn from(e: EngineError) -> Self {
         let hint = e.hint();
+        // The message shows only the first few of a long list; -v lists every one.
+        for address in e.addresses() {
+            tracing::info!("{address}");
+        }
         CliError::Message { message: e.to_string(), hint }
     }
 }

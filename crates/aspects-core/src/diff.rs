@@ -70,6 +70,8 @@ pub struct Change {
     pub data_bearing: bool,
     /// The object exists but is not yet recorded as owned by this deployment.
     pub adopt: bool,
+    /// For an adoption: the attributes that already match, so the plan shows what it takes over.
+    pub unchanged: Vec<AttrChange>,
     pub origin: Option<String>,
     pub depends_on: Vec<Address>,
 }
@@ -86,6 +88,7 @@ pub fn diff(schema: &KindSchema, desired: &Resource, live: Option<&Live>, previo
         old_identity: None,
         data_bearing: schema.data_bearing,
         adopt: false,
+        unchanged: Vec::new(),
         origin: Some(desired.origin.clone()),
         depends_on: desired.depends_on.iter().cloned().collect(),
     };
@@ -136,15 +139,18 @@ pub fn diff(schema: &KindSchema, desired: &Resource, live: Option<&Live>, previo
         } else {
             live.attrs.get(attr.name) != Some(after)
         };
+        let a = AttrChange {
+            name: attr.name.to_owned(),
+            before: if attr.write_only { None } else { live.attrs.get(attr.name).cloned() },
+            after: Some(after.clone()),
+            forces_replace: differs && attr.update == UpdateMode::Replace,
+            sensitive: attr.sensitive,
+            unverifiable,
+        };
         if differs {
-            change.attrs.push(AttrChange {
-                name: attr.name.to_owned(),
-                before: if attr.write_only { None } else { live.attrs.get(attr.name).cloned() },
-                after: Some(after.clone()),
-                forces_replace: attr.update == UpdateMode::Replace,
-                sensitive: attr.sensitive,
-                unverifiable,
-            });
+            change.attrs.push(a);
+        } else if !live.owned {
+            change.unchanged.push(a);
         }
     }
     change.adopt = !live.owned;
@@ -190,6 +196,7 @@ pub fn delete(schema: &KindSchema, orphan: &Orphan) -> Change {
         old_identity: Some(orphan.identity.clone()),
         data_bearing: schema.data_bearing,
         adopt: false,
+        unchanged: Vec::new(),
         origin: None,
         depends_on: Vec::new(),
     }

@@ -133,9 +133,18 @@ fn render_change(out: &mut String, c: &Change, p: Painter) {
     }
     let _ = writeln!(out, "{}", p.paint(Label::Heading, &header));
     let _ = writeln!(out, "{:>3} {} {{", p.paint(label, c.action.symbol()), c.address);
-    let width = c.attrs.iter().map(|a| a.name.len()).max().unwrap_or(0);
+    let width = c.attrs.iter().chain(&c.unchanged).map(|a| a.name.len()).max().unwrap_or(0);
     for a in &c.attrs {
         render_attr(out, c.action, a, width, p);
+    }
+    // What an adoption takes over, unchanged: identity and current attributes, no sign.
+    for a in &c.unchanged {
+        let value = match &a.after {
+            _ if a.sensitive => REDACTED.to_owned(),
+            Some(v) => v.to_string(),
+            None => continue,
+        };
+        let _ = writeln!(out, "        {:width$} = {value}", a.name);
     }
     out.push_str("    }\n");
 }
@@ -250,6 +259,7 @@ mod tests {
             old_identity: None,
             data_bearing: false,
             adopt: false,
+            unchanged: vec![],
             origin: None,
             depends_on: vec![],
         }
@@ -310,6 +320,20 @@ mod tests {
             ],
         )]);
         insta::assert_snapshot!(render_plan(&p, NO_COLOUR));
+    }
+
+    #[test]
+    fn an_adoption_shows_what_it_takes_over() {
+        let mut adopt = change(Action::Adopt, vec![]);
+        adopt.adopt = true;
+        adopt.unchanged = vec![
+            attr("user", Some("superset".into()), Some("superset".into())),
+            attr("host", Some("%".into()), Some("%".into())),
+            attr("password", None, Some(Value::Sensitive(Secret::new("s3cret-three")))),
+        ];
+        let text = render_plan(&plan(vec![adopt]), NO_COLOUR);
+        assert!(!text.contains("s3cret"));
+        insta::assert_snapshot!(text);
     }
 
     #[test]

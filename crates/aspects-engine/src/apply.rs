@@ -69,7 +69,13 @@ impl Report {
 
 /// Refuses a plan that destroys data-bearing objects unless `--allow-destroy` was given.
 pub fn check_destroys(plan: &Plan, allow_destroy: bool) -> Result<(), EngineError> {
-    let protected: Vec<String> = plan.destroys_data().map(|c| c.address.to_string()).collect();
+    let protected: Vec<String> = plan
+        .destroys_data()
+        .map(|c| match c.action {
+            Action::Replace => format!("{}{}", c.address, crate::REPLACED),
+            _ => c.address.to_string(),
+        })
+        .collect();
     if allow_destroy || protected.is_empty() { Ok(()) } else { Err(EngineError::DestroyProtected(protected)) }
 }
 

@@ -15,11 +15,11 @@ pub use provider::{Connector, ProviderError, ProviderRead, ProviderWrite};
 pub enum EngineError {
     #[error("{provider} ({target}): {error}")]
     Provider { provider: String, target: String, error: ProviderError },
-    #[error("unknown --target {}", .0.join(", "))]
+    #[error("unknown --target {}", few(.0))]
     UnknownTarget(Vec<String>),
-    #[error("the plan destroys data-bearing {}", .0.join(", "))]
+    #[error("the plan destroys data-bearing {}", few(.0))]
     DestroyProtected(Vec<String>),
-    #[error("another deployment owns {}", .0.join(", "))]
+    #[error("another deployment owns {}", few(.0))]
     OwnedElsewhere(Vec<String>),
     #[error("internal error: {0}")]
     Internal(String),
@@ -32,8 +32,17 @@ impl EngineError {
             EngineError::UnknownTarget(_) => {
                 Some("targets are resource addresses as `aspects plan` prints them (KIND.NAME)".into())
             }
-            EngineError::DestroyProtected(_) => {
-                Some("put them back in the plan file, or re-run with --allow-destroy if the data may go".into())
+            EngineError::DestroyProtected(list) => {
+                // A replace (the identity moved) or a previous identity cannot be "put back":
+                // only the old name can.
+                let moved = list.iter().any(|a| a.contains(PREVIOUS_IDENTITY) || a.ends_with(REPLACED));
+                Some(if moved {
+                    "an identity (a database name) changed: put the old name back in the plan file to keep that \
+                     database, or re-run with --allow-destroy if its data may go"
+                        .into()
+                } else {
+                    "put them back in the plan file, or re-run with --allow-destroy if the data may go".into()
+                })
             }
             EngineError::OwnedElsewhere(_) => Some(
                 "two deployments cannot manage one object (either could destroy it); give this one its own names, \
@@ -44,7 +53,55 @@ impl EngineError {
         }
     }
 
+    /// Every address of a list error (`few` shows only the first ones), for `-v` output.
+    pub fn addresses(&self) -> &[String] {
+        match self {
+            EngineError::UnknownTarget(l) | EngineError::DestroyProtected(l) | EngineError::OwnedElsewhere(l) => l,
+            EngineError::Provider { .. } | EngineError::Internal(_) => &[],
+        }
+    }
+
     pub fn is_locked(&self) -> bool {
         matches!(self, EngineError::Provider { error, .. } if error.locked)
+    }
+}
+
+/// Marks the old object of an identity move in its address (`mysql_user["app (previous identity)"]`).
+pub const PREVIOUS_IDENTITY: &str = "(previous identity)";
+/// Marks a data-bearing replace in [`EngineError::DestroyProtected`].
+pub const REPLACED: &str = " (replaced: its identity changed)";
+
+/// How many addresses an error names before it only counts the rest.
+const SHOWN: usize = 5;
+
+/// A list of addresses that stays readable at any length: the first few and a count.
+fn few(list: &[String]) -> String {
+    if list.len() <= SHOWN {
+        return list.join(", ");
+    }
+    format!(
+        "{} objects: {} and {} more (run with -v to list them all)",
+        list.len(),
+        list[..SHOWN].join(", "),
+        list.len() - SHOWN
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_are_counted_not_printed() {
+        let list: Vec<String> = (0..2000).map(|i| format!("mysql_database.d{i}")).collect();
+        let e = EngineError::OwnedElsewhere(list);
+        assert_eq!(
+            e.to_string(),
+            "another deployment owns 2000 objects: mysql_database.d0, mysql_database.d1, mysql_database.d2, \
+             mysql_database.d3, mysql_database.d4 and 1995 more (run with -v to list them all)"
+        );
+        assert_eq!(e.addresses().len(), 2000);
+        let short = EngineError::UnknownTarget(vec!["mysql_user.a".into(), "mysql_user.b".into()]);
+        assert_eq!(short.to_string(), "unknown --target mysql_user.a, mysql_user.b");
     }
 }

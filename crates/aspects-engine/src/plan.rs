@@ -106,7 +106,7 @@ pub async fn plan(
             (Some(i), None) => Some(orphans.remove(i)),
             (Some(i), Some(_)) => {
                 let o = &mut orphans[i];
-                o.address.name = format!("{} (previous identity)", o.address.name);
+                o.address.name = format!("{} {}", o.address.name, crate::PREVIOUS_IDENTITY);
                 o.reason = format!("{} now names an object that already exists", r.address);
                 None
             }

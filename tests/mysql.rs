@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use aspects_e2e::{Sandbox, can_login, query_one, sql};
-use rand::RngExt;
 
 const APP: &str = r#"
 [secrets]
@@ -137,25 +136,91 @@ fn reset_objects(s: &Sandbox) {
     }
 }
 
-#[test]
-fn kill_9_at_random_points_then_apply_converges() {
-    let s = Sandbox::new("kill");
-    s.write("aspects.toml", &s.plan(&many(12)));
-    // Measure a whole apply from empty, then kill later ones anywhere inside that window.
-    let started = Instant::now();
-    apply(&s);
-    let window = started.elapsed().as_millis().max(50) as u64;
-    let mut rng = rand::rng();
-    for _ in 0..6 {
-        reset_objects(&s);
-        let mut child = s.spawn(&["apply", "--auto-approve"]);
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..window)));
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
+/// A database, a user and the user's grant on it, all named `@@{name}`.
+fn trio(name: &str, charset: &str, privileges: &str) -> String {
+    format!(
+        "\n[mysql_database.{name}]\nname = \"@@{name}\"\ncharset = \"{charset}\"\n\n\
+         [mysql_user.{name}]\nuser = \"@@{name}\"\npassword = \"${{secrets.pw}}\"\n\n\
+         [mysql_grant.{name}]\nuser = \"${{mysql_user.{name}.user}}\"\non = \"${{mysql_database.{name}.name}}.*\"\n\
+         privileges = [{privileges}]\n"
+    )
+}
+
+/// Before: what an earlier apply of the deployment left. After: every kind of change from there
+/// (create, update, adopt, delete) for databases, users and grants.
+fn crash_plans() -> (String, String) {
+    let secrets = "[secrets]\npw = { env = \"PW\" }\n";
+    let before = format!("{secrets}{}{}", trio("upd", "latin1", "\"SELECT\""), trio("del", "utf8mb4", "\"ALL\""));
+    let adopt = "\n[mysql_database.adopt]\nname = \"@@adopt\"\n\n\
+                 [mysql_user.adopt]\nuser = \"@@adopt\"\npassword = \"${secrets.pw}\"\n";
+    let after = format!(
+        "{secrets}{}{}{adopt}",
+        trio("upd", "utf8mb4", "\"SELECT\", \"INSERT\""),
+        trio("new", "utf8mb4", "\"ALL\"")
+    );
+    (before, after)
+}
+
+/// Resets the sandbox to the state the crash plan starts from.
+fn crash_baseline(s: &mut Sandbox, first: bool) {
+    reset_objects(s);
+    if !first {
+        sql(&[&format!("DELETE FROM aspects_meta.owned WHERE deployment = '{}dep'", s.prefix)]);
     }
-    let r = s.run(&["apply", "--auto-approve"]);
-    assert_eq!(r.code, 0, "apply after kills must converge (and the lock must not be stuck): {r:?}");
-    assert_no_changes(&s);
+    s.set_env("PW", "before-Pw-1");
+    let (before, after) = crash_plans();
+    s.write("aspects.toml", &s.plan(&before));
+    apply(s);
+    // Objects that exist but nobody owns yet: the new plan adopts them.
+    let p = &s.prefix;
+    sql(&[&format!("CREATE DATABASE `{p}adopt`"), &format!("CREATE USER '{p}adopt'@'%' IDENTIFIED BY 'hand-Pw-0'")]);
+    s.set_env("PW", "after-Pw-2");
+    s.write("aspects.toml", &s.plan(&after));
+}
+
+/// What the deployment records as its own, as `kind.name` lines.
+fn owned(s: &Sandbox) -> String {
+    query_one(&format!(
+        "SELECT GROUP_CONCAT(CONCAT(kind, '.', address) ORDER BY kind, address SEPARATOR ' ') \
+         FROM aspects_meta.owned WHERE deployment = '{}dep'",
+        s.prefix
+    ))
+    .unwrap_or_default()
+}
+
+/// A crash right after each write of an apply, in turn (the test hook aborts the process as
+/// `kill -9` would), then an apply without the hook: it converges every time, and ownership is
+/// exactly the plan's objects. One change at a time, so write k is the same statement each run.
+#[test]
+fn a_crash_after_any_write_then_apply_converges() {
+    let mut s = Sandbox::new("crash");
+    let expected = "mysql_database.adopt mysql_database.new mysql_database.upd mysql_grant.new mysql_grant.upd \
+                    mysql_user.adopt mysql_user.new mysql_user.upd";
+    let p = s.prefix.clone();
+    let exists = |sql: String| query_one(&sql).is_some();
+    let mut k = 1;
+    loop {
+        crash_baseline(&mut s, k == 1);
+        let mut crashing = s.command(&["apply", "--auto-approve", "--allow-destroy", "--parallelism", "1"]);
+        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
+        let r: aspects_e2e::Run = crashing.output().unwrap().into();
+        if r.code == 0 {
+            // Fewer than k writes: every crash point has been tried.
+            assert!(k > 10, "the plan has only {} writes: {r:?}", k - 1);
+            break;
+        }
+        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+        let r = s.run(&["apply", "--auto-approve", "--allow-destroy"]);
+        assert_eq!(r.code, 0, "k = {k}: the apply after the crash must converge: {r:?}");
+        let r = s.run(&["plan", "--detailed-exitcode"]);
+        assert_eq!(r.code, 0, "k = {k}: plan after the crash and apply must be empty: {r:?}");
+        assert_eq!(owned(&s), expected, "k = {k}");
+        assert!(!exists(format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{p}del'")));
+        assert!(!exists(format!("SELECT User FROM mysql.user WHERE User = '{p}del'")), "k = {k}");
+        assert!(can_login(&format!("{p}adopt"), "after-Pw-2"), "k = {k}");
+        assert!(can_login(&format!("{p}upd"), "after-Pw-2"), "k = {k}");
+        k += 1;
+    }
 }
 
 #[test]

@@ -94,6 +94,54 @@ fn drift_is_reported_with_exit_2_and_fixed_by_apply() {
 }
 
 #[test]
+fn roles_column_routine_and_proxy_privileges_are_drift_and_revoked() {
+    let s = app("extras");
+    apply(&s);
+    let p = &s.prefix;
+    let me = query_one("SELECT CURRENT_USER()").unwrap();
+    let (admin, admin_host) = me.rsplit_once('@').unwrap();
+    sql(&[
+        &format!("CREATE TABLE `{p}app`.t (a INT)"),
+        &format!("CREATE PROCEDURE `{p}app`.p() SELECT 1"),
+        &format!("CREATE ROLE '{p}role'"),
+        &format!("GRANT ALL ON *.* TO '{p}role'"),
+        &format!("CREATE USER '{p}other'@'%'"),
+        // The admin may grant and revoke PROXY (root@localhost has this row from the installer).
+        &format!(
+            "INSERT IGNORE INTO mysql.proxies_priv (Host, User, Proxied_host, Proxied_user, With_grant, Grantor) \
+             VALUES ('{admin_host}', '{admin}', '', '', 1, '')"
+        ),
+        "FLUSH PRIVILEGES",
+    ]);
+    let drifts = [
+        (
+            vec![format!("GRANT '{p}role' TO '{p}app'@'%'"), format!("SET DEFAULT ROLE '{p}role' FOR '{p}app'@'%'")],
+            "- mysql_grant[\"'@@app'@'%' default role `@@role`\"]",
+        ),
+        (vec![format!("GRANT SELECT(a) ON `{p}app`.t TO '{p}app'@'%'")], "\"SELECT(`a`)\""),
+        (vec![format!("GRANT EXECUTE ON PROCEDURE `{p}app`.p TO '{p}app'@'%'")], "procedure `@@app`.`p`"),
+        (vec![format!("GRANT PROXY ON '{p}other'@'%' TO '{p}app'@'%'")], "proxy '@@other'@'%'"),
+    ];
+    for (statements, shown) in drifts {
+        sql(&statements.iter().map(String::as_str).collect::<Vec<_>>());
+        let r = s.run(&["drift"]);
+        assert_eq!(r.code, 2, "{statements:?}: {r:?}");
+        let out = s.scrub(&r.stdout);
+        assert!(out.contains(shown) && out.contains("privileges beyond the plan"), "{shown}: {out}");
+        apply(&s);
+        assert_no_changes(&s);
+    }
+    let left = query_one(&format!(
+        "SELECT CONCAT((SELECT COUNT(*) FROM mysql.roles_mapping WHERE User = '{p}app'), \
+         (SELECT COUNT(*) FROM mysql.user WHERE User = '{p}app' AND default_role <> ''), \
+         (SELECT COUNT(*) FROM mysql.columns_priv WHERE User = '{p}app'), \
+         (SELECT COUNT(*) FROM mysql.procs_priv WHERE User = '{p}app'), \
+         (SELECT COUNT(*) FROM mysql.proxies_priv WHERE User = '{p}app'))"
+    ));
+    assert_eq!(left.as_deref(), Some("00000"), "roles, default role, column, routine, proxy rows left");
+}
+
+#[test]
 fn changing_a_password_secret_rotates_it() {
     let mut s = app("rotate");
     apply(&s);

@@ -218,8 +218,13 @@ async fn cleanup(prefix: &str) {
             .unwrap_or_default();
     for (u, h) in users {
         let q = |s: &str| s.replace('\\', "\\\\").replace('\'', "''");
-        let _ =
-            sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h)))).execute(&pool).await;
+        // A MariaDB role is a user row with an empty host that only DROP ROLE removes.
+        let drop = if h.is_empty() {
+            format!("DROP ROLE IF EXISTS '{}'", q(&u))
+        } else {
+            format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h))
+        };
+        let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&pool).await;
     }
 }
 

@@ -9,7 +9,7 @@ use aspects_engine::provider::ProviderError;
 
 use crate::connect::Handle;
 use crate::password;
-use crate::privileges::{GRANT_OPTION, LevelSets};
+use crate::privileges::{self, GRANT_OPTION, LevelSets};
 use crate::schema::{self, DATABASE, GRANT, USER, str_attr, str_list};
 use crate::sql::{self, On, ident};
 
@@ -222,8 +222,12 @@ impl Handle {
                 self.run(&format!("DROP USER IF EXISTS {account}"), &format!("dropping user {account}"), &[]).await
             }
             GRANT => {
-                let on = self.on(id)?;
-                let account = sql::account(str_attr(id, "user"), str_attr(id, "host"));
+                let (user, host) = (str_attr(id, "user"), str_attr(id, "host"));
+                // Not one of the three levels: a role, column, routine or proxy privilege.
+                let Ok(on) = On::parse(str_attr(id, "on")) else {
+                    return self.revoke_extra(user, host, str_attr(id, "on")).await;
+                };
+                let account = sql::account(user, host);
                 let mut all = self.levels.get(on.level()).clone();
                 all.insert(GRANT_OPTION.to_owned());
                 let Some(sql) = revoke_sql(&on, &account, &all) else {
@@ -269,14 +273,7 @@ fn revoke_sql(on: &On, account: &str, drop: &BTreeSet<String>) -> Option<String>
     if drop.is_empty() {
         return None;
     }
-    // GRANT OPTION goes last, as MySQL documents it.
-    let list: Vec<&str> = drop
-        .iter()
-        .map(String::as_str)
-        .filter(|p| *p != GRANT_OPTION)
-        .chain(drop.contains(GRANT_OPTION).then_some(GRANT_OPTION))
-        .collect();
-    Some(format!("REVOKE {} ON {} FROM {account}", list.join(", "), on.sql()))
+    Some(format!("REVOKE {} ON {} FROM {account}", privileges::revoke_list(drop), on.sql()))
 }
 
 #[cfg(test)]

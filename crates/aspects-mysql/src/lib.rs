@@ -6,6 +6,7 @@
 mod apply;
 mod connect;
 mod error;
+mod extra;
 mod lock;
 mod ownership;
 mod password;

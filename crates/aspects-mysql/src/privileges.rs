@@ -150,6 +150,17 @@ pub fn check_name(raw: &str) -> Result<(), String> {
     ))
 }
 
+/// The privilege list of a REVOKE, GRANT OPTION last as MySQL documents it.
+pub fn revoke_list(privileges: &BTreeSet<String>) -> String {
+    let list: Vec<&str> = privileges
+        .iter()
+        .map(String::as_str)
+        .filter(|p| *p != GRANT_OPTION)
+        .chain(privileges.contains(GRANT_OPTION).then_some(GRANT_OPTION))
+        .collect();
+    list.join(", ")
+}
+
 /// What `ALL` expands to at each level, as this server defines it.
 #[derive(Clone, Debug, Default)]
 pub struct LevelSets {

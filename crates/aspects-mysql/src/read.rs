@@ -297,7 +297,8 @@ impl Handle {
     }
 
     /// Owned objects the plan no longer names, and privileges managed users hold beyond the
-    /// plan's grants. At most four queries: records, databases, users, privileges.
+    /// plan's grants (roles, column, routine and proxy privileges included). At most five
+    /// queries: records, databases, users, privileges, extras.
     pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
         let wanted: BTreeSet<(String, String)> = desired
             .iter()
@@ -327,6 +328,7 @@ impl Handle {
         let mut scanned = managed.clone();
         scanned.extend(of_kind(GRANT).map(|r| account(&r.identity)));
         let held = self.privileges(&scanned).await?;
+        let extras = self.extras(&managed).await?;
         let privileges_of = |(user, host): &Account, on: &On| {
             held.get(&(sql::grantee(user, host), on.clone()))
                 .map(|raw| self.levels.normalise(on.level(), raw.iter().map(String::as_str)))
@@ -401,6 +403,24 @@ impl Handle {
                 provider: self.provider.clone(),
                 reason: "privileges beyond the plan".into(),
             });
+        }
+        for ((user, host), found) in extras {
+            for (extra, privileges) in found {
+                let identity = attrs([
+                    ("user", Value::from(user.as_str())),
+                    ("host", Value::from(host.as_str())),
+                    ("on", Value::from(extra.to_string())),
+                ]);
+                let mut attrs = identity.clone();
+                attrs.insert("privileges".into(), list(privileges.into_iter().collect()));
+                orphans.push(Orphan {
+                    address: Address::new(GRANT, format!("{} {extra}", sql::account(&user, &host))),
+                    identity,
+                    attrs,
+                    provider: self.provider.clone(),
+                    reason: "privileges beyond the plan".into(),
+                });
+            }
         }
         Ok(orphans)
     }

@@ -231,3 +231,84 @@ async fn granting_to_a_missing_user_explains_itself_and_deleting_missing_grants_
         w.apply(&kind("mysql_grant"), &change, None).await.unwrap();
     }
 }
+
+/// Lets the admin grant and revoke PROXY (MariaDB gives root@localhost this row at install;
+/// an admin connecting over TCP lacks it). Idempotent.
+async fn admin_may_proxy(env: &Env) {
+    let me = env.strings("SELECT CURRENT_USER()", &[]).await.remove(0);
+    let (user, host) = me.rsplit_once('@').unwrap();
+    env.exec(&format!(
+        "INSERT IGNORE INTO mysql.proxies_priv (Host, User, Proxied_host, Proxied_user, With_grant, Grantor) \
+         VALUES ('{host}', '{user}', '', '', 1, ''); FLUSH PRIVILEGES"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn roles_default_roles_column_routine_and_proxy_privileges_are_beyond_the_plan() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let (db, u, role, other) = (env.name("db"), env.name("app"), env.name("role"), env.name("other"));
+    let desired =
+        vec![database("db", &db), user("app", &u, "%", "pw"), grant("app", &u, "%", &format!("{db}.t"), &["SELECT"])];
+    env.exec(&format!(
+        "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (a INT, b INT); CREATE PROCEDURE `{db}`.p() SELECT 1"
+    ))
+    .await;
+    apply(&*w, &desired).await;
+    env.exec(&format!("CREATE USER '{other}'@'%'; CREATE ROLE '{role}'; GRANT ALL ON *.* TO '{role}'")).await;
+    admin_may_proxy(&env).await;
+    assert_converged(&*w, &desired).await;
+
+    let drifts = [
+        (
+            format!("GRANT '{role}' TO '{u}'@'%'; SET DEFAULT ROLE '{role}' FOR '{u}'@'%'"),
+            vec![(format!("default role `{role}`"), vec!["DEFAULT ROLE"]), (format!("role `{role}`"), vec!["ROLE"])],
+        ),
+        (
+            format!("GRANT SELECT(a), INSERT(a, b) ON `{db}`.t TO '{u}'@'%'"),
+            vec![(format!("columns of `{db}`.`t`"), vec!["INSERT(`a`)", "INSERT(`b`)", "SELECT(`a`)"])],
+        ),
+        (
+            format!("GRANT EXECUTE ON PROCEDURE `{db}`.p TO '{u}'@'%' WITH GRANT OPTION"),
+            vec![(format!("procedure `{db}`.`p`"), vec!["EXECUTE", "GRANT OPTION"])],
+        ),
+        (format!("GRANT PROXY ON '{other}'@'%' TO '{u}'@'%'"), vec![(format!("proxy '{other}'@'%'"), vec!["PROXY"])]),
+    ];
+    for (drift, expected) in drifts {
+        env.exec(&drift).await;
+        let steps = plan(&*w, &desired).await;
+        let mut found: Vec<(String, Vec<String>)> = steps
+            .iter()
+            .filter(|s| s.change.action != Action::NoOp)
+            .map(|s| {
+                assert_eq!(s.change.action, Action::Delete, "{drift}");
+                assert_eq!(s.change.reason.as_deref(), Some("privileges beyond the plan"));
+                let attr = |n: &str| s.change.attrs.iter().find(|a| a.name == n).unwrap().before.clone().unwrap();
+                (attr("on").as_str().unwrap().to_owned(), strs(&attr("privileges")))
+            })
+            .collect();
+        found.sort();
+        let expected: Vec<(String, Vec<String>)> =
+            expected.into_iter().map(|(on, p)| (on, p.into_iter().map(str::to_owned).collect())).collect();
+        assert_eq!(found, expected, "{drift}");
+        apply_steps(&*w, &steps).await;
+        assert_converged(&*w, &desired).await;
+    }
+    // The managed table grant survived the column revokes; nothing else is left.
+    let grants = env.strings(&format!("SHOW GRANTS FOR '{u}'@'%'"), &[]).await;
+    assert_eq!(grants.len(), 2, "{grants:?}");
+    assert!(grants[0].starts_with(&format!("GRANT USAGE ON *.* TO `{u}`@`%`")), "{grants:?}");
+    assert_eq!(grants[1], format!("GRANT SELECT ON `{db}`.`t` TO `{u}`@`%`"));
+    // A revoke of something already gone is done.
+    let gone = aspects_core::Orphan {
+        address: aspects_core::Address::new("mysql_grant", "gone"),
+        identity: [("user", u.as_str()), ("host", "%"), ("on", "proxy 'nobody'@'%'")]
+            .map(|(k, v)| (k.to_owned(), Value::from(v)))
+            .into(),
+        attrs: Default::default(),
+        provider: PROVIDER.into(),
+        reason: "test".into(),
+    };
+    w.apply(&kind("mysql_grant"), &aspects_core::diff::delete(&kind("mysql_grant"), &gone), None).await.unwrap();
+}

@@ -146,8 +146,13 @@ async fn cleanup(options: MySqlConnectOptions, prefix: String) {
         .unwrap_or_default();
     for (u, h) in users {
         let q = |s: &str| s.replace('\\', "\\\\").replace('\'', "''");
-        let _ =
-            sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h)))).execute(&mut c).await;
+        // A MariaDB role is a user row with an empty host that only DROP ROLE removes.
+        let drop = if h.is_empty() {
+            format!("DROP ROLE IF EXISTS '{}'", q(&u))
+        } else {
+            format!("DROP USER IF EXISTS '{}'@'{}'", q(&u), q(&h))
+        };
+        let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut c).await;
     }
     let _ = c.close().await;
 }

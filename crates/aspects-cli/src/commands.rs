@@ -65,14 +65,18 @@ impl Ctx<'_> {
     }
 
     fn load(&self, generate: Generate) -> Result<Loaded, CliError> {
-        Ok(load_files(&self.cli.files, &self.registry, &self.options(generate))?)
+        Ok(warned(load_files(&self.cli.files, &self.registry, &self.options(generate))?))
     }
 
     fn validate(&self) -> Result<u8, CliError> {
         let loaded = self.load(Generate::InMemory)?;
         let d = &loaded.desired;
+        let warnings = match loaded.warnings.len() {
+            0 => String::new(),
+            n => format!(", with {}", count(n, "warning")),
+        };
         println!(
-            "The plan is valid: {}, {}, {} (deployment `{}`).",
+            "The plan is valid{warnings}: {}, {}, {} (deployment `{}`).",
             count(d.resources.len(), "resource"),
             count(d.providers.len(), "provider"),
             count(loaded.secrets.len(), "secret"),
@@ -147,7 +151,7 @@ impl Ctx<'_> {
                 }
                 let opts =
                     LoadOptions { vars: doc.vars.clone(), vars_from_env: false, ..self.options(Generate::Forbid) };
-                let loaded = load_sources(files, &self.registry, &opts)?;
+                let loaded = warned(load_sources(files, &self.registry, &opts)?);
                 (loaded, Some((path, doc)))
             }
             None => {
@@ -295,6 +299,14 @@ fn scrub_cli(e: CliError, redactor: &Redactor) -> CliError {
 
 fn redactor(loaded: &Loaded) -> Redactor {
     Redactor::new(loaded.secrets.iter().map(|s| s.value.clone()))
+}
+
+/// Every command that loads plan files shows their warnings first, on stderr.
+fn warned(loaded: Loaded) -> Loaded {
+    if !loaded.warnings.is_empty() {
+        eprintln!("{}", loaded.render_warnings());
+    }
+    loaded
 }
 
 /// Loading with `Generate::Persist` already saved any new secret; say so once.

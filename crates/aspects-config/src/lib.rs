@@ -14,4 +14,4 @@ pub use load::{
     load_sources,
 };
 pub use secrets::{SecretStore, fingerprint};
-pub use source::{Diagnostic, LoadError, Location, SourceFile, SourceMap};
+pub use source::{Diagnostic, LoadError, Location, Report, Severity, SourceFile, SourceMap};

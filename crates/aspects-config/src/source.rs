@@ -41,8 +41,25 @@ impl SourceMap {
     }
 }
 
+/// Errors stop the run; warnings are printed and the run goes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        })
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Diagnostic {
+    pub severity: Severity,
     pub message: String,
     pub location: Option<Location>,
     pub hint: Option<String>,
@@ -52,7 +69,11 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>, location: Option<Location>) -> Self {
-        Self { message: message.into(), location, hint: None, hide_source: false }
+        Self { severity: Severity::Error, message: message.into(), location, hint: None, hide_source: false }
+    }
+
+    pub fn warning(message: impl Into<String>, location: Option<Location>) -> Self {
+        Self { severity: Severity::Warning, ..Self::new(message, location) }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -70,11 +91,23 @@ pub struct LoadError {
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Report { diagnostics: &self.diagnostics, sources: &self.sources }.fmt(f)
+    }
+}
+
+/// Diagnostics rendered against their sources, each with its severity.
+pub struct Report<'a> {
+    pub diagnostics: &'a [Diagnostic],
+    pub sources: &'a SourceMap,
+}
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, d) in self.diagnostics.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
-            writeln!(f, "error: {}", d.message)?;
+            writeln!(f, "{}: {}", d.severity, d.message)?;
             if let Some(loc) = &d.location {
                 let (line, col) = self.sources.line_col(loc);
                 let file = &self.sources.files[loc.file];
@@ -99,11 +132,19 @@ impl fmt::Display for LoadError {
                 writeln!(f, "{:gutter$} = hint: {h}", "")?;
             }
         }
-        if self.diagnostics.len() > 1 {
-            writeln!(f, "\n{} errors", self.diagnostics.len())?;
+        let errors = self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+        let warnings = self.diagnostics.len() - errors;
+        match (errors, warnings) {
+            (0, 0..=1) | (1, 0) => Ok(()),
+            (0, w) => writeln!(f, "\n{w} warnings"),
+            (e, 0) => writeln!(f, "\n{e} errors"),
+            (e, w) => writeln!(f, "\n{e} error{}, {w} warning{}", plural(e), plural(w)),
         }
-        Ok(())
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// `scheme://user:password@host`: such a line is never echoed, even in an error about it.

@@ -29,7 +29,11 @@ fn registry() -> Registry {
                 attrs: vec![
                     AttrSchema::new("user", AttrType::String, "The login name.").identity(),
                     AttrSchema::new("password", AttrType::String, "password").write_only_secret().required(),
-                    AttrSchema::new("note", AttrType::String, "Free text."),
+                    AttrSchema::new("note", AttrType::String, "Free text.").warn(warn_todo),
+                    AttrSchema {
+                        sensitive: true,
+                        ..AttrSchema::new("dsn", AttrType::String, "A connection string.").warn(warn_todo)
+                    },
                     AttrSchema::new("limits", AttrType::List(Box::new(AttrType::Int)), "A few numbers."),
                 ],
                 data_bearing: false,
@@ -38,6 +42,10 @@ fn registry() -> Registry {
             },
         ],
     })
+}
+
+fn warn_todo(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| s.contains("TODO")).map(|_| "a TODO was left in; finish the note".to_owned())
 }
 
 fn dir() -> PathBuf {
@@ -198,4 +206,87 @@ fn command_line_vars_override_and_must_be_declared() {
         e.contains("--var dbb=... names a variable the plan does not declare") && e.contains("did you mean `db`?"),
         "{e}"
     );
+}
+
+#[test]
+fn attributes_remember_where_their_values_are_written() {
+    let l = load(&[BASE, "[db_user.app]\n\nnote   = \"over\"\n"]).unwrap();
+    let user = &l.desired.resources[&Address::new("db_user", "app")];
+    let at = |f: &str, line: usize, col: usize| format!("{}:{line}:{col}", dir().join(f).display());
+    assert_eq!(user.attr_origins["user"], at("layer0.toml", 16, 8));
+    // The overriding layer's value, not the table header or the base file.
+    assert_eq!(user.attr_origins["note"], at("layer1.toml", 3, 10));
+    assert_eq!(user.origin_of("note"), at("layer1.toml", 3, 10));
+    // Not written: a default, located at the table.
+    let db = &l.desired.resources[&Address::new("db_database", "main")];
+    assert!(!db.attr_origins.contains_key("charset"));
+    assert_eq!(db.origin_of("charset"), db.origin);
+}
+
+#[test]
+fn resources_know_every_secret_they_derive_from() {
+    let plan = r#"
+[vars]
+v = "${secrets.s1}"
+plain = "x"
+
+[secrets]
+s1 = { generate = 24 }
+s2 = { generate = 24 }
+unused = { generate = 24 }
+
+[providers.db]
+url = "db://h"
+
+[db_user.a]
+user = "a"
+password = "${secrets.s2}"
+dsn = "${vars.v}"
+
+[db_user.b]
+user = "b"
+password = "${secrets.s2}"
+dsn = "db://b:${db_user.a.dsn}@h"
+
+[db_user.c]
+user = "${vars.plain}"
+password = "${secrets.s2}"
+dsn = "${db_user.b.dsn}"
+
+[db_database.d]
+name = "${db_user.c.user}"
+"#;
+    let l = load(&[plan]).unwrap();
+    let secrets = |n: &str| {
+        let a = Address::parse(n).unwrap();
+        l.desired.resources[&a].secrets.iter().cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(secrets("db_user.a"), ["s1", "s2"]);
+    // Through another resource's attribute, and through that one's var: transitively.
+    assert_eq!(secrets("db_user.c"), ["s1", "s2"]);
+    // A plain attribute of a resource that holds secrets carries none of them.
+    assert!(secrets("db_database.d").is_empty());
+}
+
+#[test]
+fn warnings_are_located_and_do_not_fail_the_load() {
+    let l = load(&[BASE, "[db_user.app]\nnote = \"TODO later\"\n"]).unwrap();
+    assert_eq!(l.warnings.len(), 1);
+    let w = l.render_warnings();
+    assert!(w.starts_with("warning: `note`: a TODO was left in; finish the note\n"), "{w}");
+    assert!(w.contains("layer1.toml:2:8"), "{w}");
+    assert!(!w.contains("error"), "{w}");
+    // With errors, they are rendered together and counted apart.
+    let Err(e) = load(&[BASE, "[db_user.app]\nnote = \"TODO\"\nuser = 1\n"]) else { panic!("expected an error") };
+    assert!(e.contains("warning: `note`") && e.contains("error: `user` must be a string"), "{e}");
+    assert!(e.ends_with("1 error, 1 warning\n"), "{e}");
+}
+
+#[test]
+fn warnings_never_look_at_secret_values() {
+    // SAFETY: no other test reads or writes this variable.
+    unsafe { std::env::set_var("ASPECTS_TEST_TODO_SECRET", "has TODO inside") };
+    let plan = "[secrets]\nt = { env = \"ASPECTS_TEST_TODO_SECRET\" }\n[db_user.app]\ndsn = \"x ${secrets.t}\"\n";
+    let l = load(&[BASE, plan]).unwrap();
+    assert!(l.warnings.is_empty(), "{}", l.render_warnings());
 }

@@ -293,6 +293,7 @@ mod tests {
             .into(),
             depends_on: Default::default(),
             origin: "f:1:1".into(),
+            ..Default::default()
         }
     }
 

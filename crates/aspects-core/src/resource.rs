@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::value::Value;
 
 /// `kind.name`, the address a plan file gives a resource.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Address {
     pub kind: String,
     pub name: String,
@@ -49,7 +49,7 @@ impl fmt::Display for Address {
 pub type ProviderId = String;
 
 /// A resource as the plan file wants it, references resolved.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Resource {
     pub address: Address,
     pub provider: ProviderId,
@@ -57,6 +57,12 @@ pub struct Resource {
     pub depends_on: BTreeSet<Address>,
     /// `file:line:col` of its table, for messages.
     pub origin: String,
+    /// `file:line:col` of each attribute's value as written (defaults have none), so a provider
+    /// can report a plan-time problem at the attribute.
+    pub attr_origins: BTreeMap<String, String>,
+    /// Names of every secret its attribute values derive from: directly, through vars, or
+    /// through another resource's attribute.
+    pub secrets: BTreeSet<String>,
 }
 
 impl Resource {
@@ -66,6 +72,11 @@ impl Resource {
 
     pub fn str(&self, attr: &str) -> Option<&str> {
         self.attrs.get(attr).and_then(Value::as_str)
+    }
+
+    /// Where an attribute is written, falling back to the resource's table.
+    pub fn origin_of(&self, attr: &str) -> &str {
+        self.attr_origins.get(attr).map_or(&self.origin, String::as_str)
     }
 }
 

@@ -54,6 +54,10 @@ pub enum UpdateMode {
 /// Validates a resolved value; `Err` says what is wrong and how to write it instead.
 pub type Check = fn(&Value) -> Result<(), String>;
 
+/// Looks at a resolved value that is valid but probably not what was meant; `Some` says why and
+/// what to write instead.
+pub type Warn = fn(&Value) -> Option<String>;
+
 #[derive(Clone, Debug)]
 pub struct AttrSchema {
     pub name: &'static str,
@@ -70,6 +74,8 @@ pub struct AttrSchema {
     /// Provider-specific validation of a resolved value; the message says what is wrong and how
     /// to write it instead. Runs at load time, so errors carry file:line:col.
     pub check: Option<Check>,
+    /// Provider-specific warning about a valid value; runs at load time like `check`.
+    pub warn: Option<Warn>,
     pub doc: &'static str,
 }
 
@@ -85,11 +91,16 @@ impl AttrSchema {
             sensitive: false,
             write_only: false,
             check: None,
+            warn: None,
             doc,
         }
     }
     pub fn check(mut self, f: Check) -> Self {
         self.check = Some(f);
+        self
+    }
+    pub fn warn(mut self, f: Warn) -> Self {
+        self.warn = Some(f);
         self
     }
     pub fn required(mut self) -> Self {

@@ -92,6 +92,7 @@ async fn run(spec: &[(&str, &[&str])], fail: &[&str], limit: usize, parallelism:
                 attrs: [("name".to_owned(), Value::from(*n))].into(),
                 depends_on: deps.iter().map(|d| addr(d)).collect(),
                 origin: "test".into(),
+                ..Default::default()
             };
             (addr(n), r)
         })

@@ -183,6 +183,7 @@ pub fn res(kind: &str, name: &str, attrs: &[(&str, Value)]) -> Resource {
         attrs: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         depends_on: Default::default(),
         origin: "test".into(),
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,315 @@
+//! `${...}` references: vars, secrets and other resources' attributes, resolved on demand and
+//! memoised, with cycle detection. Each value is traced to the resources it references (graph
+//! edges) and to the secrets it is built from.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use aspects_core::{Address, Secret, Value};
+
+use super::{Loader, VAR_ENV_PREFIX};
+use crate::source::{Diagnostic, Location, did_you_mean};
+use crate::template::{self, Part};
+use crate::tree::{Node, NodeValue};
+
+const REF_HINT: &str = "references look like ${vars.NAME}, ${secrets.NAME} or ${KIND.NAME.ATTRIBUTE}";
+
+/// What is being resolved, for cycle reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Frame {
+    Var(String),
+    Attr(Address, String),
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Frame::Var(v) => write!(f, "vars.{v}"),
+            Frame::Attr(a, attr) => write!(f, "{a}.{attr}"),
+        }
+    }
+}
+
+/// Where a reference is allowed to point.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// vars and provider blocks: vars and secrets only.
+    NoResources,
+    Resources,
+}
+
+/// What a value was built from.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Trace {
+    /// Resources referenced directly: the graph edges.
+    pub deps: BTreeSet<Address>,
+    /// Secrets it derives from, directly, through vars or through other resources' attributes.
+    pub secrets: BTreeSet<String>,
+}
+
+impl Loader<'_> {
+    /// The resolved, typed value of one attribute of a resource (memoised), adding what it was
+    /// built from to `trace`.
+    pub(super) fn attr(&mut self, addr: &Address, name: &str, trace: &mut Trace) -> Option<Value> {
+        let key = (addr.clone(), name.to_owned());
+        if let Some((v, own)) = self.attr_values.get(&key) {
+            trace.deps.extend(own.deps.iter().cloned());
+            trace.secrets.extend(own.secrets.iter().cloned());
+            return v.clone();
+        }
+        let raw = self.resources.get(addr)?;
+        let (schema, table, header) = (raw.schema, raw.table, raw.header.clone());
+        let attr = schema.attr(name)?;
+        let frame = Frame::Attr(addr.clone(), name.to_owned());
+        let mut own = Trace::default();
+        let value = match table.get(name) {
+            Some(e) => {
+                self.stack.push(frame);
+                let v =
+                    self.resolve(&e.node, Scope::Resources, &mut own).and_then(|v| self.coerce(v, attr, &e.node.loc));
+                self.stack.pop();
+                own.deps.remove(addr);
+                v
+            }
+            None => self.missing(attr, &addr.to_string(), &header),
+        };
+        trace.deps.extend(own.deps.iter().cloned());
+        trace.secrets.extend(own.secrets.iter().cloned());
+        self.attr_values.insert(key, (value.clone(), own));
+        value
+    }
+
+    fn cycle(&self, frame: &Frame) -> Option<String> {
+        let start = self.stack.iter().position(|f| f == frame)?;
+        let mut path: Vec<String> = self.stack[start..].iter().map(ToString::to_string).collect();
+        path.push(frame.to_string());
+        Some(path.join(" -> "))
+    }
+
+    /// A var's value (memoised), adding the secrets it is built from to `secrets`.
+    pub(super) fn var(&mut self, name: &str, at: Option<&Location>, secrets: &mut BTreeSet<String>) -> Option<Value> {
+        if let Some((v, own)) = self.vars.values.get(name) {
+            secrets.extend(own.iter().cloned());
+            return v.clone();
+        }
+        let Some(node) = self.vars.nodes.get(name).copied() else {
+            let hint = did_you_mean(name, self.vars.nodes.keys().map(String::as_str))
+                .unwrap_or_else(|| format!("declare it under [vars]: {name} = ..."));
+            self.err(Diagnostic::new(format!("unknown variable `vars.{name}`"), at.cloned()).hint(hint));
+            return None;
+        };
+        let frame = Frame::Var(name.to_owned());
+        if let Some(cycle) = self.cycle(&frame) {
+            self.err(
+                Diagnostic::new(format!("reference cycle: {cycle}"), Some(node.loc.clone()))
+                    .hint("a variable cannot refer to itself"),
+            );
+            self.vars.values.insert(name.to_owned(), (None, BTreeSet::new()));
+            return None;
+        }
+        // Like Terraform's -var and TF_VAR_: the command line, then the environment, override a
+        // declared variable (as a string).
+        let from_env = || std::env::var(format!("{VAR_ENV_PREFIX}{name}")).ok().filter(|_| self.opts.vars_from_env);
+        let given = self.opts.vars.get(name).cloned().or_else(from_env);
+        let mut own = Trace::default();
+        let v = match given {
+            Some(s) => {
+                self.vars.overrides.insert(name.to_owned(), s.clone());
+                Some(Value::Str(s))
+            }
+            None => {
+                self.stack.push(frame);
+                let v = self.resolve(node, Scope::NoResources, &mut own);
+                self.stack.pop();
+                v
+            }
+        };
+        secrets.extend(own.secrets.iter().cloned());
+        self.vars.values.insert(name.to_owned(), (v.clone(), own.secrets));
+        v
+    }
+
+    pub(super) fn resolve(&mut self, node: &Node, scope: Scope, trace: &mut Trace) -> Option<Value> {
+        match &node.value {
+            NodeValue::Str(s) => self.interpolate(s, node, scope, trace),
+            NodeValue::Int(i) => Some(Value::Int(*i)),
+            NodeValue::Bool(b) => Some(Value::Bool(*b)),
+            NodeValue::Other(t) => {
+                self.err(
+                    Diagnostic::new(format!("{t} is not supported here"), Some(node.loc.clone()))
+                        .hint("use a string, an integer, a boolean, a list or a table"),
+                );
+                None
+            }
+            NodeValue::Array(items) => {
+                let vals: Vec<Option<Value>> = items.iter().map(|n| self.resolve(n, scope, trace)).collect();
+                vals.into_iter().collect::<Option<Vec<_>>>().map(Value::List)
+            }
+            NodeValue::Table(t) => {
+                let mut m = std::collections::BTreeMap::new();
+                let mut ok = true;
+                for e in &t.entries {
+                    match self.resolve(&e.node, scope, trace) {
+                        Some(v) => {
+                            m.insert(e.key.clone(), v);
+                        }
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(Value::Map(m))
+            }
+        }
+    }
+
+    fn interpolate(&mut self, s: &str, node: &Node, scope: Scope, trace: &mut Trace) -> Option<Value> {
+        // +1 skips the opening quote, so the column points into the string.
+        let at = |offset: usize, len: usize| Location {
+            file: node.loc.file,
+            span: node.loc.span.start + 1 + offset..node.loc.span.start + 1 + offset + len,
+        };
+        let parts = match template::parse(s) {
+            Ok(p) => p,
+            Err((offset, msg)) => {
+                self.err(
+                    Diagnostic::new(msg, Some(at(offset, 2))).hint(format!("{REF_HINT}; write $${{ for a literal ${{")),
+                );
+                return None;
+            }
+        };
+        if let [Part::Ref { path, offset, len }] = parts.as_slice() {
+            return self.reference(path, &at(*offset, *len), scope, trace);
+        }
+        let mut out = String::new();
+        let mut sensitive = false;
+        let mut ok = true;
+        for part in &parts {
+            match part {
+                Part::Lit(l) => out.push_str(l),
+                Part::Ref { path, offset, len } => match self.reference(path, &at(*offset, *len), scope, trace) {
+                    Some(Value::Str(v)) => out.push_str(&v),
+                    Some(Value::Int(i)) => out.push_str(&i.to_string()),
+                    Some(Value::Bool(b)) => out.push_str(&b.to_string()),
+                    Some(Value::Sensitive(secret)) => {
+                        sensitive = true;
+                        out.push_str(secret.expose());
+                    }
+                    Some(other) => {
+                        self.err(
+                            Diagnostic::new(
+                                format!(
+                                    "`${{{}}}` is {}, which cannot be put inside a string",
+                                    path.join("."),
+                                    other.type_name()
+                                ),
+                                Some(at(*offset, *len)),
+                            )
+                            .hint("use the reference alone as the whole value"),
+                        );
+                        ok = false;
+                    }
+                    None => ok = false,
+                },
+            }
+        }
+        // Text built around a secret is itself secret.
+        ok.then(|| if sensitive { Value::Sensitive(Secret::new(out)) } else { Value::Str(out) })
+    }
+
+    fn reference(&mut self, path: &[String], at: &Location, scope: Scope, trace: &mut Trace) -> Option<Value> {
+        match path {
+            [ns, name] if ns == "vars" => self.var(name, Some(at), &mut trace.secrets),
+            [ns, name] if ns == "secrets" => {
+                let found = self.secrets.declared.get(name).cloned();
+                if found.is_some() {
+                    trace.secrets.insert(name.clone());
+                }
+                match found {
+                    Some(Some(s)) => Some(Value::Sensitive(s)),
+                    Some(None) => None,
+                    None => {
+                        let hint = did_you_mean(name, self.secrets.declared.keys().map(String::as_str))
+                            .unwrap_or_else(|| format!("declare it under [secrets]: {name} = {{ generate = 24 }}"));
+                        self.err(
+                            Diagnostic::new(format!("unknown secret `secrets.{name}`"), Some(at.clone())).hint(hint),
+                        );
+                        None
+                    }
+                }
+            }
+            [kind, name, attr] if self.registry.kind(kind).is_some() => {
+                if scope == Scope::NoResources {
+                    self.err(
+                        Diagnostic::new(
+                            format!("`${{{}}}` refers to a resource, which is not allowed here", path.join(".")),
+                            Some(at.clone()),
+                        )
+                        .hint("vars and provider blocks may refer only to vars and secrets"),
+                    );
+                    return None;
+                }
+                self.resource_attr(Address::new(kind.clone(), name.clone()), attr, at, trace)
+            }
+            [kind, _, _] => {
+                let hint = did_you_mean(kind, self.registry.kind_names()).unwrap_or_else(|| REF_HINT.into());
+                self.err(
+                    Diagnostic::new(format!("unknown resource kind `{kind}` in reference"), Some(at.clone()))
+                        .hint(hint),
+                );
+                None
+            }
+            _ => {
+                self.err(
+                    Diagnostic::new(format!("`${{{}}}` is not a reference", path.join(".")), Some(at.clone()))
+                        .hint(REF_HINT),
+                );
+                None
+            }
+        }
+    }
+
+    /// `${KIND.NAME.ATTR}`: another resource's attribute, and an edge to that resource.
+    fn resource_attr(&mut self, addr: Address, attr: &str, at: &Location, trace: &mut Trace) -> Option<Value> {
+        let kind = &addr.kind;
+        let Some(raw) = self.resources.get(&addr) else {
+            let same: Vec<String> = self.resources.keys().filter(|a| &a.kind == kind).map(|a| a.name.clone()).collect();
+            let hint = did_you_mean(&addr.name, same.iter().map(String::as_str))
+                .map(|h| {
+                    h.replace('`', "").replace("did you mean ", &format!("did you mean `{kind}.")).replace('?', "`?")
+                })
+                .unwrap_or_else(|| format!("declare [{kind}.{}] or fix the name", addr.name));
+            self.err(
+                Diagnostic::new(format!("reference to undeclared resource `{addr}`"), Some(at.clone())).hint(hint),
+            );
+            return None;
+        };
+        if raw.schema.attr(attr).is_none() {
+            let hint = did_you_mean(attr, raw.schema.attrs.iter().map(|a| a.name)).unwrap_or_else(|| {
+                format!("{kind} has {}", raw.schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", "))
+            });
+            self.err(Diagnostic::new(format!("{kind} has no attribute `{attr}`"), Some(at.clone())).hint(hint));
+            return None;
+        }
+        trace.deps.insert(addr.clone());
+        let frame = Frame::Attr(addr.clone(), attr.to_owned());
+        if let Some(cycle) = self.cycle(&frame) {
+            self.err(
+                Diagnostic::new(format!("reference cycle: {cycle}"), Some(at.clone()))
+                    .hint("an attribute cannot depend on itself through references"),
+            );
+            return None;
+        }
+        // Only the direct reference is an edge: the referenced attribute's own edges belong to
+        // its resource, so cycles are reported along their real path. Its secrets do carry over.
+        let mut theirs = Trace::default();
+        let v = self.attr(&addr, attr, &mut theirs);
+        trace.secrets.extend(theirs.secrets);
+        let unset = self.resources[&addr].table.get(attr).is_none();
+        if v.is_none() && unset {
+            self.err(
+                Diagnostic::new(format!("`{addr}.{attr}` is not set and has no default"), Some(at.clone()))
+                    .hint(format!("set {attr} in [{addr}]")),
+            );
+        }
+        v
+    }
+}

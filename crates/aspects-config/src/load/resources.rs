@@ -1,0 +1,140 @@
+//! Resource tables: collecting `[KIND.NAME]` tables, then building each [`Resource`] from its
+//! resolved attributes, its edges and the provider instance that serves it.
+
+use std::collections::BTreeMap;
+
+use aspects_core::{Address, KindSchema, ProviderConfig, Resource};
+
+use super::resolve::Trace;
+use super::{Loader, RawResource, valid_ident};
+use crate::source::{Diagnostic, did_you_mean};
+use crate::tree::{Entry, NodeValue, Table};
+
+/// Keys of a resource table that are not attributes of its kind.
+const META_ATTRS: [&str; 2] = ["provider", "depends_on"];
+
+impl<'a> Loader<'a> {
+    pub(super) fn collect_resources(&mut self, entry: &'a Entry, schema: &'a KindSchema) {
+        let NodeValue::Table(t) = &entry.node.value else {
+            self.err(
+                Diagnostic::new(format!("`{}` must be a table of resources", entry.key), Some(entry.node.loc.clone()))
+                    .hint(format!("write [{}.NAME] then its attributes", entry.key)),
+            );
+            return;
+        };
+        for e in &t.entries {
+            let NodeValue::Table(body) = &e.node.value else {
+                self.err(
+                    Diagnostic::new(
+                        format!("`{}.{}` must be a table of attributes", entry.key, e.key),
+                        Some(e.node.loc.clone()),
+                    )
+                    .hint(format!("write [{}.{}] on its own line, then attribute = value lines", entry.key, e.key)),
+                );
+                continue;
+            };
+            if !valid_ident(&e.key) && !e.key.starts_with('_') {
+                self.err(
+                    Diagnostic::new(format!("resource name `{}` is not valid", e.key), Some(e.key_loc.clone()))
+                        .hint("resource names start with a letter or `_` and use letters, digits, `_` and `-`"),
+                );
+                continue;
+            }
+            let addr = Address::new(entry.key.clone(), e.key.clone());
+            self.resources.insert(addr, RawResource { schema, table: body, header: e.key_loc.clone() });
+        }
+    }
+
+    pub(super) fn resource(
+        &mut self,
+        addr: &Address,
+        providers: &BTreeMap<String, ProviderConfig>,
+    ) -> Option<Resource> {
+        let raw = self.resources.get(addr)?;
+        let (schema, table, header) = (raw.schema, raw.table, raw.header.clone());
+        let mut ok = true;
+        for e in &table.entries {
+            if schema.attr(&e.key).is_none() && !META_ATTRS.contains(&e.key.as_str()) {
+                let names = schema.attrs.iter().map(|a| a.name).chain(META_ATTRS);
+                let hint = did_you_mean(&e.key, names).unwrap_or_else(|| {
+                    format!(
+                        "{} takes {}",
+                        schema.kind,
+                        schema.attrs.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+                    )
+                });
+                self.err(
+                    Diagnostic::new(format!("unknown attribute `{}` in {addr}", e.key), Some(e.key_loc.clone()))
+                        .hint(hint),
+                );
+                ok = false;
+            }
+        }
+        let mut attrs = BTreeMap::new();
+        let mut attr_origins = BTreeMap::new();
+        let mut trace = Trace::default();
+        for attr in &schema.attrs {
+            let written = table.get(attr.name);
+            if let Some(v) = self.attr(addr, attr.name, &mut trace) {
+                attrs.insert(attr.name.to_owned(), v);
+            } else if written.is_some() || (attr.required && attr.default.is_none()) {
+                ok = false;
+            }
+            if let Some(e) = written {
+                attr_origins.insert(attr.name.to_owned(), self.sources.describe(&e.node.loc));
+            }
+        }
+        let Trace { mut deps, secrets } = trace;
+        deps.extend(self.explicit_depends(table));
+        let provider = self.provider_for(addr, schema.system(), table, &header, providers);
+        (ok && provider.is_some()).then(|| Resource {
+            address: addr.clone(),
+            provider: provider.unwrap_or_default(),
+            attrs,
+            depends_on: deps,
+            origin: self.sources.describe(&header),
+            attr_origins,
+            secrets,
+        })
+    }
+
+    fn explicit_depends(&mut self, table: &Table) -> Vec<Address> {
+        let Some(e) = table.get("depends_on") else {
+            return Vec::new();
+        };
+        let NodeValue::Array(items) = &e.node.value else {
+            self.err(
+                Diagnostic::new("`depends_on` takes a list of addresses", Some(e.node.loc.clone()))
+                    .hint("depends_on = [\"mysql_database.superset\"]"),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let found = match &item.value {
+                NodeValue::Str(s) => Address::parse(s).filter(|a| self.resources.contains_key(a)),
+                _ => None,
+            };
+            match found {
+                Some(a) => out.push(a),
+                None => {
+                    let text = match &item.value {
+                        NodeValue::Str(s) => s.clone(),
+                        v => v.type_name().to_owned(),
+                    };
+                    let all: Vec<String> = self.resources.keys().map(ToString::to_string).collect();
+                    let hint = did_you_mean(&text, all.iter().map(String::as_str))
+                        .unwrap_or_else(|| "name a resource declared in the plan as KIND.NAME".into());
+                    self.err(
+                        Diagnostic::new(
+                            format!("`depends_on` names `{text}`, which is not a declared resource"),
+                            Some(item.loc.clone()),
+                        )
+                        .hint(hint),
+                    );
+                }
+            }
+        }
+        out
+    }
+}

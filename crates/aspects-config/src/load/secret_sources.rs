@@ -1,0 +1,230 @@
+//! `[secrets]`: where each secret's value comes from (an environment variable, a file, or
+//! generated into the secrets file), and the check that no value was pasted into a plan file.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use aspects_core::Secret;
+
+use super::{Generate, Loader, valid_ident};
+use crate::secrets::{SecretStore, generate};
+use crate::source::{Diagnostic, Location, SourceMap, did_you_mean};
+use crate::tree::{Entry, NodeValue};
+
+const FORMS: &str = "NAME = { generate = 24 }, { env = \"VAR\" } or { file = \"/path\" }";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+    Generate(usize),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(v) => write!(f, "env:{v}"),
+            SecretSource::File(p) => write!(f, "file:{}", p.display()),
+            SecretSource::Generate(n) => write!(f, "generate:{n}"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LoadedSecret {
+    pub name: String,
+    pub source: SecretSource,
+    pub value: Secret,
+    /// Made during this load (and, with `Generate::Persist`, saved).
+    pub generated_now: bool,
+}
+
+/// The secrets of one load: the store generated ones live in, and what each name resolved to.
+pub(super) struct Secrets {
+    pub store: SecretStore,
+    /// Every declared name; `None` when its source failed (already reported).
+    pub declared: BTreeMap<String, Option<Secret>>,
+    pub loaded: Vec<LoadedSecret>,
+}
+
+impl Secrets {
+    pub fn new(store: SecretStore) -> Self {
+        Self { store, declared: BTreeMap::new(), loaded: Vec::new() }
+    }
+}
+
+impl Loader<'_> {
+    pub(super) fn read_secrets(&mut self, entry: &Entry) {
+        let NodeValue::Table(t) = &entry.node.value else {
+            self.err(
+                Diagnostic::new("`secrets` must be a table", Some(entry.node.loc.clone()))
+                    .hint("write [secrets] then NAME = { generate = 24 }"),
+            );
+            return;
+        };
+        for e in &t.entries {
+            let value = self.secret(e);
+            self.secrets.declared.insert(e.key.clone(), value);
+        }
+    }
+
+    fn secret(&mut self, e: &Entry) -> Option<Secret> {
+        if !valid_ident(&e.key) {
+            self.err(
+                Diagnostic::new(format!("secret name `{}` is not valid", e.key), Some(e.key_loc.clone()))
+                    .hint("secret names start with a letter and use letters, digits and `_`"),
+            );
+            return None;
+        }
+        let NodeValue::Table(t) = &e.node.value else {
+            self.err(
+                Diagnostic::new(
+                    format!("secret `{}` must say where its value comes from", e.key),
+                    Some(e.node.loc.clone()),
+                )
+                .hint(format!("write {FORMS}; secret values never go in the plan file")),
+            );
+            return None;
+        };
+        if t.entries.len() != 1 {
+            self.err(
+                Diagnostic::new(format!("secret `{}` needs exactly one source", e.key), Some(e.node.loc.clone()))
+                    .hint(format!("write {FORMS}")),
+            );
+            return None;
+        }
+        let src = &t.entries[0];
+        let (source, value, generated_now) = match (src.key.as_str(), &src.node.value) {
+            ("env", NodeValue::Str(var)) if !var.is_empty() => {
+                (SecretSource::Env(var.clone()), self.read_env(&e.key, var, &src.node.loc)?, false)
+            }
+            ("file", NodeValue::Str(path)) if !path.is_empty() => {
+                let base = self.sources.files[src.node.loc.file].path.parent().map(Path::to_path_buf);
+                let full = base.unwrap_or_default().join(path);
+                let value = self.read_file(&e.key, &full, &src.node.loc)?;
+                (SecretSource::File(full), value, false)
+            }
+            ("generate", NodeValue::Int(n)) if (8..=256).contains(n) => {
+                let n = *n as usize;
+                let (value, now) = self.generated(&e.key, n, &src.key_loc)?;
+                (SecretSource::Generate(n), value, now)
+            }
+            ("generate", NodeValue::Int(_)) => {
+                self.err(
+                    Diagnostic::new("generate takes a length from 8 to 256", Some(src.node.loc.clone()))
+                        .hint("Aspects uses 24 for passwords"),
+                );
+                return None;
+            }
+            ("env" | "file", NodeValue::Str(_)) => {
+                self.err(Diagnostic::new(format!("`{}` must not be empty", src.key), Some(src.node.loc.clone())));
+                return None;
+            }
+            ("env" | "file", v)
+            | (
+                "generate",
+                v @ (NodeValue::Str(_)
+                | NodeValue::Bool(_)
+                | NodeValue::Array(_)
+                | NodeValue::Table(_)
+                | NodeValue::Other(_)),
+            ) => {
+                let want = if src.key == "generate" { "an integer length" } else { "a string" };
+                self.err(Diagnostic::new(
+                    format!("`{}` takes {want}, not {}", src.key, v.type_name()),
+                    Some(src.node.loc.clone()),
+                ));
+                return None;
+            }
+            (k, _) => {
+                let hint = did_you_mean(k, ["env", "file", "generate"]).unwrap_or_else(|| format!("write {FORMS}"));
+                self.err(Diagnostic::new(format!("unknown secret source `{k}`"), Some(src.key_loc.clone())).hint(hint));
+                return None;
+            }
+        };
+        self.secrets.loaded.push(LoadedSecret { name: e.key.clone(), source, value: value.clone(), generated_now });
+        Some(value)
+    }
+
+    fn read_env(&mut self, name: &str, var: &str, at: &Location) -> Option<Secret> {
+        let (problem, hint) = match std::env::var(var) {
+            Ok(v) if !v.is_empty() => return Some(Secret::new(v)),
+            Ok(_) => ("empty", format!("export {var}=... with the value before running aspects")),
+            Err(_) => {
+                ("not set", format!("export {var}=... before running aspects, or change the source in [secrets]"))
+            }
+        };
+        self.err(
+            Diagnostic::new(
+                format!("secret `{name}` reads environment variable {var}, which is {problem}"),
+                Some(at.clone()),
+            )
+            .hint(hint),
+        );
+        None
+    }
+
+    fn read_file(&mut self, name: &str, path: &Path, at: &Location) -> Option<Secret> {
+        let d = match std::fs::read_to_string(path) {
+            Ok(v) if !v.trim_end_matches(['\n', '\r']).is_empty() => {
+                return Some(Secret::new(v.trim_end_matches(['\n', '\r'])));
+            }
+            Ok(_) => {
+                Diagnostic::new(format!("secret `{name}` reads {}, which is empty", path.display()), Some(at.clone()))
+                    .hint("write the secret value into that file")
+            }
+            Err(err) => Diagnostic::new(format!("secret `{name}` reads {}: {err}", path.display()), Some(at.clone()))
+                .hint("relative paths are relative to the plan file's directory"),
+        };
+        self.err(d);
+        None
+    }
+
+    /// The stored value, or a new one (`true`: made now) unless this run may not generate.
+    fn generated(&mut self, name: &str, len: usize, at: &Location) -> Option<(Secret, bool)> {
+        if let Some(v) = self.secrets.store.get(name) {
+            return Some((v, false));
+        }
+        if self.opts.generate == Generate::Forbid {
+            self.err(
+                Diagnostic::new(
+                    format!(
+                        "secret `{name}` has not been generated yet ({} has no value for it)",
+                        self.secrets.store.path().display()
+                    ),
+                    Some(at.clone()),
+                )
+                .hint("run `aspects plan` or `aspects apply` once to generate it; drift never writes the secrets file"),
+            );
+            return None;
+        }
+        let v = generate(len);
+        self.secrets.store.set(name, &v);
+        Some((v, true))
+    }
+}
+
+/// Plan files travel inside saved plans and JSON documents, so a secret's value must never be in
+/// one. Short values are skipped: they match ordinary words too easily.
+pub(super) fn values_in_sources(sources: &SourceMap, secrets: &[LoadedSecret]) -> Vec<Diagnostic> {
+    const MIN_LEN: usize = 10;
+    let mut out = Vec::new();
+    for s in secrets.iter().filter(|s| s.value.expose().len() >= MIN_LEN) {
+        for (file, f) in sources.files.iter().enumerate() {
+            if let Some(at) = f.text.find(s.value.expose()) {
+                let mut d = Diagnostic::new(
+                    format!("the plan file holds the value of secret `{}`", s.name),
+                    Some(Location { file, span: at..at + 1 }),
+                )
+                .hint(format!(
+                    "plan files are copied into saved plans and JSON documents; remove the value and keep it only in its source ({})",
+                    s.source
+                ));
+                d.hide_source = true;
+                out.push(d);
+            }
+        }
+    }
+    out
+}

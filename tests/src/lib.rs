@@ -1,19 +1,44 @@
 //! Harness for the end-to-end tests: runs the real `aspects` binary against the real local
-//! stack (MariaDB from `cargo xtask stack up`, URL in ASPECTS_STACK_MYSQL_URL).
+//! stack (MariaDB from `cargo xtask stack up`; see [`mysql_url`]).
 //!
 //! Every test gets a [`Sandbox`]: its own directory, and a unique prefix for the objects it
 //! creates, so tests run in parallel and repeated runs never collide.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, MySqlPool};
 
+/// The MariaDB the tests use: ASPECTS_STACK_MYSQL_URL, else the one `cargo xtask stack up`
+/// recorded in target/stack/env (its private server, on whatever port it got).
 pub fn mysql_url() -> String {
-    std::env::var("ASPECTS_STACK_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var(STACK_MYSQL_URL)
+            && !url.is_empty()
+        {
+            return url;
+        }
+        let env = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stack/env");
+        std::fs::read_to_string(&env)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {STACK_MYSQL_URL}=")))
+            .map(|v| v.trim_matches('\'').to_owned())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no test server: run `cargo xtask stack up` (it writes {}) or set {STACK_MYSQL_URL}",
+                    env.display()
+                )
+            })
+    })
+    .clone()
 }
+
+const STACK_MYSQL_URL: &str = "ASPECTS_STACK_MYSQL_URL";
 
 /// The `aspects` binary. The e2e tests are test targets of `aspects-cli`, so cargo has built it
 /// beside the test executable's `deps/` folder (wherever CARGO_TARGET_DIR puts it).
@@ -126,7 +151,6 @@ impl Sandbox {
             .replace(&escaped.replace('\\', "\\\\"), "@@")
             .replace(&escaped, "@@")
             .replace(&self.prefix, "@@")
-            .replace(&mysql_url(), "[MYSQL]")
     }
 
     pub fn secrets_file(&self, stem: &str) -> String {

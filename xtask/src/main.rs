@@ -1,6 +1,6 @@
 //! `cargo xtask ...`: everything a newcomer needs, from a fresh machine.
 //!
-//! - `stack up|down|status`: the real services the tests and the demo use, on 127.0.0.1.
+//! - `stack up|down|status`: the real services the tests and the demo use, private to this checkout.
 //! - `test`: stack up, then the whole test suite against it.
 //! - `demo`: stack up, then the main job (validate, plan, apply, plan again, drift) on plans/local.toml.
 //! - `bench`: the no-op plan benchmark, in release mode.
@@ -77,9 +77,31 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }
 
+/// A child cargo that builds exactly as a `cargo` typed in the shell would. `cargo run` gives
+/// xtask the variables of its own package (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...); passed on,
+/// they change the fingerprints of build scripts (ring, rustls, sqlx), which then rebuild on
+/// every switch between `cargo xtask ...` and plain `cargo ...`.
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        let set_by_cargo_run = k.starts_with("CARGO_PKG_")
+            || matches!(
+                &*k,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_MANIFEST_LINKS"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "CARGO_RUSTC_CURRENT_DIR"
+                    | "OUT_DIR"
+            );
+        if set_by_cargo_run {
+            c.env_remove(&*k);
+        }
+    }
     c
 }
 
@@ -93,30 +115,45 @@ fn test(args: &[String]) -> Result<(), String> {
     run(cargo().args(["test", "--workspace"]).args(args).envs(env))
 }
 
+/// The plan files the demo runs, relative to the workspace root.
+const DEMO_FILES: &[&str] = &["plans/local.toml"];
+
 fn demo() -> Result<(), String> {
     let env = stack::up()?;
-    run(cargo().args(["build", "--quiet", "--package", "aspects-cli"]))?;
+    eprintln!("demo: building the aspects binary (first time: a few minutes; cargo shows progress)");
+    run(cargo().args(["build", "--package", "aspects-cli"]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let bin = target.join("debug/aspects");
-    let plan = root().join("plans/local.toml");
-    let url = env.iter().find(|(k, _)| k == "ASPECTS_STACK_MYSQL_URL").map(|(_, v)| v.clone()).unwrap_or_default();
+    // Shown relative to the workspace root when it is inside it, so the lines can be copied.
+    let shown = bin.strip_prefix(root()).unwrap_or(&bin).display().to_string();
+    std::fs::create_dir_all(stack::demo_dir()).map_err(|e| e.to_string())?;
+    let files: Vec<String> = DEMO_FILES.iter().flat_map(|f| ["-f".to_owned(), (*f).to_owned()]).collect();
+    eprintln!(
+        "\nEach step prints its command line; to run it by hand, from {}:\n  . target/stack/env",
+        root().display()
+    );
     let step = |title: &str, args: &[&str], ok: &[i32]| -> Result<(), String> {
-        eprintln!("\n$ aspects {}    # {title}", args.join(" "));
+        eprintln!("\n# {title}\n$ {shown} {} {}", files.join(" "), args.join(" "));
         let status = Command::new(&bin)
+            .current_dir(root())
+            .args(&files)
             .args(args)
-            .arg("--file")
-            .arg(&plan)
-            .env("ASPECTS_VAR_mysql_url", &url)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .status()
             .map_err(|e| e.to_string())?;
         let code = status.code().unwrap_or(-1);
         if ok.contains(&code) { Ok(()) } else { Err(format!("`aspects {}` exited {code}", args.join(" "))) }
     };
-    step("check the plan file and secrets", &["validate"], &[0])?;
-    step("preview: nothing is written", &["plan", "--detailed-exitcode"], &[0, 2])?;
+    step("check the plan files and secrets", &["validate"], &[0])?;
+    step("preview: nothing is written (exit 2: changes present)", &["plan", "--detailed-exitcode"], &[0, 2])?;
     step("converge", &["apply", "--auto-approve"], &[0])?;
     step("idempotent: a second plan is empty", &["plan", "--detailed-exitcode"], &[0])?;
-    step("what scheduled CI runs", &["drift"], &[0])?;
-    eprintln!("\nDemo complete: the Superset metadata database, its user and grants are converged on {url}.");
+    step("what scheduled CI runs (exit 0 in sync, 2 drift)", &["drift"], &[0])?;
+    let url = &env.iter().find(|(k, _)| k == stack::MYSQL_URL).expect("up returns the URL").1;
+    eprintln!(
+        "\nDemo complete: the Superset metadata database, its user and grants are converged on {url}.\n\
+         Its secrets file and journal are in {}. Tear down with `cargo xtask stack down`.",
+        stack::demo_dir().display()
+    );
     Ok(())
 }

@@ -1,88 +1,143 @@
-//! The local stack: real services on 127.0.0.1 for the tests and the demo. A service that is
-//! already reachable is reused; otherwise it is installed (first time) and started privately
-//! under target/stack/, and only what `up` started is stopped by `down` (by pid file).
+//! The local stack: real services on 127.0.0.1 for the tests and the demo, private to this
+//! checkout. `up` starts its own MariaDB (data directory, socket, pid and port under
+//! target/stack/mariadb/) on the first free port from 3307 upward and records that port; it reuses
+//! only the server its own target/stack records. The machine's own server is used only when
+//! ASPECTS_STACK_MYSQL_URL names it. `down` stops only what `up` started (by pid file).
 //!
 //! Today: MariaDB. The ClickHouse engine, Superset and Ralph join as their providers land.
 
 use std::fs;
-use std::net::TcpStream;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::root;
 
-/// The machine's own MariaDB, if it runs one (the project's CI machines do).
-const SYSTEM_MYSQL_PORT: u16 = 3306;
-/// A private instance, when there is no system one.
-const PRIVATE_MYSQL_PORT: u16 = 3307;
+/// The environment variable naming the MariaDB the tests and the demo use.
+pub const MYSQL_URL: &str = "ASPECTS_STACK_MYSQL_URL";
+/// The first port tried for the private MariaDB (3306 is left to the machine's own server).
+const FIRST_PORT: u16 = 3307;
+/// How far up to look for a free port.
+const PORTS: u16 = 100;
 
-fn dir() -> PathBuf {
+pub fn dir() -> PathBuf {
     root().join("target/stack")
 }
 
-/// Starts what is missing; returns the environment the tests need (also written to
-/// target/stack/env as shell `export` lines).
+fn mariadb_dir() -> PathBuf {
+    dir().join("mariadb")
+}
+
+/// The demo's own files (secrets file, journal): under target/, never beside the plan files.
+pub fn demo_dir() -> PathBuf {
+    root().join("target/demo")
+}
+
+/// Starts what is missing; returns the environment the tests and the demo need, also written to
+/// target/stack/env as shell `export` lines (`. target/stack/env`).
 pub fn up() -> Result<Vec<(String, String)>, String> {
     fs::create_dir_all(dir()).map_err(|e| e.to_string())?;
-    let mysql = mysql_up()?;
-    let env = vec![("ASPECTS_STACK_MYSQL_URL".to_owned(), mysql)];
-    let text: String = env.iter().map(|(k, v)| format!("export {k}='{v}'\n")).collect();
-    fs::write(dir().join("env"), text).map_err(|e| e.to_string())?;
+    let mysql = match std::env::var(MYSQL_URL) {
+        Ok(url) if !url.is_empty() => {
+            eprintln!("stack: using the MariaDB named by {MYSQL_URL} (nothing started)");
+            url
+        }
+        _ => private_mysql()?,
+    };
+    let demo = demo_dir();
+    let env = vec![
+        (MYSQL_URL.to_owned(), mysql.clone()),
+        // plans/local.toml's endpoint, so `aspects -f plans/local.toml ...` reaches this server.
+        ("ASPECTS_VAR_mysql_url".to_owned(), mysql),
+        ("ASPECTS_SECRETS".to_owned(), demo.join("local.secrets.toml").display().to_string()),
+        ("ASPECTS_JOURNAL".to_owned(), demo.join("local.journal.jsonl").display().to_string()),
+    ];
+    let mut text = String::from(
+        "# Written by `cargo xtask stack up`; `cargo xtask stack down` rewrites it. Load it with\n\
+         # `. target/stack/env` to run aspects by hand against the local stack with the demo's files:\n\
+         #   ASPECTS_STACK_MYSQL_URL  the MariaDB the tests and the demo use\n\
+         #   ASPECTS_VAR_mysql_url    the same URL, as plans/local.toml's `mysql_url` var\n\
+         #   ASPECTS_SECRETS          the demo's secrets file (under target/demo/)\n\
+         #   ASPECTS_JOURNAL          the demo's apply journal (under target/demo/)\n",
+    );
     for (k, v) in &env {
-        eprintln!("stack: {k}={v}");
+        text.push_str(&format!("export {k}='{}'\n", v.replace('\'', r"'\''")));
     }
+    write_env(&text)?;
+    eprintln!("stack: {MYSQL_URL}={} (exports in target/stack/env)", env[0].1);
     Ok(env)
 }
 
+/// The URL may carry a password (a server named by the environment): readable by its owner only.
+fn write_env(text: &str) -> Result<(), String> {
+    let path = dir().join("env");
+    let _ = fs::remove_file(&path);
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 pub fn down() -> Result<(), String> {
-    let pid_file = dir().join("mariadb/mariadb.pid");
-    match read_pid(&pid_file) {
-        Some(pid) if alive(pid) => {
+    match running() {
+        Some((pid, port)) => {
             let _ = Command::new("kill").arg(pid.to_string()).status();
             let deadline = Instant::now() + Duration::from_secs(30);
             while alive(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            eprintln!("stack: stopped the private MariaDB (pid {pid})");
+            eprintln!("stack: stopped the private MariaDB on 127.0.0.1:{port} (pid {pid})");
         }
-        _ => eprintln!("stack: nothing started by `stack up` is running"),
+        None => eprintln!("stack: nothing started by `stack up` is running"),
+    }
+    if dir().exists() {
+        write_env(
+            "# Written by `cargo xtask stack down`: nothing of the local stack is running.\n\
+             # `cargo xtask stack up` starts it again and writes the exports here.\n",
+        )?;
     }
     Ok(())
 }
 
 pub fn status() -> Result<(), String> {
-    let private = read_pid(&dir().join("mariadb/mariadb.pid")).filter(|p| alive(*p));
-    for (port, what) in [(SYSTEM_MYSQL_PORT, "system"), (PRIVATE_MYSQL_PORT, "private")] {
-        let state = if mysql_ok(port) { "up" } else { "down" };
-        let owner = if what == "private" {
-            private.map_or(String::new(), |p| format!(" (started by stack up, pid {p})"))
-        } else {
-            String::new()
-        };
-        println!("mariadb {what:7} 127.0.0.1:{port}  {state}{owner}");
+    match running() {
+        Some((pid, port)) => {
+            let state = if ours(port) { "up" } else { "starting or not answering" };
+            println!("mariadb (private) 127.0.0.1:{port}  {state} (pid {pid}, data in {})", mariadb_dir().display());
+        }
+        None => println!("mariadb (private) not running; `cargo xtask stack up` starts it"),
+    }
+    if std::env::var(MYSQL_URL).is_ok() {
+        println!("{MYSQL_URL} is set: tests and the demo use that server instead");
     }
     Ok(())
 }
 
-fn mysql_up() -> Result<String, String> {
-    if let Ok(url) = std::env::var("ASPECTS_STACK_MYSQL_URL") {
-        return Ok(url);
-    }
+/// This checkout's MariaDB, if its pid file names a live process: (pid, recorded port).
+fn running() -> Option<(u32, u16)> {
+    let base = mariadb_dir();
+    let pid = read_number::<u32>(&base.join("mariadb.pid")).filter(|p| alive(*p))?;
+    Some((pid, read_number(&base.join("port"))?))
+}
+
+fn private_mysql() -> Result<String, String> {
     let url = |port| format!("mysql://root@127.0.0.1:{port}");
-    // ASPECTS_STACK_PRIVATE=1: never reuse the machine's own server (e.g. its root has a password).
-    let private_only = std::env::var_os("ASPECTS_STACK_PRIVATE").is_some_and(|v| v == "1");
-    if !private_only && mysql_ok(SYSTEM_MYSQL_PORT) {
-        return Ok(url(SYSTEM_MYSQL_PORT));
-    }
-    if mysql_ok(PRIVATE_MYSQL_PORT) {
-        return Ok(url(PRIVATE_MYSQL_PORT));
+    let base = mariadb_dir();
+    if let Some((_, port)) = running() {
+        wait_for(port, &base)?;
+        return Ok(url(port));
     }
     let server = ensure_mariadb_installed()?;
-    let base = dir().join("mariadb");
     let data = base.join("data");
     if !data.join("mysql").exists() {
         fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        eprintln!("stack: creating a private MariaDB data directory in {} (~5 s)", data.display());
         crate::run(
             Command::new("mariadb-install-db")
                 .args([
@@ -94,6 +149,8 @@ fn mysql_up() -> Result<String, String> {
                 .stdout(Stdio::null()),
         )?;
     }
+    let port = free_port()?;
+    fs::write(base.join("port"), format!("{port}\n")).map_err(|e| e.to_string())?;
     let log = fs::File::create(base.join("mariadb.log")).map_err(|e| e.to_string())?;
     let user = String::from_utf8(Command::new("id").arg("-un").output().map_err(|e| e.to_string())?.stdout)
         .unwrap_or_default();
@@ -105,7 +162,7 @@ fn mysql_up() -> Result<String, String> {
             format!("--datadir={}", data.display()),
             format!("--socket={}", base.join("mariadb.sock").display()),
             format!("--pid-file={}", base.join("mariadb.pid").display()),
-            format!("--port={PRIVATE_MYSQL_PORT}"),
+            format!("--port={port}"),
             "--bind-address=127.0.0.1".into(),
             format!("--user={}", user.trim()),
             "--skip-log-bin".into(),
@@ -115,15 +172,27 @@ fn mysql_up() -> Result<String, String> {
         .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start mariadbd: {e}"))?;
+    wait_for(port, &base)?;
+    eprintln!("stack: started a private MariaDB on 127.0.0.1:{port} (data in {})", data.display());
+    Ok(url(port))
+}
+
+fn wait_for(port: u16, base: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if mysql_ok(PRIVATE_MYSQL_PORT) {
-            eprintln!("stack: started a private MariaDB on 127.0.0.1:{PRIVATE_MYSQL_PORT}");
-            return Ok(url(PRIVATE_MYSQL_PORT));
+        if ours(port) {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Err(format!("MariaDB did not come up; see {}", base.join("mariadb.log").display()))
+    Err(format!("MariaDB did not come up on 127.0.0.1:{port}; see {}", base.join("mariadb.log").display()))
+}
+
+/// The first port from 3307 up that nothing listens on (another checkout's stack included).
+fn free_port() -> Result<u16, String> {
+    (FIRST_PORT..FIRST_PORT + PORTS)
+        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .ok_or_else(|| format!("no free port in 127.0.0.1:{FIRST_PORT}..{}", FIRST_PORT + PORTS))
 }
 
 fn ensure_mariadb_installed() -> Result<PathBuf, String> {
@@ -141,20 +210,22 @@ fn ensure_mariadb_installed() -> Result<PathBuf, String> {
     find().ok_or_else(|| "mariadb-server installed but mariadbd is not in /usr/sbin".into())
 }
 
-/// Reachable and answering queries as root without a password.
-fn mysql_ok(port: u16) -> bool {
+/// The server on `port` answers as root without a password and serves this checkout's data
+/// directory: never another checkout's server that happens to hold the port.
+fn ours(port: u16) -> bool {
     if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_err() {
         return false;
     }
-    Command::new("mariadb")
-        .args(["--protocol=TCP", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-e", "SELECT 1"])
-        .stdout(Stdio::null())
+    let out = Command::new("mariadb")
+        .args(["--protocol=TCP", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "-N", "-e"])
+        .arg("SELECT @@datadir")
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .output();
+    let data = mariadb_dir().join("data");
+    out.is_ok_and(|o| o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()) == data)
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
+fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 

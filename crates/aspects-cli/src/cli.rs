@@ -96,7 +96,7 @@ pub struct ApplyArgs {
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
     /// Apply journal (JSON lines). Default: <plan stem>.journal.jsonl beside the plan file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "ASPECTS_JOURNAL")]
     pub journal: Option<PathBuf>,
     #[command(flatten)]
     pub targets: Targets,

@@ -306,10 +306,10 @@ mod tests {
         assert_eq!(placeholders(0), "");
     }
 
-    /// The test server (env `ASPECTS_STACK_MYSQL_URL`), as a provider block. These tests need
+    /// The test server (`aspects_e2e::mysql_url`), as a provider block. These tests need
     /// private access to send SQL the public API never would.
     fn config() -> ProviderConfig {
-        let url = std::env::var("ASPECTS_STACK_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+        let url = aspects_e2e::mysql_url();
         let mut attrs = BTreeMap::new();
         let (scheme, rest) = url.split_once("://").unwrap();
         match rest.rsplit_once('@') {

@@ -40,7 +40,7 @@ async fn an_unreachable_server_says_so_with_a_hint() {
 #[tokio::test]
 async fn a_url_with_a_password_is_refused() {
     let env = Env::new();
-    let e = read_error(&env, &[("url", Value::from("mysql://root:hunter2@127.0.0.1:3306"))]).await;
+    let e = read_error(&env, &[("url", Value::from(format!("mysql://root:hunter2@{}", env.address())))]).await;
     assert!(e.message.contains("never in the URL"), "{e}");
     assert!(!e.message.contains("hunter2"));
 }
@@ -49,7 +49,7 @@ async fn a_url_with_a_password_is_refused() {
 async fn a_wrong_login_points_at_the_password_secret() {
     let env = Env::new();
     let ghost = env.name("nobody");
-    let e = read_error(&env, &[("url", Value::from(format!("mysql://{ghost}@127.0.0.1:3306")))]).await;
+    let e = read_error(&env, &[("url", Value::from(format!("mysql://{ghost}@{}", env.address())))]).await;
     assert!(e.message.contains(&format!("refused the login of the provider user '{ghost}'")), "{e}");
     assert!(e.hint.as_deref().unwrap().contains("`password`"), "{:?}", e.hint);
 }
@@ -60,7 +60,7 @@ async fn a_provider_user_without_privileges_is_told_which() {
     let weak = env.name("weak");
     env.exec(&format!("CREATE USER '{weak}'@'%' IDENTIFIED BY 'weak-pw'")).await;
     let attrs = [
-        ("url", Value::from(format!("mysql://{weak}@127.0.0.1:3306"))),
+        ("url", Value::from(format!("mysql://{weak}@{}", env.address()))),
         ("password", Value::Sensitive(aspects_core::Secret::new("weak-pw"))),
     ];
     let e = write_error(&env, &attrs).await;
@@ -83,6 +83,6 @@ async fn a_read_handle_creates_nothing_and_sees_no_records() {
     let meta =
         env.strings("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", &[&env.meta]).await;
     assert!(meta.is_empty(), "plan must not create the meta database");
-    assert_eq!(r.target(), "mysql://127.0.0.1:3306");
+    assert_eq!(r.target(), format!("mysql://{}", env.address()));
     assert_eq!(r.max_concurrency(), 4);
 }

@@ -1,5 +1,5 @@
-//! Shared test harness: a uniquely named sandbox on the real server (env `ASPECTS_STACK_MYSQL_URL`,
-//! default `mysql://root@127.0.0.1:3306`), cleaned up on drop, and a miniature engine that
+//! Shared test harness: a uniquely named sandbox on the real server (`aspects_e2e::mysql_url`:
+//! ASPECTS_STACK_MYSQL_URL or the local stack's), cleaned up on drop, and a miniature engine that
 //! plans and applies through the provider traits the way `aspects-engine` does.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
@@ -20,7 +20,7 @@ pub const PROVIDER: &str = "mysql";
 
 /// The server URL, split into a password-free URL (what the provider accepts) and the password.
 fn server() -> (String, Option<String>) {
-    let url = std::env::var("ASPECTS_STACK_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into());
+    let url = aspects_e2e::mysql_url();
     let rest = url.strip_prefix("mysql://").expect("ASPECTS_STACK_MYSQL_URL starts with mysql://");
     match rest.rsplit_once('@') {
         Some((userinfo, hostpart)) if userinfo.contains(':') => {
@@ -46,6 +46,11 @@ impl Env {
         let prefix = format!("t{}_{nanos}_", std::process::id());
         let (url, password) = server();
         Env { deployment: format!("{prefix}dep"), meta: format!("{prefix}meta"), prefix, url, password }
+    }
+
+    /// `HOST:PORT` of the test server.
+    pub fn address(&self) -> &str {
+        self.url.rsplit_once('@').map_or(&self.url, |(_, a)| a)
     }
 
     pub fn name(&self, s: &str) -> String {

@@ -142,6 +142,84 @@ fn roles_column_routine_and_proxy_privileges_are_drift_and_revoked() {
 }
 
 #[test]
+fn what_the_server_would_refuse_is_refused_by_plan_with_locations_before_any_write() {
+    let s = Sandbox::new("refused");
+    let me = query_one("SELECT CURRENT_USER()").unwrap();
+    let (admin, admin_host) = me.rsplit_once('@').unwrap();
+    let body = format!(
+        r#"
+[secrets]
+pw = {{ generate = 24 }}
+
+[mysql_database.charset]
+name = "@@a"
+charset = "utf9"
+
+[mysql_database.mismatch]
+name = "@@b"
+charset = "utf8mb4"
+collation = "latin1_swedish_ci"
+
+[mysql_database.unknown]
+name = "@@c"
+collation = "utf8mb4_klingon_ci"
+
+[mysql_grant.file]
+user = "@@app"
+on = "@@a.*"
+privileges = ["SELECT", "FILE"]
+
+[mysql_grant.dynamic]
+user = "@@app"
+on = "*.*"
+privileges = ["BACKUP_ADMIN"]
+
+[mysql_user.admin]
+user = "{admin}"
+host = "{admin_host}"
+password = "${{secrets.pw}}"
+"#
+    );
+    s.write("aspects.toml", &s.plan(&body));
+    let r = s.run(&["plan"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let refused = s.scrub(&r.stderr).replace(&me.replace('@', "'@'"), "ADMIN");
+    insta::assert_snapshot!("refused_at_plan", refused);
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    let error = refused.find("error:").unwrap();
+    assert_eq!(s.scrub(&r.stderr).replace(&me.replace('@', "'@'"), "ADMIN"), refused[error..]);
+    assert_eq!(
+        query_one(&format!("SELECT CAST(COUNT(*) AS CHAR) FROM aspects_meta.owned WHERE deployment = '{}dep'", s.prefix)).as_deref(),
+        Some("0")
+    );
+    assert!(
+        query_one(&format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{}%'",
+            s.prefix
+        ))
+        .is_none()
+    );
+}
+
+#[test]
+fn an_emoji_database_name_is_refused_up_front_and_later_plans_keep_working() {
+    let s = app("emoji");
+    apply(&s);
+    let good = std::fs::read_to_string(s.path("aspects.toml")).unwrap();
+    s.write(
+        "aspects.toml",
+        &format!("{good}\n[mysql_database.party]\nname = \"@@party_🎉\"\n").replace("@@", &s.prefix),
+    );
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("aspects.toml:") && r.stderr.contains("cannot store in a name"), "{r:?}");
+    s.write("aspects.toml", &good);
+    assert_no_changes(&s);
+    assert_eq!(s.run(&["drift"]).code, 0);
+}
+
+#[test]
 fn changing_a_password_secret_rotates_it() {
     let mut s = app("rotate");
     apply(&s);

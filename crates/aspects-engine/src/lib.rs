@@ -21,8 +21,14 @@ pub enum EngineError {
     DestroyProtected(Vec<String>),
     #[error("another deployment owns {}", few(.0))]
     OwnedElsewhere(Vec<String>),
+    #[error("the target would refuse {}:\n{}", plural(.0.len()), .0.join("\n"))]
+    Invalid(Vec<String>),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn plural(n: usize) -> String {
+    if n == 1 { "1 value of the plan".into() } else { format!("{n} values of the plan") }
 }
 
 impl EngineError {
@@ -49,6 +55,9 @@ impl EngineError {
                  or remove the resource from one of the plans"
                     .into(),
             ),
+            EngineError::Invalid(_) => {
+                Some("fix the plan files at the places shown; no target was changed".into())
+            }
             EngineError::Internal(_) => Some("this is a bug in aspects; please report it with the journal".into()),
         }
     }
@@ -57,7 +66,7 @@ impl EngineError {
     pub fn addresses(&self) -> &[String] {
         match self {
             EngineError::UnknownTarget(l) | EngineError::DestroyProtected(l) | EngineError::OwnedElsewhere(l) => l,
-            EngineError::Provider { .. } | EngineError::Internal(_) => &[],
+            EngineError::Provider { .. } | EngineError::Invalid(_) | EngineError::Internal(_) => &[],
         }
     }
 

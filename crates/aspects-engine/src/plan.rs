@@ -10,7 +10,7 @@ use aspects_core::{Address, Desired, Live, Orphan, ProviderId, Registry, Resourc
 use tokio::task::JoinSet;
 
 use crate::EngineError;
-use crate::provider::ProviderRead;
+use crate::provider::{Invalid, ProviderRead};
 
 pub type Readers = BTreeMap<ProviderId, Arc<dyn ProviderRead>>;
 
@@ -31,6 +31,16 @@ pub async fn plan(
     for r in resources.values_mut() {
         let kind = registry.kind(&r.address.kind).expect("the loader checked every kind");
         readers[&r.provider].normalise(kind, r);
+    }
+    let invalid: Vec<String> = resources
+        .values()
+        .flat_map(|r| {
+            let kind = registry.kind(&r.address.kind).expect("the loader checked every kind");
+            readers[&r.provider].check(kind, r).into_iter().map(|i| located(r, &i))
+        })
+        .collect();
+    if !invalid.is_empty() {
+        return Err(EngineError::Invalid(invalid));
     }
 
     let mut by_provider: BTreeMap<&ProviderId, BTreeMap<&str, Vec<Resource>>> = BTreeMap::new();
@@ -139,6 +149,16 @@ pub async fn plan(
     };
     changes.sort_by(|a, b| a.address.cmp(&b.address));
     Ok(Planned { plan: Plan { deployment: desired.deployment.clone(), changes, targets }, resources })
+}
+
+/// `file:line:col: kind.name.attr: message`, then the hint on its own line.
+fn located(r: &Resource, invalid: &Invalid) -> String {
+    let attr = invalid.attr.as_deref().map(|a| format!(".{a}")).unwrap_or_default();
+    let mut line = format!("  {}: {}{attr}: {}", r.origin, r.address, invalid.message);
+    if let Some(hint) = &invalid.hint {
+        line += &format!("\n    hint: {hint}");
+    }
+    line
 }
 
 enum Read {

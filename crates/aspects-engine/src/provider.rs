@@ -34,6 +34,27 @@ impl ProviderError {
     }
 }
 
+/// Why a desired resource cannot be carried out as written (the target would refuse it), found
+/// by [`ProviderRead::check`] before anything is read or written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The attribute at fault, which places the message in the plan file.
+    pub attr: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Invalid {
+    pub fn new(attr: &str, message: impl Into<String>) -> Self {
+        Self { attr: Some(attr.to_owned()), message: message.into(), hint: None }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
 /// Reading live state. Every method is side-effect free in the target.
 #[async_trait]
 pub trait ProviderRead: Send + Sync {
@@ -49,6 +70,14 @@ pub trait ProviderRead: Send + Sync {
     /// Puts a desired resource in canonical form, with the same function that normalises live
     /// reads, so that an apply followed by a plan is empty.
     fn normalise(&self, kind: &KindSchema, resource: &mut Resource);
+
+    /// What the target would refuse in a normalised desired resource, judged with what the
+    /// provider learnt at connect time (character sets, privilege levels, its own account).
+    /// The planner calls it for every resource before any read, so bad input never fails
+    /// half-way through an apply.
+    fn check(&self, _kind: &KindSchema, _resource: &Resource) -> Vec<Invalid> {
+        Vec::new()
+    }
 
     /// Reads every desired resource of one kind in a constant number of queries. Returns one
     /// entry per desired resource, in order: `None` when the object does not exist.

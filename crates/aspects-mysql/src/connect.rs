@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, SystemSchema, Value};
-use aspects_engine::provider::{Connector, LockGuard, ProviderError, ProviderRead, ProviderWrite};
+use aspects_engine::provider::{Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite};
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySqlPool, Row};
@@ -67,6 +67,10 @@ pub struct Handle {
     pub(crate) mariadb: bool,
     /// Character set -> its default collation, as this server defines it.
     pub(crate) charsets: BTreeMap<String, String>,
+    /// Collation -> its character set (full names, e.g. `utf8mb4_uca1400_ai_ci` on MariaDB).
+    pub(crate) collations: BTreeMap<String, String>,
+    /// The account the server resolved this provider's login to (`CURRENT_USER()`): never managed.
+    pub(crate) current: (String, String),
     pub(crate) levels: LevelSets,
     /// Shared with lock guards, which outlive a borrow of the handle.
     pub(crate) queries: Arc<AtomicU64>,
@@ -143,6 +147,8 @@ impl Handle {
             max_concurrency,
             mariadb: true,
             charsets: BTreeMap::new(),
+            collations: BTreeMap::new(),
+            current: Default::default(),
             levels: LevelSets::default(),
             queries: Arc::new(AtomicU64::new(0)),
         };
@@ -154,9 +160,24 @@ impl Handle {
     /// needs these and they cannot change while we run.
     async fn learn_server(&mut self) -> Result<(), ProviderError> {
         let doing = "reading server capabilities";
-        let version = self.rows("SELECT VERSION()", &[]).await.map_err(|e| self.err(&e, doing))?;
-        let version = version.first().map(|r| text(r, 0)).transpose()?.unwrap_or_default();
+        let rows = self.rows("SELECT VERSION(), CURRENT_USER()", &[]).await.map_err(|e| self.err(&e, doing))?;
+        let (version, current) = match rows.first() {
+            Some(r) => (text(r, 0)?, text(r, 1)?),
+            None => Default::default(),
+        };
         self.mariadb = version.contains("MariaDB");
+        // `user@host`: the host never contains `@`, the user may.
+        if let Some((user, host)) = current.rsplit_once('@') {
+            self.current = (user.to_owned(), host.to_lowercase());
+        }
+        // MariaDB 10.10+ adds FULL_COLLATION_NAME (the name a database reports) as column 3.
+        self.collations = self
+            .rows("SELECT * FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY", &[])
+            .await
+            .map_err(|e| self.err(&e, doing))?
+            .iter()
+            .map(|r| Ok((text(r, if r.len() > 2 { 2 } else { 0 })?.to_lowercase(), text(r, 1)?.to_lowercase())))
+            .collect::<Result<_, ProviderError>>()?;
         self.charsets = self
             .rows("SELECT CHARACTER_SET_NAME, DEFAULT_COLLATE_NAME FROM information_schema.CHARACTER_SETS", &[])
             .await
@@ -270,6 +291,9 @@ macro_rules! provider_read {
             }
             fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
                 self.0.normalise(kind, resource)
+            }
+            fn check(&self, kind: &KindSchema, resource: &Resource) -> Vec<Invalid> {
+                self.0.check(kind, resource)
             }
             async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
                 self.0.read(kind, desired).await

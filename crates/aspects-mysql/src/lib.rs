@@ -4,6 +4,7 @@
 //! Register [`MySql`] with the engine; [`schema()`] is what plan files are checked against.
 
 mod apply;
+mod check;
 mod connect;
 mod error;
 mod extra;

@@ -157,9 +157,23 @@ fn string(v: &Value) -> Result<&str, String> {
     v.as_str().ok_or_else(|| format!("expected a string, found {}", v.type_name()))
 }
 
+/// Characters a name must not hold: control characters, invisible ones that make two names look
+/// alike or reorder text (bidi controls, zero-width characters), and characters outside the
+/// Basic Multilingual Plane (emoji), which MySQL and MariaDB cannot store in a name.
 fn no_control(what: &str, s: &str) -> Result<(), String> {
-    match s.chars().find(|c| c.is_control()) {
-        Some(c) => Err(format!("{what} {s:?} contains the control character {c:?}; remove it")),
+    let invisible = |c: char| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}' | '\u{00ad}');
+    match s.chars().find(|c| c.is_control() || invisible(*c) || u32::from(*c) > 0xffff) {
+        Some(c) if c.is_control() => Err(format!("{what} {s:?} contains the control character {c:?}; remove it")),
+        Some(c) if invisible(c) => Err(format!(
+            "{what} {s:?} contains the invisible character U+{:04X} (zero-width or text direction), which makes \
+             names look alike; remove it",
+            u32::from(c)
+        )),
+        Some(c) => Err(format!(
+            "{what} {s:?} contains {c:?} (U+{:X}), which MySQL and MariaDB cannot store in a name (only \
+             characters up to U+FFFF); remove it",
+            u32::from(c)
+        )),
         None => Ok(()),
     }
 }
@@ -216,6 +230,11 @@ fn account_part(what: &str, s: &str, max: usize) -> Result<(), String> {
     no_control(what, s)?;
     if s.is_empty() || s.chars().count() > max {
         return Err(format!("{what} {s:?} must be 1 to {max} characters long"));
+    }
+    if s.ends_with(' ') {
+        return Err(format!(
+            "{what} {s:?} ends with a space, which the server would not keep apart from the name without it"
+        ));
     }
     if s.contains("'@'") {
         return Err(format!(
@@ -299,6 +318,15 @@ mod tests {
         assert!(check(DATABASE, "name", "trailing ").is_err());
         assert!(check(USER, "user", "a\nb").is_err());
         assert!(check(USER, "user", "a'@'b").unwrap_err().contains("ambiguous"));
+        assert!(check(USER, "user", "app ").unwrap_err().contains("ends with a space"));
+        assert!(check(USER, "host", "% ").unwrap_err().contains("ends with a space"));
+        for invisible in ["a\u{200b}b", "ad\u{202e}min", "x\u{feff}", "a\u{2066}b"] {
+            assert!(check(USER, "user", invisible).unwrap_err().contains("invisible character"), "{invisible:?}");
+            assert!(check(DATABASE, "name", invisible).unwrap_err().contains("invisible character"), "{invisible:?}");
+        }
+        assert!(check(DATABASE, "name", "db_\u{1f600}").unwrap_err().contains("cannot store"));
+        assert!(check(GRANT, "on", "`db_\u{1f600}`.*").unwrap_err().contains("cannot store"));
+        assert_eq!(check(DATABASE, "name", "caf\u{e9}_\u{4e2d}"), Ok(()));
         assert_eq!(check(USER, "host", "10.0.%"), Ok(()));
     }
 

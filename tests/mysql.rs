@@ -190,7 +190,11 @@ password = "${{secrets.pw}}"
     let error = refused.find("error:").unwrap();
     assert_eq!(s.scrub(&r.stderr).replace(&me.replace('@', "'@'"), "ADMIN"), refused[error..]);
     assert_eq!(
-        query_one(&format!("SELECT CAST(COUNT(*) AS CHAR) FROM aspects_meta.owned WHERE deployment = '{}dep'", s.prefix)).as_deref(),
+        query_one(&format!(
+            "SELECT CAST(COUNT(*) AS CHAR) FROM aspects_meta.owned WHERE deployment = '{}dep'",
+            s.prefix
+        ))
+        .as_deref(),
         Some("0")
     );
     assert!(

@@ -55,9 +55,7 @@ impl EngineError {
                  or remove the resource from one of the plans"
                     .into(),
             ),
-            EngineError::Invalid(_) => {
-                Some("fix the plan files at the places shown; no target was changed".into())
-            }
+            EngineError::Invalid(_) => Some("fix the plan files at the places shown; no target was changed".into()),
             EngineError::Internal(_) => Some("this is a bug in aspects; please report it with the journal".into()),
         }
     }

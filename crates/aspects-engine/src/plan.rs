@@ -153,8 +153,11 @@ pub async fn plan(
 
 /// `file:line:col: kind.name.attr: message`, then the hint on its own line.
 fn located(r: &Resource, invalid: &Invalid) -> String {
-    let attr = invalid.attr.as_deref().map(|a| format!(".{a}")).unwrap_or_default();
-    let mut line = format!("  {}: {}{attr}: {}", r.origin, r.address, invalid.message);
+    let (origin, attr) = match invalid.attr.as_deref() {
+        Some(a) => (r.origin_of(a), format!(".{a}")),
+        None => (r.origin.as_str(), String::new()),
+    };
+    let mut line = format!("  {origin}: {}{attr}: {}", r.address, invalid.message);
     if let Some(hint) = &invalid.hint {
         line += &format!("\n    hint: {hint}");
     }

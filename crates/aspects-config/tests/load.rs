@@ -117,8 +117,8 @@ fn later_files_override_earlier_ones() {
 
 #[test]
 fn a_secret_inside_a_string_makes_the_string_secret() {
-    let l = load(&[BASE, "[db_user.app]\nnote = \"u:${secrets.pw}@h\"\n"]).unwrap();
-    let note = l.desired.resources[&Address::new("db_user", "app")].get("note").unwrap();
+    let l = load(&[BASE, "[db_user.app]\ndsn = \"u:${secrets.pw}@h\"\n"]).unwrap();
+    let note = l.desired.resources[&Address::new("db_user", "app")].get("dsn").unwrap();
     assert!(matches!(note, Value::Sensitive(_)));
     assert_eq!(format!("{note:?}"), "(sensitive)");
 }
@@ -289,4 +289,35 @@ fn warnings_never_look_at_secret_values() {
     let plan = "[secrets]\nt = { env = \"ASPECTS_TEST_TODO_SECRET\" }\n[db_user.app]\ndsn = \"x ${secrets.t}\"\n";
     let l = load(&[BASE, plan]).unwrap();
     assert!(l.warnings.is_empty(), "{}", l.render_warnings());
+}
+
+#[test]
+fn secrets_go_only_into_attributes_that_carry_them() {
+    let refused = [
+        // Directly, built into a string, through a var, through another resource, inside a list,
+        // and into a provider block.
+        ("[db_user.app]\nuser = \"app_${secrets.pw}\"\n", "`user`", "secrets.pw", "layer1.toml:2:8"),
+        (
+            "[vars]\nv = \"x${secrets.pw}\"\n[db_database.main]\nname = \"${vars.v}\"\n",
+            "`name`",
+            "secrets.pw",
+            "layer1.toml:4:8",
+        ),
+        (
+            "[db_database.main]\nname = \"${db_user.app.dsn}\"\n[db_user.app]\ndsn = \"${secrets.pw}\"\n",
+            "`name`",
+            "secrets.pw",
+            "layer1.toml:2:8",
+        ),
+        ("[db_user.app]\nlimits = [\"${secrets.pw}\"]\n", "`limits`", "secrets.pw", "layer1.toml:2:10"),
+        ("[providers.db]\nurl = \"db://u:${secrets.pw}@h\"\n", "`url`", "secrets.pw", "layer1.toml:2:7"),
+    ];
+    for (overlay, attr, secret, at) in refused {
+        let Err(e) = load(&[BASE, overlay]) else { panic!("expected an error for {overlay}") };
+        assert!(
+            e.contains(&format!("error: {attr} cannot hold a secret, but its value is built from {secret}")),
+            "{e}"
+        );
+        assert!(e.contains(at) && e.contains("secrets go only into attributes that carry them"), "{e}");
+    }
 }

@@ -1,5 +1,7 @@
 //! Schema checks on resolved values: types, sensitivity, provider checks and warnings, defaults.
 
+use std::collections::BTreeSet;
+
 use aspects_core::{AttrSchema, AttrType, Value};
 
 use super::Loader;
@@ -20,7 +22,29 @@ impl Loader<'_> {
     }
 
     /// Checks a resolved value against the attribute's type and rules.
-    pub(super) fn coerce(&mut self, v: Value, attr: &AttrSchema, loc: &Location) -> Option<Value> {
+    /// `secrets` names the secrets the value is built from.
+    pub(super) fn coerce(
+        &mut self,
+        v: Value,
+        attr: &AttrSchema,
+        loc: &Location,
+        secrets: &BTreeSet<String>,
+    ) -> Option<Value> {
+        if !attr.sensitive && (v.is_sensitive() || !secrets.is_empty()) {
+            // An identity built from a secret would be sent, and shown, as something else: MariaDB
+            // made the anonymous account from `user = "app_${secrets.U}"`.
+            let from: Vec<String> = secrets.iter().map(|s| format!("secrets.{s}")).collect();
+            let d = Diagnostic::new(
+                format!("`{}` cannot hold a secret, but its value is built from {}", attr.name, from.join(", ")),
+                Some(loc.clone()),
+            )
+            .hint(format!(
+                "secrets go only into attributes that carry them (passwords, connection strings); write `{}` as plain text or a var that holds no secret",
+                attr.name
+            ));
+            self.err(d);
+            return None;
+        }
         if attr.sensitive && !matches!(v, Value::Sensitive(_)) {
             self.err(
                 Diagnostic::new(

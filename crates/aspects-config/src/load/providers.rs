@@ -83,9 +83,11 @@ impl<'a> Loader<'a> {
         for attr in schema {
             let entry = entries.iter().find(|e| e.key == attr.name);
             let value = match entry {
-                Some(e) => self
-                    .resolve(&e.node, Scope::NoResources, &mut Trace::default())
-                    .and_then(|v| self.coerce(v, attr, &e.node.loc)),
+                Some(e) => {
+                    let mut trace = Trace::default();
+                    self.resolve(&e.node, Scope::NoResources, &mut trace)
+                        .and_then(|v| self.coerce(v, attr, &e.node.loc, &trace.secrets))
+                }
                 None => self.missing(attr, &format!("[providers.{id}]"), header),
             };
             if let Some(v) = value {

@@ -65,8 +65,9 @@ impl Loader<'_> {
         let value = match table.get(name) {
             Some(e) => {
                 self.stack.push(frame);
-                let v =
-                    self.resolve(&e.node, Scope::Resources, &mut own).and_then(|v| self.coerce(v, attr, &e.node.loc));
+                let v = self
+                    .resolve(&e.node, Scope::Resources, &mut own)
+                    .and_then(|v| self.coerce(v, attr, &e.node.loc, &own.secrets));
                 self.stack.pop();
                 own.deps.remove(addr);
                 v

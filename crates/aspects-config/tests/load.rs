@@ -23,6 +23,7 @@ fn registry() -> Registry {
                 data_bearing: true,
                 rank: 0,
                 doc: "",
+                ..Default::default()
             },
             KindSchema {
                 kind: "db_user",
@@ -39,6 +40,7 @@ fn registry() -> Registry {
                 data_bearing: false,
                 rank: 1,
                 doc: "",
+                ..Default::default()
             },
         ],
     })
@@ -320,4 +322,15 @@ fn secrets_go_only_into_attributes_that_carry_them() {
         );
         assert!(e.contains(at) && e.contains("secrets go only into attributes that carry them"), "{e}");
     }
+}
+
+#[test]
+fn two_resources_naming_one_object_are_refused_with_both_places() {
+    let Err(e) = load(&[BASE, "[db_database.other]\nname = \"superset\"\n"]) else { panic!("expected an error") };
+    assert!(e.contains("db_database.other is the same object as db_database.main (name = \"superset\")"), "{e}");
+    assert!(e.contains("layer1.toml:1:14") && e.contains("declared at") && e.contains("layer0.toml:12:14"), "{e}");
+    // A name starting with `_` is allowed, and checked like any other.
+    assert!(load(&[BASE, "[db_database._spare]\nname = \"spare\"\n"]).is_ok());
+    let Err(e) = load(&[BASE, "[db_database.\"_a b\"]\nname = \"ab\"\n"]) else { panic!("expected an error") };
+    assert!(e.contains("resource name `_a b` is not valid"), "{e}");
 }

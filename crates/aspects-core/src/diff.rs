@@ -278,6 +278,7 @@ mod tests {
             data_bearing: false,
             rank: 0,
             doc: "",
+            ..Default::default()
         }
     }
 

@@ -130,7 +130,10 @@ impl AttrSchema {
     }
 }
 
-#[derive(Clone, Debug)]
+/// The canonical identity of a resource of one kind, from its resolved attributes.
+pub type IdentityKey = fn(&BTreeMap<String, Value>) -> String;
+
+#[derive(Clone, Debug, Default)]
 pub struct KindSchema {
     pub kind: &'static str,
     pub attrs: Vec<AttrSchema>,
@@ -139,6 +142,10 @@ pub struct KindSchema {
     /// Position in the system's dependency order; deletes run in reverse.
     pub rank: u8,
     pub doc: &'static str,
+    /// How the target compares identities (a MySQL host is case-insensitive, `on` has several
+    /// spellings). Two resources of this kind on one provider with equal keys are one object.
+    /// `None`: the identity attributes as written.
+    pub identity_key: Option<IdentityKey>,
 }
 
 impl KindSchema {
@@ -146,10 +153,25 @@ impl KindSchema {
         self.attrs.iter().find(|a| a.name == name)
     }
 
+    /// The canonical identity of a resource of this kind, for finding two that are one object.
+    pub fn identity_key(&self, attrs: &BTreeMap<String, Value>) -> String {
+        match self.identity_key {
+            Some(key) => key(attrs),
+            None => identity_string(
+                self.attrs.iter().filter(|a| a.identity).filter_map(|a| attrs.get(a.name).map(|v| (a.name, v))),
+            ),
+        }
+    }
+
     /// The `system` part of `system_object`.
     pub fn system(&self) -> &'static str {
         self.kind.split_once('_').map_or(self.kind, |(s, _)| s)
     }
+}
+
+/// `name = "x", host = "%"`: identity attributes as messages show them.
+pub fn identity_string<'a>(attrs: impl IntoIterator<Item = (&'a str, &'a Value)>) -> String {
+    attrs.into_iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
 }
 
 /// One system (mysql, clickhouse ...): the attributes of its `[providers.X]` block and its kinds.

@@ -76,6 +76,7 @@ fn registry() -> Registry {
             data_bearing: false,
             rank: 0,
             doc: "",
+            ..Default::default()
         }],
     })
 }

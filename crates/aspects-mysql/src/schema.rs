@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value};
+use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value, identity_string};
 
 use crate::privileges;
 use crate::sql::On;
@@ -65,6 +65,7 @@ fn database_kind() -> KindSchema {
         data_bearing: true,
         rank: 0,
         doc: "A database (schema). Dropping it destroys its tables, so deletes need --allow-destroy.",
+        identity_key: Some(database_key),
     }
 }
 
@@ -88,6 +89,7 @@ fn user_kind() -> KindSchema {
         data_bearing: false,
         rank: 1,
         doc: "An account `'user'@'host'`.",
+        identity_key: Some(user_key),
     }
 }
 
@@ -112,6 +114,7 @@ fn grant_kind() -> KindSchema {
         data_bearing: false,
         rank: 2,
         doc: "The privileges of one account on one target, converged exactly.",
+        identity_key: Some(grant_key),
     }
 }
 
@@ -136,6 +139,23 @@ pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String,
         _ => {}
     }
     id
+}
+
+/// Identity keys for finding two resources that are one object (`KindSchema::identity_key`).
+fn database_key(attrs: &BTreeMap<String, Value>) -> String {
+    identity_key(DATABASE, attrs)
+}
+
+fn user_key(attrs: &BTreeMap<String, Value>) -> String {
+    identity_key(USER, attrs)
+}
+
+fn grant_key(attrs: &BTreeMap<String, Value>) -> String {
+    identity_key(GRANT, attrs)
+}
+
+fn identity_key(kind: &str, attrs: &BTreeMap<String, Value>) -> String {
+    identity_string(identity(kind, attrs).iter().map(|(k, v)| (k.as_str(), v)))
 }
 
 /// A string attribute, empty when absent (the loader made required ones present).

@@ -225,6 +225,7 @@ impl<'a> Loader<'a> {
                 resources.insert(addr, r);
             }
         }
+        self.duplicate_identities(&resources);
         let graph = self.graph(&resources);
         let deployment = deployment.unwrap_or_else(|| {
             let first = &self.sources.files[0].path;

@@ -1,7 +1,7 @@
 //! Resource tables: collecting `[KIND.NAME]` tables, then building each [`Resource`] from its
 //! resolved attributes, its edges and the provider instance that serves it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aspects_core::{Address, KindSchema, ProviderConfig, Resource};
 
@@ -33,7 +33,8 @@ impl<'a> Loader<'a> {
                 );
                 continue;
             };
-            if !valid_ident(&e.key) && !e.key.starts_with('_') {
+            // `_` may start a name, but the rest is checked like any other name.
+            if !valid_ident(e.key.strip_prefix('_').map_or(&e.key, |rest| rest)) {
                 self.err(
                     Diagnostic::new(format!("resource name `{}` is not valid", e.key), Some(e.key_loc.clone()))
                         .hint("resource names start with a letter or `_` and use letters, digits, `_` and `-`"),
@@ -136,5 +137,37 @@ impl<'a> Loader<'a> {
             }
         }
         out
+    }
+
+    /// Two resources of one kind on one provider naming the same object (by the kind's canonical
+    /// identity) would fight over it: both places are reported.
+    pub(super) fn duplicate_identities(&mut self, resources: &BTreeMap<Address, Resource>) {
+        let mut seen: HashMap<(&str, &str, String), &Address> = HashMap::new();
+        let mut found = Vec::new();
+        for (addr, r) in resources {
+            let schema = self.resources[addr].schema;
+            let key = schema.identity_key(&r.attrs);
+            match seen.entry((r.provider.as_str(), schema.kind, key)) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    found.push(((*first.get()).clone(), addr.clone(), first.key().2.clone()))
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(addr);
+                }
+            }
+        }
+        for (first, second, key) in found {
+            let provider = &resources[&second].provider;
+            let first_at = self.sources.describe(&self.resources[&first].header);
+            self.err(
+                Diagnostic::new(
+                    format!("{second} is the same object as {first} ({key}) on provider `{provider}`"),
+                    Some(self.resources[&second].header.clone()),
+                )
+                .hint(format!(
+                    "{first} is declared at {first_at}; one object needs exactly one resource: merge them or change the identity"
+                )),
+            );
+        }
     }
 }

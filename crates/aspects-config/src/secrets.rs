@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aspects_core::Secret;
@@ -18,6 +18,10 @@ const FINGERPRINT_KEY: &str = "__fingerprint_key";
 pub enum StoreError {
     #[error("secrets file {path} is readable by other users (mode {mode:o})")]
     Permissions { path: PathBuf, mode: u32 },
+    #[error("{what} {path} belongs to uid {owner}, not to the user running aspects (uid {me})")]
+    Owner { what: &'static str, path: PathBuf, owner: u32, me: u32 },
+    #[error("the secrets file's folder {path} is writable by other users (mode {mode:o})")]
+    FolderPermissions { path: PathBuf, mode: u32 },
     #[error("cannot read secrets file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("secrets file {path} is not `name = \"value\"` lines: {message}")]
@@ -30,6 +34,12 @@ impl StoreError {
     pub fn hint(&self) -> String {
         match self {
             StoreError::Permissions { path, .. } => format!("run `chmod 600 {}`", path.display()),
+            // As ssh does with its keys: anyone who can write it could plant the passwords.
+            StoreError::Owner { path, me, .. } => format!(
+                "aspects trusts only a secrets file and folder of its own user; if it is yours, `chown {me} {}`, otherwise point at your own file with --secrets PATH",
+                path.display()
+            ),
+            StoreError::FolderPermissions { path, .. } => format!("run `chmod go-w {}`", path.display()),
             StoreError::Read { .. } | StoreError::Write { .. } => {
                 "check the path (--secrets or ASPECTS_SECRETS) and its permissions".into()
             }
@@ -57,10 +67,8 @@ impl SecretStore {
     /// Opens the store for generating: takes an exclusive lock on its directory first (released
     /// by [`SecretStore::unlock`] or on drop), then reads it.
     pub(crate) fn open_for_generating(path: &Path) -> Result<Self, StoreError> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
+        let dir = folder(path);
+        check_folder(&dir)?;
         let lock = fs::File::open(&dir)
             .and_then(|d| d.lock().map(|()| d))
             .map_err(|source| StoreError::Read { path: dir, source })?;
@@ -83,10 +91,12 @@ impl SecretStore {
                 return Err(StoreError::Read { path: path.to_owned(), source });
             }
         };
+        check_owner("secrets file", path, &meta)?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(StoreError::Permissions { path: path.to_owned(), mode });
         }
+        check_folder(&folder(path))?;
         let text = fs::read_to_string(path).map_err(|source| StoreError::Read { path: path.to_owned(), source })?;
         // Deliberately not echoing the parser's message: it quotes the offending line.
         store.values = toml::from_str(&text).map_err(|e| StoreError::Format {
@@ -143,6 +153,32 @@ impl SecretStore {
     }
 }
 
+fn folder(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn check_owner(what: &'static str, path: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
+    let me = rustix::process::geteuid().as_raw();
+    match meta.uid() {
+        owner if owner == me => Ok(()),
+        owner => Err(StoreError::Owner { what, path: path.to_owned(), owner, me }),
+    }
+}
+
+/// The folder must be the user's own and not writable by others, or the file could be swapped.
+fn check_folder(dir: &Path) -> Result<(), StoreError> {
+    let meta = fs::metadata(dir).map_err(|source| StoreError::Read { path: dir.to_owned(), source })?;
+    check_owner("the secrets file's folder", dir, &meta)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(StoreError::FolderPermissions { path: dir.to_owned(), mode });
+    }
+    Ok(())
+}
+
 /// A random alphanumeric secret of `len` characters.
 pub fn generate(len: usize) -> Secret {
     let s: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(len).map(char::from).collect();
@@ -187,6 +223,31 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let e = SecretStore::open(&path).unwrap_err();
         assert!(matches!(e, StoreError::Permissions { mode: 0o644, .. }), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_file_or_folder_of_another_user_or_a_folder_others_can_write() {
+        use std::os::unix::fs::chown;
+        let path = tmp("owner");
+        let dir = path.parent().unwrap().to_owned();
+        fs::write(&path, "a = \"b\"\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(SecretStore::open(&path).is_ok());
+        // The tests run as root, who could read it anyway: ownership is what is checked.
+        chown(&path, Some(65534), None).unwrap();
+        let e = SecretStore::open(&path).unwrap_err();
+        assert!(matches!(e, StoreError::Owner { owner: 65534, .. }), "{e}");
+        assert!(e.hint().contains("--secrets PATH"), "{}", e.hint());
+        chown(&path, Some(rustix::process::geteuid().as_raw()), None).unwrap();
+        chown(&dir, Some(65534), None).unwrap();
+        assert!(matches!(SecretStore::open(&path).unwrap_err(), StoreError::Owner { owner: 65534, .. }));
+        assert!(matches!(SecretStore::open_for_generating(&path).unwrap_err(), StoreError::Owner { .. }));
+        chown(&dir, Some(rustix::process::geteuid().as_raw()), None).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let e = SecretStore::open(&path).unwrap_err();
+        assert!(matches!(e, StoreError::FolderPermissions { mode: 0o777, .. }), "{e}");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(SecretStore::open(&path).is_ok());
     }
 
     #[test]

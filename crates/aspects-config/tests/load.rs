@@ -334,3 +334,20 @@ fn two_resources_naming_one_object_are_refused_with_both_places() {
     let Err(e) = load(&[BASE, "[db_database.\"_a b\"]\nname = \"ab\"\n"]) else { panic!("expected an error") };
     assert!(e.contains("resource name `_a b` is not valid"), "{e}");
 }
+
+#[test]
+fn every_pasted_secret_value_is_found_in_one_pass() {
+    // SAFETY: no other test reads or writes these variables.
+    unsafe {
+        std::env::set_var("ASPECTS_TEST_PASTED_A", "Outer-Secret-Inner-Value");
+        std::env::set_var("ASPECTS_TEST_PASTED_B", "Inner-Value");
+    }
+    let plan = "[secrets]\na = { env = \"ASPECTS_TEST_PASTED_A\" }\nb = { env = \"ASPECTS_TEST_PASTED_B\" }\n\
+                [vars]\nx = \"Outer-Secret-Inner-Value\"\n";
+    let Err(e) = load(&[plan, "[vars]\ny = \"Inner-Value and Inner-Value\"\n"]) else { panic!("expected an error") };
+    // b inside a's value is found too (overlapping), once per file.
+    assert!(e.contains("secret `a`") && e.contains("layer0.toml:5:6"), "{e}");
+    assert!(e.contains("layer0.toml:5:19") && e.contains("layer1.toml:2:6"), "{e}");
+    assert_eq!(e.matches("holds the value of secret").count(), 3, "{e}");
+    assert!(!e.contains("Inner-Value"), "{e}");
+}

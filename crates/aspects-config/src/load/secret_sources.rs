@@ -1,10 +1,11 @@
 //! `[secrets]`: where each secret's value comes from (an environment variable, a file, or
 //! generated into the secrets file), and the check that no value was pasted into a plan file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use aho_corasick::AhoCorasick;
 use aspects_core::Secret;
 
 use super::{Generate, Loader, valid_ident};
@@ -206,24 +207,35 @@ impl Loader<'_> {
 }
 
 /// Plan files travel inside saved plans and JSON documents, so a secret's value must never be in
-/// one. Short values are skipped: they match ordinary words too easily.
+/// one. Short values are skipped: they match ordinary words too easily. One pass per file finds
+/// every secret (Aho-Corasick), however many secrets there are.
 pub(super) fn values_in_sources(sources: &SourceMap, secrets: &[LoadedSecret]) -> Vec<Diagnostic> {
     const MIN_LEN: usize = 10;
+    let long: Vec<&LoadedSecret> = secrets.iter().filter(|s| s.value.expose().len() >= MIN_LEN).collect();
+    if long.is_empty() {
+        return Vec::new();
+    }
+    let matcher =
+        AhoCorasick::new(long.iter().map(|s| s.value.expose())).expect("secret values make a valid automaton");
     let mut out = Vec::new();
-    for s in secrets.iter().filter(|s| s.value.expose().len() >= MIN_LEN) {
-        for (file, f) in sources.files.iter().enumerate() {
-            if let Some(at) = f.text.find(s.value.expose()) {
-                let mut d = Diagnostic::new(
-                    format!("the plan file holds the value of secret `{}`", s.name),
-                    Some(Location { file, span: at..at + 1 }),
-                )
-                .hint(format!(
-                    "plan files are copied into saved plans and JSON documents; remove the value and keep it only in its source ({})",
-                    s.source
-                ));
-                d.hide_source = true;
-                out.push(d);
+    for (file, f) in sources.files.iter().enumerate() {
+        // The first place of each secret in each file, reported in file order.
+        let mut seen = BTreeSet::new();
+        for m in matcher.find_overlapping_iter(&f.text) {
+            let s = long[m.pattern().as_usize()];
+            if !seen.insert(m.pattern()) {
+                continue;
             }
+            let mut d = Diagnostic::new(
+                format!("the plan file holds the value of secret `{}`", s.name),
+                Some(Location { file, span: m.start()..m.start() + 1 }),
+            )
+            .hint(format!(
+                "plan files are copied into saved plans and JSON documents; remove the value and keep it only in its source ({})",
+                s.source
+            ));
+            d.hide_source = true;
+            out.push(d);
         }
     }
     out

@@ -114,6 +114,11 @@ impl SecretStore {
         self.values.get(name).map(|v| Secret::new(v.as_str()))
     }
 
+    /// Every value the file holds: diagnostics mask them, even before any secret is read.
+    pub(crate) fn values(&self) -> impl Iterator<Item = Secret> + '_ {
+        self.values.values().map(|v| Secret::new(v.as_str()))
+    }
+
     pub(crate) fn set(&mut self, name: &str, value: &Secret) {
         self.values.insert(name.to_owned(), value.expose().to_owned());
         self.dirty = true;

@@ -114,9 +114,95 @@ fn convert(file: usize, v: toml::Spanned<DeValue<'_>>) -> Node {
     Node { value, loc }
 }
 
+/// Where byte `offset` of a string's decoded `value` sits in its raw TOML token `raw` (quotes
+/// and escapes included), found by re-scanning the token: a column then points at what the user
+/// wrote, whatever escapes, non-ASCII text or `"""` delimiters come before it.
+pub fn raw_offset(raw: &str, value: &str, offset: usize) -> usize {
+    let delimiter = ["\"\"\"", "'''", "\"", "'"].into_iter().find(|d| raw.starts_with(d));
+    let Some(delimiter) = delimiter else {
+        return offset.min(raw.len());
+    };
+    let basic = delimiter.starts_with('"');
+    let multi_line = delimiter.len() == 3;
+    let mut r = delimiter.len();
+    // A newline right after the opening delimiter of a multi-line string is not part of it.
+    if multi_line {
+        r += ["\r\n", "\n"].into_iter().find(|nl| raw[r..].starts_with(nl)).map_or(0, str::len);
+    }
+    let mut v = 0;
+    while v < offset && r < raw.len() {
+        let rest = &raw[r..];
+        if basic && let Some(escape) = rest.strip_prefix('\\') {
+            let line_end = escape.trim_start_matches([' ', '\t']);
+            if multi_line && (line_end.starts_with('\n') || line_end.starts_with("\r\n")) {
+                // A line-ending backslash: it and all whitespace after it decode to nothing.
+                let kept = escape.trim_start_matches([' ', '\t', '\r', '\n']);
+                r = raw.len() - kept.len();
+                continue;
+            }
+            let hex = match escape.as_bytes().first() {
+                Some(b'u') => 4,
+                Some(b'U') => 8,
+                Some(b'x') => 2,
+                _ => 0,
+            };
+            let code_point = escape.get(1..1 + hex).filter(|_| hex > 0).and_then(|d| u32::from_str_radix(d, 16).ok());
+            match code_point {
+                Some(c) => {
+                    r += 2 + hex;
+                    v += char::from_u32(c).map_or(1, char::len_utf8);
+                }
+                // `\n`, `\"` and the like (or one the parser refused: never split a character).
+                None => {
+                    r += 1 + escape.chars().next().map_or(0, char::len_utf8);
+                    v += 1;
+                }
+            }
+        } else if multi_line && rest.starts_with("\r\n") && value.as_bytes().get(v) == Some(&b'\n') {
+            // The parser may have normalised the line break.
+            r += 2;
+            v += 1;
+        } else {
+            let len = rest.chars().next().map_or(1, char::len_utf8);
+            r += len;
+            v += len;
+        }
+    }
+    r.min(raw.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses `k = <token>` and checks that every `@` of the decoded value maps onto an `@` in
+    /// the raw token.
+    fn check(token: &str) {
+        let text = format!("k = {token}");
+        let t = parse(0, &text).unwrap();
+        let node = &t.get("k").unwrap().node;
+        let NodeValue::Str(value) = &node.value else { panic!("{token}") };
+        let raw = &text[node.loc.span.clone()];
+        assert_eq!(raw, token);
+        let ats: Vec<usize> = value.match_indices('@').map(|(i, _)| i).collect();
+        assert!(!ats.is_empty(), "{token}");
+        for at in ats {
+            let r = raw_offset(raw, value, at);
+            assert_eq!(&raw[r..r + 1], "@", "{token}: value offset {at} -> raw {r}");
+        }
+    }
+
+    #[test]
+    fn raw_offsets_follow_escapes_unicode_and_delimiters() {
+        check(r#""@""#);
+        check(r#""a\"b\\c\td@""#);
+        check(r#""\u00e9\U0001F600é@x@""#);
+        check("'C:\\é@'");
+        check("\"\"\"\nline one\n  ünï @\"\"\"");
+        check("\"\"\"\r\nx\r\n@\"\"\"");
+        check("\"\"\"a \\\n\n    b\\n@\"\"\"");
+        check("'''\nraw \\n @'''");
+    }
 
     #[test]
     fn later_layers_override_and_tables_merge() {

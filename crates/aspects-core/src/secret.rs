@@ -49,6 +49,11 @@ impl Redactor {
         Self { secrets }
     }
 
+    /// Whether `text` holds any known secret value.
+    pub fn holds_secret(&self, text: &str) -> bool {
+        self.secrets.iter().any(|s| text.contains(s.expose()))
+    }
+
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for s in &self.secrets {
@@ -68,6 +73,8 @@ mod tests {
     fn redactor_scrubs_every_known_secret() {
         let r = Redactor::new([Secret::new("abc"), Secret::new("abcdef"), Secret::new("")]);
         assert_eq!(r.scrub("near 'abcdef' and abc"), "near '(sensitive)' and (sensitive)");
+        assert!(r.holds_secret("xabcx"));
+        assert!(!r.holds_secret("ab"));
     }
 
     #[test]

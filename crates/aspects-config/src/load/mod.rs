@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use aspects_core::graph::{Graph, GraphError, render_cycle};
-use aspects_core::{Address, Desired, KindSchema, Registry, Resource, Value};
+use aspects_core::{Address, Desired, KindSchema, Redactor, Registry, Resource, Value};
 
 pub use self::files::default_secrets_path;
 use self::resolve::{Frame, Trace};
@@ -72,7 +72,8 @@ pub struct Loaded {
 impl Loaded {
     /// The warnings rendered like errors (`warning:` with file:line:col), for stderr.
     pub fn render_warnings(&self) -> String {
-        Report { diagnostics: &self.warnings, sources: &self.sources }.to_string()
+        let redactor = Redactor::new(self.secrets.iter().map(|s| s.value.clone()));
+        Report { diagnostics: &self.warnings, sources: &self.sources, redactor: &redactor }.to_string()
     }
 }
 
@@ -80,15 +81,15 @@ impl Loaded {
 pub fn load_files(paths: &[PathBuf], registry: &Registry, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     match files::read(paths) {
         Ok(files) => load_sources(files, registry, opts),
-        Err((diagnostics, files)) => Err(LoadError { diagnostics, sources: SourceMap { files } }),
+        Err((diagnostics, files)) => Err(LoadError::new(diagnostics, SourceMap::new(files))),
     }
 }
 
 /// Loads plan files already in memory (a saved plan carries its own).
 pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOptions) -> Result<Loaded, LoadError> {
-    let sources = SourceMap { files };
+    let sources = SourceMap::new(files);
     let Some(first) = sources.files.first() else {
-        return Err(LoadError { diagnostics: vec![Diagnostic::new("no plan file given", None)], sources });
+        return Err(LoadError::new(vec![Diagnostic::new("no plan file given", None)], sources));
     };
     let secrets_path = opts.secrets_path.clone().unwrap_or_else(|| default_secrets_path(&first.path));
     let opened = match opts.generate {
@@ -99,12 +100,13 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         Ok(s) => s,
         Err(e) => {
             let hint = e.hint();
-            return Err(LoadError { diagnostics: vec![Diagnostic::new(e.to_string(), None).hint(hint)], sources });
+            return Err(LoadError::new(vec![Diagnostic::new(e.to_string(), None).hint(hint)], sources));
         }
     };
     let root = match files::layer(&sources) {
         Ok(root) => root,
-        Err(diagnostics) => return Err(LoadError { diagnostics, sources }),
+        // A syntax error may quote a secret's value: mask those the secrets file holds.
+        Err(diagnostics) => return Err(LoadError { diagnostics, sources, redactor: Redactor::new(store.values()) }),
     };
     let mut loader = Loader {
         registry,
@@ -137,7 +139,8 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         }
         _ => {
             diags.extend(warnings);
-            Err(LoadError { diagnostics: diags, sources })
+            let known = loaded_secrets.iter().map(|s| s.value.clone()).chain(store.values());
+            Err(LoadError { diagnostics: diags, sources, redactor: Redactor::new(known) })
         }
     }
 }

@@ -10,7 +10,7 @@ use aspects_core::{Address, Secret, Value};
 use super::{Loader, VAR_ENV_PREFIX};
 use crate::source::{Diagnostic, Location, did_you_mean};
 use crate::template::{self, Part};
-use crate::tree::{Node, NodeValue};
+use crate::tree::{self, Node, NodeValue};
 
 const REF_HINT: &str = "references look like ${vars.NAME}, ${secrets.NAME} or ${KIND.NAME.ATTRIBUTE}";
 
@@ -163,10 +163,12 @@ impl Loader<'_> {
     }
 
     fn interpolate(&mut self, s: &str, node: &Node, scope: Scope, trace: &mut Trace) -> Option<Value> {
-        // +1 skips the opening quote, so the column points into the string.
+        // Offsets in the decoded string, mapped back onto the token the user wrote.
+        let raw = self.sources.files[node.loc.file].text.get(node.loc.span.clone()).unwrap_or_default();
+        let start = node.loc.span.start;
         let at = |offset: usize, len: usize| Location {
             file: node.loc.file,
-            span: node.loc.span.start + 1 + offset..node.loc.span.start + 1 + offset + len,
+            span: start + tree::raw_offset(raw, s, offset)..start + tree::raw_offset(raw, s, offset + len),
         };
         let parts = match template::parse(s) {
             Ok(p) => p,

@@ -10,7 +10,7 @@ use aspects_config::{Generate, LoadOptions, Loaded, SourceFile, load_sources};
 use aspects_core::{Redactor, Registry};
 use aspects_engine::Connector;
 use aspects_engine::apply::{ApplyOptions, Writers, apply};
-use aspects_engine::plan::{Readers, plan, queries};
+use aspects_engine::plan::{Goal, Readers, plan, queries};
 
 const SIZES: [usize; 3] = [10, 100, 1000];
 const RUNS: usize = 7;
@@ -73,9 +73,11 @@ async fn converge(loaded: &Loaded, registry: &Registry, allow_destroy: bool) -> 
     let w = aspects_mysql::MySql.connect_write(cfg, &loaded.desired.deployment).await.map_err(|e| e.to_string())?;
     let writers: Writers = [("mysql".to_owned(), w.clone())].into();
     let readers: Readers = [("mysql".to_owned(), w as _)].into();
-    let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None).await.map_err(|e| e.to_string())?;
+    let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None, Goal::Converge)
+        .await
+        .map_err(|e| e.to_string())?;
     let redactor = Redactor::default();
-    let opts = ApplyOptions { parallelism: 4, allow_destroy, redactor: &redactor, journal: None };
+    let opts = ApplyOptions { parallelism: 4, allow_destroy, redactor: &redactor, journal: None, locks: None };
     let report =
         apply(&planned, &loaded.graph, registry, &writers, &opts, &mut |_| {}).await.map_err(|e| e.to_string())?;
     if report.succeeded() { Ok(()) } else { Err(format!("setup apply failed: {:?}", report.failed)) }
@@ -93,8 +95,9 @@ async fn measure(n: usize, url: &str, registry: &Registry) -> Result<(usize, f64
         let r = aspects_mysql::MySql.connect_read(cfg, &loaded.desired.deployment).await.map_err(|e| e.to_string())?;
         let readers: Readers = [("mysql".to_owned(), r)].into();
         let before = queries(&readers);
-        let planned =
-            plan(&loaded.desired, &loaded.graph, registry, &readers, None).await.map_err(|e| e.to_string())?;
+        let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None, Goal::Converge)
+            .await
+            .map_err(|e| e.to_string())?;
         times.push(started.elapsed());
         issued = queries(&readers) - before;
         if planned.plan.has_changes() {

@@ -53,13 +53,15 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Read-only check for scheduled CI: exit 0 in sync, 2 drift, 1 error. Writes nothing.
     Drift(DriftArgs),
+    /// Remove what this deployment owns: destroy what it created, release what it adopted.
+    Destroy(DestroyArgs),
     /// Print the resource graph.
     Graph(GraphArgs),
 }
 
 #[derive(Args, Debug, Default)]
 pub struct Targets {
-    /// Only this resource and what it depends on (repeatable).
+    /// Only this resource and what it depends on; for destroy, what depends on it (repeatable).
     #[arg(long = "target", value_name = "ADDR")]
     pub targets: Vec<String>,
 }
@@ -83,10 +85,27 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     /// A plan saved with `plan --out`; applied exactly, refused if live state moved since.
     pub plan_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DestroyArgs {
+    /// Also drop objects this deployment adopted (by default they are released: kept as they
+    /// are, no longer owned).
+    #[arg(long)]
+    pub destroy_adopted: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// What `apply` and `destroy` share: both change targets under the lock.
+#[derive(Args, Debug)]
+pub struct RunArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
-    /// Allow destroying data-bearing objects (databases) that left the plan.
+    /// Allow destroying data-bearing objects (databases).
     #[arg(long)]
     pub allow_destroy: bool,
     /// How many changes run at once (each provider also has its own limit).

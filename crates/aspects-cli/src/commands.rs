@@ -10,14 +10,14 @@ use aspects_config::{Generate, LoadOptions, Loaded, SourceFile, fingerprint, loa
 use aspects_core::document::{FORMAT_VERSION, PlanDocument, SecretDoc, SourceDoc};
 use aspects_core::render::{Painter, render_plan, verdict};
 use aspects_core::{Action, Address, Redactor};
-use aspects_engine::apply::{ApplyOptions, Event, Report, Writers, check_destroys};
+use aspects_engine::apply::{ApplyOptions, Event, Report, Writers, check_destroys, prune};
 use aspects_engine::journal::Journal;
-use aspects_engine::lock::lock_all;
-use aspects_engine::plan::{Planned, Readers, plan, queries};
+use aspects_engine::lock::{Locks, lock_all};
+use aspects_engine::plan::{Goal, Planned, Readers, plan, queries};
 use aspects_engine::{Connector, EngineError};
 use serde_json::json;
 
-use crate::cli::{ApplyArgs, Cli, Command, DriftArgs, GraphArgs, GraphFormat, PlanArgs, Targets};
+use crate::cli::{ApplyArgs, Cli, Command, DestroyArgs, DriftArgs, GraphArgs, GraphFormat, PlanArgs, RunArgs, Targets};
 use crate::error::CliError;
 use crate::systems;
 
@@ -33,18 +33,21 @@ pub async fn run(cli: &Cli, colour: bool) -> Result<u8, CliError> {
         Command::Plan(a) => ctx.plan(a).await,
         Command::Apply(a) => ctx.apply(a).await,
         Command::Drift(a) => ctx.drift(a).await,
+        Command::Destroy(a) => ctx.destroy(a).await,
         Command::Graph(a) => ctx.graph(a),
     }
 }
 
-/// An apply's state once every target's lock is held.
+/// An apply's or destroy's state once every target's lock is held.
 struct Locked<'a> {
     loaded: &'a mut Loaded,
     saved: Option<(&'a PathBuf, PlanDocument)>,
     targets: Vec<Address>,
     writers: Writers,
+    locks: &'a Locks,
     holder: String,
     redactor: Redactor,
+    goal: Goal,
 }
 
 struct Ctx<'a> {
@@ -122,7 +125,7 @@ impl Ctx<'_> {
         let targets = parse_targets(targets)?;
         let redactor = redactor(&loaded);
         let readers = self.connect_read(&loaded, &redactor).await?;
-        let planned = self.compute(&loaded, &readers, &targets, &redactor).await?;
+        let planned = self.compute(&loaded, &readers, &targets, &redactor, Goal::Converge).await?;
         Ok((loaded, planned))
     }
 
@@ -163,30 +166,63 @@ impl Ctx<'_> {
         };
         let targets = match &saved {
             Some((_, doc)) => doc.targets.iter().flatten().map(|t| parse_address(t)).collect::<Result<_, _>>()?,
-            None => parse_targets(&args.targets)?,
+            None => parse_targets(&args.run.targets)?,
         };
-        let redactor = redactor(&loaded);
-        let writers = self.connect_write(&loaded, &redactor).await?;
+        self.locked(&args.run, &mut loaded, saved, targets, Goal::Converge).await
+    }
+
+    /// `destroy`: the same run as `apply`, planned towards owning nothing. Generated secrets are
+    /// not needed to remove objects, so none is generated or saved.
+    async fn destroy(&self, args: &DestroyArgs) -> Result<u8, CliError> {
+        let mut loaded = self.load(Generate::InMemory)?;
+        let targets = parse_targets(&args.run.targets)?;
+        let goal = Goal::Destroy { destroy_adopted: args.destroy_adopted };
+        self.locked(&args.run, &mut loaded, None, targets, goal).await
+    }
+
+    /// Connects, takes every target's lock, runs, and lets go of the locks whatever happened.
+    async fn locked(
+        &self,
+        args: &RunArgs,
+        loaded: &mut Loaded,
+        saved: Option<(&PathBuf, PlanDocument)>,
+        targets: Vec<Address>,
+        goal: Goal,
+    ) -> Result<u8, CliError> {
+        let redactor = redactor(loaded);
+        let writers = self.connect_write(loaded, &redactor).await?;
         let holder = holder();
-        let locks = lock_all(&writers, &holder, args.lock_timeout).await.map_err(|e| scrubbed(e, &redactor))?;
-        let run = Locked { loaded: &mut loaded, saved, targets, writers, holder, redactor };
+        let waiting = |msg: String| eprintln!("{}", redactor.scrub(&msg));
+        let locks =
+            lock_all(&writers, &holder, args.lock_timeout, &waiting).await.map_err(|e| scrubbed(e, &redactor))?;
+        let run = Locked { loaded, saved, targets, writers, locks: &locks, holder, redactor, goal };
         let result = self.apply_locked(args, run).await;
         locks.release().await;
         result
     }
 
-    async fn apply_locked(&self, args: &ApplyArgs, run: Locked<'_>) -> Result<u8, CliError> {
-        let Locked { loaded, saved, targets, writers, holder, redactor } = run;
+    async fn apply_locked(&self, args: &RunArgs, run: Locked<'_>) -> Result<u8, CliError> {
+        let Locked { loaded, saved, targets, writers, locks, holder, redactor, goal } = run;
         let (targets, writers, holder, redactor) = (&targets, &writers, holder.as_str(), &redactor);
         let readers: Readers =
             writers.iter().map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>)).collect();
-        let planned = self.compute(loaded, &readers, targets, redactor).await?;
+        let planned = self.compute(loaded, &readers, targets, redactor, goal).await?;
         if let Some((path, doc)) = &saved {
             let now = document(&planned, loaded);
             check_not_stale(path, doc, &now)?;
         }
-        print!("{}", render_plan(&planned.plan, self.painter));
+        if goal != Goal::Converge && !planned.plan.has_changes() {
+            println!("Nothing to destroy: deployment `{}` owns nothing on its targets.", planned.plan.deployment);
+        } else {
+            print!("{}", render_plan(&planned.plan, self.painter));
+        }
+        let prune = || async {
+            let pruned = prune(&planned, writers, Some(locks)).await.map_err(|e| scrubbed(e, redactor))?;
+            tracing::info!("removed {pruned} ownership record(s) that proved nothing (object gone or never created)");
+            Ok::<_, CliError>(())
+        };
         if !planned.plan.has_changes() {
+            prune().await?;
             return Ok(0);
         }
         // Before asking: a plan that cannot be applied must not be confirmed first.
@@ -194,6 +230,7 @@ impl Ctx<'_> {
         if saved.is_none() && !args.auto_approve {
             confirm(&verdict(&planned.plan))?;
         }
+        prune().await?;
         let journal_path = args.journal.clone().unwrap_or_else(|| journal_path(&self.cli.files[0]));
         let run_id = run_id();
         let journal = Journal::open(&journal_path, run_id).map_err(|e| {
@@ -207,6 +244,7 @@ impl Ctx<'_> {
             "holder": holder,
             "plan_files": self.cli.files,
             "saved_plan": saved.as_ref().map(|(p, _)| p.display().to_string()),
+            "command": if goal == Goal::Converge { "apply" } else { "destroy" },
             "summary": summary,
         }));
         let opts = ApplyOptions {
@@ -214,6 +252,7 @@ impl Ctx<'_> {
             allow_destroy: args.allow_destroy,
             redactor,
             journal: Some(&journal),
+            locks: Some(locks),
         };
         let started = Instant::now();
         let mut progress = |e: &Event| eprintln!("{}", describe(e));
@@ -233,11 +272,12 @@ impl Ctx<'_> {
         readers: &Readers,
         targets: &[Address],
         redactor: &Redactor,
+        goal: Goal,
     ) -> Result<Planned, CliError> {
         let started = Instant::now();
         let before = queries(readers);
         let targets = (!targets.is_empty()).then_some(targets);
-        let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets)
+        let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets, goal)
             .await
             .map_err(|e| scrubbed(e, redactor))?;
         tracing::info!("read live state with {} queries in {:?}", queries(readers) - before, started.elapsed());
@@ -277,11 +317,20 @@ fn connect_error(
     error: aspects_engine::ProviderError,
     redactor: &Redactor,
 ) -> CliError {
-    let target = cfg.attrs.get("url").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let target = without_credentials(cfg.attrs.get("url").and_then(|v| v.as_str()).unwrap_or_default());
     scrub_cli(
         EngineError::Provider { provider: format!("[providers.{id}] at {}", cfg.origin), target, error }.into(),
         redactor,
     )
+}
+
+/// `scheme://host:port/path` of a provider URL: no user information and no query, where a
+/// password could hide in any spelling (providers refuse those URLs; this is the second line).
+fn without_credentials(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    if scheme.is_empty() { host.to_owned() } else { format!("{scheme}://{host}") }
 }
 
 fn scrubbed(e: EngineError, redactor: &Redactor) -> CliError {
@@ -436,16 +485,18 @@ fn journal_path(plan: &Path) -> PathBuf {
     plan.with_file_name(format!("{stem}.journal.jsonl"))
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "unknown-host".into())
-}
-
-/// Who holds the lock, as other runs will be told.
+/// Who holds the lock, as other runs will be told: the account this process runs as (looked
+/// up by uid, so an unset $USER under cron or systemd still names it), host and pid.
 fn holder() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    format!("{user}@{} pid {} (aspects apply)", hostname(), std::process::id())
+    let uid = nix::unistd::Uid::current();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok())
+        .unwrap_or_else(|| format!("uid {uid}"));
+    let host = nix::unistd::gethostname().map_or_else(|_| "unknown-host".into(), |h| h.to_string_lossy().into_owned());
+    format!("{user}@{host} pid {} (aspects)", std::process::id())
 }
 
 fn run_id() -> String {
@@ -460,6 +511,7 @@ fn describe(e: &Event) -> String {
         Action::Replace => "Replacing...",
         Action::Delete => "Destroying...",
         Action::Adopt => "Adopting...",
+        Action::Release => "Releasing...",
         Action::NoOp => "Checking...",
     };
     let done = |a: Action| match a {
@@ -468,6 +520,7 @@ fn describe(e: &Event) -> String {
         Action::Replace => "Replacement complete",
         Action::Delete => "Destruction complete",
         Action::Adopt => "Adoption complete",
+        Action::Release => "Release complete",
         Action::NoOp => "Checked",
     };
     match e {

@@ -19,6 +19,8 @@ pub enum Action {
     Update,
     Replace,
     Delete,
+    /// The deployment stops owning an object it adopted: its record goes, the object stays.
+    Release,
 }
 
 impl Action {
@@ -30,6 +32,7 @@ impl Action {
             Action::Update => "~",
             Action::Replace => "-/+",
             Action::Delete => "-",
+            Action::Release => ">",
         }
     }
 
@@ -41,6 +44,7 @@ impl Action {
             Action::Update => "will be updated in place",
             Action::Replace => "must be replaced",
             Action::Delete => "will be destroyed",
+            Action::Release => "will be released (this deployment stops owning it; the object is kept)",
         }
     }
 }
@@ -176,12 +180,17 @@ fn replace_reason(attrs: &[AttrChange]) -> String {
     }
 }
 
-/// An owned object that the plan no longer names.
+/// An owned object that the plan no longer names: destroyed.
 pub fn delete(schema: &KindSchema, orphan: &Orphan) -> Change {
+    removal(schema, orphan, Action::Delete)
+}
+
+/// An owned object to remove or, for [`Action::Release`], to stop owning.
+pub fn removal(schema: &KindSchema, orphan: &Orphan, action: Action) -> Change {
     Change {
         address: orphan.address.clone(),
         provider: orphan.provider.clone(),
-        action: Action::Delete,
+        action,
         attrs: ordered(schema, &orphan.attrs)
             .map(|(name, v)| AttrChange {
                 name: name.clone(),
@@ -217,6 +226,12 @@ pub struct Summary {
     pub change: usize,
     pub destroy: usize,
     pub adopt: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub release: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Every change the engine found, sorted by address. No-ops are kept: the saved-plan check and
@@ -243,6 +258,7 @@ impl Plan {
                     s.destroy += 1;
                 }
                 Action::Delete => s.destroy += 1,
+                Action::Release => s.release += 1,
             }
             if c.adopt && c.action != Action::Adopt {
                 s.adopt += 1;
@@ -350,6 +366,7 @@ mod tests {
             attrs: [("name".to_owned(), Value::from("old")), ("comment".to_owned(), Value::from("x"))].into(),
             provider: "t".into(),
             reason: String::new(),
+            adopted: false,
         };
         let c = diff(&schema(), &desired("x"), None, Some(&prev));
         assert_eq!(c.action, Action::Replace);

@@ -96,11 +96,21 @@ impl Graph {
 
     /// The addresses asked for and everything they depend on, transitively.
     pub fn closure(&self, targets: &[Address]) -> BTreeSet<Address> {
+        self.walk(targets, petgraph::Direction::Incoming)
+    }
+
+    /// The addresses asked for and everything that depends on them, transitively: what must go
+    /// when they go.
+    pub fn dependents(&self, targets: &[Address]) -> BTreeSet<Address> {
+        self.walk(targets, petgraph::Direction::Outgoing)
+    }
+
+    fn walk(&self, targets: &[Address], direction: petgraph::Direction) -> BTreeSet<Address> {
         let mut out = BTreeSet::new();
         let mut stack: Vec<NodeIndex> = targets.iter().filter_map(|t| self.index.get(t).copied()).collect();
         while let Some(n) = stack.pop() {
             if out.insert(self.g[n].clone()) {
-                stack.extend(self.g.neighbors_directed(n, petgraph::Direction::Incoming));
+                stack.extend(self.g.neighbors_directed(n, direction));
             }
         }
         out
@@ -159,6 +169,8 @@ mod tests {
         assert_eq!(g.order(), vec![a("k.db"), a("k.user"), a("k.grant")]);
         assert_eq!(g.closure(&[a("k.grant")]).len(), 3);
         assert_eq!(g.closure(&[a("k.user")]), BTreeSet::from([a("k.user")]));
+        assert_eq!(g.dependents(&[a("k.grant")]), BTreeSet::from([a("k.grant")]));
+        assert!(g.dependents(&[a("k.user")]).contains(&a("k.grant")));
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl Label {
             Action::Update => Label::Update,
             Action::Delete => Label::Delete,
             Action::Replace => Label::Replace,
-            Action::Adopt | Action::NoOp => Label::Adopt,
+            Action::Adopt | Action::Release | Action::NoOp => Label::Adopt,
         }
     }
 }
@@ -68,6 +68,9 @@ pub fn verdict(plan: &Plan) -> String {
     let mut out = format!("Plan: {} to add, {} to change, {} to destroy", s.add, s.change, s.destroy);
     if s.adopt > 0 {
         let _ = write!(out, ", {} to adopt", s.adopt);
+    }
+    if s.release > 0 {
+        let _ = write!(out, ", {} to release", s.release);
     }
     out.push('.');
     out
@@ -100,6 +103,7 @@ pub fn render_plan(plan: &Plan, p: Painter) -> String {
                 Action::Delete => "destroy",
                 Action::Replace => "replace",
                 Action::Adopt => "adopt",
+                Action::Release => "release (stop owning, keep the object)",
                 Action::NoOp => "",
             };
             format!("{} {word}", p.paint(Label::for_action(*a), a.symbol()))

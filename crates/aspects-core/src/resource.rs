@@ -113,6 +113,9 @@ pub struct Orphan {
     pub provider: ProviderId,
     /// Why it is going: "not in the plan", "privileges beyond the plan".
     pub reason: String,
+    /// The deployment adopted it rather than created it: `destroy` releases it unless told
+    /// otherwise.
+    pub adopted: bool,
 }
 
 /// One `[providers.X]` block, references resolved.

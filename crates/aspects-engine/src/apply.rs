@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 
 use crate::EngineError;
 use crate::journal::Journal;
+use crate::lock::Locks;
 use crate::plan::Planned;
 use crate::provider::ProviderWrite;
 
@@ -25,6 +26,8 @@ pub struct ApplyOptions<'a> {
     /// Scrubs every known secret from error text before it is shown or journalled.
     pub redactor: &'a Redactor,
     pub journal: Option<&'a Journal>,
+    /// Checked before every change: once a target's lock is lost, nothing more is written.
+    pub locks: Option<&'a Locks>,
 }
 
 /// What happened to one resource; also the journal's vocabulary.
@@ -89,7 +92,9 @@ pub async fn apply(
 ) -> Result<Report, EngineError> {
     check_destroys(&planned.plan, opts.allow_destroy)?;
     let ops: Vec<&Change> = planned.plan.changes.iter().filter(|c| c.action != Action::NoOp).collect();
-    let (deletes, others): (Vec<&Change>, Vec<&Change>) = ops.into_iter().partition(|c| c.action == Action::Delete);
+    // Releases touch only ownership records; they go with the deletes, after everything else.
+    let (deletes, others): (Vec<&Change>, Vec<&Change>) =
+        ops.into_iter().partition(|c| matches!(c.action, Action::Delete | Action::Release));
 
     let addrs: BTreeSet<&Address> = others.iter().map(|c| &c.address).collect();
     let mut queue: Vec<Op> = others
@@ -113,10 +118,31 @@ pub async fn apply(
         .collect();
     delete_ops.sort_by_key(|op| std::cmp::Reverse(rank(&op.change)));
 
-    let mut run = Run { planned, registry, writers, opts, on_event, report: Report::default() };
+    let mut run = Run { planned, registry, writers, opts, on_event, report: Report::default(), lost: None };
     run.schedule(queue).await?;
     run.schedule(delete_ops).await?;
-    Ok(run.report)
+    match run.lost {
+        Some(e) => Err(e),
+        None => Ok(run.report),
+    }
+}
+
+/// Before applying: every provider drops the ownership records that prove nothing (see
+/// [`ProviderWrite::prune`]). Not a planned change: no object is touched.
+pub async fn prune(planned: &Planned, writers: &Writers, locks: Option<&Locks>) -> Result<usize, EngineError> {
+    let mut pruned = 0;
+    for (id, w) in writers {
+        if let Some(locks) = locks {
+            locks.check(id).await?;
+        }
+        let desired: Vec<_> = planned.resources.values().filter(|r| &r.provider == id).cloned().collect();
+        pruned += w.prune(&desired).await.map_err(|error| EngineError::Provider {
+            provider: id.clone(),
+            target: w.target(),
+            error,
+        })?;
+    }
+    Ok(pruned)
 }
 
 struct Op {
@@ -131,6 +157,8 @@ struct Run<'a> {
     opts: &'a ApplyOptions<'a>,
     on_event: &'a mut (dyn FnMut(&Event) + Send),
     report: Report,
+    /// Set when a lock check failed: nothing more starts.
+    lost: Option<EngineError>,
 }
 
 enum Outcome {
@@ -173,6 +201,15 @@ impl Run<'_> {
                     because: format!("{} did not succeed", failed.join(", ")),
                 });
             }
+            if let Some(lost) = &self.lost {
+                let because = format!("nothing more is changed: {lost}");
+                for op in pending.drain(..) {
+                    self.report.skipped.push(op.change.address.to_string());
+                    outcome.insert(op.change.address.clone(), Outcome::Failed);
+                    let (address, action) = (op.change.address.to_string(), op.change.action);
+                    self.emit(Event::Skipped { address, action, because: because.clone() });
+                }
+            }
             let mut i = 0;
             while i < pending.len() && running.len() < self.opts.parallelism.max(1) {
                 let op = &pending[i];
@@ -184,6 +221,20 @@ impl Run<'_> {
                     i += 1;
                     continue;
                 }
+                // Right before the write: a lock whose connection dropped may be someone else's now.
+                if let Some(locks) = self.opts.locks
+                    && let Err(e) = locks.check(&provider).await
+                {
+                    self.lost = Some(match e {
+                        EngineError::LockLost { provider, target, error } => EngineError::LockLost {
+                            provider,
+                            target,
+                            error: crate::ProviderError { message: self.opts.redactor.scrub(&error.message), ..error },
+                        },
+                        other => other,
+                    });
+                    break;
+                }
                 let writer = writer.clone();
                 let op = pending.remove(i);
                 *per_provider.entry(provider).or_default() += 1;
@@ -193,13 +244,16 @@ impl Run<'_> {
                     .planned
                     .resources
                     .get(&op.change.address)
-                    .filter(|_| op.change.action != Action::Delete)
+                    .filter(|_| !matches!(op.change.action, Action::Delete | Action::Release))
                     .cloned();
                 running.spawn(async move {
                     let started = Instant::now();
                     let r = writer.apply(&kind, &op.change, desired.as_ref()).await;
                     (op.change, r, started.elapsed().as_millis() as u64)
                 });
+            }
+            if self.lost.is_some() && !pending.is_empty() {
+                continue;
             }
             let Some(joined) = running.join_next().await else {
                 debug_assert!(pending.is_empty(), "ops left that can never become ready");

@@ -23,6 +23,8 @@ pub enum EngineError {
     OwnedElsewhere(Vec<String>),
     #[error("the target would refuse {}:\n{}", plural(.0.len()), .0.join("\n"))]
     Invalid(Vec<String>),
+    #[error("{provider} ({target}): the deployment lock was lost: {error}")]
+    LockLost { provider: String, target: String, error: ProviderError },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -56,6 +58,11 @@ impl EngineError {
                     .into(),
             ),
             EngineError::Invalid(_) => Some("fix the plan files at the places shown; no target was changed".into()),
+            EngineError::LockLost { .. } => Some(
+                "no further change was made once the lock was gone; check that no other apply is running, then run \
+                 apply again (it resumes from live state)"
+                    .into(),
+            ),
             EngineError::Internal(_) => Some("this is a bug in aspects; please report it with the journal".into()),
         }
     }
@@ -64,7 +71,10 @@ impl EngineError {
     pub fn addresses(&self) -> &[String] {
         match self {
             EngineError::UnknownTarget(l) | EngineError::DestroyProtected(l) | EngineError::OwnedElsewhere(l) => l,
-            EngineError::Provider { .. } | EngineError::Invalid(_) | EngineError::Internal(_) => &[],
+            EngineError::Provider { .. }
+            | EngineError::Invalid(_)
+            | EngineError::LockLost { .. }
+            | EngineError::Internal(_) => &[],
         }
     }
 

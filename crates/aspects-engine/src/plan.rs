@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aspects_core::diff::{self, Plan};
 use aspects_core::graph::Graph;
-use aspects_core::{Address, Desired, Live, Orphan, ProviderId, Registry, Resource};
+use aspects_core::{Action, Address, Desired, Live, Orphan, ProviderId, Registry, Resource};
 use tokio::task::JoinSet;
 
 use crate::EngineError;
@@ -20,13 +20,27 @@ pub struct Planned {
     pub resources: BTreeMap<Address, Resource>,
 }
 
+/// What a plan aims at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Goal {
+    /// Live state as the plan files describe it.
+    Converge,
+    /// Nothing owned any more (`aspects destroy`): what the deployment created is destroyed, what
+    /// it adopted is released, or destroyed too with `destroy_adopted`.
+    Destroy { destroy_adopted: bool },
+}
+
 pub async fn plan(
     desired: &Desired,
     graph: &Graph,
     registry: &Registry,
     readers: &Readers,
     targets: Option<&[Address]>,
+    goal: Goal,
 ) -> Result<Planned, EngineError> {
+    if let Goal::Destroy { destroy_adopted } = goal {
+        return destroy_plan(desired, graph, registry, readers, targets, destroy_adopted).await;
+    }
     let mut resources = desired.resources.clone();
     for r in resources.values_mut() {
         let kind = registry.kind(&r.address.kind).expect("the loader checked every kind");
@@ -135,14 +149,7 @@ pub async fn plan(
         None => None,
         Some(t) => {
             let keep = graph.closure(t);
-            let unknown: Vec<String> = t
-                .iter()
-                .filter(|a| !graph.contains(a) && !orphans.iter().any(|o| &o.address == *a))
-                .map(ToString::to_string)
-                .collect();
-            if !unknown.is_empty() {
-                return Err(EngineError::UnknownTarget(unknown));
-            }
+            known_targets(t, graph, &orphans)?;
             changes.retain(|c| keep.contains(&c.address) || t.contains(&c.address));
             Some(t.to_vec())
         }
@@ -162,6 +169,66 @@ fn located(r: &Resource, invalid: &Invalid) -> String {
         line += &format!("\n    hint: {hint}");
     }
     line
+}
+
+/// Every provider's owned objects, as removals in the order apply runs deletes. `--target`
+/// keeps the addresses named and everything that depends on them (they cannot outlive them).
+async fn destroy_plan(
+    desired: &Desired,
+    graph: &Graph,
+    registry: &Registry,
+    readers: &Readers,
+    targets: Option<&[Address]>,
+    destroy_adopted: bool,
+) -> Result<Planned, EngineError> {
+    let mut scans = JoinSet::new();
+    for (id, reader) in readers {
+        let (reader, id) = (reader.clone(), id.clone());
+        scans.spawn(async move { (id, reader.orphans(&[]).await) });
+    }
+    let mut orphans = Vec::new();
+    while let Some(joined) = scans.join_next().await {
+        let (id, result) = joined.map_err(|e| EngineError::Internal(e.to_string()))?;
+        orphans.extend(result.map_err(|error| EngineError::Provider {
+            target: readers[&id].target(),
+            provider: id,
+            error,
+        })?);
+    }
+    if let Some(t) = targets {
+        known_targets(t, graph, &orphans)?;
+        let keep = graph.dependents(t);
+        orphans.retain(|o| keep.contains(&o.address) || t.contains(&o.address));
+    }
+    let mut changes = Vec::new();
+    for mut o in orphans {
+        let schema = registry
+            .kind(&o.address.kind)
+            .ok_or_else(|| EngineError::Internal(format!("provider returned unknown kind {}", o.address.kind)))?;
+        let action = if o.adopted && !destroy_adopted {
+            o.reason = "adopted by this deployment: the object is kept (--destroy-adopted removes it)".into();
+            Action::Release
+        } else {
+            o.reason =
+                if o.adopted { "adopted by this deployment; --destroy-adopted" } else { "created by this deployment" }
+                    .into();
+            Action::Delete
+        };
+        changes.push(diff::removal(schema, &o, action));
+    }
+    changes.sort_by(|a, b| a.address.cmp(&b.address));
+    let plan = Plan { deployment: desired.deployment.clone(), changes, targets: targets.map(<[Address]>::to_vec) };
+    Ok(Planned { plan, resources: BTreeMap::new() })
+}
+
+/// Every `--target` names a resource of the plan files or an owned object.
+fn known_targets(targets: &[Address], graph: &Graph, orphans: &[Orphan]) -> Result<(), EngineError> {
+    let unknown: Vec<String> = targets
+        .iter()
+        .filter(|a| !graph.contains(a) && !orphans.iter().any(|o| &o.address == *a))
+        .map(ToString::to_string)
+        .collect();
+    if unknown.is_empty() { Ok(()) } else { Err(EngineError::UnknownTarget(unknown)) }
 }
 
 enum Read {

@@ -93,19 +93,36 @@ pub trait ProviderRead: Send + Sync {
 #[async_trait]
 pub trait ProviderWrite: ProviderRead {
     /// Carries out one planned change. `desired` is the resource for create/update/adopt/replace
-    /// and `None` for delete. Must be safe to repeat after a crash at any point: record
-    /// ownership before creating, treat "already gone" as done when deleting.
+    /// and `None` for delete and release. Must be safe to repeat after a crash at any point:
+    /// claim ownership before creating (and confirm it after), treat "already gone" as done when
+    /// deleting. A release drops the ownership record and leaves the object alone.
     async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError>;
 
-    /// Takes this deployment's advisory lock in the target, waiting up to `wait`. On timeout the
+    /// Drops this deployment's ownership records that prove nothing: the object is gone, or a
+    /// create was claimed but never confirmed and `desired` no longer names it. Never touches an
+    /// object, so it is not a planned change. Returns how many records went.
+    async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError>;
+
+    /// Takes this deployment's advisory lock in the target, waiting up to `wait`; `waiting` is
+    /// told once, with the holder, when the lock is busy and the wait begins. On timeout the
     /// error is `locked` and names the holder and how long it has held the lock.
-    async fn lock(&self, holder: &str, wait: Duration) -> Result<Box<dyn LockGuard>, ProviderError>;
+    async fn lock(
+        &self,
+        holder: &str,
+        wait: Duration,
+        waiting: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Box<dyn LockGuard>, ProviderError>;
 }
 
 /// Held while an apply runs. Dropping the process releases it too (the target sees the
 /// connection close), so a killed apply never leaves a stuck lock.
 #[async_trait]
 pub trait LockGuard: Send + Sync {
+    /// Whether the lock is still held: the engine asks before every change and stops the apply
+    /// when it is not (the target may have dropped the lock's connection, and another run may
+    /// hold the lock now).
+    async fn check(&self) -> Result<(), ProviderError>;
+
     async fn release(self: Box<Self>);
 }
 

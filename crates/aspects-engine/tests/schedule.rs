@@ -13,8 +13,10 @@ use aspects_core::{
     Action, Address, AttrSchema, AttrType, Change, Desired, KindSchema, Live, Orphan, Redactor, Registry, Resource,
     Secret, SystemSchema, Value,
 };
+use aspects_engine::EngineError;
 use aspects_engine::apply::{ApplyOptions, Event, Writers, apply};
-use aspects_engine::plan::{Readers, plan};
+use aspects_engine::lock::lock_all;
+use aspects_engine::plan::{Goal, Readers, plan};
 use aspects_engine::provider::{LockGuard, ProviderError, ProviderRead, ProviderWrite};
 use async_trait::async_trait;
 
@@ -25,6 +27,22 @@ struct Recorder {
     peak: AtomicUsize,
     fail: BTreeSet<String>,
     limit: usize,
+    /// Lock checks that succeed before the lock counts as lost (None: never lost).
+    lock_lives: Option<usize>,
+}
+
+/// A lock that is lost after a number of checks, as a lock whose connection the server killed.
+struct Gate(Arc<AtomicUsize>);
+
+#[async_trait]
+impl LockGuard for Gate {
+    async fn check(&self) -> Result<(), ProviderError> {
+        match self.0.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ProviderError::new("the connection holding the lock is gone (s3cr3t)")),
+        }
+    }
+    async fn release(self: Box<Self>) {}
 }
 
 #[async_trait]
@@ -61,8 +79,16 @@ impl ProviderWrite for Recorder {
         }
         Ok(())
     }
-    async fn lock(&self, _: &str, _: Duration) -> Result<Box<dyn LockGuard>, ProviderError> {
-        unimplemented!("not used by these tests")
+    async fn prune(&self, _: &[Resource]) -> Result<usize, ProviderError> {
+        Ok(0)
+    }
+    async fn lock(
+        &self,
+        _: &str,
+        _: Duration,
+        _: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Box<dyn LockGuard>, ProviderError> {
+        Ok(Box::new(Gate(Arc::new(AtomicUsize::new(self.lock_lives.unwrap_or(usize::MAX))))))
     }
 }
 
@@ -83,6 +109,17 @@ fn registry() -> Registry {
 
 /// `spec`: (name, dependencies) of m_thing resources.
 async fn run(spec: &[(&str, &[&str])], fail: &[&str], limit: usize, parallelism: usize) -> (Arc<Recorder>, Vec<Event>) {
+    let rec = Recorder { fail: fail.iter().map(|s| s.to_string()).collect(), limit, ..Default::default() };
+    let (rec, events, result) = run_with(spec, rec, parallelism).await;
+    result.unwrap();
+    (rec, events)
+}
+
+async fn run_with(
+    spec: &[(&str, &[&str])],
+    rec: Recorder,
+    parallelism: usize,
+) -> (Arc<Recorder>, Vec<Event>, Result<aspects_engine::apply::Report, EngineError>) {
     let addr = |n: &str| Address::new("m_thing", n);
     let resources: BTreeMap<Address, Resource> = spec
         .iter()
@@ -100,18 +137,40 @@ async fn run(spec: &[(&str, &[&str])], fail: &[&str], limit: usize, parallelism:
         .collect();
     let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).unwrap();
     let desired = Desired { deployment: "t".into(), providers: BTreeMap::new(), resources };
-    let rec = Arc::new(Recorder { fail: fail.iter().map(|s| s.to_string()).collect(), limit, ..Default::default() });
+    let rec = Arc::new(rec);
     let readers: Readers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderRead>)].into();
     let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
     let reg = registry();
-    let planned = plan(&desired, &graph, &reg, &readers, None).await.unwrap();
+    let planned = plan(&desired, &graph, &reg, &readers, None, Goal::Converge).await.unwrap();
     assert!(planned.plan.changes.iter().all(|c| c.action == Action::Create));
+    let locks = lock_all(&writers, "test", Duration::ZERO, &|_| {}).await.unwrap();
     let mut events = Vec::new();
     let redactor = Redactor::new([Secret::new("s3cr3t")]);
-    let opts = ApplyOptions { parallelism, allow_destroy: false, redactor: &redactor, journal: None };
+    let opts =
+        ApplyOptions { parallelism, allow_destroy: false, redactor: &redactor, journal: None, locks: Some(&locks) };
     let mut sink = |e: &Event| events.push(e.clone());
-    apply(&planned, &graph, &reg, &writers, &opts, &mut sink).await.unwrap();
-    (rec, events)
+    let result = apply(&planned, &graph, &reg, &writers, &opts, &mut sink).await;
+    (rec, events, result)
+}
+
+#[tokio::test]
+async fn a_lost_lock_stops_the_apply_before_its_next_write() {
+    let many: Vec<(String, Vec<&str>)> = (0..8).map(|i| (format!("r{i}"), vec![])).collect();
+    let spec: Vec<(&str, &[&str])> = many.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    for lives in [0, 1, 3] {
+        let rec = Recorder { limit: 1, lock_lives: Some(lives), ..Default::default() };
+        let (rec, events, result) = run_with(&spec, rec, 1).await;
+        assert_eq!(rec.log.lock().unwrap().len(), lives, "exactly the writes before the loss happened");
+        let err = result.expect_err("the apply reports the lost lock");
+        assert!(matches!(err, EngineError::LockLost { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "m (memory): the deployment lock was lost: the connection holding the lock is gone ((sensitive))"
+        );
+        let skipped = events.iter().filter(|e| matches!(e, Event::Skipped { .. })).count();
+        assert_eq!(skipped, 8 - lives, "everything else is skipped, none started");
+        assert!(!events.iter().any(|e| matches!(e, Event::Failed { .. })));
+    }
 }
 
 #[tokio::test]

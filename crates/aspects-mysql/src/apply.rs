@@ -8,6 +8,7 @@ use aspects_core::{Action, Change, KindSchema, Resource, Value};
 use aspects_engine::provider::ProviderError;
 
 use crate::connect::Handle;
+use crate::ownership::State;
 use crate::password;
 use crate::privileges::{self, GRANT_OPTION, LevelSets};
 use crate::schema::{self, DATABASE, GRANT, USER, str_attr, str_list};
@@ -18,6 +19,10 @@ type Identity = BTreeMap<String, Value>;
 /// REVOKE errors that mean there is nothing left to revoke: no such grant (database or table
 /// level), no such user, or the table itself is gone.
 const NOTHING_TO_REVOKE: &[u16] = &[1141, 1147, 1133, 1146];
+/// `CREATE DATABASE` of a database that exists.
+const DATABASE_EXISTS: u16 = 1007;
+/// `CREATE USER` of an account that exists ("Operation CREATE USER failed").
+const USER_EXISTS: u16 = 1396;
 
 impl Handle {
     pub(crate) async fn apply(
@@ -27,6 +32,8 @@ impl Handle {
         desired: Option<&Resource>,
     ) -> Result<(), ProviderError> {
         tracing::debug!(address = %change.address, action = ?change.action, "apply");
+        refuse_empty_identity(kind.kind, desired.map(|r| &r.attrs))?;
+        refuse_empty_identity(kind.kind, change.old_identity.as_ref())?;
         let desired = || {
             desired.ok_or_else(|| {
                 ProviderError::new(format!(
@@ -38,11 +45,7 @@ impl Handle {
         match change.action {
             Action::NoOp => Ok(()),
             Action::Adopt => self.adopt(kind.kind, desired()?).await,
-            Action::Create => {
-                let r = desired()?;
-                self.adopt(kind.kind, r).await?;
-                self.create(kind.kind, r).await
-            }
+            Action::Create => self.create(kind.kind, desired()?).await,
             Action::Update => {
                 let r = desired()?;
                 if change.adopt {
@@ -56,29 +59,49 @@ impl Handle {
                 match &change.old_identity {
                     // Identity moved: bring up the new object, then take the old one down.
                     Some(old) if schema::identity(kind.kind, old) != new => {
-                        self.adopt(kind.kind, r).await?;
                         self.create(kind.kind, r).await?;
                         self.destroy(kind.kind, &schema::identity(kind.kind, old)).await
                     }
                     _ => {
                         self.remove(kind.kind, &new).await?;
-                        self.adopt(kind.kind, r).await?;
                         self.create(kind.kind, r).await
                     }
                 }
             }
-            Action::Delete => {
+            Action::Delete | Action::Release => {
                 let old = change.old_identity.as_ref().ok_or_else(|| {
-                    ProviderError::new(format!("{}: the engine passed no identity to delete", change.address))
+                    ProviderError::new(format!("{}: the engine passed no identity to remove", change.address))
                 })?;
-                self.destroy(kind.kind, &schema::identity(kind.kind, old)).await
+                let id = schema::identity(kind.kind, old);
+                if change.action == Action::Delete {
+                    self.destroy(kind.kind, &id).await
+                } else {
+                    // Released: this deployment stops owning it; the object stays as it is.
+                    self.forget(kind.kind, &id).await
+                }
             }
         }
     }
 
-    /// Records ownership of the desired object under its address.
+    /// Records ownership of an object that exists.
     async fn adopt(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
-        self.record(kind, &r.address.name, &schema::identity(kind, &r.attrs)).await
+        self.claim(kind, &r.address.name, &schema::identity(kind, &r.attrs), State::Adopted).await
+    }
+
+    /// Claims the object, creates it with a statement that fails if it exists (so a success
+    /// proves this deployment made it), then confirms the record. A failed create drops the
+    /// claim: a record never outlives a create that did not happen.
+    async fn create(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
+        let id = schema::identity(kind, &r.attrs);
+        self.claim(kind, &r.address.name, &id, State::Creating).await?;
+        if let Err(e) = self.make(kind, r).await {
+            if let Err(forget) = self.forget(kind, &id).await {
+                // The claim stays `creating`, which counts as nothing and is pruned by the next apply.
+                tracing::warn!("{forget}");
+            }
+            return Err(e);
+        }
+        self.confirm_created(kind, &id).await
     }
 
     /// Removes the object, then its ownership record.
@@ -87,22 +110,36 @@ impl Handle {
         self.forget(kind, id).await
     }
 
-    async fn create(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
+    async fn make(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
         let a = &r.attrs;
+        let exists = |e: ProviderError, what: String| {
+            e.with_hint(format!(
+                "{what} appeared after the plan was read, so this deployment did not create it and recorded nothing;                  run plan again: it offers to adopt it if it matches"
+            ))
+        };
         match kind {
             DATABASE => {
                 let name = str_attr(a, "name");
-                let mut sql = format!(
-                    "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET {}",
-                    ident(name),
-                    ident(str_attr(a, "charset"))
-                );
+                let mut sql =
+                    format!("CREATE DATABASE {} CHARACTER SET {}", ident(name), ident(str_attr(a, "charset")));
                 if a.contains_key("collation") {
                     sql += &format!(" COLLATE {}", ident(str_attr(a, "collation")));
                 }
-                self.run(&sql, &format!("creating database {}", ident(name)), &[]).await
+                let doing = format!("creating database {}", ident(name));
+                match self.execute(&sql, false).await {
+                    Err(e) if crate::error::number(&e) == Some(DATABASE_EXISTS) => {
+                        Err(exists(self.err(&e, &doing), format!("database {}", ident(name))))
+                    }
+                    r => r.map_err(|e| self.err(&e, &doing)),
+                }
             }
-            USER => self.set_password("CREATE", a).await,
+            USER => {
+                let account = sql::account(str_attr(a, "user"), str_attr(a, "host"));
+                self.set_password("CREATE", a).await.map_err(|(e, number)| match number {
+                    Some(USER_EXISTS) => exists(e, format!("user {account}")),
+                    _ => e,
+                })
+            }
             GRANT => {
                 let on = self.on(a)?;
                 let want = self.levels.expand(on.level(), str_list(a.get("privileges")));
@@ -135,7 +172,7 @@ impl Handle {
                 )
                 .await
             }
-            USER if changed("password").is_some() => self.set_password("ALTER", a).await,
+            USER if changed("password").is_some() => self.set_password("ALTER", a).await.map_err(|(e, _)| e),
             GRANT => {
                 let Some(privileges) = changed("privileges") else {
                     return Ok(());
@@ -154,12 +191,14 @@ impl Handle {
     }
 
     /// `CREATE USER` / `ALTER USER` with the password. MariaDB gets the native hash, so the
-    /// plaintext never crosses the wire.
-    async fn set_password(&self, verb: &str, a: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
+    /// plaintext never crosses the wire. Errors keep the server's error number beside them.
+    async fn set_password(&self, verb: &str, a: &BTreeMap<String, Value>) -> Result<(), (ProviderError, Option<u16>)> {
         let (user, host) = (str_attr(a, "user"), str_attr(a, "host"));
         let account = sql::account(user, host);
         let secret = a.get("password").and_then(Value::as_secret).ok_or_else(|| {
-            ProviderError::new(format!("user {account} has no password; set `password = \"${{secrets.NAME}}\"`"))
+            let e =
+                ProviderError::new(format!("user {account} has no password; set `password = \"${{secrets.NAME}}\"`"));
+            (e, None)
         })?;
         let forms = password::secret_forms(secret.expose());
         let identified = if self.mariadb {
@@ -171,7 +210,9 @@ impl Handle {
         };
         let doing = format!("{} user {account}", if verb == "CREATE" { "creating" } else { "setting the password of" });
         let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();
-        self.run(&format!("{verb} USER {account} {identified}"), &doing, &secrets).await
+        self.execute(&format!("{verb} USER {account} {identified}"), true).await.map_err(|e| {
+            (crate::error::from_sqlx(&e, &self.target, &self.admin, &doing, &secrets), crate::error::number(&e))
+        })
     }
 
     /// GRANT what is missing, then REVOKE what is beyond the plan.
@@ -242,6 +283,21 @@ impl Handle {
             other => Err(ProviderError::new(format!("the mysql provider has no kind `{other}`"))),
         }
     }
+}
+
+/// No statement ever names an empty identity: `''@'%'` is MariaDB's anonymous account, and an
+/// empty database name in a record would make a destroy aim at nothing. The loader refuses
+/// these already; this is the last line, in front of the server.
+fn refuse_empty_identity(kind: &str, attrs: Option<&BTreeMap<String, Value>>) -> Result<(), ProviderError> {
+    let Some(attrs) = attrs else { return Ok(()) };
+    let identity = schema::identity(kind, attrs);
+    let empty: Vec<&str> =
+        identity.iter().filter(|(_, v)| v.as_str().is_none_or(str::is_empty)).map(|(k, _)| k.as_str()).collect();
+    if empty.is_empty() {
+        return Ok(());
+    }
+    Err(ProviderError::new(format!("refusing to send {kind} with an empty {} to the server", empty.join(", ")))
+        .with_hint("identities must be non-empty literal names; check what the plan file's references resolve to"))
 }
 
 /// The privilege list of a GRANT/REVOKE: `ALL PRIVILEGES` when it is the level's full set.

@@ -313,8 +313,16 @@ impl ProviderWrite for Writer {
     async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError> {
         self.0.apply(kind, change, desired).await
     }
-    async fn lock(&self, holder: &str, wait: Duration) -> Result<Box<dyn LockGuard>, ProviderError> {
-        Ok(Box::new(self.0.lock(holder, wait).await?))
+    async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
+        self.0.prune(desired).await
+    }
+    async fn lock(
+        &self,
+        holder: &str,
+        wait: Duration,
+        waiting: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Box<dyn LockGuard>, ProviderError> {
+        Ok(Box::new(self.0.lock(holder, wait, waiting).await?))
     }
 }
 

@@ -6,16 +6,56 @@ use std::collections::BTreeMap;
 use aspects_core::Value;
 use aspects_engine::provider::ProviderError;
 use sha1::{Digest, Sha1};
+use sqlx::mysql::MySqlRow;
 
 use crate::connect::{Handle, text};
 use crate::error;
 use crate::sql::ident;
 
-/// One owned object: the resource name it was created under and its identity attributes.
+/// How a record came to be. Only `Created` and `Adopted` mean "owned": a `Creating` record is a
+/// claim taken before a create, which proves nothing until the create is confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Creating,
+    Created,
+    Adopted,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Creating => "creating",
+            State::Created => "created",
+            State::Adopted => "adopted",
+        }
+    }
+
+    /// Unknown text is read as `Adopted`: the state that never lets `destroy` drop an object.
+    fn parse(s: &str) -> State {
+        match s {
+            "creating" => State::Creating,
+            "created" => State::Created,
+            _ => State::Adopted,
+        }
+    }
+
+    pub fn owns(self) -> bool {
+        self != State::Creating
+    }
+}
+
+/// One record of this deployment: the resource name it was made under and its identity.
 pub struct Record {
     pub kind: String,
     pub name: String,
     pub identity: BTreeMap<String, Value>,
+    pub state: State,
+}
+
+/// Who records an object: a deployment and how far it got.
+pub struct Owner {
+    pub deployment: String,
+    pub state: State,
 }
 
 /// Identity attributes as JSON text with sorted keys: stable, so it can be hashed and compared.
@@ -23,13 +63,19 @@ pub fn identity_json(identity: &BTreeMap<String, Value>) -> String {
     serde_json::Value::Object(identity.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()).to_string()
 }
 
-/// The primary key of a record: identities can be longer than an index allows.
+/// The key of a record: identities can be longer than an index allows.
 pub fn key(kind: &str, identity: &BTreeMap<String, Value>) -> String {
     hex::encode(Sha1::digest(format!("{kind}\n{}", identity_json(identity)).as_bytes()).as_slice())
 }
 
 /// "Unknown database" and "table doesn't exist": a server no apply has written to yet.
 const NO_META: &[u16] = &[1049, 1146];
+/// A concurrent migration got there first: duplicate column, duplicate key name.
+const ALREADY_MIGRATED: &[u16] = &[1060, 1061];
+/// Duplicate entry for a unique key.
+const DUPLICATE: u16 = 1062;
+/// A column the table does not have (yet).
+const UNKNOWN_COLUMN: u16 = 1054;
 
 impl Handle {
     fn owned_table(&self) -> String {
@@ -40,7 +86,8 @@ impl Handle {
         format!("{}.{}", ident(&self.meta), ident("locks"))
     }
 
-    /// Creates the meta database and its tables; only write handles call this.
+    /// Creates the meta database and its tables, or brings tables made by an older version up to
+    /// date; only write handles call this.
     pub(crate) async fn ensure_meta(&self) -> Result<(), ProviderError> {
         let doing = format!("creating the meta database {}", ident(&self.meta));
         self.run(
@@ -49,6 +96,8 @@ impl Handle {
             &[],
         )
         .await?;
+        // The unique key on (kind, ident_key) is what makes one owner per object hold whatever
+        // the timing: a second deployment's claim fails in the server, not in our reasoning.
         self.run(
             &format!(
                 "CREATE TABLE IF NOT EXISTS {} (\
@@ -58,7 +107,9 @@ impl Handle {
                  address VARCHAR(1024) NOT NULL COMMENT 'resource name within its kind', \
                  identity TEXT NOT NULL COMMENT 'identity attributes as JSON', \
                  created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-                 PRIMARY KEY (deployment, kind, ident_key)\
+                 {STATE_COLUMN}, \
+                 PRIMARY KEY (deployment, kind, ident_key), \
+                 UNIQUE KEY one_owner (kind, ident_key)\
                  ) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin COMMENT 'objects owned by aspects deployments'",
                 self.owned_table()
             ),
@@ -71,29 +122,108 @@ impl Handle {
                 "CREATE TABLE IF NOT EXISTS {} (\
                  name VARCHAR(64) NOT NULL PRIMARY KEY, \
                  holder VARCHAR(1024) NOT NULL, \
-                 acquired_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP\
+                 acquired_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+                 {CONNECTION_COLUMN}\
                  ) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin COMMENT 'who holds each aspects deployment lock'",
                 self.locks_table()
             ),
             &doing,
             &[],
         )
-        .await
+        .await?;
+        self.migrate_meta().await
     }
 
-    /// Who owns what for one kind: identity key -> deployments (one query; none when the meta
-    /// tables do not exist). Every deployment's records, so a conflict can be refused.
-    pub(crate) async fn owners(&self, kind: &str) -> Result<BTreeMap<String, Vec<String>>, ProviderError> {
-        let sql = format!("SELECT ident_key, deployment FROM {} WHERE kind = ?", self.owned_table());
-        match self.rows(&sql, &[kind]).await {
-            Ok(rows) => {
-                let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                for r in &rows {
-                    out.entry(text(r, 0)?).or_default().push(text(r, 1)?);
-                }
-                Ok(out)
+    /// Tables created before records had states and one owner per object: add what is missing.
+    /// Rows from then carry no proof of creation, so they become `adopted` (destroy keeps them).
+    async fn migrate_meta(&self) -> Result<(), ProviderError> {
+        let doing = format!("upgrading the meta tables in {}", ident(&self.meta));
+        let present: Vec<String> = self
+            .rows(
+                "SELECT CONCAT(TABLE_NAME, '.', COLUMN_NAME) FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('owned', 'locks') \
+                 UNION ALL SELECT CONCAT(TABLE_NAME, '.', INDEX_NAME) FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'owned'",
+                &[&self.meta, &self.meta],
+            )
+            .await
+            .map_err(|e| self.err(&e, &doing))?
+            .iter()
+            .map(|r| text(r, 0))
+            .collect::<Result<_, _>>()?;
+        let has = |what: &str| present.iter().any(|p| p == what);
+        let mut steps = Vec::new();
+        if !has("owned.state") {
+            steps.push(format!("ALTER TABLE {} ADD COLUMN {STATE_COLUMN}", self.owned_table()));
+        }
+        if !has("locks.connection_id") {
+            steps.push(format!("ALTER TABLE {} ADD COLUMN {CONNECTION_COLUMN}", self.locks_table()));
+        }
+        if !has("owned.one_owner") {
+            self.refuse_shared_records().await?;
+            steps.push(format!("ALTER TABLE {} ADD UNIQUE KEY one_owner (kind, ident_key)", self.owned_table()));
+        }
+        for sql in steps {
+            match self.execute(&sql, false).await {
+                Err(e) if error::number(&e).is_some_and(|n| ALREADY_MIGRATED.contains(&n)) => {}
+                Err(e) if error::number(&e) == Some(DUPLICATE) => return self.refuse_shared_records().await,
+                r => r.map_err(|e| self.err(&e, &doing))?,
             }
-            Err(e) if error::number(&e).is_some_and(|n| NO_META.contains(&n)) => Ok(BTreeMap::new()),
+        }
+        Ok(())
+    }
+
+    /// Objects that several deployments recorded (possible before the unique key existed) have
+    /// no single owner; a person must say which deployment keeps each.
+    async fn refuse_shared_records(&self) -> Result<(), ProviderError> {
+        let sql = format!(
+            "SELECT kind, MIN(identity), GROUP_CONCAT(deployment ORDER BY deployment SEPARATOR ', ') FROM {} \
+             GROUP BY kind, ident_key HAVING COUNT(*) > 1",
+            self.owned_table()
+        );
+        let rows = self.rows(&sql, &[]).await.map_err(|e| self.err(&e, "reading ownership records"))?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let shared = rows
+            .iter()
+            .map(|r| Ok(format!("{} {} (deployments {})", text(r, 0)?, text(r, 1)?, text(r, 2)?)))
+            .collect::<Result<Vec<_>, ProviderError>>()?;
+        Err(ProviderError::new(format!(
+            "{} on {} records objects owned by more than one deployment: {}",
+            self.owned_table(),
+            self.target,
+            shared.join("; ")
+        ))
+        .with_hint(format!(
+            "an object has one owner: for each, delete the rows of the deployments that should not own it \
+             (DELETE FROM {} WHERE deployment = '...' AND kind = '...' AND identity = '...'), then run again",
+            self.owned_table()
+        )))
+    }
+
+    /// Who records what for one kind: identity key -> owners (one query; none when the meta
+    /// tables do not exist). Every deployment's records, so a conflict can be refused.
+    pub(crate) async fn owners(&self, kind: &str) -> Result<BTreeMap<String, Owner>, ProviderError> {
+        let sql = format!("SELECT ident_key, deployment, {{state}} FROM {} WHERE kind = ?", self.owned_table());
+        self.records_query(&sql, kind)
+            .await?
+            .iter()
+            .map(|r| Ok((text(r, 0)?, Owner { deployment: text(r, 1)?, state: State::parse(&text(r, 2)?) })))
+            .collect()
+    }
+
+    /// A query over the records, `{state}` standing for the state column. No meta tables means no
+    /// records; tables no apply has upgraded yet (plan runs read-only) have no states: their rows
+    /// read as `adopted`, as the upgrade will make them.
+    async fn records_query(&self, sql: &str, bind: &str) -> Result<Vec<MySqlRow>, ProviderError> {
+        let mut result = self.rows(&sql.replace("{state}", "state"), &[bind]).await;
+        if matches!(&result, Err(e) if error::number(e) == Some(UNKNOWN_COLUMN)) {
+            result = self.rows(&sql.replace("{state}", "'adopted'"), &[bind]).await;
+        }
+        match result {
+            Ok(rows) => Ok(rows),
+            Err(e) if error::number(&e).is_some_and(|n| NO_META.contains(&n)) => Ok(Vec::new()),
             Err(e) => Err(self.err(&e, "reading ownership records")),
         }
     }
@@ -101,19 +231,14 @@ impl Handle {
     /// Every record of this deployment (one query).
     pub(crate) async fn owned_records(&self) -> Result<Vec<Record>, ProviderError> {
         let sql = format!(
-            "SELECT kind, address, identity FROM {} WHERE deployment = ? ORDER BY kind, address",
+            "SELECT kind, address, identity, {{state}} FROM {} WHERE deployment = ? ORDER BY kind, address",
             self.owned_table()
         );
-        let rows = match self.rows(&sql, &[&self.deployment]).await {
-            Ok(rows) => rows,
-            Err(e) if error::number(&e).is_some_and(|n| NO_META.contains(&n)) => {
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(self.err(&e, "reading ownership records")),
-        };
-        rows.iter()
+        self.records_query(&sql, &self.deployment)
+            .await?
+            .iter()
             .map(|r| {
-                let (kind, name, json) = (text(r, 0)?, text(r, 1)?, text(r, 2)?);
+                let (kind, name, json, state) = (text(r, 0)?, text(r, 1)?, text(r, 2)?, text(r, 3)?);
                 let identity = match serde_json::from_str::<serde_json::Value>(&json) {
                     Ok(serde_json::Value::Object(map)) => map
                         .into_iter()
@@ -128,39 +253,106 @@ impl Handle {
                         .with_hint("delete that row by hand; the next plan will offer to adopt the object again"));
                     }
                 };
-                Ok(Record { kind, name, identity })
+                Ok(Record { kind, name, identity, state: State::parse(&state) })
             })
             .collect()
     }
 
-    /// Records (or re-records) ownership; done before creating, so a crash leaves a record
-    /// without an object, which the next plan turns into a create.
-    pub(crate) async fn record(
+    /// Claims an object for this deployment: `Creating` before a create, `Adopted` for an object
+    /// that exists. The unique key decides between deployments claiming at the same moment; the
+    /// loser gets an error naming the owner and has changed nothing.
+    pub(crate) async fn claim(
         &self,
         kind: &str,
         name: &str,
         identity: &BTreeMap<String, Value>,
+        state: State,
     ) -> Result<(), ProviderError> {
-        let sql = format!(
-            "INSERT INTO {} (deployment, kind, ident_key, address, identity) VALUES (?, ?, ?, ?, ?) \
-             ON DUPLICATE KEY UPDATE address = VALUES(address), identity = VALUES(identity)",
+        let (k, json) = (key(kind, identity), identity_json(identity));
+        let doing = format!("recording ownership of {kind}.{name}");
+        let insert = format!(
+            "INSERT INTO {} (deployment, kind, ident_key, address, identity, state) VALUES (?, ?, ?, ?, ?, ?)",
             self.owned_table()
         );
-        let json = identity_json(identity);
-        self.rows(&sql, &[&self.deployment, kind, &key(kind, identity), name, &json])
-            .await
-            .map(drop)
-            .map_err(|e| self.err(&e, &format!("recording ownership of {kind}.{name}")))
+        // A row can vanish between the failed insert and the look-up (its owner pruned it): retry.
+        for _ in 0..3 {
+            match self.write_record(&insert, &[&self.deployment, kind, &k, name, &json, state.as_str()]).await {
+                Ok(_) => return Ok(()),
+                Err(e) if error::number(&e) == Some(DUPLICATE) => {}
+                Err(e) => return Err(self.err(&e, &doing)),
+            }
+            let select =
+                format!("SELECT deployment, state FROM {} WHERE kind = ? AND ident_key = ?", self.owned_table());
+            let rows = self.rows(&select, &[kind, &k]).await.map_err(|e| self.err(&e, &doing))?;
+            let Some(row) = rows.first() else { continue };
+            let owner = text(row, 0)?;
+            if owner != self.deployment {
+                return Err(owned_elsewhere(kind, &json, &owner, State::parse(&text(row, 1)?)));
+            }
+            // Ours already (a crash left it, or the object is being made again).
+            let update = format!(
+                "UPDATE {} SET address = ?, identity = ?, state = ? WHERE deployment = ? AND kind = ? AND ident_key = ?",
+                self.owned_table()
+            );
+            return self
+                .write_record(&update, &[name, &json, state.as_str(), &self.deployment, kind, &k])
+                .await
+                .map(drop)
+                .map_err(|e| self.err(&e, &doing));
+        }
+        Err(ProviderError::new(format!("{doing} on {} did not settle: other runs keep changing it", self.target))
+            .with_hint("run apply again"))
     }
 
-    /// Drops a record; done after the object is gone.
+    /// A write to the records: a crash point like any other write (see `aspects_engine::fault`).
+    async fn write_record(&self, sql: &str, binds: &[&str]) -> Result<Vec<MySqlRow>, sqlx::Error> {
+        let result = self.rows(sql, binds).await;
+        aspects_engine::fault::after_write();
+        result
+    }
+
+    /// A claimed object was created by us: the record now proves it.
+    pub(crate) async fn confirm_created(
+        &self,
+        kind: &str,
+        identity: &BTreeMap<String, Value>,
+    ) -> Result<(), ProviderError> {
+        let sql =
+            format!("UPDATE {} SET state = ? WHERE deployment = ? AND kind = ? AND ident_key = ?", self.owned_table());
+        self.write_record(&sql, &[State::Created.as_str(), &self.deployment, kind, &key(kind, identity)])
+            .await
+            .map(drop)
+            .map_err(|e| self.err(&e, &format!("recording the creation of {kind} {}", identity_json(identity))))
+    }
+
+    /// Drops a record; done after the object is gone, after a failed create, or to release it.
     pub(crate) async fn forget(&self, kind: &str, identity: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
         let sql = format!("DELETE FROM {} WHERE deployment = ? AND kind = ? AND ident_key = ?", self.owned_table());
-        self.rows(&sql, &[&self.deployment, kind, &key(kind, identity)])
+        self.write_record(&sql, &[&self.deployment, kind, &key(kind, identity)])
             .await
             .map(drop)
             .map_err(|e| self.err(&e, &format!("removing the ownership record of {kind} {}", identity_json(identity))))
     }
+}
+
+const STATE_COLUMN: &str =
+    "state VARCHAR(16) NOT NULL DEFAULT 'adopted' COMMENT 'creating (claimed, not yet made), created or adopted'";
+const CONNECTION_COLUMN: &str = "connection_id BIGINT NULL COMMENT 'the server connection holding the lock'";
+
+/// Another deployment records the object.
+pub(crate) fn owned_elsewhere(kind: &str, identity_json: &str, owner: &str, state: State) -> ProviderError {
+    let how = match state {
+        State::Creating => "is creating it right now, or a run of it stopped mid-create",
+        State::Created => "created it",
+        State::Adopted => "adopted it",
+    };
+    ProviderError::new(format!(
+        "{kind} {identity_json} is owned by deployment `{owner}`, which {how}; nothing was changed"
+    ))
+    .with_hint(
+        "two deployments cannot manage one object (either could destroy it); give this one its own names, \
+             or remove the resource from one of the plans",
+    )
 }
 
 #[cfg(test)]

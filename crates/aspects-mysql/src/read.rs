@@ -8,7 +8,7 @@ use aspects_engine::provider::ProviderError;
 use tokio::task::JoinSet;
 
 use crate::connect::{Handle, placeholders, text};
-use crate::ownership::{self, Record};
+use crate::ownership::{self, Record, State};
 use crate::password;
 use crate::privileges::GRANT_OPTION;
 use crate::schema::{self, DATABASE, GRANT, USER, canonical_host, str_attr, str_list};
@@ -112,11 +112,16 @@ impl Handle {
         if live.iter().any(Option::is_some) {
             let owners = self.owners(kind.kind).await?;
             for (l, r) in live.iter_mut().zip(desired) {
-                if let Some(l) = l {
-                    let key = ownership::key(kind.kind, &schema::identity(kind.kind, &r.attrs));
-                    let who = owners.get(&key).map(Vec::as_slice).unwrap_or_default();
-                    l.owned = who.contains(&self.deployment);
-                    l.other_owner = who.iter().find(|d| **d != self.deployment).cloned();
+                let (Some(l), Some(owner)) =
+                    (l, owners.get(&ownership::key(kind.kind, &schema::identity(kind.kind, &r.attrs))))
+                else {
+                    continue;
+                };
+                if owner.deployment == self.deployment {
+                    // A claim whose create was never confirmed proves nothing: adopt it visibly.
+                    l.owned = owner.state.owns();
+                } else {
+                    l.other_owner = Some(owner.deployment.clone());
                 }
             }
         }
@@ -234,6 +239,7 @@ impl Handle {
     }
 
     async fn read_grants(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        self.refuse_meta_grants(desired)?;
         let ids: Vec<BTreeMap<String, Value>> = desired.iter().map(|r| schema::identity(GRANT, &r.attrs)).collect();
         let accounts: BTreeSet<Account> =
             ids.iter().map(|id| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned())).collect();
@@ -296,10 +302,37 @@ impl Handle {
         Ok(held)
     }
 
-    /// Owned objects the plan no longer names, and privileges managed users hold beyond the
-    /// plan's grants (roles, column, routine and proxy privileges included). At most five
-    /// queries: records, databases, users, privileges, extras.
-    pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+    /// A grant on the meta database would let its grantee forge ownership records. Database and
+    /// table patterns are matched by MySQL's wildcard rules (case-insensitively, to be safe);
+    /// `*.*` is not refused: a global grant already reaches everything, and says so.
+    fn refuse_meta_grants(&self, desired: &[Resource]) -> Result<(), ProviderError> {
+        let hits: Vec<String> = desired
+            .iter()
+            .filter(|r| match On::parse(str_attr(&r.attrs, "on")) {
+                Ok(On::Database(db) | On::Table(db, _)) => sql::pattern_matches(&db, &self.meta),
+                _ => false,
+            })
+            .map(|r| format!("{} at {} (on = {:?})", r.address, r.origin, str_attr(&r.attrs, "on")))
+            .collect();
+        if hits.is_empty() {
+            return Ok(());
+        }
+        Err(ProviderError::new(format!(
+            "refusing to grant on the meta database `{}`, where ownership records live (a grantee could forge \
+             them): {}",
+            self.meta,
+            hits.join(", ")
+        ))
+        .with_hint(
+            "grant on the application's own databases; a database pattern with `_` or `%` matches more than one \
+             name (write `\\\\_` for a literal underscore), or move the records with `meta_database` in [providers.mysql]",
+        ))
+    }
+
+    /// Records of this deployment the plan does not name (with what exists of each), and what
+    /// managed users hold beyond the plan (roles, column, routine and proxy privileges included).
+    /// At most six queries: records, databases, users, privileges, extras, grant owners.
+    async fn scan(&self, desired: &[Resource]) -> Result<Scan, ProviderError> {
         let wanted: BTreeSet<(String, String)> = desired
             .iter()
             .map(|r| {
@@ -318,13 +351,23 @@ impl Handle {
         let account = |id: &BTreeMap<String, Value>| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned());
         let db_names: Vec<&str> = of_kind(DATABASE).map(|r| str_attr(&r.identity, "name")).collect();
         let databases = self.schemata(&db_names).await?;
-        let stale_users: Vec<Account> = of_kind(USER).map(|r| account(&r.identity)).collect();
-        let users = self.accounts(&stale_users).await?;
         let managed: BTreeSet<Account> = desired
             .iter()
             .filter(|r| r.address.kind == USER)
             .map(|r| account(&schema::identity(USER, &r.attrs)))
             .collect();
+        // Grantees no mysql_user of the plan declares must exist, and must not be on their way out.
+        let grantees: Vec<(&Resource, Account)> = desired
+            .iter()
+            .filter(|r| r.address.kind == GRANT)
+            .map(|r| (r, account(&schema::identity(GRANT, &r.attrs))))
+            .filter(|(_, a)| !managed.contains(a))
+            .collect();
+        let mut looked_up: Vec<Account> = of_kind(USER).map(|r| account(&r.identity)).collect();
+        looked_up.extend(grantees.iter().map(|(_, a)| a.clone()));
+        let users = self.accounts(&looked_up).await?;
+        self.refuse_orphaned_grants(&grantees, &users, of_kind(USER))?;
+
         let mut scanned = managed.clone();
         scanned.extend(of_kind(GRANT).map(|r| account(&r.identity)));
         let held = self.privileges(&scanned).await?;
@@ -334,55 +377,51 @@ impl Handle {
                 .map(|raw| self.levels.normalise(on.level(), raw.iter().map(String::as_str)))
         };
 
-        let mut orphans = Vec::new();
+        let mut records = Vec::new();
         let mut reported: BTreeSet<(String, String)> = BTreeSet::new();
-        for rec in &stale {
-            let (exists, attrs) = match rec.kind.as_str() {
+        for rec in stale {
+            let live = match rec.kind.as_str() {
                 DATABASE => {
                     let name = str_attr(&rec.identity, "name");
-                    match databases.get(name) {
-                        Some((charset, collation)) => (
-                            true,
-                            attrs([
-                                ("name", Value::from(name)),
-                                ("charset", Value::from(charset.as_str())),
-                                ("collation", Value::from(collation.as_str())),
-                            ]),
-                        ),
-                        None => (false, rec.identity.clone()),
-                    }
+                    databases.get(name).map(|(charset, collation)| {
+                        attrs([
+                            ("name", Value::from(name)),
+                            ("charset", Value::from(charset.as_str())),
+                            ("collation", Value::from(collation.as_str())),
+                        ])
+                    })
                 }
-                USER => (users.contains_key(&account(&rec.identity)), rec.identity.clone()),
-                GRANT => {
-                    let on = On::parse(str_attr(&rec.identity, "on")).ok();
-                    match on.and_then(|on| privileges_of(&account(&rec.identity), &on)) {
-                        Some(privileges) => {
-                            let mut attrs = rec.identity.clone();
-                            attrs.insert("privileges".into(), list(privileges));
-                            (true, attrs)
-                        }
-                        None => (false, rec.identity.clone()),
-                    }
-                }
-                _ => (false, rec.identity.clone()),
+                USER => users.contains_key(&account(&rec.identity)).then(|| rec.identity.clone()),
+                GRANT => On::parse(str_attr(&rec.identity, "on"))
+                    .ok()
+                    .and_then(|on| privileges_of(&account(&rec.identity), &on))
+                    .map(|privileges| {
+                        let mut attrs = rec.identity.clone();
+                        attrs.insert("privileges".into(), list(privileges));
+                        attrs
+                    }),
+                _ => None,
             };
             reported.insert((rec.kind.clone(), ownership::key(&rec.kind, &rec.identity)));
-            orphans.push(Orphan {
-                address: Address::new(rec.kind.clone(), rec.name.clone()),
-                identity: rec.identity.clone(),
-                attrs,
-                provider: self.provider.clone(),
-                reason: if exists {
-                    "not in the plan".into()
-                } else {
-                    "not in the plan (already gone; only its ownership record is removed)".into()
-                },
-            });
+            records.push((rec, live));
         }
 
-        let grantees: BTreeMap<String, &Account> = managed.iter().map(|a| (sql::grantee(&a.0, &a.1), a)).collect();
+        // Privileges another deployment records as its grant are that deployment's business.
+        let others: BTreeSet<String> = if held.is_empty() {
+            BTreeSet::new()
+        } else {
+            self.owners(GRANT)
+                .await?
+                .into_iter()
+                .filter(|(_, o)| o.deployment != self.deployment)
+                .map(|(k, _)| k)
+                .collect()
+        };
+        let managed_grantees: BTreeMap<String, &Account> =
+            managed.iter().map(|a| (sql::grantee(&a.0, &a.1), a)).collect();
+        let mut beyond = Vec::new();
         for ((grantee, on), raw) in &held {
-            let Some(&(user, host)) = grantees.get(grantee) else {
+            let Some(&(user, host)) = managed_grantees.get(grantee) else {
                 continue;
             };
             let identity = attrs([
@@ -390,18 +429,20 @@ impl Handle {
                 ("host", Value::from(host.as_str())),
                 ("on", Value::from(on.to_string())),
             ]);
-            let key = (GRANT.to_owned(), ownership::key(GRANT, &identity));
-            if wanted.contains(&key) || reported.contains(&key) {
+            let key = ownership::key(GRANT, &identity);
+            let key = (GRANT.to_owned(), key);
+            if wanted.contains(&key) || reported.contains(&key) || others.contains(&key.1) {
                 continue;
             }
             let mut attrs = identity.clone();
             attrs.insert("privileges".into(), list(self.levels.normalise(on.level(), raw.iter().map(String::as_str))));
-            orphans.push(Orphan {
+            beyond.push(Orphan {
                 address: Address::new(GRANT, format!("{} on {on}", sql::account(user, host))),
                 identity,
                 attrs,
                 provider: self.provider.clone(),
                 reason: "privileges beyond the plan".into(),
+                adopted: false,
             });
         }
         for ((user, host), found) in extras {
@@ -413,15 +454,92 @@ impl Handle {
                 ]);
                 let mut attrs = identity.clone();
                 attrs.insert("privileges".into(), list(privileges.into_iter().collect()));
-                orphans.push(Orphan {
+                beyond.push(Orphan {
                     address: Address::new(GRANT, format!("{} {extra}", sql::account(&user, &host))),
                     identity,
                     attrs,
                     provider: self.provider.clone(),
                     reason: "privileges beyond the plan".into(),
+                    adopted: false,
                 });
             }
         }
-        Ok(orphans)
+        Ok(Scan { records, beyond })
     }
+
+    /// A grant to an account that will not exist would fail at apply (error 1133): refuse the
+    /// plan instead, naming the grant and why the account is missing.
+    fn refuse_orphaned_grants<'r>(
+        &self,
+        grantees: &[(&Resource, Account)],
+        users: &BTreeMap<Account, AccountRow>,
+        stale_users: impl Iterator<Item = &'r Record>,
+    ) -> Result<(), ProviderError> {
+        let leaving: BTreeMap<Account, &str> = stale_users
+            .filter(|r| r.state.owns())
+            .map(|r| {
+                ((str_attr(&r.identity, "user").to_owned(), str_attr(&r.identity, "host").to_owned()), r.name.as_str())
+            })
+            .collect();
+        let problems: Vec<String> = grantees
+            .iter()
+            .filter_map(|(r, a)| {
+                let who = format!("{} at {} grants to {}", r.address, r.origin, sql::account(&a.0, &a.1));
+                match (users.contains_key(a), leaving.get(a)) {
+                    (true, Some(name)) => Some(format!(
+                        "{who}, whose mysql_user.{name} left the plan and would be dropped (with its grants)"
+                    )),
+                    (false, _) => Some(format!("{who}, which does not exist and no mysql_user in the plan declares")),
+                    (true, None) => None,
+                }
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(ProviderError::new(format!("grants to accounts that will not exist: {}", problems.join("; ")))
+            .with_hint("keep (or add) the mysql_user the grant names, or remove the grant from the plan too"))
+    }
+
+    /// Owned objects the plan no longer names, and privileges managed users hold beyond the
+    /// plan's grants. Records that prove nothing (the object is gone, or its create was never
+    /// confirmed) are not shown: apply prunes them without counting them as destroys.
+    pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+        let Scan { records, beyond } = self.scan(desired).await?;
+        let owned = records.into_iter().filter_map(|(rec, live)| {
+            let attrs = live.filter(|_| rec.state.owns())?;
+            Some(Orphan {
+                address: Address::new(rec.kind, rec.name),
+                identity: rec.identity,
+                attrs,
+                provider: self.provider.clone(),
+                reason: "not in the plan".into(),
+                adopted: rec.state == State::Adopted,
+            })
+        });
+        Ok(owned.chain(beyond).collect())
+    }
+
+    /// Drops the records [`Self::orphans`] does not show; returns how many.
+    pub(crate) async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
+        let Scan { records, .. } = self.scan(desired).await?;
+        let mut pruned = 0;
+        for (rec, live) in records {
+            if live.is_none() || !rec.state.owns() {
+                tracing::debug!(kind = rec.kind, address = rec.name, "pruning an ownership record that proves nothing");
+                self.forget(&rec.kind, &rec.identity).await?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+}
+
+/// What the orphan scan found.
+struct Scan {
+    /// Records of this deployment the plan does not name, with the object's attributes when it
+    /// exists.
+    records: Vec<(Record, Option<BTreeMap<String, Value>>)>,
+    /// Privileges managed users hold that nothing records.
+    beyond: Vec<Orphan>,
 }

@@ -198,21 +198,34 @@ fn no_control(what: &str, s: &str) -> Result<(), String> {
     }
 }
 
+/// Query parameters that would carry a password (compared case-insensitively).
+const PASSWORD_PARAMS: &[&str] = &["password", "pass", "pwd", "passwd"];
+
+/// A URL carries no password in any spelling: `user:pw@`, `user%3Apw@` (decoded, it is the
+/// same thing), or `?password=` / `pass` / `pwd`. The error never quotes the URL.
 fn check_url(v: &Value) -> Result<(), String> {
-    let url = string(v)?;
-    let rest = url
-        .strip_prefix("mysql://")
-        .ok_or_else(|| format!("{url:?} is not a MySQL URL; write it as `mysql://USER@HOST:PORT`"))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    if authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':')) {
-        return Err(
-            "the URL contains a password: put the password in `password = \"${secrets.NAME}\"`, never in the URL"
-                .into(),
-        );
+    let text = string(v)?;
+    if !text.starts_with("mysql://") {
+        return Err("this is not a MySQL URL; write it as `mysql://USER@HOST:PORT`".into());
     }
-    url.parse::<sqlx::mysql::MySqlConnectOptions>()
+    let refused = "the URL contains a password: put the password in `password = \"${secrets.NAME}\"`, never in the URL";
+    let url =
+        url::Url::parse(text).map_err(|e| format!("cannot read the URL: {e}; write it as `mysql://USER@HOST:PORT`"))?;
+    // `url` reports `user:@` as no password; the colon still says one was meant.
+    let user = percent_encoding::percent_decode_str(url.username()).decode_utf8_lossy();
+    let authority = text["mysql://".len()..].split(['/', '?', '#']).next().unwrap_or_default();
+    if url.password().is_some()
+        || user.contains(':')
+        || authority.rsplit_once('@').is_some_and(|(u, _)| u.contains(':'))
+    {
+        return Err(refused.into());
+    }
+    if url.query_pairs().any(|(k, _)| PASSWORD_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p))) {
+        return Err(refused.into());
+    }
+    text.parse::<sqlx::mysql::MySqlConnectOptions>()
         .map(|_| ())
-        .map_err(|e| format!("cannot read the URL: {e}; write it as `mysql://USER@HOST:PORT`"))
+        .map_err(|_| "cannot read the URL; write it as `mysql://USER@HOST:PORT`".into())
 }
 
 fn check_concurrency(v: &Value) -> Result<(), String> {
@@ -329,6 +342,19 @@ mod tests {
         );
         assert!(!err.contains("hunter2"));
         assert!(check("provider", "url", "postgres://x@y").unwrap_err().contains("mysql://USER@HOST:PORT"));
+        for bad in [
+            "mysql://root@h:3306?password=hunter2",
+            "mysql://root@h:3306/db?ssl-mode=disabled&PWD=hunter2",
+            "mysql://root@h/?pass=hunter2",
+            "mysql://root%3Ahunter2@h:3306",
+            "mysql://root%3ahunter2@h:3306",
+            "mysql://root:@h:3306",
+        ] {
+            let err = check("provider", "url", bad).unwrap_err();
+            assert!(err.contains("the URL contains a password"), "{bad}: {err}");
+            assert!(!err.contains("hunter2"), "{bad}: {err}");
+        }
+        assert_eq!(check("provider", "url", "mysql://root@h:3306/db?ssl-mode=required"), Ok(()));
     }
 
     #[test]

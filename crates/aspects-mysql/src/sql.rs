@@ -129,6 +129,51 @@ impl fmt::Display for On {
     }
 }
 
+/// Whether a database pattern of a grant (`_` one character, `%` any run, `\` escaping the next
+/// character) matches `name`, ignoring case: used to refuse what reaches the meta database, so
+/// it errs towards matching. (No crate handles the escapes; this is MySQL's LIKE, iteratively.)
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let n: Vec<char> = name.to_lowercase().chars().collect();
+    let (mut i, mut j) = (0, 0);
+    // Where the last `%` was, and how much of the name it has swallowed so far.
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        match p.get(i) {
+            Some('%') => {
+                star = Some((i + 1, j));
+                i += 1;
+                continue;
+            }
+            Some('_') => {
+                i += 1;
+                j += 1;
+                continue;
+            }
+            Some('\\') if p.get(i + 1) == Some(&n[j]) => {
+                i += 2;
+                j += 1;
+                continue;
+            }
+            Some(c) if *c != '\\' && *c == n[j] => {
+                i += 1;
+                j += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((si, sj)) => {
+                star = Some((si, sj + 1));
+                i = si;
+                j = sj + 1;
+            }
+            None => return false,
+        }
+    }
+    p[i..].iter().all(|c| *c == '%')
+}
+
 /// One name of an `on` target: `*` (None), a backtick-quoted name or a bare one. Returns the
 /// unconsumed rest.
 fn part(s: &str) -> Result<(Option<String>, &str), String> {
@@ -208,6 +253,30 @@ mod tests {
         assert_eq!(On::parse("`a``b`.*").unwrap().to_string(), "`a``b`.*");
         let on = On::parse("`my.db`.`t`").unwrap();
         assert_eq!(On::parse(&on.to_string()), Ok(on));
+    }
+
+    #[test]
+    fn patterns_match_like_mysql_grants_do() {
+        for (pattern, name) in [
+            ("aspects_meta", "aspects_meta"),
+            ("aspects\\_meta", "aspects_meta"),
+            ("aspects%", "aspects_meta"),
+            ("%", "aspects_meta"),
+            ("a%s_m%a", "aspects_meta"),
+            ("ASPECTS_META", "aspects_meta"),
+            ("aspects_meta%", "aspects_meta"),
+        ] {
+            assert!(pattern_matches(pattern, name), "{pattern} should match {name}");
+        }
+        for (pattern, name) in [
+            ("aspects\\_meta", "aspectsXmeta"),
+            ("aspects_meta_", "aspects_meta"),
+            ("aspects", "aspects_meta"),
+            ("%x", "aspects_meta"),
+            ("", "aspects_meta"),
+        ] {
+            assert!(!pattern_matches(pattern, name), "{pattern} should not match {name}");
+        }
     }
 
     #[test]

@@ -203,17 +203,27 @@ async fn grant_host_change_replaces_the_grant() {
 }
 
 #[tokio::test]
-async fn granting_to_a_missing_user_explains_itself_and_deleting_missing_grants_succeeds() {
+async fn granting_to_a_missing_user_is_refused_at_plan_and_explained_at_apply() {
     let env = Env::new();
     let w = env.writer().await;
     let ghost = env.name("ghost");
-    let g = grant("g", &ghost, "%", "x.*", &["SELECT"]);
-    let steps = plan(&*w, std::slice::from_ref(&g)).await;
-    let err = w.apply(&kind("mysql_grant"), &steps[0].change, steps[0].desired.as_ref()).await.unwrap_err();
+    let mut g = grant("g", &ghost, "%", "x.*", &["SELECT"]);
+    w.normalise(&kind("mysql_grant"), &mut g);
+
+    // The plan refuses: no mysql_user declares the account and it does not exist.
+    let err = w.orphans(std::slice::from_ref(&g)).await.unwrap_err();
+    assert!(err.message.contains(&format!("mysql_grant.g at test grants to '{ghost}'@'%'")), "{err}");
+    assert!(err.message.contains("does not exist and no mysql_user in the plan declares"), "{err}");
+
+    // Should the account vanish between plan and apply, the apply error still explains itself.
+    let create = aspects_core::diff::diff(&kind("mysql_grant"), &g, None, None);
+    let err = w.apply(&kind("mysql_grant"), &create, Some(&g)).await.unwrap_err();
     assert!(err.message.contains("granting on x.*"), "{err}");
     assert!(err.hint.as_deref().unwrap_or_default().contains("does not exist"), "{:?}", err.hint);
-    // The server did not auto-create a passwordless user (NO_AUTO_CREATE_USER).
+    // The server did not auto-create a passwordless user (NO_AUTO_CREATE_USER), and the failed
+    // create left no ownership record.
     assert!(env.strings("SELECT User FROM mysql.user WHERE User = ?", &[&ghost]).await.is_empty());
+    assert!(env.records().await.is_empty());
 
     // Delete of a grant whose user or table is gone is success.
     let table = grant("t", &ghost, "%", "nodb.notable", &["SELECT"]);
@@ -226,6 +236,7 @@ async fn granting_to_a_missing_user_explains_itself_and_deleting_missing_grants_
             attrs: r.attrs.clone(),
             provider: PROVIDER.into(),
             reason: "test".into(),
+            adopted: false,
         };
         let change = aspects_core::diff::delete(&kind("mysql_grant"), &orphan);
         w.apply(&kind("mysql_grant"), &change, None).await.unwrap();
@@ -309,6 +320,7 @@ async fn roles_default_roles_column_routine_and_proxy_privileges_are_beyond_the_
         attrs: Default::default(),
         provider: PROVIDER.into(),
         reason: "test".into(),
+        adopted: false,
     };
     w.apply(&kind("mysql_grant"), &aspects_core::diff::delete(&kind("mysql_grant"), &gone), None).await.unwrap();
 }

@@ -60,5 +60,6 @@ async fn reading_1_or_200_objects_costs_the_same() {
     let orphans = r.orphans(&desired[..1]).await.unwrap();
     assert_eq!(orphans.len(), 599);
     let with_one = r.queries() - before;
-    assert!(with_all <= 4 && with_one <= 4, "orphans: {with_all} and {with_one} statements");
+    // Records, databases, accounts, privileges, roles and other extras, who owns grants.
+    assert!(with_all <= 6 && with_one <= 6, "orphans: {with_all} and {with_one} statements");
 }

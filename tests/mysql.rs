@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use aspects_e2e::{Sandbox, can_login, query_one, sql};
+use aspects_e2e::{Sandbox, can_login, many, query_one, sql};
 
 const APP: &str = r#"
 [secrets]
@@ -237,17 +237,6 @@ fn changing_a_password_secret_rotates_it() {
     assert!(can_login(&user, "second-Pw-2"), "the new password works");
     assert!(!can_login(&user, "first-Pw-1"), "the old password no longer does");
     assert_no_changes(&s);
-}
-
-fn many(groups: usize) -> String {
-    let mut body = String::from("[secrets]\npw = { generate = 24 }\n");
-    for i in 0..groups {
-        body.push_str(&format!(
-            "\n[mysql_database.d{i}]\nname = \"@@d{i}\"\n\n[mysql_user.u{i}]\nuser = \"@@u{i}\"\npassword = \"${{secrets.pw}}\"\n\n\
-             [mysql_grant.g{i}]\nuser = \"${{mysql_user.u{i}.user}}\"\non = \"${{mysql_database.d{i}.name}}.*\"\nprivileges = [\"ALL\"]\n"
-        ));
-    }
-    body
 }
 
 fn reset_objects(s: &Sandbox) {

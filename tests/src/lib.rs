@@ -265,3 +265,16 @@ pub fn read_tree(dir: &Path) -> String {
     }
     out
 }
+
+/// A plan body of `groups` databases, each with a user and a grant (`@@` prefixed names): many
+/// independent changes, for locks, concurrency and scale.
+pub fn many(groups: usize) -> String {
+    let mut body = String::from("[secrets]\npw = { generate = 24 }\n");
+    for i in 0..groups {
+        body.push_str(&format!(
+            "\n[mysql_database.d{i}]\nname = \"@@d{i}\"\n\n[mysql_user.u{i}]\nuser = \"@@u{i}\"\npassword = \"${{secrets.pw}}\"\n\n\
+             [mysql_grant.g{i}]\nuser = \"${{mysql_user.u{i}.user}}\"\non = \"${{mysql_database.d{i}.name}}.*\"\nprivileges = [\"ALL\"]\n"
+        ));
+    }
+    body
+}

@@ -277,11 +277,22 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// `scheme://user:password@host`: such a line is never echoed, even in an error about it.
+/// A URL with a password in any spelling: `user:password@`, `user%3Apassword@`, or a query
+/// parameter `password` / `pass` / `pwd` / `passwd`. Such a line is never echoed, even in an
+/// error about it.
 fn has_url_password(line: &str) -> bool {
     line.split("://").skip(1).any(|rest| {
-        let authority = rest.split(['/', '"', '\'', ' ']).next().unwrap_or_default();
-        authority.split_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        let url = rest.split(['"', '\'', ' ']).next().unwrap_or_default();
+        let authority = url.split(['/', '?', '#']).next().unwrap_or_default();
+        let in_userinfo = authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':') || userinfo.to_ascii_lowercase().contains("%3a"));
+        let query = url.split_once('?').map_or("", |(_, q)| q);
+        let in_query = query.split(['&', ';']).any(|pair| {
+            let name = pair.split('=').next().unwrap_or_default().to_ascii_lowercase();
+            ["password", "pass", "pwd", "passwd"].contains(&name.as_str())
+        });
+        in_userinfo || in_query
     })
 }
 
@@ -348,6 +359,10 @@ mod tests {
         assert!(has_url_password(r#"url = "mysql://root:pw@127.0.0.1:3306""#));
         assert!(!has_url_password(r#"url = "mysql://root@127.0.0.1:3306""#));
         assert!(!has_url_password(r#"url = "http://host:8123/x@y""#));
+        assert!(has_url_password(r#"url = "mysql://root%3Apw@h:3306""#));
+        assert!(has_url_password(r#"url = "mysql://root@h:3306/?ssl-mode=x&PASSWORD=pw""#));
+        assert!(has_url_password(r#"url = "mysql://root@h?pwd=pw""#));
+        assert!(!has_url_password(r#"url = "mysql://root@h:3306/db?ssl-mode=required""#));
     }
 
     #[test]

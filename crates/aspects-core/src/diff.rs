@@ -44,7 +44,7 @@ impl Action {
             Action::Update => "will be updated in place",
             Action::Replace => "must be replaced",
             Action::Delete => "will be destroyed",
-            Action::Release => "will be released (this deployment stops owning it; the object is kept)",
+            Action::Release => "will be released: no longer owned, the object is kept",
         }
     }
 }
@@ -187,25 +187,27 @@ pub fn delete(schema: &KindSchema, orphan: &Orphan) -> Change {
 
 /// An owned object to remove or, for [`Action::Release`], to stop owning.
 pub fn removal(schema: &KindSchema, orphan: &Orphan, action: Action) -> Change {
+    let release = action == Action::Release;
+    let attrs = ordered(schema, &orphan.attrs).map(|(name, v)| AttrChange {
+        name: name.clone(),
+        before: Some(v.clone()),
+        // A released object keeps every attribute: shown unchanged, without a sign.
+        after: release.then(|| v.clone()),
+        forces_replace: false,
+        sensitive: schema.attr(name).is_some_and(|a| a.sensitive),
+        unverifiable: None,
+    });
+    let (attrs, unchanged) = if release { (Vec::new(), attrs.collect()) } else { (attrs.collect(), Vec::new()) };
     Change {
         address: orphan.address.clone(),
         provider: orphan.provider.clone(),
         action,
-        attrs: ordered(schema, &orphan.attrs)
-            .map(|(name, v)| AttrChange {
-                name: name.clone(),
-                before: Some(v.clone()),
-                after: None,
-                forces_replace: false,
-                sensitive: schema.attr(name).is_some_and(|a| a.sensitive),
-                unverifiable: None,
-            })
-            .collect(),
+        attrs,
         reason: Some(orphan.reason.clone()),
         old_identity: Some(orphan.identity.clone()),
         data_bearing: schema.data_bearing,
         adopt: false,
-        unchanged: Vec::new(),
+        unchanged,
         origin: None,
         depends_on: Vec::new(),
     }
@@ -356,6 +358,28 @@ mod tests {
         );
         assert_eq!(c.action, Action::Update);
         assert_eq!(c.attrs[0].unverifiable.as_deref(), Some("plugin ed25519"));
+    }
+
+    #[test]
+    fn a_release_keeps_the_object_counts_apart_and_is_never_gated() {
+        let mut s = schema();
+        s.data_bearing = true;
+        let o = Orphan {
+            address: Address::new("t_user", "a"),
+            identity: [("name".to_owned(), Value::from("a"))].into(),
+            attrs: [("name".to_owned(), Value::from("a")), ("comment".to_owned(), Value::from("x"))].into(),
+            provider: "t".into(),
+            reason: String::new(),
+            adopted: true,
+        };
+        let c = removal(&s, &o, Action::Release);
+        assert!(c.attrs.is_empty());
+        let kept: Vec<_> = c.unchanged.iter().map(|a| (a.name.as_str(), a.after.clone())).collect();
+        assert_eq!(kept, [("name", Some(Value::from("a"))), ("comment", Some(Value::from("x")))]);
+        let plan = Plan { changes: vec![c, delete(&s, &o)], ..Plan::default() };
+        let summary = plan.summary();
+        assert_eq!((summary.release, summary.destroy), (1, 1));
+        assert_eq!(plan.destroys_data().count(), 1, "only the delete needs --allow-destroy");
     }
 
     #[test]

@@ -205,15 +205,12 @@ async fn destroy_plan(
         let schema = registry
             .kind(&o.address.kind)
             .ok_or_else(|| EngineError::Internal(format!("provider returned unknown kind {}", o.address.kind)))?;
-        let action = if o.adopted && !destroy_adopted {
-            o.reason = "adopted by this deployment: the object is kept (--destroy-adopted removes it)".into();
-            Action::Release
-        } else {
-            o.reason =
-                if o.adopted { "adopted by this deployment; --destroy-adopted" } else { "created by this deployment" }
-                    .into();
-            Action::Delete
+        let (action, reason) = match (o.adopted, destroy_adopted) {
+            (true, false) => (Action::Release, "adopted, not created, by this deployment; --destroy-adopted drops it"),
+            (true, true) => (Action::Delete, "adopted by this deployment; --destroy-adopted"),
+            (false, _) => (Action::Delete, "created by this deployment"),
         };
+        o.reason = reason.into();
         changes.push(diff::removal(schema, &o, action));
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));

@@ -64,7 +64,7 @@ pub fn from_sqlx(e: &sqlx::Error, target: &str, admin: &str, doing: &str, secret
             ))
             .with_hint(
                 "the provider user needs CREATE USER, every privilege it grants WITH GRANT OPTION, SELECT on the \
-                 `mysql` schema and CREATE, INSERT, DELETE on the meta database; \
+                 `mysql` schema and CREATE, ALTER, SELECT, INSERT, UPDATE, DELETE on the meta database; \
                  e.g. `GRANT ALL PRIVILEGES ON *.* TO 'admin'@'%' WITH GRANT OPTION`",
             ),
             (Some(1792), Some(db)) => ProviderError::new(format!(

@@ -1,0 +1,127 @@
+//! `aspects destroy`: everything the deployment created goes, in reverse dependency order; what
+//! it adopted is released (kept, no longer owned) unless --destroy-adopted; the same gate,
+//! prompt, lock and journal as apply.
+
+use aspects_e2e::{Sandbox, query_one, sql};
+
+const PLAN: &str = r#"
+[secrets]
+app_pw = { env = "APP_PW" }
+
+[mysql_database.app]
+name = "@@app"
+
+[mysql_user.app]
+user = "@@app"
+password = "${secrets.app_pw}"
+
+[mysql_grant.app]
+user = "${mysql_user.app.user}"
+on = "${mysql_database.app.name}.*"
+privileges = ["SELECT"]
+
+[mysql_database.kept]
+name = "@@kept"
+"#;
+
+/// A deployment that created app's database, user and grant, and adopted `kept` (made by hand,
+/// with data in it).
+fn deployed(name: &str) -> Sandbox {
+    let mut s = Sandbox::new(name);
+    s.write("aspects.toml", &s.plan(PLAN));
+    s.set_env("APP_PW", "app-Pw-1");
+    let p = s.prefix.clone();
+    sql(&[&format!("CREATE DATABASE `{p}kept`"), &format!("CREATE TABLE `{p}kept`.t (a INT)")]);
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("3 to add, 0 to change, 0 to destroy, 1 to adopt"), "{r:?}");
+    s
+}
+
+fn database_exists(name: &str) -> bool {
+    query_one(&format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{name}'")).is_some()
+}
+
+fn user_exists(name: &str) -> bool {
+    query_one(&format!("SELECT User FROM mysql.user WHERE User = '{name}'")).is_some()
+}
+
+/// The deployment's records as `kind.address:state`.
+fn records(s: &Sandbox) -> String {
+    query_one(&format!(
+        "SELECT GROUP_CONCAT(CONCAT(kind, '.', address, ':', state) ORDER BY kind, address SEPARATOR ' ') \
+         FROM aspects_meta.owned WHERE deployment = '{}dep'",
+        s.prefix
+    ))
+    .unwrap_or_default()
+}
+
+#[test]
+fn destroy_removes_what_was_created_releases_what_was_adopted_and_plan_starts_over() {
+    let s = deployed("destroy");
+    let p = s.prefix.clone();
+    assert_eq!(
+        records(&s),
+        "mysql_database.app:created mysql_database.kept:adopted mysql_grant.app:created mysql_user.app:created"
+    );
+
+    // Without --allow-destroy a database is refused before any change; no prompt either.
+    let r = s.run(&["destroy"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("data-bearing mysql_database.app") && r.stderr.contains("--allow-destroy"), "{r:?}");
+    insta::assert_snapshot!("destroy_plan", s.scrub(&r.stdout));
+    // Without a terminal it needs --auto-approve, and changes nothing either way.
+    let r = s.run(&["destroy", "--allow-destroy"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("--auto-approve"), "{r:?}");
+    assert!(database_exists(&format!("{p}app")) && user_exists(&format!("{p}app")));
+    assert_eq!(records(&s).split(' ').count(), 4);
+
+    let r = s.run(&["destroy", "--auto-approve", "--allow-destroy"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Apply complete! 4 done, 0 failed, 0 skipped."), "{r:?}");
+    assert!(r.stderr.contains("mysql_database.kept: Release complete"), "{r:?}");
+    // Reverse dependency order: the grant, then the user, then the database.
+    let order: Vec<&str> = r.stderr.lines().filter(|l| l.contains("Destruction complete")).collect();
+    assert!(order[0].starts_with("mysql_grant.app") && order[2].starts_with("mysql_database.app"), "{order:?}");
+    assert!(!database_exists(&format!("{p}app")) && !user_exists(&format!("{p}app")));
+    assert!(database_exists(&format!("{p}kept")), "the adopted database is kept");
+    assert_eq!(
+        query_one(&format!("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{p}kept'"))
+            .as_deref(),
+        Some("t")
+    );
+    assert_eq!(records(&s), "", "no record is left");
+    let journal = std::fs::read_to_string(s.path("aspects.journal.jsonl")).unwrap();
+    assert!(journal.contains(r#""command":"destroy""#), "{journal}");
+
+    // Nothing is owned any more: a second destroy has nothing to do; a plan starts over.
+    let r = s.run(&["destroy", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains(&format!("Nothing to destroy: deployment `{p}dep` owns nothing")), "{r:?}");
+    let r = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("Plan: 3 to add, 0 to change, 0 to destroy, 1 to adopt."), "{r:?}");
+}
+
+#[test]
+fn destroy_adopted_drops_adopted_objects_too() {
+    let s = deployed("destroy-adopted");
+    let r = s.run(&["destroy", "--auto-approve", "--allow-destroy", "--destroy-adopted"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("4 to destroy"), "{r:?}");
+    assert!(!database_exists(&format!("{}kept", s.prefix)));
+    assert_eq!(records(&s), "");
+}
+
+#[test]
+fn destroy_target_takes_what_depends_on_it_and_nothing_else() {
+    let s = deployed("destroy-target");
+    let p = s.prefix.clone();
+    let r = s.run(&["destroy", "--auto-approve", "--target", "mysql_user.app"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.contains("Plan: 0 to add, 0 to change, 2 to destroy."), "{r:?}");
+    assert!(!user_exists(&format!("{p}app")));
+    assert!(database_exists(&format!("{p}app")) && database_exists(&format!("{p}kept")));
+    assert_eq!(records(&s), "mysql_database.app:created mysql_database.kept:adopted");
+}

@@ -125,3 +125,51 @@ fn destroy_target_takes_what_depends_on_it_and_nothing_else() {
     assert!(database_exists(&format!("{p}app")) && database_exists(&format!("{p}kept")));
     assert_eq!(records(&s), "mysql_database.app:created mysql_database.kept:adopted");
 }
+
+#[test]
+fn a_record_whose_object_is_gone_is_no_destroy_and_needs_no_flag() {
+    let s = Sandbox::new("gone");
+    s.write("aspects.toml", &s.plan("[mysql_database.app]\nname = \"@@old\"\n"));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    sql(&[&format!("DROP DATABASE `{}old`", s.prefix)]);
+    // The entry now names another database: the old record's object is gone, so nothing is
+    // destroyed and nothing asks for --allow-destroy.
+    s.write("aspects.toml", &s.plan("[mysql_database.app]\nname = \"@@new\"\n"));
+    let r = s.run(&["plan"]);
+    assert!(r.stdout.starts_with("Plan: 1 to add, 0 to change, 0 to destroy."), "{r:?}");
+    assert!(!r.stdout.contains("holds data"), "{r:?}");
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(records(&s), "mysql_database.app:created", "the stale record was pruned silently");
+}
+
+#[test]
+fn a_failed_create_leaves_nothing_that_a_later_hand_made_object_could_be_taken_for() {
+    let s = Sandbox::new("failed-create");
+    let p = s.prefix.clone();
+    sql(&[&format!("CREATE DATABASE `{p}data`"), &format!("CREATE USER '{p}person'@'%'")]);
+    // The table does not exist yet: the grant fails at apply.
+    s.write(
+        "aspects.toml",
+        &s.plan("[mysql_grant.g]\nuser = \"@@person\"\non = \"@@data.later\"\nprivileges = [\"SELECT\"]\n"),
+    );
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(records(&s), "", "a failed create records nothing");
+
+    // A person makes that very grant by hand; the resource leaves the plan.
+    sql(&[
+        &format!("CREATE TABLE `{p}data`.later (a INT)"),
+        &format!("GRANT SELECT ON `{p}data`.later TO '{p}person'@'%'"),
+    ]);
+    s.write("aspects.toml", &s.plan(""));
+    let r = s.run(&["plan", "--target", "mysql_grant.g"]);
+    assert_eq!(r.code, 1, "not ours, so not even a target: {r:?}");
+    assert!(r.stderr.contains("unknown --target mysql_grant.g"), "{r:?}");
+    let r = s.run(&["apply", "--auto-approve", "--allow-destroy"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.starts_with("No changes."), "{r:?}");
+    let held = query_one(&format!("SELECT Table_priv FROM mysql.tables_priv WHERE User = '{p}person'"));
+    assert_eq!(held.as_deref(), Some("Select"), "the hand-made grant is untouched");
+}

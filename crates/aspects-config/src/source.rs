@@ -116,15 +116,17 @@ impl SourceMap {
         } else {
             None
         };
-        // The caret stays on the first line of the span, as the line is all that is shown.
-        let from = start.max(line.start) - line.start;
-        let to = self.clamp(loc.file, loc.span.end.clamp(start, line.end)) - line.start;
+        // The caret stays on the first line of the span, as the line is all that is shown (a
+        // span starting on a line break marks the end of the line).
+        let from = start.clamp(line.start, line.end);
+        let to = self.clamp(loc.file, loc.span.end.clamp(from, line.end));
+        let (from, to) = (from - line.start, to.max(from) - line.start);
         Snippet {
             name: file.path.display().to_string(),
             line_number,
             column,
             text: if hidden.is_some() { "" } else { text },
-            caret: if hidden.is_some() { 0..0 } else { from..to.max(from) },
+            caret: if hidden.is_some() { 0..0 } else { from..to },
             hidden,
         }
     }
@@ -385,6 +387,12 @@ mod tests {
             out,
             "error: bad\n  --> p.toml:2:8\n  |\n2 | name = superset\n  |        ^^^^^^^^\n  |\n  = hint: fix it\n\n"
         );
+    }
+
+    #[test]
+    fn a_span_on_a_line_break_marks_the_end_of_its_line() {
+        let out = render("a = 1\r\nb = 2\r\n", 6..7, &Redactor::default());
+        assert!(out.contains("--> p.toml:1:7\n  |\n1 | a = 1\n  |      ^\n"), "{out}");
     }
 
     #[test]

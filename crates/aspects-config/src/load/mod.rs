@@ -119,6 +119,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         resources: BTreeMap::new(),
         attr_values: BTreeMap::new(),
         stack: Vec::new(),
+        too_deep: false,
     };
     let result = loader.run(&root);
     let Loader { mut diags, warnings, secrets, vars: Vars { overrides, .. }, .. } = loader;
@@ -174,6 +175,8 @@ struct Loader<'a> {
     attr_values: BTreeMap<(Address, String), (Option<Value>, Trace)>,
     /// What is being resolved, innermost last, for cycle reports.
     stack: Vec<Frame>,
+    /// A chain of references went deeper than resolving allows (reported once).
+    too_deep: bool,
 }
 
 impl<'a> Loader<'a> {

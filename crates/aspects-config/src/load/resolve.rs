@@ -12,6 +12,10 @@ use crate::source::{Diagnostic, Location, did_you_mean};
 use crate::template::{self, Part};
 use crate::tree::{self, Node, NodeValue};
 
+/// References followed in a row before giving up. Resolving recurses, so an unbounded chain
+/// (8,000 vars each naming the next) would exhaust the stack; real plans nest a handful.
+const MAX_DEPTH: usize = 64;
+
 const REF_HINT: &str = "references look like ${vars.NAME}, ${secrets.NAME} or ${KIND.NAME.ATTRIBUTE}";
 
 /// What is being resolved, for cycle reports.
@@ -87,6 +91,27 @@ impl Loader<'_> {
         Some(path.join(" -> "))
     }
 
+    /// Whether following `frame` would nest references too deep. Reported once: every further
+    /// link of a long chain would say the same. Not memoised, so the links below are resolved
+    /// (and reported, if wrong) from a shallower start.
+    fn too_deep(&mut self, frame: &Frame, at: Option<&Location>) -> bool {
+        if self.stack.len() < MAX_DEPTH {
+            return false;
+        }
+        if !self.too_deep {
+            self.too_deep = true;
+            let first: Vec<String> = self.stack.iter().take(2).map(ToString::to_string).collect();
+            self.err(
+                Diagnostic::new(
+                    format!("references nested more than {MAX_DEPTH} deep: {} -> ... -> {frame}", first.join(" -> ")),
+                    at.cloned(),
+                )
+                .hint("refer to the value at the end of the chain directly, or shorten the chain"),
+            );
+        }
+        true
+    }
+
     /// A var's value (memoised), adding the secrets it is built from to `secrets`.
     pub(super) fn var(&mut self, name: &str, at: Option<&Location>, secrets: &mut BTreeSet<String>) -> Option<Value> {
         if let Some((v, own)) = self.vars.values.get(name) {
@@ -106,6 +131,9 @@ impl Loader<'_> {
                     .hint("a variable cannot refer to itself"),
             );
             self.vars.values.insert(name.to_owned(), (None, BTreeSet::new()));
+            return None;
+        }
+        if self.too_deep(&frame, at) {
             return None;
         }
         // Like Terraform's -var and TF_VAR_: the command line, then the environment, override a
@@ -299,6 +327,9 @@ impl Loader<'_> {
                 Diagnostic::new(format!("reference cycle: {cycle}"), Some(at.clone()))
                     .hint("an attribute cannot depend on itself through references"),
             );
+            return None;
+        }
+        if self.too_deep(&frame, Some(at)) {
             return None;
         }
         // Only the direct reference is an edge: the referenced attribute's own edges belong to

@@ -76,6 +76,29 @@ async fn a_killed_holder_is_never_reported_and_its_guard_knows_the_lock_is_gone(
 }
 
 #[tokio::test]
+async fn a_holder_row_is_believed_only_for_the_connection_that_holds_the_lock() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let name = format!("aspects:{}", env.deployment);
+    // Some session other than an apply holds the lock; a row left by an earlier holder names
+    // someone long gone.
+    let mut other = env.root().await;
+    sqlx::query("SELECT GET_LOCK(?, 0)").bind(&name).execute(&mut other).await.unwrap();
+    env.exec(&format!(
+        "INSERT INTO `{}`.locks (name, holder, connection_id) VALUES ('{name}', 'ghost@gone pid 1', 1)",
+        env.meta
+    ))
+    .await;
+    let err = match w.lock("me", Duration::ZERO, &quiet).await {
+        Ok(_) => panic!("the lock is held"),
+        Err(e) => e,
+    };
+    let id = holder_connection(&env).await;
+    assert!(err.message.contains(&format!("is locked by another session (connection {id})")), "{}", err.message);
+    assert!(!err.message.contains("ghost"), "{}", err.message);
+}
+
+#[tokio::test]
 async fn other_deployments_are_not_blocked() {
     let (one, two) = (Env::new(), Env::new());
     let held = one.writer().await.lock("one", Duration::ZERO, &quiet).await.unwrap();

@@ -86,11 +86,33 @@ impl Handle {
                     && let Ok(on) = On::parse(str_attr(a, "on"))
                 {
                     out.extend(self.check_levels(&on, str_list(a.get("privileges"))));
+                    out.extend(self.check_meta(&on));
                 }
             }
             _ => {}
         }
         out
+    }
+
+    /// A grant on the meta database would let its grantee forge ownership records. Database and
+    /// table parts are matched by MySQL's wildcard rules (ignoring case, to err towards refusing);
+    /// `*.*` is not refused: a global grant reaches everything anyway, and says so.
+    fn check_meta(&self, on: &On) -> Option<Invalid> {
+        let (On::Database(db) | On::Table(db, _)) = on else { return None };
+        sql::pattern_matches(db, &self.meta).then(|| {
+            Invalid::new(
+                "on",
+                format!(
+                    "on = \"{on}\" reaches the meta database `{}`, where ownership records live: its grantee could \
+                     forge them",
+                    self.meta
+                ),
+            )
+            .with_hint(
+                "grant on the application's own databases (`_` and `%` are wildcards: write `\\_` for a literal \
+                 underscore), or keep the records elsewhere with `meta_database` in [providers.mysql]",
+            )
+        })
     }
 
     /// Every privilege must exist at the level `on` names (FILE is global only).

@@ -239,7 +239,6 @@ impl Handle {
     }
 
     async fn read_grants(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
-        self.refuse_meta_grants(desired)?;
         let ids: Vec<BTreeMap<String, Value>> = desired.iter().map(|r| schema::identity(GRANT, &r.attrs)).collect();
         let accounts: BTreeSet<Account> =
             ids.iter().map(|id| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned())).collect();
@@ -300,33 +299,6 @@ impl Handle {
         }
         held.retain(|(_, on), raw| !self.levels.normalise(on.level(), raw.iter().map(String::as_str)).is_empty());
         Ok(held)
-    }
-
-    /// A grant on the meta database would let its grantee forge ownership records. Database and
-    /// table patterns are matched by MySQL's wildcard rules (case-insensitively, to be safe);
-    /// `*.*` is not refused: a global grant already reaches everything, and says so.
-    fn refuse_meta_grants(&self, desired: &[Resource]) -> Result<(), ProviderError> {
-        let hits: Vec<String> = desired
-            .iter()
-            .filter(|r| match On::parse(str_attr(&r.attrs, "on")) {
-                Ok(On::Database(db) | On::Table(db, _)) => sql::pattern_matches(&db, &self.meta),
-                _ => false,
-            })
-            .map(|r| format!("{} at {} (on = {:?})", r.address, r.origin, str_attr(&r.attrs, "on")))
-            .collect();
-        if hits.is_empty() {
-            return Ok(());
-        }
-        Err(ProviderError::new(format!(
-            "refusing to grant on the meta database `{}`, where ownership records live (a grantee could forge \
-             them): {}",
-            self.meta,
-            hits.join(", ")
-        ))
-        .with_hint(
-            "grant on the application's own databases; a database pattern with `_` or `%` matches more than one \
-             name (write `\\\\_` for a literal underscore), or move the records with `meta_database` in [providers.mysql]",
-        ))
     }
 
     /// Records of this deployment the plan does not name (with what exists of each), and what

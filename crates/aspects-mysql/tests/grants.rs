@@ -25,14 +25,14 @@ async fn grant_converges_exactly_and_extra_privileges_are_revoked() {
     let env = Env::new();
     let w = env.writer().await;
     let desired = stack(&env, &["select", " insert "]);
-    let steps = apply(&*w, &desired).await;
+    let steps = apply(&w, &desired).await;
     assert_eq!(step(&steps, "mysql_grant.app").change.action, Action::Create);
     assert_eq!(db_privileges(&env).await, ["INSERT", "SELECT"]);
-    assert_converged(&*w, &desired).await;
+    assert_converged(&w, &desired).await;
 
     // Someone adds DELETE by hand: the grant's own diff shows it and apply revokes it.
     env.exec(&format!("GRANT DELETE ON `{}`.* TO '{}'@'%'", env.name("db"), env.name("app"))).await;
-    let steps = plan(&*env.reader().await, &desired).await;
+    let steps = plan(&env.reader().await, &desired).await;
     let change = &step(&steps, "mysql_grant.app").change;
     assert_eq!(change.action, Action::Update);
     assert_eq!(strs(change.attrs[0].before.as_ref().unwrap()), ["DELETE", "INSERT", "SELECT"]);
@@ -42,17 +42,17 @@ async fn grant_converges_exactly_and_extra_privileges_are_revoked() {
 
     // Grant and revoke in one apply.
     let desired = stack(&env, &["SELECT", "UPDATE"]);
-    apply(&*w, &desired).await;
+    apply(&w, &desired).await;
     assert_eq!(db_privileges(&env).await, ["SELECT", "UPDATE"]);
-    assert_converged(&*w, &desired).await;
+    assert_converged(&w, &desired).await;
 
     // Grant option is a privilege of its own.
     let desired = stack(&env, &["SELECT", "UPDATE", "GRANT OPTION"]);
-    apply(&*w, &desired).await;
-    assert_converged(&*w, &desired).await;
+    apply(&w, &desired).await;
+    assert_converged(&w, &desired).await;
     let desired = stack(&env, &["SELECT"]);
-    apply(&*w, &desired).await;
-    assert_converged(&*w, &desired).await;
+    apply(&w, &desired).await;
+    assert_converged(&w, &desired).await;
     let grantable = env
         .strings(
             "SELECT DISTINCT IS_GRANTABLE FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?",
@@ -75,11 +75,11 @@ async fn all_privileges_normalises_at_every_level() {
         grant("db", &u, "%", &format!("{db}.*"), &["All"]),
         grant("table", &u, "%", &format!("`{db}`.`t`"), &["ALL PRIVILEGES", "grant option"]),
     ];
-    let steps = apply(&*w, &desired).await;
+    let steps = apply(&w, &desired).await;
     let normalised = step(&steps, "mysql_grant.table").desired.as_ref().unwrap();
     assert_eq!(strs(normalised.get("privileges").unwrap()), ["ALL", "GRANT OPTION"]);
     assert_eq!(normalised.get("on"), Some(&Value::from(format!("{db}.t"))));
-    assert_converged(&*w, &desired).await;
+    assert_converged(&w, &desired).await;
 
     // What the server reports after its own GRANT ALL reads as ALL too.
     let v = env.name("all_v");
@@ -121,8 +121,8 @@ async fn orphans_owned_grants_and_extra_privileges_are_found_once() {
     let (db, u, other) = (env.name("db"), env.name("app"), env.name("other"));
     let mut desired = stack(&env, &["SELECT"]);
     desired.push(grant("other", &u, "%", &format!("{other}.*"), &["SELECT", "INSERT"]));
-    apply(&*w, &desired).await;
-    assert_converged(&*w, &desired).await;
+    apply(&w, &desired).await;
+    assert_converged(&w, &desired).await;
 
     // Extra privileges on yet another database, granted by hand.
     let third = env.name("third");
@@ -136,7 +136,7 @@ async fn orphans_owned_grants_and_extra_privileges_are_found_once() {
     // The plan drops grant "other" (owned) and has the extras on `third` and `*.*`.
     desired.pop();
     env.exec(&format!("GRANT DELETE ON `{}`.* TO '{u}'@'%'", other)).await;
-    let steps = plan(&*env.reader().await, &desired).await;
+    let steps = plan(&env.reader().await, &desired).await;
     let mut got: Vec<(String, Action, String)> = steps
         .iter()
         .filter(|s| s.change.action != Action::NoOp)
@@ -164,7 +164,7 @@ async fn orphans_owned_grants_and_extra_privileges_are_found_once() {
     assert_eq!(before, ["DELETE", "INSERT", "SELECT"]);
 
     apply_steps(&*w, &steps).await;
-    assert_converged(&*w, &desired).await;
+    assert_converged(&w, &desired).await;
     let left = env
         .strings(
             "SELECT TABLE_SCHEMA FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?",
@@ -190,15 +190,15 @@ async fn grant_host_change_replaces_the_grant() {
     let (db, u) = (env.name("db"), env.name("app"));
     let before =
         vec![user("app", &u, "localhost", "pw"), grant("app", &u, "localhost", &format!("{db}.*"), &["SELECT"])];
-    apply(&*w, &before).await;
+    apply(&w, &before).await;
     let after = vec![user("app", &u, "%", "pw"), grant("app", &u, "%", &format!("{db}.*"), &["SELECT"])];
-    let steps = plan(&*w, &after).await;
+    let steps = plan(&w, &after).await;
     assert_eq!(
         actions(&steps),
-        [("mysql_user.app".to_owned(), Action::Replace), ("mysql_grant.app".to_owned(), Action::Replace)]
+        [("mysql_grant.app".to_owned(), Action::Replace), ("mysql_user.app".to_owned(), Action::Replace)]
     );
     apply_steps(&*w, &steps).await;
-    assert_converged(&*w, &after).await;
+    assert_converged(&w, &after).await;
     assert_eq!(env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&u]).await, ["%"]);
 }
 
@@ -266,10 +266,10 @@ async fn roles_default_roles_column_routine_and_proxy_privileges_are_beyond_the_
         "CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (a INT, b INT); CREATE PROCEDURE `{db}`.p() SELECT 1"
     ))
     .await;
-    apply(&*w, &desired).await;
+    apply(&w, &desired).await;
     env.exec(&format!("CREATE USER '{other}'@'%'; CREATE ROLE '{role}'; GRANT ALL ON *.* TO '{role}'")).await;
     admin_may_proxy(&env).await;
-    assert_converged(&*w, &desired).await;
+    assert_converged(&w, &desired).await;
 
     let drifts = [
         (
@@ -288,7 +288,7 @@ async fn roles_default_roles_column_routine_and_proxy_privileges_are_beyond_the_
     ];
     for (drift, expected) in drifts {
         env.exec(&drift).await;
-        let steps = plan(&*w, &desired).await;
+        let steps = plan(&w, &desired).await;
         let mut found: Vec<(String, Vec<String>)> = steps
             .iter()
             .filter(|s| s.change.action != Action::NoOp)
@@ -304,7 +304,7 @@ async fn roles_default_roles_column_routine_and_proxy_privileges_are_beyond_the_
             expected.into_iter().map(|(on, p)| (on, p.into_iter().map(str::to_owned).collect())).collect();
         assert_eq!(found, expected, "{drift}");
         apply_steps(&*w, &steps).await;
-        assert_converged(&*w, &desired).await;
+        assert_converged(&w, &desired).await;
     }
     // The managed table grant survived the column revokes; nothing else is left.
     let grants = env.strings(&format!("SHOW GRANTS FOR '{u}'@'%'"), &[]).await;

@@ -19,14 +19,14 @@ async fn awkward_names_round_trip_through_every_kind() {
         user("u", &u, host, "pw"),
         grant("db", &u, host, &format!("{quoted_db}.*"), &["SELECT", "INSERT"]),
     ];
-    let steps = apply(&*w, &desired).await;
+    let steps = apply(&w, &desired).await;
     assert_eq!(actions(&steps).len(), 3);
     assert_eq!(
         env.strings("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", &[&db]).await,
         std::slice::from_ref(&db)
     );
     assert_eq!(env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&u]).await, [host]);
-    assert_converged(&*w, &desired).await;
+    assert_converged(&w, &desired).await;
 
     // The grant names exactly that database: `_` and `%` were escaped, and reading unescapes.
     let stored = env
@@ -41,11 +41,11 @@ async fn awkward_names_round_trip_through_every_kind() {
     env.exec(&format!("CREATE TABLE {quoted_db}.`t a``b` (x INT)")).await;
     let mut with_table = desired.clone();
     with_table.push(grant("t", &u, host, &format!("{quoted_db}.`t a``b`"), &["SELECT"]));
-    apply(&*w, &with_table).await;
-    assert_converged(&*w, &with_table).await;
+    apply(&w, &with_table).await;
+    assert_converged(&w, &with_table).await;
 
     // Everything goes again when the plan is emptied.
-    let steps = apply(&*w, &[]).await;
+    let steps = apply(&w, &[]).await;
     assert!(steps.iter().all(|s| s.change.action == Action::Delete), "{:?}", actions(&steps));
     assert_eq!(steps.len(), 4);
     assert!(env.strings("SELECT User FROM mysql.user WHERE User = ?", &[&u]).await.is_empty());
@@ -71,11 +71,11 @@ async fn grantee_strings_are_unescaped_and_matched_exactly() {
 
     // A user differing only in case is another account: its grants are not ours.
     let desired = vec![user("u", &u, "%", "pw"), grant("g", &u, "%", "x.*", &["SELECT"])];
-    let steps = plan(&*w, &desired).await;
+    let steps = plan(&w, &desired).await;
     assert_eq!(step(&steps, "mysql_grant.g").change.action, Action::Create);
     assert_eq!(step(&steps, "mysql_user.u").change.action, Action::Create);
     apply_steps(&*w, &steps).await;
-    assert_converged(&*w, &desired).await;
+    assert_converged(&w, &desired).await;
     let k = kind("mysql_grant");
     let mut g = grant("g", &lower, "%", "x.*", &["SELECT"]);
     w.normalise(&k, &mut g);

@@ -49,7 +49,7 @@ async fn two_deployments_racing_for_the_same_objects_get_exactly_one_owner_each(
             database("d", &env.name(&format!("race{round}"))),
             user("u", &env.name(&format!("race{round}")), "%", "pw"),
         ];
-        let (plan_a, plan_b) = (plan(&*a, &desired).await, plan(&*b, &desired).await);
+        let (plan_a, plan_b) = (plan(&a, &desired).await, plan(&b, &desired).await);
         assert_eq!(actions(&plan_a), actions(&plan_b), "both see nothing yet");
         assert!(actions(&plan_a).iter().all(|(_, action)| *action == Action::Create));
         let barrier = Arc::new(Barrier::new(2));
@@ -77,7 +77,7 @@ async fn two_deployments_racing_for_the_same_objects_get_exactly_one_owner_each(
         assert!(records.iter().all(|r| r.3 == "created"), "{records:?}");
         // Clear the round: each owner removes its own.
         for w in [&a, &b] {
-            apply(&**w, &[]).await;
+            apply(w, &[]).await;
         }
         assert!(all_records(&env).await.is_empty());
     }
@@ -93,7 +93,7 @@ async fn a_failed_create_leaves_no_record_so_what_a_person_makes_later_is_never_
 
     // A grant on a table that does not exist fails at apply: no record may stay behind.
     let g = grant("g", &person, "%", &format!("{db}.later"), &["SELECT"]);
-    let steps = plan(&*w, std::slice::from_ref(&g)).await;
+    let steps = plan(&w, std::slice::from_ref(&g)).await;
     assert_eq!(actions(&steps), [("mysql_grant.g".to_owned(), Action::Create)]);
     let s = step(&steps, "mysql_grant.g");
     let err = w.apply(&kind("mysql_grant"), &s.change, s.desired.as_ref()).await.unwrap_err();
@@ -103,7 +103,7 @@ async fn a_failed_create_leaves_no_record_so_what_a_person_makes_later_is_never_
     // A person makes that very grant by hand; the plan drops the resource. Nothing is revoked.
     env.exec(&format!("CREATE TABLE `{db}`.later (a INT)")).await;
     env.exec(&format!("GRANT SELECT ON `{db}`.later TO '{person}'@'%'")).await;
-    let steps = plan(&*w, &[]).await;
+    let steps = plan(&w, &[]).await;
     assert!(actions(&steps).is_empty(), "{:?}", actions(&steps));
     assert_eq!(env.strings("SELECT Table_priv FROM mysql.tables_priv WHERE User = ?", &[&person]).await, ["Select"]);
 }
@@ -114,18 +114,18 @@ async fn an_unconfirmed_create_is_adopted_visibly_and_never_destroyed() {
     let w = env.writer().await;
     let name = env.name("half");
     let d = database("d", &name);
-    apply(&*w, std::slice::from_ref(&d)).await;
+    apply(&w, std::slice::from_ref(&d)).await;
     assert_eq!(all_records(&env).await[0].3, "created");
     // What a kill between CREATE DATABASE and the confirmation leaves: a claim, and an object
     // that may as well have been made by someone else at that moment.
     env.exec(&format!("UPDATE `{}`.owned SET state = 'creating'", env.meta)).await;
 
     // Still declared: adopted in a visible step, not silently owned.
-    let steps = plan(&*w, std::slice::from_ref(&d)).await;
+    let steps = plan(&w, std::slice::from_ref(&d)).await;
     assert_eq!(actions(&steps), [("mysql_database.d".to_owned(), Action::Adopt)]);
 
     // No longer declared: not an orphan, so no flag can destroy it; apply only drops the claim.
-    assert!(actions(&plan(&*w, &[]).await).is_empty());
+    assert!(actions(&plan(&w, &[]).await).is_empty());
     assert_eq!(w.prune(&[]).await.unwrap(), 1);
     assert!(all_records(&env).await.is_empty());
     assert_eq!(
@@ -141,14 +141,14 @@ async fn privileges_another_deployment_granted_to_a_shared_account_are_not_beyon
     let (shared, da, db) = (env.name("shared"), env.name("da"), env.name("db"));
     let plan_a = [user("u", &shared, "%", "pw"), grant("ga", &shared, "%", &format!("{da}.*"), &["SELECT"])];
     let plan_b = [grant("gb", &shared, "%", &format!("{db}.*"), &["INSERT"])];
-    apply(&*a, &plan_a).await;
-    apply(&*b, &plan_b).await;
+    apply(&a, &plan_a).await;
+    apply(&b, &plan_b).await;
     // Neither revokes the other's grant, however often they run.
     for _ in 0..3 {
-        assert_converged(&*a, &plan_a).await;
-        assert_converged(&*b, &plan_b).await;
-        apply(&*a, &plan_a).await;
-        apply(&*b, &plan_b).await;
+        assert_converged(&a, &plan_a).await;
+        assert_converged(&b, &plan_b).await;
+        apply(&a, &plan_a).await;
+        apply(&b, &plan_b).await;
     }
     let held = env
         .strings(
@@ -159,7 +159,7 @@ async fn privileges_another_deployment_granted_to_a_shared_account_are_not_beyon
     assert_eq!(held, [format!("{da}:SELECT"), format!("{db}:INSERT")]);
     // A grant nobody records is still beyond A's plan.
     env.exec(&format!("GRANT UPDATE ON `{}`.* TO '{shared}'@'%'", env.name("x"))).await;
-    let steps = plan(&*a, &plan_a).await;
+    let steps = plan(&a, &plan_a).await;
     assert_eq!(actions(&steps).len(), 1, "{:?}", actions(&steps));
     assert_eq!(actions(&steps)[0].1, Action::Delete);
 }
@@ -169,11 +169,11 @@ async fn a_record_whose_object_is_gone_is_pruned_never_destroyed() {
     let env = Env::new();
     let w = env.writer().await;
     let (old, new) = (env.name("old"), env.name("new"));
-    apply(&*w, &[database("d", &old)]).await;
+    apply(&w, &[database("d", &old)]).await;
     env.exec(&format!("DROP DATABASE `{old}`")).await;
 
     // The entry now names another database: a plain create, not a replace that destroys data.
-    let steps = plan(&*w, &[database("d", &new)]).await;
+    let steps = plan(&w, &[database("d", &new)]).await;
     assert_eq!(actions(&steps), [("mysql_database.d".to_owned(), Action::Create)]);
     assert!(steps.iter().all(|s| s.change.old_identity.is_none()));
     assert_eq!(w.prune(&[database("d", &new)]).await.unwrap(), 1);
@@ -187,7 +187,7 @@ async fn removing_a_user_but_keeping_its_grant_is_refused_at_plan() {
     let w = env.writer().await;
     let name = env.name("app");
     let (u, g) = (user("u", &name, "%", "pw"), grant("g", &name, "%", &format!("{}.*", env.name("d")), &["SELECT"]));
-    apply(&*w, &[u, g.clone()]).await;
+    apply(&w, &[u, g.clone()]).await;
     let mut g = g;
     w.normalise(&kind("mysql_grant"), &mut g);
     let err = w.orphans(std::slice::from_ref(&g)).await.unwrap_err();

@@ -38,7 +38,7 @@ async fn reading_1_or_200_objects_costs_the_same() {
         .collect();
     let dbs: Vec<Resource> = (0..200).map(|i| database(&format!("d{i}"), &env.name(&format!("d{i}")))).collect();
     let all: Vec<Resource> = dbs.iter().chain(&users).chain(&grants).cloned().collect();
-    apply(&*w, &all).await;
+    apply(&w, &all).await;
 
     let r = env.reader().await;
     for (kind_name, list) in [("mysql_database", &dbs), ("mysql_user", &users), ("mysql_grant", &grants)] {

@@ -55,9 +55,9 @@ async fn secrets_stay_out_of_logs_errors_and_debug_output() {
     let name = env.name("app");
 
     let desired = vec![user("app", &name, "%", pw1), grant("app", &name, "%", "x.*", &["SELECT"])];
-    let steps = apply(&*w, &desired).await;
-    assert_converged(&*w, &desired).await;
-    let steps2 = apply(&*w, &[user("app", &name, "%", pw2), desired[1].clone()]).await;
+    let steps = apply(&w, &desired).await;
+    assert_converged(&w, &desired).await;
+    let steps2 = apply(&w, &[user("app", &name, "%", pw2), desired[1].clone()]).await;
     assert!(env.can_login(&name, pw2).await);
     for s in steps.iter().chain(&steps2) {
         assert_clean("Debug of a change", &format!("{:?} {:?}", s.change, s.desired), &secrets);

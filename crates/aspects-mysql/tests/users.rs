@@ -13,10 +13,10 @@ async fn create_verify_and_password_drift() {
     let name = env.name("app");
     let u = user("app", &name, "%", "first-Pw-1");
 
-    let steps = apply(&*w, std::slice::from_ref(&u)).await;
+    let steps = apply(&w, std::slice::from_ref(&u)).await;
     assert_eq!(actions(&steps), [("mysql_user.app".to_owned(), Action::Create)]);
     assert!(env.can_login(&name, "first-Pw-1").await);
-    assert_converged(&*w, std::slice::from_ref(&u)).await;
+    assert_converged(&w, std::slice::from_ref(&u)).await;
     let live = w.read(&kind("mysql_user"), std::slice::from_ref(&u)).await.unwrap();
     let live = live[0].as_ref().unwrap();
     assert_eq!(live.verified.get("password"), Some(&Verification::Matches));
@@ -24,20 +24,20 @@ async fn create_verify_and_password_drift() {
 
     // Someone changes the password by hand: the plan sees it without reading it.
     env.exec(&format!("ALTER USER '{name}'@'%' IDENTIFIED BY 'changed'")).await;
-    let steps = plan(&*env.reader().await, std::slice::from_ref(&u)).await;
+    let steps = plan(&env.reader().await, std::slice::from_ref(&u)).await;
     let change = &step(&steps, "mysql_user.app").change;
     assert_eq!(change.action, Action::Update);
     assert_eq!(change.attrs.len(), 1);
     assert!(change.attrs[0].sensitive && change.attrs[0].before.is_none());
 
-    apply(&*w, std::slice::from_ref(&u)).await;
+    apply(&w, std::slice::from_ref(&u)).await;
     assert!(env.can_login(&name, "first-Pw-1").await);
     assert!(!env.can_login(&name, "changed").await);
-    assert_converged(&*w, std::slice::from_ref(&u)).await;
+    assert_converged(&w, std::slice::from_ref(&u)).await;
 
     // Rotation: a new secret value is an update, and the old password stops working.
     let rotated = user("app", &name, "%", "second-Pw-2");
-    let steps = apply(&*w, std::slice::from_ref(&rotated)).await;
+    let steps = apply(&w, std::slice::from_ref(&rotated)).await;
     assert_eq!(step(&steps, "mysql_user.app").change.action, Action::Update);
     assert!(env.can_login(&name, "second-Pw-2").await);
     assert!(!env.can_login(&name, "first-Pw-1").await);
@@ -58,9 +58,9 @@ async fn non_native_plugins_are_verified_by_logging_in() {
         "a unix_socket account cannot match a password"
     );
     // Applying sets a native password, after which the hash comparison applies.
-    apply(&*w, std::slice::from_ref(&u)).await;
+    apply(&w, std::slice::from_ref(&u)).await;
     assert!(env.can_login(&name, "pw").await);
-    assert_converged(&*w, std::slice::from_ref(&u)).await;
+    assert_converged(&w, std::slice::from_ref(&u)).await;
 }
 
 #[tokio::test]
@@ -71,26 +71,26 @@ async fn an_existing_unowned_user_is_adopted() {
     env.exec(&format!("CREATE USER '{name}'@'%' IDENTIFIED BY 'same-pw'")).await;
     let u = user("legacy", &name, "%", "same-pw");
 
-    let steps = plan(&*w, std::slice::from_ref(&u)).await;
+    let steps = plan(&w, std::slice::from_ref(&u)).await;
     let change = &step(&steps, "mysql_user.legacy").change;
     assert_eq!(change.action, Action::Adopt);
     assert!(change.adopt);
     // Before adoption it is not ours: it is never an orphan.
-    assert!(plan(&*w, &[]).await.is_empty());
+    assert!(plan(&w, &[]).await.is_empty());
 
     apply_steps(&*w, &steps).await;
     assert_eq!(env.records().await, [("mysql_user".to_owned(), "legacy".to_owned())]);
-    assert_converged(&*w, std::slice::from_ref(&u)).await;
+    assert_converged(&w, std::slice::from_ref(&u)).await;
 
     // Adopted with a different password: update and adopt in one apply.
     let other = env.name("legacy2");
     env.exec(&format!("CREATE USER '{other}'@'%' IDENTIFIED BY 'old'")).await;
     let u2 = user("legacy2", &other, "%", "new");
-    let steps = apply(&*w, &[u.clone(), u2.clone()]).await;
+    let steps = apply(&w, &[u.clone(), u2.clone()]).await;
     let change = &step(&steps, "mysql_user.legacy2").change;
     assert_eq!((change.action, change.adopt), (Action::Update, true));
     assert!(env.can_login(&other, "new").await);
-    assert_converged(&*w, &[u, u2]).await;
+    assert_converged(&w, &[u, u2]).await;
 }
 
 #[tokio::test]
@@ -98,11 +98,11 @@ async fn moving_the_host_replaces_the_account() {
     let env = Env::new();
     let w = env.writer().await;
     let name = env.name("mover");
-    apply(&*w, &[user("m", &name, "LocalHost", "pw")]).await;
+    apply(&w, &[user("m", &name, "LocalHost", "pw")]).await;
     assert_eq!(env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&name]).await, ["localhost"]);
 
     let moved = user("m", &name, "%", "pw");
-    let steps = plan(&*w, std::slice::from_ref(&moved)).await;
+    let steps = plan(&w, std::slice::from_ref(&moved)).await;
     let change = &step(&steps, "mysql_user.m").change;
     assert_eq!(change.action, Action::Replace);
     let old = change.old_identity.as_ref().expect("old identity");
@@ -112,7 +112,7 @@ async fn moving_the_host_replaces_the_account() {
     apply_steps(&*w, &steps).await;
     assert_eq!(env.strings("SELECT Host FROM mysql.user WHERE User = ?", &[&name]).await, ["%"]);
     assert_eq!(env.records().await, [("mysql_user".to_owned(), "m".to_owned())]);
-    assert_converged(&*w, &[moved]).await;
+    assert_converged(&w, &[moved]).await;
 }
 
 #[tokio::test]
@@ -121,9 +121,9 @@ async fn replace_without_a_moved_identity_is_delete_then_create() {
     let w = env.writer().await;
     let name = env.name("again");
     let u = user("a", &name, "%", "pw1");
-    apply(&*w, std::slice::from_ref(&u)).await;
+    apply(&w, std::slice::from_ref(&u)).await;
 
-    let mut steps = plan(&*w, std::slice::from_ref(&user("a", &name, "%", "pw2"))).await;
+    let mut steps = plan(&w, std::slice::from_ref(&user("a", &name, "%", "pw2"))).await;
     steps[0].change.action = Action::Replace;
     apply_steps(&*w, &steps).await;
     assert!(env.can_login(&name, "pw2").await);
@@ -136,21 +136,21 @@ async fn a_crash_between_record_and_create_converges() {
     let w = env.writer().await;
     let name = env.name("crash");
     let u = user("c", &name, "%", "pw");
-    apply(&*w, std::slice::from_ref(&u)).await;
+    apply(&w, std::slice::from_ref(&u)).await;
     // The state a kill -9 right after recording ownership leaves: a record, no object.
     env.exec(&format!("DROP USER '{name}'@'%'")).await;
     assert_eq!(env.records().await.len(), 1);
 
-    let steps = plan(&*w, std::slice::from_ref(&u)).await;
+    let steps = plan(&w, std::slice::from_ref(&u)).await;
     assert_eq!(actions(&steps), [("mysql_user.c".to_owned(), Action::Create)]);
     apply_steps(&*w, &steps).await;
     assert!(env.can_login(&name, "pw").await);
-    assert_converged(&*w, &[u]).await;
+    assert_converged(&w, &[u]).await;
 
     // And when the plan no longer wants it, a record whose object is gone is no change at all:
     // the plan is empty and the record is pruned.
     env.exec(&format!("DROP USER '{name}'@'%'")).await;
-    assert!(actions(&plan(&*w, &[]).await).is_empty());
+    assert!(actions(&plan(&w, &[]).await).is_empty());
     assert_eq!(w.prune(&[]).await.unwrap(), 1);
     assert!(env.records().await.is_empty());
 }
@@ -166,7 +166,7 @@ async fn passwords_with_quotes_and_backslashes_round_trip() {
         "q",
         &[("user", Value::from(name.as_str())), ("password", Value::Sensitive(Secret::new(pw)))],
     );
-    apply(&*w, std::slice::from_ref(&u)).await;
+    apply(&w, std::slice::from_ref(&u)).await;
     assert!(env.can_login(&name, pw).await);
-    assert_converged(&*w, &[u]).await;
+    assert_converged(&w, &[u]).await;
 }

@@ -1,6 +1,6 @@
 //! Shared test harness: a uniquely named sandbox on the real server (`aspects_e2e::mysql_url`:
-//! ASPECTS_STACK_MYSQL_URL or the local stack's), cleaned up on drop, and a miniature engine that
-//! plans and applies through the provider traits the way `aspects-engine` does.
+//! ASPECTS_STACK_MYSQL_URL or the local stack's), cleaned up on drop; plans with the engine's own
+//! planner and applies change by change through the provider's write handle.
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -9,8 +9,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aspects_core::diff::{self, Action, Change};
-use aspects_core::{Address, KindSchema, ProviderConfig, Resource, Secret, Value};
+use aspects_core::diff::{Action, Change};
+use aspects_core::graph::Graph;
+use aspects_core::{Address, Desired, KindSchema, ProviderConfig, Registry, Resource, Secret, Value};
+use aspects_engine::plan::{Goal, Readers};
 use aspects_engine::provider::{Connector, ProviderRead, ProviderWrite};
 use aspects_mysql::MySql;
 use sqlx::mysql::MySqlConnectOptions;
@@ -227,35 +229,45 @@ pub struct Step {
     pub desired: Option<Resource>,
 }
 
-/// Plans like the engine: normalise, orphans, one read per kind, diff (an orphan at the same
-/// address is a moved identity), deletes for the remaining orphans.
-pub async fn plan(h: &dyn ProviderRead, desired: &[Resource]) -> Vec<Step> {
-    let schema = aspects_mysql::schema();
-    let mut desired = desired.to_vec();
-    for r in &mut desired {
-        h.normalise(&kind(&r.address.kind), r);
+/// A handle the planner can read through: a read or a write handle.
+pub trait AsReader {
+    fn as_reader(&self) -> Arc<dyn ProviderRead>;
+}
+
+impl AsReader for Arc<dyn ProviderRead> {
+    fn as_reader(&self) -> Arc<dyn ProviderRead> {
+        self.clone()
     }
-    let mut orphans = h.orphans(&desired).await.expect("orphans");
-    let mut steps = Vec::new();
-    for k in &schema.kinds {
-        let list: Vec<Resource> = desired.iter().filter(|r| r.address.kind == k.kind).cloned().collect();
-        let live = h.read(k, &list).await.expect("read");
-        assert_eq!(live.len(), list.len());
-        for (r, l) in list.into_iter().zip(live) {
-            let prev = orphans.iter().position(|o| o.address == r.address).map(|i| orphans.remove(i));
-            steps.push(Step { change: diff::diff(k, &r, l.as_ref(), prev.as_ref()), desired: Some(r) });
-        }
+}
+
+impl AsReader for Arc<dyn ProviderWrite> {
+    fn as_reader(&self) -> Arc<dyn ProviderRead> {
+        self.clone()
     }
-    for o in orphans {
-        steps.push(Step { change: diff::delete(&kind(&o.address.kind), &o), desired: None });
-    }
-    steps
+}
+
+/// Plans with the engine's own planner, so the provider is tested under the code that drives
+/// it in production (normalise, batched reads, orphans, moved identities, diff).
+pub async fn plan(h: &impl AsReader, desired: &[Resource]) -> Vec<Step> {
+    let resources: BTreeMap<Address, Resource> = desired.iter().map(|r| (r.address.clone(), r.clone())).collect();
+    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).expect("test plans form a graph");
+    let desired = Desired { deployment: "test".into(), providers: BTreeMap::new(), resources };
+    let registry = Registry::default().with(aspects_mysql::schema());
+    let readers: Readers = [(PROVIDER.into(), h.as_reader())].into();
+    let planned =
+        aspects_engine::plan::plan(&desired, &graph, &registry, &readers, None, Goal::Converge).await.expect("plan");
+    planned
+        .plan
+        .changes
+        .into_iter()
+        .map(|change| Step { desired: planned.resources.get(&change.address).cloned(), change })
+        .collect()
 }
 
 /// Plans and applies: creates/updates in rank order, then deletes in reverse rank order.
-pub async fn apply(h: &dyn ProviderWrite, desired: &[Resource]) -> Vec<Step> {
+pub async fn apply(h: &Arc<dyn ProviderWrite>, desired: &[Resource]) -> Vec<Step> {
     let steps = plan(h, desired).await;
-    apply_steps(h, &steps).await;
+    apply_steps(&**h, &steps).await;
     steps
 }
 
@@ -290,7 +302,7 @@ pub fn step<'a>(steps: &'a [Step], address: &str) -> &'a Step {
 }
 
 /// Asserts that applying then planning is empty: the idempotency invariant.
-pub async fn assert_converged(h: &dyn ProviderRead, desired: &[Resource]) {
+pub async fn assert_converged(h: &impl AsReader, desired: &[Resource]) {
     let steps = plan(h, desired).await;
     let pending: Vec<String> = steps
         .iter()

@@ -114,7 +114,8 @@ impl Handle {
         let a = &r.attrs;
         let exists = |e: ProviderError, what: String| {
             e.with_hint(format!(
-                "{what} appeared after the plan was read, so this deployment did not create it and recorded nothing;                  run plan again: it offers to adopt it if it matches"
+                "{what} appeared after the plan was read, so this deployment did not create it and recorded nothing; \
+                 run plan again: it offers to adopt it if it matches"
             ))
         };
         match kind {

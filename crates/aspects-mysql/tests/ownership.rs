@@ -30,12 +30,14 @@ async fn writer_for(env: &Env, deployment: &str) -> Arc<dyn ProviderWrite> {
     MySql.connect_write(&env.config(), deployment).await.expect("connect_write")
 }
 
-/// Applies every step, in rank order, keeping each outcome instead of stopping at the first.
+/// Applies every step, in order, keeping each outcome (message, then hint) instead of stopping
+/// at the first.
 async fn try_apply(h: &dyn ProviderWrite, steps: &[Step]) -> Vec<Result<(), String>> {
     let mut out = Vec::new();
     for s in steps {
         let k = kind(&s.change.address.kind);
-        out.push(h.apply(&k, &s.change, s.desired.as_ref()).await.map_err(|e| e.message));
+        let result = h.apply(&k, &s.change, s.desired.as_ref()).await;
+        out.push(result.map_err(|e| format!("{} / hint: {}", e.message, e.hint.unwrap_or_default())));
     }
     out
 }
@@ -303,4 +305,27 @@ async fn meta_tables_of_an_older_version_are_upgraded_and_shared_records_refused
         )
         .await;
     assert_eq!(columns, ["connection_id"]);
+}
+
+#[tokio::test]
+async fn an_object_made_between_plan_and_apply_is_not_taken_for_ours() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let (db, name) = (env.name("late"), env.name("late"));
+    let desired = [database("d", &db), user("u", &name, "%", "pw")];
+    let steps = plan(&w, &desired).await;
+    assert!(actions(&steps).iter().all(|(_, a)| *a == Action::Create));
+    // Someone makes both objects before the apply runs.
+    env.exec(&format!("CREATE DATABASE `{db}`")).await;
+    env.exec(&format!("CREATE USER '{name}'@'%' IDENTIFIED BY 'theirs'")).await;
+    for result in try_apply(&*w, &steps).await {
+        let err = result.expect_err("CREATE without IF NOT EXISTS fails on an object that exists");
+        assert!(err.contains("(MySQL error 1007)") || err.contains("(MySQL error 1396)"), "{err}");
+        assert!(err.contains("appeared after the plan was read, so this deployment did not create it"), "{err}");
+    }
+    assert!(all_records(&env).await.is_empty(), "nothing was recorded as created");
+    assert!(env.can_login(&name, "theirs").await, "their account is untouched");
+    // The next plan offers to adopt what matches, visibly.
+    let steps = plan(&w, &desired).await;
+    assert_eq!(step(&steps, "mysql_database.d").change.action, Action::Adopt);
 }

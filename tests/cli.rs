@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use aspects_e2e::{Sandbox, read_tree, sql};
+use aspects_e2e::{Sandbox, can_login, read_tree, sql};
 
 const APP: &str = r#"
 [secrets]
@@ -44,7 +44,7 @@ fn graph_prints_dot_and_mermaid() {
     insta::assert_snapshot!("graph_dot", s.scrub(&dot.stdout));
     let mermaid = s.run(&["graph", "--format", "mermaid"]);
     insta::assert_snapshot!("graph_mermaid", s.scrub(&mermaid.stdout));
-    assert!(s.secrets_file("aspects").is_empty(), "graph writes nothing");
+    assert!(s.secrets_file().is_empty(), "graph writes nothing");
 }
 
 #[test]
@@ -74,18 +74,18 @@ fn validate_checks_without_writing_and_plan_keeps_generated_secrets_0600() {
     let r = s.run(&["validate"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("The plan is valid: 4 resources, 1 provider, 2 secrets"), "{r:?}");
-    assert!(!s.path("aspects.secrets.toml").exists(), "validate writes nothing");
+    assert!(!s.secrets_path().exists(), "validate writes nothing");
 
     let r = s.run(&["plan"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("Generated secret gen_pw"), "{r:?}");
-    let meta = std::fs::metadata(s.path("aspects.secrets.toml")).unwrap();
+    let meta = std::fs::metadata(s.secrets_path()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-    let first = s.secrets_file("aspects");
+    let first = s.secrets_file();
     assert_eq!(s.run(&["plan"]).code, 0);
-    assert_eq!(s.secrets_file("aspects"), first, "a generated secret is made once");
+    assert_eq!(s.secrets_file(), first, "a generated secret is made once");
 
-    std::fs::set_permissions(s.path("aspects.secrets.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(s.secrets_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let r = s.run(&["plan"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("readable by other users") && r.stderr.contains("chmod 600"), "{r:?}");
@@ -97,7 +97,7 @@ fn drift_never_writes_and_needs_generated_secrets_to_exist() {
     let r = s.run(&["drift"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("secret `gen_pw` has not been generated yet"), "{r:?}");
-    assert!(!s.path("aspects.secrets.toml").exists());
+    assert!(!s.secrets_path().exists());
 }
 
 #[test]
@@ -187,7 +187,7 @@ fn no_secret_value_reaches_output_plans_or_the_journal() {
     );
     run(&["apply", "--auto-approve", "-vv"], 1);
 
-    let secrets_file = s.secrets_file("aspects");
+    let secrets_file = s.secrets_file();
     let generated =
         secrets_file.lines().find_map(|l| l.strip_prefix("gen_pw = ")).unwrap().trim_matches('"').to_owned();
     let files: String = {
@@ -278,13 +278,8 @@ fn secrets_never_appear_in_process_arguments() {
     }
     assert!(child.wait().unwrap().success());
     assert!(!seen.is_empty(), "the running process was sampled");
-    let generated = s
-        .secrets_file("aspects")
-        .lines()
-        .find_map(|l| l.strip_prefix("gen_pw = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
+    let generated =
+        s.secrets_file().lines().find_map(|l| l.strip_prefix("gen_pw = ")).unwrap().trim_matches('"').to_owned();
     for argv in &seen {
         let argv = String::from_utf8_lossy(argv);
         assert!(!argv.contains(ENV_PW) && !argv.contains(&generated), "a secret is in a process argument: {argv}");
@@ -301,11 +296,14 @@ fn every_reference_plan_validates() {
         // Running the demo leaves plans/local.secrets.toml beside the plan (gitignored).
         if path.extension().is_some_and(|e| e == "toml") && !path.to_string_lossy().ends_with(".secrets.toml") {
             let secrets = s.path("ref.secrets.toml");
+            // validate reads no secret: MYSQL_ROOT_PASSWORD need not be set (a pull-request
+            // check has no production credentials).
             let r = s
                 .command(&["-f", path.to_str().unwrap(), "--secrets", secrets.to_str().unwrap(), "validate"])
-                .env("MYSQL_ROOT_PASSWORD", "only-for-validate")
+                .env_remove("MYSQL_ROOT_PASSWORD")
                 .output()
                 .unwrap();
+            assert!(!secrets.exists(), "validate reads and writes no secrets file");
             assert!(r.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&r.stderr));
             checked += 1;
         }
@@ -317,15 +315,63 @@ fn every_reference_plan_validates() {
 fn a_secrets_file_passed_as_a_plan_file_is_refused_without_echoing_it() {
     let s = app("secrets-as-plan");
     assert_eq!(s.run(&["plan"]).code, 0);
-    let r = s.run(&["-f", "aspects.secrets.toml", "validate"]);
+    let r = s.run(&["-f", s.secrets_path().to_str().unwrap(), "validate"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("is a secrets file, not a plan file") && r.stderr.contains("--secrets"), "{r:?}");
-    let generated = s
-        .secrets_file("aspects")
-        .lines()
-        .find_map(|l| l.strip_prefix("gen_pw = "))
-        .unwrap()
-        .trim_matches('"')
-        .to_owned();
+    let generated =
+        s.secrets_file().lines().find_map(|l| l.strip_prefix("gen_pw = ")).unwrap().trim_matches('"').to_owned();
     assert!(!r.stderr.contains(&generated), "{r:?}");
+}
+
+#[test]
+fn a_lost_secrets_file_never_silently_re_keys_owned_objects() {
+    let s = app("lost-secrets");
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let saved = s.secrets_file();
+    let gen_pw = saved.lines().find_map(|l| l.strip_prefix("gen_pw = ")).unwrap().trim_matches('"').to_owned();
+    let user = format!("{}gen", s.prefix);
+
+    // The secrets file belongs to the deployment, not to the plan file's name.
+    std::fs::copy(s.path("aspects.toml"), s.path("renamed.toml")).unwrap();
+    let r = s.run(&["-f", "renamed.toml", "plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "renaming the plan file changes nothing: {r:?}");
+
+    // The file is gone (moved away): a new gen_pw would re-key a live user. Refused, unsaved.
+    let elsewhere = s.path("kept-safe.toml");
+    std::fs::rename(s.secrets_path(), &elsewhere).unwrap();
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let r = s.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        let err = s.scrub(&r.stderr);
+        assert!(err.contains("refusing to re-key mysql_user.gen from secret secrets.gen_pw"), "{err}");
+        assert!(err.contains(".aspects/@@dep.secrets.toml has no value for it"), "{err}");
+        assert!(err.contains("--secrets PATH") && err.contains("--allow-new-secrets"), "{err}");
+        assert!(!s.secrets_path().exists(), "{args:?}: a refused run saves no secret");
+    }
+    assert!(can_login(&user, &gen_pw), "the live password was not touched");
+
+    // Pointing at the file finds the values again.
+    let r = s.run(&["--secrets", elsewhere.to_str().unwrap(), "plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // Re-keying on purpose is possible, and only then is the new value saved.
+    let r = s.run(&["plan", "--allow-new-secrets", "--detailed-exitcode"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("password") && r.stdout.contains("(sensitive"), "{r:?}");
+    assert!(s.secrets_file().contains("gen_pw = "));
+    assert!(can_login(&user, &gen_pw), "plan changes nothing");
+}
+
+#[test]
+fn a_secrets_file_of_another_user_is_refused() {
+    let s = app("secrets-owner");
+    assert_eq!(s.run(&["plan"]).code, 0);
+    // The tests run as root; 65534 is nobody.
+    std::os::unix::fs::chown(s.secrets_path(), Some(65534), None).unwrap();
+    let before = s.secrets_file();
+    let r = s.run(&["plan"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("belongs to uid 65534, not to the user running aspects"), "{r:?}");
+    assert!(r.stderr.contains("--secrets PATH"), "{r:?}");
+    assert_eq!(s.secrets_file(), before, "not rewritten");
 }

@@ -153,8 +153,13 @@ impl Sandbox {
             .replace(&self.prefix, "@@")
     }
 
-    pub fn secrets_file(&self, stem: &str) -> String {
-        std::fs::read_to_string(self.path(&format!("{stem}.secrets.toml"))).unwrap_or_default()
+    /// Where the sandbox deployment's secrets file is by default (bound to the deployment).
+    pub fn secrets_path(&self) -> PathBuf {
+        self.path(&format!(".aspects/{}dep.secrets.toml", self.prefix))
+    }
+
+    pub fn secrets_file(&self) -> String {
+        std::fs::read_to_string(self.secrets_path()).unwrap_or_default()
     }
 }
 

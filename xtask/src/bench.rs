@@ -6,7 +6,7 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use aspects_config::{Generate, LoadOptions, Loaded, SourceFile, load_sources};
+use aspects_config::{LoadOptions, Loaded, SecretValues, SourceFile, load_sources};
 use aspects_core::{Redactor, Registry};
 use aspects_engine::Connector;
 use aspects_engine::apply::{ApplyOptions, Writers, apply};
@@ -61,11 +61,14 @@ fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
     let files = vec![SourceFile { path: dir.join(format!("bench{n}.toml")), text }];
     let opts = LoadOptions {
         secrets_path: Some(dir.join(format!("bench{n}.secrets.toml"))),
-        generate: Generate::Persist,
+        secret_values: SecretValues::Generate,
         vars: Default::default(),
         vars_from_env: false,
     };
-    load_sources(files, registry, &opts).map_err(|e| e.to_string())
+    let mut loaded = load_sources(files, registry, &opts).map_err(|e| e.to_string())?;
+    // Later loads of the same plan must find the same generated passwords.
+    loaded.save_secrets().map_err(|e| e.to_string())?;
+    Ok(loaded)
 }
 
 async fn converge(loaded: &Loaded, registry: &Registry, allow_destroy: bool) -> Result<(), String> {

@@ -15,7 +15,7 @@ pub struct Cli {
     #[arg(short = 'f', long = "file", global = true, help_heading = GLOBAL, default_value = "aspects.toml")]
     pub files: Vec<PathBuf>,
 
-    /// Secrets file (default: <plan stem>.secrets.toml beside the first plan file).
+    /// Secrets file (default: .aspects/<deployment>.secrets.toml beside the first plan file).
     #[arg(long, global = true, help_heading = GLOBAL, env = "ASPECTS_SECRETS")]
     pub secrets: Option<PathBuf>,
 
@@ -77,6 +77,10 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes (0 none, 1 error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Allow re-keying owned objects from secrets generated in this run (the secrets file that
+    /// held their values is lost). Without it such a plan is refused.
+    #[arg(long)]
+    pub allow_new_secrets: bool,
     #[command(flatten)]
     pub targets: Targets,
 }
@@ -85,6 +89,10 @@ pub struct PlanArgs {
 pub struct ApplyArgs {
     /// A plan saved with `plan --out`; applied exactly, refused if live state moved since.
     pub plan_file: Option<PathBuf>,
+    /// Allow re-keying owned objects from secrets generated in this run (the secrets file that
+    /// held their values is lost). Without it such a plan is refused.
+    #[arg(long)]
+    pub allow_new_secrets: bool,
     #[command(flatten)]
     pub run: RunArgs,
 }

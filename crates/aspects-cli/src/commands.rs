@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use aspects_config::{Generate, LoadOptions, Loaded, SourceFile, fingerprint, load_files, load_sources};
+use aspects_config::{LoadOptions, Loaded, SecretValues, SourceFile, fingerprint, load_files, load_sources};
 use aspects_core::document::{FORMAT_VERSION, PlanDocument, SecretDoc, SourceDoc};
 use aspects_core::render::{Painter, render_plan, verdict};
 use aspects_core::{Action, Address, Redactor};
 use aspects_engine::apply::{ApplyOptions, Event, Report, Writers, check_destroys, prune};
 use aspects_engine::journal::Journal;
 use aspects_engine::lock::{Locks, lock_all};
-use aspects_engine::plan::{Goal, Planned, Readers, plan, queries};
+use aspects_engine::plan::{Goal, Planned, Readers, check_new_secrets, plan, queries};
 use aspects_engine::{Connector, EngineError};
 use serde_json::json;
 
@@ -48,6 +48,8 @@ struct Locked<'a> {
     holder: String,
     redactor: Redactor,
     goal: Goal,
+    /// `apply --allow-new-secrets`: re-keying owned objects from new secrets is deliberate.
+    allow_new_secrets: bool,
 }
 
 struct Ctx<'a> {
@@ -58,21 +60,21 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn options(&self, generate: Generate) -> LoadOptions {
+    fn options(&self, secret_values: SecretValues) -> LoadOptions {
         LoadOptions {
             secrets_path: self.cli.secrets.clone(),
-            generate,
+            secret_values,
             vars: self.cli.vars.iter().cloned().collect(),
             vars_from_env: true,
         }
     }
 
-    fn load(&self, generate: Generate) -> Result<Loaded, CliError> {
-        Ok(warned(load_files(&self.cli.files, &self.registry, &self.options(generate))?))
+    fn load(&self, secret_values: SecretValues) -> Result<Loaded, CliError> {
+        Ok(warned(load_files(&self.cli.files, &self.registry, &self.options(secret_values))?))
     }
 
     fn validate(&self) -> Result<u8, CliError> {
-        let loaded = self.load(Generate::InMemory)?;
+        let loaded = self.load(SecretValues::Unread)?;
         let d = &loaded.desired;
         let warnings = match loaded.warnings.len() {
             0 => String::new(),
@@ -89,7 +91,7 @@ impl Ctx<'_> {
     }
 
     fn graph(&self, args: &GraphArgs) -> Result<u8, CliError> {
-        let loaded = self.load(Generate::InMemory)?;
+        let loaded = self.load(SecretValues::Unread)?;
         match args.format {
             GraphFormat::Dot => print!("{}", loaded.graph.to_dot()),
             GraphFormat::Mermaid => print!("{}", loaded.graph.to_mermaid()),
@@ -98,7 +100,8 @@ impl Ctx<'_> {
     }
 
     async fn plan(&self, args: &PlanArgs) -> Result<u8, CliError> {
-        let (loaded, planned) = self.read_only_plan(Generate::Persist, &args.targets).await?;
+        let (mut loaded, planned) = self.read_only_plan(SecretValues::Generate, &args.targets).await?;
+        accept_new_secrets(&mut loaded, &planned, args.allow_new_secrets)?;
         let doc = document(&planned, &loaded);
         if let Some(out) = &args.out {
             write_plan_file(out, &doc)?;
@@ -113,15 +116,14 @@ impl Ctx<'_> {
     }
 
     async fn drift(&self, args: &DriftArgs) -> Result<u8, CliError> {
-        let (loaded, planned) = self.read_only_plan(Generate::Forbid, &args.targets).await?;
+        let (loaded, planned) = self.read_only_plan(SecretValues::Existing, &args.targets).await?;
         self.print(&planned, args.json.then(|| document(&planned, &loaded)).as_ref());
         Ok(if planned.plan.has_changes() { CHANGES } else { 0 })
     }
 
     /// `plan` and `drift`: load, connect read-only handles, plan.
-    async fn read_only_plan(&self, generate: Generate, targets: &Targets) -> Result<(Loaded, Planned), CliError> {
-        let loaded = self.load(generate)?;
-        report_generated(&loaded);
+    async fn read_only_plan(&self, values: SecretValues, targets: &Targets) -> Result<(Loaded, Planned), CliError> {
+        let loaded = self.load(values)?;
         let targets = parse_targets(targets)?;
         let redactor = redactor(&loaded);
         let readers = self.connect_read(&loaded, &redactor).await?;
@@ -152,32 +154,31 @@ impl Ctx<'_> {
                     )
                     .hint("make a new plan with the --var you want: aspects plan --var NAME=VALUE --out FILE"));
                 }
-                let opts =
-                    LoadOptions { vars: doc.vars.clone(), vars_from_env: false, ..self.options(Generate::Forbid) };
+                let opts = LoadOptions {
+                    vars: doc.vars.clone(),
+                    vars_from_env: false,
+                    ..self.options(SecretValues::Existing)
+                };
                 let loaded = warned(load_sources(files, &self.registry, &opts)?);
                 (loaded, Some((path, doc)))
             }
-            None => {
-                // Persist: generated secrets are on disk before any target starts using them.
-                let loaded = self.load(Generate::Persist)?;
-                report_generated(&loaded);
-                (loaded, None)
-            }
+            // Generated secrets are saved once the plan is accepted, before any target uses them.
+            None => (self.load(SecretValues::Generate)?, None),
         };
         let targets = match &saved {
             Some((_, doc)) => doc.targets.iter().flatten().map(|t| parse_address(t)).collect::<Result<_, _>>()?,
             None => parse_targets(&args.run.targets)?,
         };
-        self.locked(&args.run, &mut loaded, saved, targets, Goal::Converge).await
+        self.locked(&args.run, &mut loaded, saved, targets, Goal::Converge, args.allow_new_secrets).await
     }
 
     /// `destroy`: the same run as `apply`, planned towards owning nothing. Generated secrets are
-    /// not needed to remove objects, so none is generated or saved.
+    /// not needed to remove objects: a missing one is made in memory only, never saved.
     async fn destroy(&self, args: &DestroyArgs) -> Result<u8, CliError> {
-        let mut loaded = self.load(Generate::InMemory)?;
+        let mut loaded = self.load(SecretValues::Generate)?;
         let targets = parse_targets(&args.run.targets)?;
         let goal = Goal::Destroy { destroy_adopted: args.destroy_adopted };
-        self.locked(&args.run, &mut loaded, None, targets, goal).await
+        self.locked(&args.run, &mut loaded, None, targets, goal, false).await
     }
 
     /// Connects, takes every target's lock, runs, and lets go of the locks whatever happened.
@@ -188,6 +189,7 @@ impl Ctx<'_> {
         saved: Option<(&PathBuf, PlanDocument)>,
         targets: Vec<Address>,
         goal: Goal,
+        allow_new_secrets: bool,
     ) -> Result<u8, CliError> {
         let redactor = redactor(loaded);
         let writers = self.connect_write(loaded, &redactor).await?;
@@ -195,21 +197,23 @@ impl Ctx<'_> {
         let waiting = |msg: String| eprintln!("{}", redactor.scrub(&msg));
         let locks =
             lock_all(&writers, &holder, args.lock_timeout, &waiting).await.map_err(|e| scrubbed(e, &redactor))?;
-        let run = Locked { loaded, saved, targets, writers, locks: &locks, holder, redactor, goal };
+        let run = Locked { loaded, saved, targets, writers, locks: &locks, holder, redactor, goal, allow_new_secrets };
         let result = self.apply_locked(args, run).await;
         locks.release().await;
         result
     }
 
     async fn apply_locked(&self, args: &RunArgs, run: Locked<'_>) -> Result<u8, CliError> {
-        let Locked { loaded, saved, targets, writers, locks, holder, redactor, goal } = run;
+        let Locked { loaded, saved, targets, writers, locks, holder, redactor, goal, allow_new_secrets } = run;
         let (targets, writers, holder, redactor) = (&targets, &writers, holder.as_str(), &redactor);
         let readers: Readers =
             writers.iter().map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>)).collect();
         let planned = self.compute(loaded, &readers, targets, redactor, goal).await?;
-        if let Some((path, doc)) = &saved {
-            let now = document(&planned, loaded);
-            check_not_stale(path, doc, &now)?;
+        match &saved {
+            Some((path, doc)) => check_not_stale(path, doc, &document(&planned, loaded))?,
+            // destroy needs no generated secret: whatever it made stays unsaved.
+            None if goal == Goal::Converge => accept_new_secrets(loaded, &planned, allow_new_secrets)?,
+            None => {}
         }
         if goal != Goal::Converge && !planned.plan.has_changes() {
             println!("Nothing to destroy: deployment `{}` owns nothing on its targets.", planned.plan.deployment);
@@ -358,17 +362,28 @@ fn warned(loaded: Loaded) -> Loaded {
     loaded
 }
 
-/// Loading with `Generate::Persist` already saved any new secret; say so once.
-fn report_generated(loaded: &Loaded) {
-    let new: Vec<&str> = loaded.secrets.iter().filter(|s| s.generated_now).map(|s| s.name.as_str()).collect();
-    if !new.is_empty() {
+/// A plan may not re-key objects this deployment owns from a secret generated in this very run
+/// (unless asked to). Otherwise generated secrets are saved, before any target uses them, and
+/// the secrets lock is released; a refused run saves nothing, so the next one cannot silently
+/// use values this one made.
+fn accept_new_secrets(loaded: &mut Loaded, planned: &Planned, allow: bool) -> Result<(), CliError> {
+    let generated = loaded.generated_now();
+    if !allow {
+        check_new_secrets(planned, &generated, &loaded.store.path().display().to_string())?;
+    }
+    loaded.save_secrets().map_err(|e| {
+        let hint = e.hint();
+        CliError::new(e.to_string()).hint(hint)
+    })?;
+    if !generated.is_empty() {
         eprintln!(
             "Generated {} {} into {} (mode 0600). Back this file up.",
-            if new.len() == 1 { "secret" } else { "secrets" },
-            new.join(", "),
+            if generated.len() == 1 { "secret" } else { "secrets" },
+            generated.into_iter().collect::<Vec<_>>().join(", "),
             loaded.store.path().display()
         );
     }
+    Ok(())
 }
 
 /// The plan document. Secret fingerprints need the key from the secrets file: without one (drift

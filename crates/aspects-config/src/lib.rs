@@ -10,8 +10,8 @@ mod template;
 mod tree;
 
 pub use load::{
-    Generate, LoadOptions, Loaded, LoadedSecret, SecretSource, VAR_ENV_PREFIX, default_secrets_path, load_files,
+    LoadOptions, Loaded, LoadedSecret, SecretSource, SecretValues, VAR_ENV_PREFIX, default_secrets_path, load_files,
     load_sources,
 };
-pub use secrets::{SecretStore, fingerprint};
+pub use secrets::{SecretStore, StoreError, fingerprint};
 pub use source::{Diagnostic, LoadError, Location, Report, Severity, SourceFile, SourceMap};

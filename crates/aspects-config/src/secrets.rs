@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use aspects_core::Secret;
@@ -66,15 +66,26 @@ impl std::fmt::Debug for SecretStore {
 impl SecretStore {
     /// Opens the store for generating: takes an exclusive lock on its directory first (released
     /// by [`SecretStore::unlock`] or on drop), then reads it.
+    ///
+    /// The lock is on the folder *above* the secrets folder, which exists before the first save
+    /// creates the secrets folder, so every run using this file locks the same directory.
     pub(crate) fn open_for_generating(path: &Path) -> Result<Self, StoreError> {
         let dir = folder(path);
-        check_folder(&dir)?;
-        let lock = fs::File::open(&dir)
+        let above = folder(&dir);
+        let lock = fs::File::open(&above)
             .and_then(|d| d.lock().map(|()| d))
-            .map_err(|source| StoreError::Read { path: dir, source })?;
+            .map_err(|source| StoreError::Read { path: above, source })?;
+        if dir.exists() {
+            check_folder(&dir)?;
+        }
         let mut store = Self::open(path)?;
         store.lock = Some(lock);
         Ok(store)
+    }
+
+    /// A store that reads nothing (validate, graph).
+    pub(crate) fn unread(path: &Path) -> Self {
+        Self { path: path.to_owned(), values: BTreeMap::new(), dirty: false, lock: None }
     }
 
     pub(crate) fn unlock(&mut self) {
@@ -83,7 +94,7 @@ impl SecretStore {
 
     /// Opens the store; a missing file is an empty store (created on first save).
     pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
-        let mut store = Self { path: path.to_owned(), values: BTreeMap::new(), dirty: false, lock: None };
+        let mut store = Self::unread(path);
         let meta = match fs::metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(store),
@@ -125,7 +136,7 @@ impl SecretStore {
     }
 
     /// The key that makes secret fingerprints in saved plans useless to anyone without this file,
-    /// if the file has one (`Generate::Persist` loads make it).
+    /// if the store has one (`Loaded::save_secrets` makes it).
     pub fn existing_fingerprint_key(&self) -> Option<Secret> {
         self.get(FINGERPRINT_KEY)
     }
@@ -145,6 +156,10 @@ impl SecretStore {
             return Ok(());
         }
         let err = |source| StoreError::Write { path: self.path.clone(), source };
+        let dir = folder(&self.path);
+        if !dir.exists() {
+            fs::DirBuilder::new().mode(0o700).create(&dir).map_err(err)?;
+        }
         let body = toml::to_string(&self.values).expect("a map of strings serialises");
         let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
         let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;

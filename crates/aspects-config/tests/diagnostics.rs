@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use aspects_config::{Generate, LoadOptions, SourceFile, load_sources};
+use aspects_config::{LoadOptions, SecretValues, SourceFile, load_sources};
 use aspects_core::Registry;
 
 const HEAD: &str = "[providers.mysql]\nurl = \"mysql://root@127.0.0.1:3306\"\n\n[secrets]\npw = { generate = 24 }\n\n";
@@ -24,7 +24,7 @@ fn error(test: &str, stored: &str, plan: &str) -> String {
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
     let opts = LoadOptions {
         secrets_path: Some(secrets),
-        generate: Generate::Forbid,
+        secret_values: SecretValues::Existing,
         vars: Default::default(),
         vars_from_env: false,
     };

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use aspects_config::{Generate, LoadOptions, SourceFile, load_sources};
+use aspects_config::{LoadOptions, SecretValues, SourceFile, load_sources};
 use aspects_core::{Address, AttrSchema, AttrType, KindSchema, Registry, SystemSchema, Value};
 
 fn registry() -> Registry {
@@ -69,9 +69,14 @@ fn load_with(
     files: Vec<SourceFile>,
     vars: std::collections::BTreeMap<String, String>,
 ) -> Result<aspects_config::Loaded, String> {
+    // Each load its own secrets folder: a generating load locks the folder above it.
+    static LOADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = LOADS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let above = dir().join(format!("load{n}"));
+    std::fs::create_dir_all(&above).unwrap();
     let opts = LoadOptions {
-        secrets_path: Some(dir().join("none.secrets.toml")),
-        generate: Generate::InMemory,
+        secrets_path: Some(above.join(".aspects/none.secrets.toml")),
+        secret_values: SecretValues::Generate,
         vars,
         vars_from_env: true,
     };
@@ -162,7 +167,7 @@ fn every_error_is_reported_at_once() {
 
 #[test]
 fn env_secrets_are_read_and_missing_ones_are_named() {
-    let plan = |var: &str| format!("[secrets]\np = {{ env = \"{var}\" }}\n");
+    let plan = |var: &str| format!("[secrets]\np = {{ env = \"{var}\" }}\n[vars]\nuses = \"${{secrets.p}}\"\n");
     let Err(e) = load(&[&plan("ASPECTS_TEST_SURELY_UNSET_VAR")]) else { panic!("expected an error") };
     assert!(e.contains("environment variable ASPECTS_TEST_SURELY_UNSET_VAR, which is not set"), "{e}");
     assert!(e.contains("export ASPECTS_TEST_SURELY_UNSET_VAR="), "{e}");
@@ -191,7 +196,7 @@ fn the_environment_overrides_a_declared_var() {
 fn a_plan_file_holding_a_secret_value_is_refused_without_echoing_it() {
     // SAFETY: no other test reads or writes this variable.
     unsafe { std::env::set_var("ASPECTS_TEST_PASTED_SECRET", "Pasted-Secret-123") };
-    let plan = "[secrets]\np = { env = \"ASPECTS_TEST_PASTED_SECRET\" }\n[vars]\noops = \"Pasted-Secret-123\"\n";
+    let plan = "[secrets]\np = { env = \"ASPECTS_TEST_PASTED_SECRET\" }\n[vars]\noops = \"Pasted-Secret-123\"\nuses = \"${secrets.p}\"\n";
     let Err(e) = load(&[plan]) else { panic!("expected an error") };
     assert!(e.contains("the plan file holds the value of secret `p`"), "{e}");
     assert!(e.contains("layer0.toml:4:9") && e.contains("line not shown: it holds a secret"), "{e}");
@@ -343,11 +348,71 @@ fn every_pasted_secret_value_is_found_in_one_pass() {
         std::env::set_var("ASPECTS_TEST_PASTED_B", "Inner-Value");
     }
     let plan = "[secrets]\na = { env = \"ASPECTS_TEST_PASTED_A\" }\nb = { env = \"ASPECTS_TEST_PASTED_B\" }\n\
-                [vars]\nx = \"Outer-Secret-Inner-Value\"\n";
+                [vars]\nx = \"Outer-Secret-Inner-Value\"\nuses = \"${secrets.a} ${secrets.b}\"\n";
     let Err(e) = load(&[plan, "[vars]\ny = \"Inner-Value and Inner-Value\"\n"]) else { panic!("expected an error") };
     // b inside a's value is found too (overlapping), once per file.
     assert!(e.contains("secret `a`") && e.contains("layer0.toml:5:6"), "{e}");
     assert!(e.contains("layer0.toml:5:19") && e.contains("layer1.toml:2:6"), "{e}");
     assert_eq!(e.matches("holds the value of secret").count(), 3, "{e}");
     assert!(!e.contains("Inner-Value"), "{e}");
+}
+
+fn load_values(files: &[&str], secret_values: SecretValues) -> Result<aspects_config::Loaded, String> {
+    let files = files
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SourceFile { path: dir().join(format!("layer{i}.toml")), text: (*t).to_owned() })
+        .collect();
+    let opts = LoadOptions {
+        secrets_path: Some(dir().join("unread/.aspects/x.secrets.toml")),
+        secret_values,
+        vars: Default::default(),
+        vars_from_env: false,
+    };
+    load_sources(files, &registry(), &opts).map_err(|e| e.to_string())
+}
+
+#[test]
+fn validate_checks_secret_sources_but_reads_no_value() {
+    let plan = "[secrets]\ne = { env = \"ASPECTS_TEST_SURELY_UNSET_VAR\" }\nf = { file = \"/surely/missing\" }\n\
+                g = { generate = 24 }\n[providers.db]\nurl = \"db://h\"\npassword = \"${secrets.e}\"\n\
+                [db_user.u]\nuser = \"u\"\npassword = \"${secrets.g}\"\ndsn = \"${secrets.f}\"\n";
+    let l = load_values(&[plan], SecretValues::Unread).unwrap();
+    assert_eq!(l.secrets.len(), 3);
+    assert!(l.secrets.iter().all(|s| s.value.expose().is_empty() && !s.generated_now));
+    assert!(!dir().join("unread").exists(), "nothing is read or written");
+    // Malformed sources are still errors.
+    let bad = "[secrets]\ne = { env = \"NOT A NAME\" }\nf = { file = \"\" }\ng = { generate = 4 }\n";
+    let Err(e) = load_values(&[bad], SecretValues::Unread) else { panic!("expected an error") };
+    assert!(e.contains("`NOT A NAME` is not an environment variable name"), "{e}");
+    assert!(e.contains("`file` must not be empty") && e.contains("generate takes a length from 8 to 256"), "{e}");
+    // plan needs the values: the same plan fails on the unset variable and the missing file.
+    let Err(e) = load_values(&[plan], SecretValues::Existing) else { panic!("expected an error") };
+    assert!(e.contains("ASPECTS_TEST_SURELY_UNSET_VAR, which is not set") && e.contains("/surely/missing"), "{e}");
+}
+
+#[test]
+fn a_secret_nothing_uses_is_not_read() {
+    let plan = "[secrets]\nunused = { env = \"ASPECTS_TEST_SURELY_UNSET_VAR\" }\n";
+    let l = load(&[BASE, plan]).unwrap();
+    assert_eq!(l.secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["pw"]);
+}
+
+#[test]
+fn a_later_file_replaces_a_secret_source_whole_and_can_unset_an_optional_attribute() {
+    // SAFETY: no other test reads or writes this variable.
+    unsafe { std::env::set_var("ASPECTS_TEST_OVERLAY_PW", "from-the-overlay") };
+    let base = BASE.replace("url = \"db://127.0.0.1\"", "url = \"db://127.0.0.1\"\npassword = \"${secrets.pw}\"");
+    let l = load(&[&base]).unwrap();
+    assert!(l.desired.providers["db"].attrs.contains_key("password"));
+    assert_eq!(l.secrets[0].source.to_string(), "generate:24");
+    let overlay = "[secrets]\npw = { env = \"ASPECTS_TEST_OVERLAY_PW\" }\n";
+    let l = load(&[&base, overlay]).unwrap();
+    assert_eq!(l.secrets[0].source.to_string(), "env:ASPECTS_TEST_OVERLAY_PW");
+    assert_eq!(l.secrets[0].value.expose(), "from-the-overlay");
+    let l = load(&[&base, "[providers.db]\npassword = false\n"]).unwrap();
+    assert!(!l.desired.providers["db"].attrs.contains_key("password"), "password = false unsets it");
+    // A required attribute cannot be unset that way, nor is `false` a string.
+    let Err(e) = load(&[BASE, "[db_user.app]\nuser = false\n"]) else { panic!("expected an error") };
+    assert!(e.contains("`user` must be a string, not a boolean"), "{e}");
 }

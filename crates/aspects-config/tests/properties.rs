@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use aspects_config::{Generate, LoadError, LoadOptions, SourceFile, load_sources};
+use aspects_config::{LoadError, LoadOptions, SecretValues, SourceFile, load_sources};
 use aspects_core::Registry;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -22,9 +22,9 @@ fn cases() -> u32 {
 fn load(text: String) -> Result<(), LoadError> {
     let dir = std::env::temp_dir().join(format!("aspects-properties-{}", std::process::id()));
     let opts = LoadOptions {
-        // Never created: InMemory generation writes nothing.
+        // Never read or created: validate reads no secret.
         secrets_path: Some(dir.join("p.secrets.toml")),
-        generate: Generate::InMemory,
+        secret_values: SecretValues::Unread,
         vars: Default::default(),
         vars_from_env: false,
     };

@@ -25,8 +25,19 @@ pub enum EngineError {
     Invalid(Vec<String>),
     #[error("{provider} ({target}): the deployment lock was lost: {error}")]
     LockLost { provider: String, target: String, error: ProviderError },
+    #[error(
+        "refusing to re-key {} from {}: this deployment owns {}, and {secrets_file} has no value for {}, so this run generated a new one",
+        few(.addresses), secret_list(.secrets), if .addresses.len() == 1 { "it" } else { "them" },
+        if .secrets.len() == 1 { "it" } else { "them" }
+    )]
+    NewSecrets { addresses: Vec<String>, secrets: Vec<String>, secrets_file: String },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn secret_list(secrets: &[String]) -> String {
+    let names = secrets.iter().map(|s| format!("secrets.{s}")).collect::<Vec<_>>().join(", ");
+    if secrets.len() == 1 { format!("secret {names}") } else { format!("secrets {names}") }
 }
 
 fn plural(n: usize) -> String {
@@ -63,6 +74,12 @@ impl EngineError {
                  apply again (it resumes from live state)"
                     .into(),
             ),
+            EngineError::NewSecrets { .. } => Some(
+                "nothing was changed and no secret was saved. Point at the secrets file that holds the values with \
+                 --secrets PATH (or ASPECTS_SECRETS); if it is truly lost, re-key on purpose with --allow-new-secrets \
+                 and then update every service that uses these secrets"
+                    .into(),
+            ),
             EngineError::Internal(_) => Some("this is a bug in aspects; please report it with the journal".into()),
         }
     }
@@ -71,6 +88,7 @@ impl EngineError {
     pub fn addresses(&self) -> &[String] {
         match self {
             EngineError::UnknownTarget(l) | EngineError::DestroyProtected(l) | EngineError::OwnedElsewhere(l) => l,
+            EngineError::NewSecrets { addresses, .. } => addresses,
             EngineError::Provider { .. }
             | EngineError::Invalid(_)
             | EngineError::LockLost { .. }

@@ -1,7 +1,7 @@
 //! Planning: normalise the desired state, read live state in batches (one read per kind and
 //! provider, all providers at once), find owned objects the plan dropped, and diff.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aspects_core::diff::{self, Plan};
@@ -159,6 +159,36 @@ pub async fn plan(
 }
 
 /// `file:line:col: kind.name.attr: message`, then the hint on its own line.
+/// Refuses a plan that would re-key objects this deployment owns from a secret generated in
+/// this very run: they were set from a value kept in a secrets file this run did not find
+/// (renamed plan, moved file), and silently rotating it breaks every service that uses it.
+pub fn check_new_secrets(
+    planned: &Planned,
+    generated: &BTreeSet<String>,
+    secrets_file: &str,
+) -> Result<(), EngineError> {
+    let mut addresses = Vec::new();
+    let mut secrets = BTreeSet::new();
+    for c in &planned.plan.changes {
+        let rekeys =
+            matches!(c.action, Action::Update | Action::Replace) && !c.adopt && c.attrs.iter().any(|a| a.sensitive);
+        let Some(r) = planned.resources.get(&c.address).filter(|_| rekeys) else { continue };
+        let new: Vec<&String> = r.secrets.intersection(generated).collect();
+        if !new.is_empty() {
+            addresses.push(c.address.to_string());
+            secrets.extend(new.into_iter().cloned());
+        }
+    }
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::NewSecrets {
+        addresses,
+        secrets: secrets.into_iter().collect(),
+        secrets_file: secrets_file.to_owned(),
+    })
+}
+
 fn located(r: &Resource, invalid: &Invalid) -> String {
     let (origin, attr) = match invalid.attr.as_deref() {
         Some(a) => (r.origin_of(a), format!(".{a}")),

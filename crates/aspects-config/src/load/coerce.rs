@@ -6,6 +6,14 @@ use aspects_core::{AttrSchema, AttrType, Value};
 
 use super::Loader;
 use crate::source::{Diagnostic, Location};
+use crate::tree::{Entry, NodeValue};
+
+/// The entry that sets an attribute, if any. `false` on an optional attribute that is not a
+/// boolean unsets it, so an overlay can drop what an earlier file set (`password = false`: the
+/// local stack's root has none).
+pub(super) fn written<'t>(attr: &AttrSchema, entry: Option<&'t Entry>) -> Option<&'t Entry> {
+    entry.filter(|e| attr.required || attr.ty == AttrType::Bool || !matches!(e.node.value, NodeValue::Bool(false)))
+}
 
 impl Loader<'_> {
     /// The default of an attribute the plan does not set; a required one without default is an error.

@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::source::{Diagnostic, SourceFile, SourceMap};
-use crate::tree::{self, Table};
+use crate::tree::{self, NodeValue, Table};
 
 const SECRETS_SUFFIX: &str = ".secrets.toml";
+/// Beside the first plan file; created 0700 when a secret is first saved.
+const SECRETS_DIR: &str = ".aspects";
 
 /// Reads plan files in layering order; every file that cannot be read is reported.
 pub(super) fn read(paths: &[PathBuf]) -> Result<Vec<SourceFile>, (Vec<Diagnostic>, Vec<SourceFile>)> {
@@ -32,20 +34,44 @@ pub(super) fn read(paths: &[PathBuf]) -> Result<Vec<SourceFile>, (Vec<Diagnostic
     if diags.is_empty() { Ok(files) } else { Err((diags, files)) }
 }
 
-/// Parses every file and layers them: a later file overrides an earlier one.
-pub(super) fn layer(sources: &SourceMap) -> Result<Table, Vec<Diagnostic>> {
+/// Parses every file and layers them: a later file overrides an earlier one, key by key, except
+/// that a secret declared again replaces the earlier declaration whole (its source is one key:
+/// `{ env = ".." }` over `{ generate = 24 }` must not become a source with two keys).
+/// The files that parse are layered even when others do not, so the deployment name (and with it
+/// the secrets file) is known for masking the syntax errors.
+pub(super) fn layer(sources: &SourceMap) -> (Table, Vec<Diagnostic>) {
     let mut root = Table::default();
     let mut diags = Vec::new();
     for (i, f) in sources.files.iter().enumerate() {
         match tree::parse(i, &f.text) {
-            Ok(t) => root.merge(t),
+            Ok(t) => {
+                if let (Some(mine), Some(theirs)) = (secrets_mut(&mut root), secrets(&t)) {
+                    mine.entries.retain(|e| theirs.get(&e.key).is_none());
+                }
+                root.merge(t);
+            }
             Err(d) => diags.push(d),
         }
     }
-    if diags.is_empty() { Ok(root) } else { Err(diags) }
+    (root, diags)
 }
 
-pub fn default_secrets_path(plan: &Path) -> PathBuf {
-    let stem = plan.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
-    plan.with_file_name(format!("{stem}{SECRETS_SUFFIX}"))
+fn secrets(root: &Table) -> Option<&Table> {
+    match &root.get("secrets")?.node.value {
+        NodeValue::Table(t) => Some(t),
+        _ => None,
+    }
+}
+
+fn secrets_mut(root: &mut Table) -> Option<&mut Table> {
+    match &mut root.entries.iter_mut().find(|e| e.key == "secrets")?.node.value {
+        NodeValue::Table(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Bound to the deployment, not to a plan file's name: renaming or copying the plan file must
+/// find the same secrets. `<folder of the first plan file>/.aspects/<deployment>.secrets.toml`.
+pub fn default_secrets_path(first_plan: &Path, deployment: &str) -> PathBuf {
+    first_plan.with_file_name(SECRETS_DIR).join(format!("{deployment}{SECRETS_SUFFIX}"))
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use aspects_core::{Address, AttrSchema, ProviderConfig, Value};
 
 use super::Loader;
+use super::coerce::written;
 use super::resolve::{Scope, Trace};
 use crate::source::{Diagnostic, Location, did_you_mean};
 use crate::tree::{Entry, Node, NodeValue, Table};
@@ -81,8 +82,8 @@ impl<'a> Loader<'a> {
             }
         }
         for attr in schema {
-            let entry = entries.iter().find(|e| e.key == attr.name);
-            let value = match entry {
+            let entry = entries.iter().find(|e| e.key == attr.name).copied();
+            let value = match written(attr, entry) {
                 Some(e) => {
                     let mut trace = Trace::default();
                     self.resolve(&e.node, Scope::NoResources, &mut trace)

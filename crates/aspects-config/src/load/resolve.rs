@@ -7,6 +7,7 @@ use std::fmt;
 
 use aspects_core::{Address, Secret, Value};
 
+use super::coerce::written;
 use super::{Loader, VAR_ENV_PREFIX};
 use crate::source::{Diagnostic, Location, did_you_mean};
 use crate::template::{self, Part};
@@ -66,7 +67,7 @@ impl Loader<'_> {
         let attr = schema.attr(name)?;
         let frame = Frame::Attr(addr.clone(), name.to_owned());
         let mut own = Trace::default();
-        let value = match table.get(name) {
+        let value = match written(attr, table.get(name)) {
             Some(e) => {
                 self.stack.push(frame);
                 let v = self
@@ -249,23 +250,15 @@ impl Loader<'_> {
     fn reference(&mut self, path: &[String], at: &Location, scope: Scope, trace: &mut Trace) -> Option<Value> {
         match path {
             [ns, name] if ns == "vars" => self.var(name, Some(at), &mut trace.secrets),
+            [ns, name] if ns == "secrets" && self.secrets.declared.contains_key(name) => {
+                trace.secrets.insert(name.clone());
+                self.secret_value(name).map(Value::Sensitive)
+            }
             [ns, name] if ns == "secrets" => {
-                let found = self.secrets.declared.get(name).cloned();
-                if found.is_some() {
-                    trace.secrets.insert(name.clone());
-                }
-                match found {
-                    Some(Some(s)) => Some(Value::Sensitive(s)),
-                    Some(None) => None,
-                    None => {
-                        let hint = did_you_mean(name, self.secrets.declared.keys().map(String::as_str))
-                            .unwrap_or_else(|| format!("declare it under [secrets]: {name} = {{ generate = 24 }}"));
-                        self.err(
-                            Diagnostic::new(format!("unknown secret `secrets.{name}`"), Some(at.clone())).hint(hint),
-                        );
-                        None
-                    }
-                }
+                let hint = did_you_mean(name, self.secrets.declared.keys().map(String::as_str))
+                    .unwrap_or_else(|| format!("declare it under [secrets]: {name} = {{ generate = 24 }}"));
+                self.err(Diagnostic::new(format!("unknown secret `secrets.{name}`"), Some(at.clone())).hint(hint));
+                None
             }
             [kind, name, attr] if self.registry.kind(kind).is_some() => {
                 if scope == Scope::NoResources {
@@ -337,7 +330,8 @@ impl Loader<'_> {
         let mut theirs = Trace::default();
         let v = self.attr(&addr, attr, &mut theirs);
         trace.secrets.extend(theirs.secrets);
-        let unset = self.resources[&addr].table.get(attr).is_none();
+        let raw = &self.resources[&addr];
+        let unset = raw.schema.attr(attr).is_none_or(|a| written(a, raw.table.get(attr)).is_none());
         if v.is_none() && unset {
             self.err(
                 Diagnostic::new(format!("`{addr}.{attr}` is not set and has no default"), Some(at.clone()))

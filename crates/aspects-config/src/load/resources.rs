@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aspects_core::{Address, KindSchema, ProviderConfig, Resource};
 
+use super::coerce::written;
 use super::resolve::Trace;
 use super::{Loader, RawResource, valid_ident};
 use crate::source::{Diagnostic, did_you_mean};
@@ -75,13 +76,13 @@ impl<'a> Loader<'a> {
         let mut attr_origins = BTreeMap::new();
         let mut trace = Trace::default();
         for attr in &schema.attrs {
-            let written = table.get(attr.name);
+            let set = written(attr, table.get(attr.name));
             if let Some(v) = self.attr(addr, attr.name, &mut trace) {
                 attrs.insert(attr.name.to_owned(), v);
-            } else if written.is_some() || (attr.required && attr.default.is_none()) {
+            } else if set.is_some() || (attr.required && attr.default.is_none()) {
                 ok = false;
             }
-            if let Some(e) = written {
+            if let Some(e) = set {
                 attr_origins.insert(attr.name.to_owned(), self.sources.describe(&e.node.loc));
             }
         }

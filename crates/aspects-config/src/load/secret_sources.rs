@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use aho_corasick::AhoCorasick;
 use aspects_core::Secret;
 
-use super::{Generate, Loader, valid_ident};
+use super::{Loader, SecretValues, valid_ident};
 use crate::secrets::{SecretStore, generate};
 use crate::source::{Diagnostic, Location, SourceMap, did_you_mean};
 use crate::tree::{Entry, NodeValue};
@@ -37,15 +37,27 @@ pub struct LoadedSecret {
     pub name: String,
     pub source: SecretSource,
     pub value: Secret,
-    /// Made during this load (and, with `Generate::Persist`, saved).
+    /// Made during this load, not found in the secrets file (saved by `Loaded::save_secrets`).
     pub generated_now: bool,
 }
 
-/// The secrets of one load: the store generated ones live in, and what each name resolved to.
+/// A `[secrets]` entry whose source is well formed; its value is read on first use.
+pub(super) struct Declared {
+    source: SecretSource,
+    /// The source's value (for read errors) and key (for a missing generated value).
+    at: Location,
+    key_at: Location,
+    /// `None` until first referenced; then the value, or `None` if reading it failed.
+    value: Option<Option<Secret>>,
+}
+
+/// The secrets of one load: the store generated ones live in, each declared source, and the
+/// values read so far.
 pub(super) struct Secrets {
     pub store: SecretStore,
-    /// Every declared name; `None` when its source failed (already reported).
-    pub declared: BTreeMap<String, Option<Secret>>,
+    /// Every declared name; `None` when its source is malformed (already reported).
+    pub declared: BTreeMap<String, Option<Declared>>,
+    /// Values read or generated, in first-use order.
     pub loaded: Vec<LoadedSecret>,
 }
 
@@ -56,6 +68,7 @@ impl Secrets {
 }
 
 impl Loader<'_> {
+    /// Checks the form of every source; values are read only where they are used.
     pub(super) fn read_secrets(&mut self, entry: &Entry) {
         let NodeValue::Table(t) = &entry.node.value else {
             self.err(
@@ -65,12 +78,12 @@ impl Loader<'_> {
             return;
         };
         for e in &t.entries {
-            let value = self.secret(e);
-            self.secrets.declared.insert(e.key.clone(), value);
+            let declared = self.declare(e);
+            self.secrets.declared.insert(e.key.clone(), declared);
         }
     }
 
-    fn secret(&mut self, e: &Entry) -> Option<Secret> {
+    fn declare(&mut self, e: &Entry) -> Option<Declared> {
         if !valid_ident(&e.key) {
             self.err(
                 Diagnostic::new(format!("secret name `{}` is not valid", e.key), Some(e.key_loc.clone()))
@@ -96,21 +109,21 @@ impl Loader<'_> {
             return None;
         }
         let src = &t.entries[0];
-        let (source, value, generated_now) = match (src.key.as_str(), &src.node.value) {
+        let source = match (src.key.as_str(), &src.node.value) {
+            ("env", NodeValue::Str(var)) if valid_env_name(var) => SecretSource::Env(var.clone()),
             ("env", NodeValue::Str(var)) if !var.is_empty() => {
-                (SecretSource::Env(var.clone()), self.read_env(&e.key, var, &src.node.loc)?, false)
+                self.err(
+                    Diagnostic::new(format!("`{var}` is not an environment variable name"), Some(src.node.loc.clone()))
+                        .hint("names are letters, digits and `_`, not starting with a digit: env = \"MYSQL_ROOT_PASSWORD\""),
+                );
+                return None;
             }
             ("file", NodeValue::Str(path)) if !path.is_empty() => {
+                // Relative to the file that names it.
                 let base = self.sources.files[src.node.loc.file].path.parent().map(Path::to_path_buf);
-                let full = base.unwrap_or_default().join(path);
-                let value = self.read_file(&e.key, &full, &src.node.loc)?;
-                (SecretSource::File(full), value, false)
+                SecretSource::File(base.unwrap_or_default().join(path))
             }
-            ("generate", NodeValue::Int(n)) if (8..=256).contains(n) => {
-                let n = *n as usize;
-                let (value, now) = self.generated(&e.key, n, &src.key_loc)?;
-                (SecretSource::Generate(n), value, now)
-            }
+            ("generate", NodeValue::Int(n)) if (8..=256).contains(n) => SecretSource::Generate(*n as usize),
             ("generate", NodeValue::Int(_)) => {
                 self.err(
                     Diagnostic::new("generate takes a length from 8 to 256", Some(src.node.loc.clone()))
@@ -144,8 +157,63 @@ impl Loader<'_> {
                 return None;
             }
         };
-        self.secrets.loaded.push(LoadedSecret { name: e.key.clone(), source, value: value.clone(), generated_now });
-        Some(value)
+        Some(Declared { source, at: src.node.loc.clone(), key_at: src.key_loc.clone(), value: None })
+    }
+
+    /// The value of a declared secret, read (or generated) on first use. `None` when reading
+    /// failed (reported) or the source is malformed (reported where declared).
+    pub(super) fn secret_value(&mut self, name: &str) -> Option<Secret> {
+        let declared = self.secrets.declared.get(name)?.as_ref()?;
+        if let Some(v) = &declared.value {
+            return v.clone();
+        }
+        let (source, at, key_at) = (declared.source.clone(), declared.at.clone(), declared.key_at.clone());
+        let read = match (&source, self.opts.secret_values) {
+            // validate and graph need no values: an empty stand-in, never matched or printed.
+            (_, SecretValues::Unread) => Some((Secret::new(""), false)),
+            (SecretSource::Env(var), _) => self.read_env(name, var, &at).map(|v| (v, false)),
+            (SecretSource::File(path), _) => self.read_file(name, path, &at).map(|v| (v, false)),
+            (SecretSource::Generate(len), _) => self.generated(name, *len, &key_at),
+        };
+        if let Some((value, generated_now)) = &read {
+            self.secrets.loaded.push(LoadedSecret {
+                name: name.to_owned(),
+                source,
+                value: value.clone(),
+                generated_now: *generated_now,
+            });
+        }
+        let value = read.map(|(v, _)| v);
+        if let Some(Some(d)) = self.secrets.declared.get_mut(name) {
+            d.value = Some(value.clone());
+        }
+        value
+    }
+
+    /// Values of secrets nothing uses, read quietly (a missing one is no error): only so that
+    /// the plan files can be checked for them and diagnostics can mask them.
+    pub(super) fn unused_values(&self) -> Vec<LoadedSecret> {
+        if self.opts.secret_values == SecretValues::Unread {
+            return Vec::new();
+        }
+        let unread = self.secrets.declared.iter().filter_map(|(name, d)| Some((name, d.as_ref()?)));
+        unread
+            .filter(|(_, d)| d.value.is_none())
+            .filter_map(|(name, d)| {
+                let value = match &d.source {
+                    SecretSource::Env(var) => std::env::var(var).ok(),
+                    SecretSource::File(path) => std::fs::read_to_string(path).ok(),
+                    SecretSource::Generate(_) => self.secrets.store.get(name).map(|v| v.expose().to_owned()),
+                }?;
+                let value = value.trim_end_matches(['\n', '\r']);
+                (!value.is_empty()).then(|| LoadedSecret {
+                    name: name.clone(),
+                    source: d.source.clone(),
+                    value: Secret::new(value),
+                    generated_now: false,
+                })
+            })
+            .collect()
     }
 
     fn read_env(&mut self, name: &str, var: &str, at: &Location) -> Option<Secret> {
@@ -182,12 +250,13 @@ impl Loader<'_> {
         None
     }
 
-    /// The stored value, or a new one (`true`: made now) unless this run may not generate.
+    /// The stored value, or a new one (`true`: made now, in memory) unless this run may not
+    /// generate.
     fn generated(&mut self, name: &str, len: usize, at: &Location) -> Option<(Secret, bool)> {
         if let Some(v) = self.secrets.store.get(name) {
             return Some((v, false));
         }
-        if self.opts.generate == Generate::Forbid {
+        if self.opts.secret_values == SecretValues::Existing {
             self.err(
                 Diagnostic::new(
                     format!(
@@ -206,12 +275,21 @@ impl Loader<'_> {
     }
 }
 
+/// What a shell accepts as a variable name.
+fn valid_env_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Plan files travel inside saved plans and JSON documents, so a secret's value must never be in
 /// one. Short values are skipped: they match ordinary words too easily. One pass per file finds
 /// every secret (Aho-Corasick), however many secrets there are.
-pub(super) fn values_in_sources(sources: &SourceMap, secrets: &[LoadedSecret]) -> Vec<Diagnostic> {
+pub(super) fn values_in_sources<'s>(
+    sources: &SourceMap,
+    secrets: impl IntoIterator<Item = &'s LoadedSecret>,
+) -> Vec<Diagnostic> {
     const MIN_LEN: usize = 10;
-    let long: Vec<&LoadedSecret> = secrets.iter().filter(|s| s.value.expose().len() >= MIN_LEN).collect();
+    let long: Vec<&LoadedSecret> = secrets.into_iter().filter(|s| s.value.expose().len() >= MIN_LEN).collect();
     if long.is_empty() {
         return Vec::new();
     }

@@ -295,16 +295,20 @@ fn every_reference_plan_validates() {
         let path = entry.path();
         // Running the demo leaves plans/local.secrets.toml beside the plan (gitignored).
         if path.extension().is_some_and(|e| e == "toml") && !path.to_string_lossy().ends_with(".secrets.toml") {
-            let secrets = s.path("ref.secrets.toml");
-            // validate reads no secret: MYSQL_ROOT_PASSWORD need not be set (a pull-request
-            // check has no production credentials).
-            let r = s
-                .command(&["-f", path.to_str().unwrap(), "--secrets", secrets.to_str().unwrap(), "validate"])
-                .env_remove("MYSQL_ROOT_PASSWORD")
-                .output()
-                .unwrap();
-            assert!(!secrets.exists(), "validate reads and writes no secrets file");
-            assert!(r.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&r.stderr));
+            // A secrets file any reader would refuse (others may read it): validate and graph
+            // never open it. Nor do they need MYSQL_ROOT_PASSWORD: a pull-request check has no
+            // production credentials.
+            let secrets = s.write("ref.secrets.toml", "x = \"y\"\n");
+            std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+            for command in ["validate", "graph"] {
+                let r = s
+                    .command(&["-f", path.to_str().unwrap(), "--secrets", secrets.to_str().unwrap(), command])
+                    .env_remove("MYSQL_ROOT_PASSWORD")
+                    .output()
+                    .unwrap();
+                assert!(r.status.success(), "{}: {command}: {}", path.display(), String::from_utf8_lossy(&r.stderr));
+            }
+            assert_eq!(std::fs::read_to_string(&secrets).unwrap(), "x = \"y\"\n", "nothing written");
             checked += 1;
         }
     }
@@ -374,4 +378,19 @@ fn a_secrets_file_of_another_user_is_refused() {
     assert!(r.stderr.contains("belongs to uid 65534, not to the user running aspects"), "{r:?}");
     assert!(r.stderr.contains("--secrets PATH"), "{r:?}");
     assert_eq!(s.secrets_file(), before, "not rewritten");
+}
+
+#[test]
+fn first_runs_started_together_agree_on_generated_secrets() {
+    let s = app("first-runs");
+    let runs: Vec<_> = (0..4).map(|_| s.spawn(&["plan"])).collect();
+    let outputs: Vec<_> = runs.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    assert!(outputs.iter().all(|o| o.status.success()), "{outputs:?}");
+    // The lock is held from load to save: one run generates and saves, the others find it.
+    let generated = outputs.iter().filter(|o| String::from_utf8_lossy(&o.stderr).contains("Generated secret")).count();
+    assert_eq!(generated, 1, "{outputs:?}");
+    let saved = s.secrets_file();
+    assert_eq!(saved.matches("gen_pw = ").count(), 1, "{saved}");
+    assert_eq!(s.run(&["plan"]).code, 0);
+    assert_eq!(s.secrets_file(), saved, "later runs reuse it");
 }

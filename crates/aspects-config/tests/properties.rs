@@ -33,17 +33,22 @@ fn load(text: String) -> Result<(), LoadError> {
     load_sources(files, &registry, &opts).map(drop)
 }
 
-/// A piece of string content as written inside a basic (`"`) string: text, escapes, non-ASCII,
-/// dollar signs and references, good and bad.
-fn basic_piece() -> impl Strategy<Value = String> {
+/// A piece of string content as written inside a basic (`"`) string: text, escapes, non-ASCII.
+fn plain_piece() -> impl Strategy<Value = String> {
     prop_oneof![
         "[a-zA-Z0-9 _.:/-]{0,6}",
         prop::sample::select(vec![r#"\""#, r"\\", r"\t", r"\n", r"\r", r"\u00e9", r"\U0001F600", r"\b", r"\f"])
             .prop_map(str::to_owned),
         "[é漢字🎉ßа\u{200b}\u{202e}]{1,3}",
-        prop::sample::select(vec!["$${x}", "$", "$$", "${", "${}", "${vars}", "${vars.v1", "}"])
-            .prop_map(str::to_owned),
-        reference(),
+    ]
+}
+
+/// Plain pieces, dollar signs and references, good and bad.
+fn basic_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => plain_piece(),
+        1 => prop::sample::select(vec!["$${x}", "$", "$$", "${", "${}", "${vars}", "${vars.v1", "}"]).prop_map(str::to_owned),
+        1 => reference(),
     ]
 }
 
@@ -161,7 +166,7 @@ proptest! {
     /// The error about a reference points at its `${`, wherever the string puts it.
     #[test]
     fn a_reference_error_points_at_the_reference(
-        before in prop::collection::vec(basic_piece().prop_filter("no other reference", |p| !p.contains('$') && !p.contains('}')), 0..6),
+        before in prop::collection::vec(plain_piece(), 0..6),
         after in "[a-z é]{0,4}",
         form in 0..4u8,
         crlf in any::<bool>(),

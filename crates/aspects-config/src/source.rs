@@ -30,12 +30,15 @@ pub struct Location {
 pub struct SourceMap {
     pub files: Vec<SourceFile>,
     line_starts: Vec<Vec<usize>>,
+    /// Each file's path as printed (formatted once: every resource and attribute names its origin).
+    names: Vec<String>,
 }
 
 impl SourceMap {
     pub fn new(files: Vec<SourceFile>) -> Self {
         let line_starts = files.iter().map(|f| codespan_reporting::files::line_starts(&f.text).collect()).collect();
-        Self { files, line_starts }
+        let names = files.iter().map(|f| f.path.display().to_string()).collect();
+        Self { files, line_starts, names }
     }
 
     /// 0-based line index and the byte range of that line (without its line break).
@@ -71,7 +74,7 @@ impl SourceMap {
     /// `path:line:col`
     pub fn describe(&self, loc: &Location) -> String {
         let (line, col) = self.line_col(loc);
-        format!("{}:{line}:{col}", self.files[loc.file].path.display())
+        format!("{}:{line}:{col}", self.names[loc.file])
     }
 
     /// One diagnostic as the user sees it: `error:` (or `warning:`), `--> file:line:col`, the
@@ -122,7 +125,7 @@ impl SourceMap {
         let to = self.clamp(loc.file, loc.span.end.clamp(from, line.end));
         let (from, to) = (from - line.start, to.max(from) - line.start);
         Snippet {
-            name: file.path.display().to_string(),
+            name: self.names[loc.file].clone(),
             line_number,
             column,
             text: if hidden.is_some() { "" } else { text },

@@ -14,7 +14,7 @@ mod resolve;
 mod resources;
 mod secret_sources;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use aspects_core::graph::{Graph, GraphError, render_cycle};
@@ -145,7 +145,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         vars: Vars::default(),
         secrets: Secrets::new(store),
         resources: BTreeMap::new(),
-        attr_values: BTreeMap::new(),
+        attr_values: HashMap::new(),
         stack: Vec::new(),
         too_deep: false,
     };
@@ -192,7 +192,7 @@ struct Loader<'a> {
     secrets: Secrets,
     resources: BTreeMap<Address, RawResource<'a>>,
     /// Resolved attributes with what they were built from (memoised: references reuse them).
-    attr_values: BTreeMap<(Address, String), (Option<Value>, Trace)>,
+    attr_values: HashMap<Address, HashMap<&'static str, (Option<Value>, Trace)>>,
     /// What is being resolved, innermost last, for cycle reports.
     stack: Vec<Frame>,
     /// A chain of references went deeper than resolving allows (reported once).

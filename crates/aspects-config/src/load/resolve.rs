@@ -56,15 +56,15 @@ impl Loader<'_> {
     /// The resolved, typed value of one attribute of a resource (memoised), adding what it was
     /// built from to `trace`.
     pub(super) fn attr(&mut self, addr: &Address, name: &str, trace: &mut Trace) -> Option<Value> {
-        let key = (addr.clone(), name.to_owned());
-        if let Some((v, own)) = self.attr_values.get(&key) {
+        let raw = self.resources.get(addr)?;
+        let (schema, table, header) = (raw.schema, raw.table, raw.header.clone());
+        let attr = schema.attr(name)?;
+        // Looked up without building a key: this runs for every attribute and every reference.
+        if let Some((v, own)) = self.attr_values.get(addr).and_then(|m| m.get(attr.name)) {
             trace.deps.extend(own.deps.iter().cloned());
             trace.secrets.extend(own.secrets.iter().cloned());
             return v.clone();
         }
-        let raw = self.resources.get(addr)?;
-        let (schema, table, header) = (raw.schema, raw.table, raw.header.clone());
-        let attr = schema.attr(name)?;
         let frame = Frame::Attr(addr.clone(), name.to_owned());
         let mut own = Trace::default();
         let value = match written(attr, table.get(name)) {
@@ -81,7 +81,7 @@ impl Loader<'_> {
         };
         trace.deps.extend(own.deps.iter().cloned());
         trace.secrets.extend(own.secrets.iter().cloned());
-        self.attr_values.insert(key, (value.clone(), own));
+        self.attr_values.entry(addr.clone()).or_default().insert(attr.name, (value.clone(), own));
         value
     }
 

@@ -18,16 +18,16 @@ fn dir(test: &str) -> PathBuf {
 
 /// Loads `plan` beside a secrets file holding `pw = "<stored>"`, and returns the rendered error.
 fn error(test: &str, stored: &str, plan: &str) -> String {
+    error_reading(test, stored, plan, SecretValues::Existing)
+}
+
+fn error_reading(test: &str, stored: &str, plan: &str, secret_values: SecretValues) -> String {
     let d = dir(test);
     let secrets = d.join("p.secrets.toml");
     std::fs::write(&secrets, format!("pw = \"{stored}\"\n")).unwrap();
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let opts = LoadOptions {
-        secrets_path: Some(secrets),
-        secret_values: SecretValues::Existing,
-        vars: Default::default(),
-        vars_from_env: false,
-    };
+    let opts =
+        LoadOptions { secrets_path: Some(secrets), secret_values, vars: Default::default(), vars_from_env: false };
     let registry = Registry::default().with(aspects_mysql::schema());
     let files = vec![SourceFile { path: d.join("p.toml"), text: plan.to_owned() }];
     let Err(e) = load_sources(files, &registry, &opts) else { panic!("{test}: expected an error") };
@@ -44,14 +44,14 @@ fn an_unquoted_password_is_not_echoed_by_the_syntax_error() {
 
 #[test]
 fn an_unterminated_string_holding_a_stored_secret_is_not_echoed() {
-    let out = error(
-        "unterminated",
-        "Stored-Value-1234",
-        &format!("{HEAD}[mysql_database.app]\nname = \"Stored-Value-1234\n"),
-    );
-    assert!(out.contains("invalid TOML") && out.contains("p.toml:8:"), "{out}");
-    assert!(out.contains("line not shown: it holds a secret"), "{out}");
-    assert!(!out.contains("Stored-Value-1234"), "{out}");
+    // validate reads no secret for the plan, but still masks what the secrets file holds.
+    for values in [SecretValues::Existing, SecretValues::Generate, SecretValues::Unread] {
+        let plan = format!("{HEAD}[mysql_database.app]\nname = \"Stored-Value-1234\n");
+        let out = error_reading("unterminated", "Stored-Value-1234", &plan, values);
+        assert!(out.contains("invalid TOML") && out.contains("p.toml:8:"), "{values:?}: {out}");
+        assert!(out.contains("line not shown: it holds a secret"), "{values:?}: {out}");
+        assert!(!out.contains("Stored-Value-1234"), "{values:?}: {out}");
+    }
 }
 
 #[test]

@@ -114,14 +114,9 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         None => default_secrets_path(&first.path, &deployment_name(&root, &first.path)),
     };
     if !syntax_errors.is_empty() {
-        // A syntax error may quote a secret's value: mask those the secrets file holds (validate
-        // reads no secret, so it has none to mask).
-        let known = match opts.secret_values {
-            SecretValues::Unread => Vec::new(),
-            SecretValues::Generate | SecretValues::Existing => {
-                SecretStore::open(&secrets_path).map(|s| s.values().collect()).unwrap_or_default()
-            }
-        };
+        // A syntax error may quote a secret's value: mask those the secrets file holds, if it
+        // can be read (validate too: it needs no secret, but its output must not show one).
+        let known: Vec<_> = SecretStore::open(&secrets_path).map(|s| s.values().collect()).unwrap_or_default();
         return Err(LoadError { diagnostics: syntax_errors, sources, redactor: Redactor::new(known) });
     }
     let opened = match opts.secret_values {

@@ -174,6 +174,11 @@ user = "@@app"
 on = "*.*"
 privileges = ["BACKUP_ADMIN"]
 
+[mysql_user.sha2]
+user = "@@sha2"
+password = "${{secrets.pw}}"
+plugin = "caching_sha2_password"
+
 [mysql_user.admin]
 user = "{admin}"
 host = "{admin_host}"

@@ -173,7 +173,9 @@ impl Handle {
                 )
                 .await
             }
-            USER if changed("password").is_some() => self.set_password("ALTER", a).await.map_err(|(e, _)| e),
+            USER if changed("password").is_some() || changed("plugin").is_some() => {
+                self.set_password("ALTER", a).await.map_err(|(e, _)| e)
+            }
             GRANT => {
                 let Some(privileges) = changed("privileges") else {
                     return Ok(());
@@ -202,12 +204,19 @@ impl Handle {
             (e, None)
         })?;
         let forms = password::secret_forms(secret.expose());
-        let identified = if self.mariadb {
-            format!("IDENTIFIED BY PASSWORD {}", sql::literal(&password::native_hash(secret.expose())))
-        } else {
-            // MySQL 8 path, untested here (only MariaDB runs on the test machines): the server
-            // hashes with its default plugin, so the plaintext is sent (use TLS).
-            format!("IDENTIFIED BY {}", sql::literal(secret.expose()))
+        let pw = secret.expose();
+        // The stored form is computed here, so the plaintext never crosses the wire, except
+        // for caching_sha2_password (MySQL 8 path, untested here: only MariaDB runs on the test
+        // machines), which the server hashes with a fresh salt (use TLS).
+        let identified = match (str_attr(a, "plugin"), self.mariadb) {
+            (password::ED25519, _) => {
+                format!("IDENTIFIED VIA ed25519 USING {}", sql::literal(&password::ed25519_hash(pw)))
+            }
+            (password::CACHING_SHA2, _) => format!("IDENTIFIED WITH caching_sha2_password BY {}", sql::literal(pw)),
+            (_, true) => format!("IDENTIFIED BY PASSWORD {}", sql::literal(&password::native_hash(pw))),
+            (_, false) => {
+                format!("IDENTIFIED WITH mysql_native_password AS {}", sql::literal(&password::native_hash(pw)))
+            }
         };
         let doing = format!("{} user {account}", if verb == "CREATE" { "creating" } else { "setting the password of" });
         let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();

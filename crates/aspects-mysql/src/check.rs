@@ -5,6 +5,7 @@ use aspects_core::{KindSchema, Resource, Value};
 use aspects_engine::provider::Invalid;
 
 use crate::connect::Handle;
+use crate::password;
 use crate::privileges::{ALL, GRANT_OPTION};
 use crate::schema::{DATABASE, GRANT, USER, str_attr, str_list};
 use crate::sql::{self, Level, On};
@@ -80,6 +81,17 @@ impl Handle {
                             ),
                         )
                         .with_hint("remove this resource, or connect as another admin account in [providers.mysql]"),
+                    );
+                }
+                let plugin = str_attr(a, "plugin");
+                if kind.kind == USER && !self.auth_plugins.contains(plugin) {
+                    let hint = match (plugin, self.mariadb) {
+                        (password::ED25519, true) => "load it first: INSTALL SONAME 'auth_ed25519'",
+                        (password::ED25519, false) => "ed25519 is MariaDB's; on MySQL use caching_sha2_password",
+                        _ => "use a plugin this server has: mysql_native_password, or ed25519 on MariaDB",
+                    };
+                    out.push(
+                        Invalid::new("plugin", format!("this server has no active {plugin} plugin")).with_hint(hint),
                     );
                 }
                 if kind.kind == GRANT

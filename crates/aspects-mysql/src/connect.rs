@@ -55,7 +55,7 @@ pub struct Writer(Handle);
 /// What both handles share. Deliberately not `Debug`: the connect options hold the password.
 pub struct Handle {
     pub(crate) pool: MySqlPool,
-    /// The provider's own options, for the lock's dedicated connection and login probes.
+    /// The provider's own options, for the lock's dedicated connection.
     pub(crate) options: MySqlConnectOptions,
     pub(crate) target: String,
     pub(crate) admin: String,
@@ -71,6 +71,8 @@ pub struct Handle {
     pub(crate) collations: BTreeMap<String, String>,
     /// The account the server resolved this provider's login to (`CURRENT_USER()`): never managed.
     pub(crate) current: (String, String),
+    /// Active authentication plugins (`ed25519` must be loaded before an account can use it).
+    pub(crate) auth_plugins: std::collections::BTreeSet<String>,
     pub(crate) levels: LevelSets,
     /// Shared with lock guards, which outlive a borrow of the handle.
     pub(crate) queries: Arc<AtomicU64>,
@@ -149,6 +151,7 @@ impl Handle {
             charsets: BTreeMap::new(),
             collations: BTreeMap::new(),
             current: Default::default(),
+            auth_plugins: Default::default(),
             levels: LevelSets::default(),
             queries: Arc::new(AtomicU64::new(0)),
         };
@@ -170,6 +173,17 @@ impl Handle {
         if let Some((user, host)) = current.rsplit_once('@') {
             self.current = (user.to_owned(), host.to_lowercase());
         }
+        self.auth_plugins = self
+            .rows(
+                "SELECT PLUGIN_NAME FROM information_schema.PLUGINS \
+                 WHERE PLUGIN_TYPE = 'AUTHENTICATION' AND PLUGIN_STATUS = 'ACTIVE'",
+                &[],
+            )
+            .await
+            .map_err(|e| self.err(&e, doing))?
+            .iter()
+            .map(|r| Ok(text(r, 0)?.to_lowercase()))
+            .collect::<Result<_, ProviderError>>()?;
         // MariaDB 10.10+ adds FULL_COLLATION_NAME (the name a database reports) as column 3.
         self.collations = self
             .rows("SELECT * FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY", &[])

@@ -1,14 +1,14 @@
-//! Checking a user's password without reading it back: `mysql_native_password` stores a
-//! deterministic hash we can compute locally; any other plugin is checked by logging in.
+//! Checking a user's password without reading it back and without ever logging in as the
+//! account: the stored form is recomputed locally (`mysql_native_password`, MariaDB `ed25519`,
+//! MySQL `caching_sha2_password`); anything else is reported as unknown, with the reason.
 
-use std::time::Duration;
-
-use aspects_core::{Secret, Verification};
+use aspects_core::Verification;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use curve25519_dalek::EdwardsPoint;
 use sha1::{Digest, Sha1};
-use sqlx::mysql::MySqlConnectOptions;
-use sqlx::{ConnectOptions, Connection};
+use sha2::{Sha256, Sha512};
 
-use crate::error;
 use crate::sql;
 
 /// `'*' + UPPER(HEX(SHA1(SHA1(pw))))`, what `mysql.user.authentication_string` holds for
@@ -23,42 +23,156 @@ pub fn native_hash(password: &str) -> String {
 }
 
 /// Every form of a password that a statement may carry, for scrubbing error messages: the
-/// plaintext, its escaped literal body, and the native hash in both cases.
+/// plaintext, its escaped literal body, the native hash in both cases and the ed25519 key.
 pub fn secret_forms(password: &str) -> Vec<String> {
     let escaped = sql::literal(password);
     let hash = native_hash(password);
-    vec![password.to_owned(), escaped[1..escaped.len() - 1].to_owned(), hash.to_lowercase(), hash]
+    vec![
+        password.to_owned(),
+        escaped[1..escaped.len() - 1].to_owned(),
+        hash.to_lowercase(),
+        hash,
+        ed25519_hash(password),
+    ]
 }
 
-/// Plugins whose `authentication_string` is the native hash (an empty plugin is an old-style
-/// native account).
-pub fn is_native(plugin: &str) -> bool {
-    plugin.is_empty() || plugin.eq_ignore_ascii_case("mysql_native_password")
+pub const NATIVE: &str = "mysql_native_password";
+pub const ED25519: &str = "ed25519";
+pub const CACHING_SHA2: &str = "caching_sha2_password";
+/// The plugins a `mysql_user` may ask for: each one's stored form is recomputed here.
+pub const SETTABLE: &[&str] = &[NATIVE, ED25519, CACHING_SHA2];
+
+/// The plugin as compared and shown: lowercase, and an empty plugin (an old-style account) is
+/// the native one.
+pub fn canonical_plugin(plugin: &str) -> String {
+    if plugin.is_empty() { NATIVE.to_owned() } else { plugin.to_lowercase() }
 }
 
-/// How long a login probe may take before we call the result unknown.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// MariaDB's `ed25519` plugin: the public key of the Ed25519 key pair whose secret scalar is
+/// the clamped SHA-512 of the password, in base64 without padding (what `ed25519_password()`
+/// returns and `mysql.user.authentication_string` holds).
+pub fn ed25519_hash(password: &str) -> String {
+    let digest = Sha512::digest(password.as_bytes());
+    let mut scalar = [0u8; 32];
+    scalar.copy_from_slice(&digest[..32]);
+    let public = EdwardsPoint::mul_base_clamped(scalar).compress();
+    STANDARD_NO_PAD.encode(public.as_bytes())
+}
 
-/// Logs in as `user` with `password` to the provider's server (same host, port and TLS).
-/// Success = matches, "access denied" = differs, anything else = unknown with the reason.
-pub async fn probe(options: &MySqlConnectOptions, user: &str, password: &Secret) -> Verification {
-    let options = options.clone().username(user).password(password.expose()).disable_statement_logging();
-    match tokio::time::timeout(PROBE_TIMEOUT, options.connect()).await {
-        Ok(Ok(conn)) => {
-            // Closing politely is best effort; the check already succeeded.
-            let _ = conn.close().await;
-            Verification::Matches
-        }
-        Ok(Err(e)) if error::number(&e).is_some_and(|n| error::ACCESS_DENIED.contains(&n)) => Verification::Differs,
-        Ok(Err(e)) => Verification::Unknown(format!(
-            "logging in as '{user}' to check the password failed: {}",
-            error::scrub(&e.to_string(), &[password.expose()])
-        )),
-        Err(_) => Verification::Unknown(format!(
-            "logging in as '{user}' to check the password took longer than {}s",
-            PROBE_TIMEOUT.as_secs()
+/// Plugins that authenticate without any password the server stores: an account on one of them
+/// certainly does not have the desired password.
+const PASSWORDLESS: &[&str] = &["unix_socket", "auth_socket", "named_pipe", "gssapi", "authentication_windows"];
+
+/// Compares the desired password with what `mysql.user` stores for the account, without
+/// logging in as it: a login can count toward `max_password_errors` (MariaDB) or
+/// `FAILED_LOGIN_ATTEMPTS` (MySQL) and lock the account, and a login refused for host reasons
+/// would read as "differs". What cannot be recomputed here is `Unknown`, with the reason.
+pub fn verify(plugin: &str, stored: &str, password: &str) -> Verification {
+    let same = |computed: String| if computed == stored { Verification::Matches } else { Verification::Differs };
+    match canonical_plugin(plugin).as_str() {
+        NATIVE => same(native_hash(password)),
+        ED25519 => same(ed25519_hash(password)),
+        CACHING_SHA2 => match caching_sha2_hash(password, stored) {
+            Some(computed) => same(computed),
+            None => Verification::Unknown("the stored caching_sha2_password hash is not in the `$A$` form".into()),
+        },
+        p if PASSWORDLESS.contains(&p) => Verification::Differs,
+        p => Verification::Unknown(format!(
+            "the account uses the {p} plugin, whose stored form cannot be recomputed here, and aspects never \
+             logs in to check (a failed login can lock the account)"
         )),
     }
+}
+
+/// MySQL's `caching_sha2_password` form, `$A$<rounds/1000, 3 digits>$<20-byte salt><43 chars>`,
+/// recomputed from `password` with the salt and rounds of `stored`. None if `stored` is not in
+/// that form.
+pub fn caching_sha2_hash(password: &str, stored: &str) -> Option<String> {
+    let rest = stored.strip_prefix("$A$")?;
+    let (rounds, rest) = (rest.get(..3)?, rest.get(3..)?);
+    let rounds: u32 = rounds.parse().ok()?;
+    let salt = rest.strip_prefix('$')?.as_bytes().get(..20)?;
+    let hash = sha256_crypt(password.as_bytes(), salt, rounds * 1000);
+    Some(format!("$A${rounds:03}${}{}", std::str::from_utf8(salt).ok()?, crypt_b64(&hash)))
+}
+
+/// SHA-256 crypt (Drepper's algorithm, as glibc and MySQL implement it) without the 16-byte salt
+/// limit of the standard form: MySQL uses 20-byte salts, which crates implementing the standard
+/// form truncate.
+fn sha256_crypt(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 32] {
+    let b = Sha256::new().chain_update(password).chain_update(salt).chain_update(password).finalize();
+    let mut a = Sha256::new().chain_update(password).chain_update(salt);
+    let mut n = password.len();
+    while n > 32 {
+        a.update(b);
+        n -= 32;
+    }
+    a.update(&b[..n]);
+    let mut n = password.len();
+    while n > 0 {
+        if n & 1 == 1 {
+            a.update(b);
+        } else {
+            a.update(password);
+        }
+        n >>= 1;
+    }
+    let mut c = a.finalize();
+    let repeat = |digest: &[u8], len: usize| -> Vec<u8> { digest.iter().cycle().take(len).copied().collect() };
+    let mut dp = Sha256::new();
+    password.iter().for_each(|_| dp.update(password));
+    let p = repeat(&dp.finalize(), password.len());
+    let mut ds = Sha256::new();
+    (0..16 + usize::from(c[0])).for_each(|_| ds.update(salt));
+    let s = repeat(&ds.finalize(), salt.len());
+    for i in 0..rounds {
+        let mut h = Sha256::new();
+        if i % 2 == 1 {
+            h.update(&p)
+        } else {
+            h.update(c)
+        }
+        if i % 3 != 0 {
+            h.update(&s);
+        }
+        if i % 7 != 0 {
+            h.update(&p);
+        }
+        if i % 2 == 1 {
+            h.update(c)
+        } else {
+            h.update(&p)
+        }
+        c = h.finalize();
+    }
+    c.into()
+}
+
+/// The crypt base64 of a SHA-256 crypt digest: its fixed byte order, 6 bits at a time from the
+/// low end, in the `./0-9A-Za-z` alphabet.
+fn crypt_b64(hash: &[u8; 32]) -> String {
+    const ALPHABET: &[u8] = b"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    const ORDER: [(usize, usize, usize); 10] = [
+        (0, 10, 20),
+        (21, 1, 11),
+        (12, 22, 2),
+        (3, 13, 23),
+        (24, 4, 14),
+        (15, 25, 5),
+        (6, 16, 26),
+        (27, 7, 17),
+        (18, 28, 8),
+        (9, 19, 29),
+    ];
+    let mut out = String::with_capacity(43);
+    let mut put = |w: u32, n: usize| {
+        (0..n).for_each(|k| out.push(char::from(ALPHABET[((w >> (6 * k)) & 0x3f) as usize])));
+    };
+    for (x, y, z) in ORDER {
+        put(u32::from(hash[x]) << 16 | u32::from(hash[y]) << 8 | u32::from(hash[z]), 4);
+    }
+    put(u32::from(hash[31]) << 8 | u32::from(hash[30]), 3);
+    out
 }
 
 #[cfg(test)]
@@ -80,8 +194,48 @@ mod tests {
     }
 
     #[test]
-    fn native_plugins() {
-        assert!(is_native("mysql_native_password") && is_native(""));
-        assert!(!is_native("caching_sha2_password") && !is_native("ed25519"));
+    fn verification_by_plugin() {
+        let native = native_hash("pw");
+        assert_eq!(verify("", &native, "pw"), Verification::Matches);
+        assert_eq!(verify("MYSQL_NATIVE_PASSWORD", &native, "other"), Verification::Differs);
+        assert_eq!(verify("ed25519", &ed25519_hash("pw"), "pw"), Verification::Matches);
+        assert_eq!(verify("ed25519", &ed25519_hash("pw"), "pW"), Verification::Differs);
+        assert_eq!(verify("unix_socket", "", "pw"), Verification::Differs);
+        let Verification::Unknown(why) = verify("pam", "", "pw") else { panic!("pam cannot be recomputed") };
+        assert!(why.contains("pam") && why.contains("never logs in"), "{why}");
+        assert!(matches!(verify("caching_sha2_password", "garbage", "pw"), Verification::Unknown(_)));
+    }
+
+    #[test]
+    fn sha256_crypt_matches_the_published_vectors() {
+        // Drepper's SHA-crypt specification, test vectors 1 and 4 (rounds 5000 and 10000).
+        assert_eq!(
+            crypt_b64(&sha256_crypt(b"Hello world!", b"saltstring", 5000)),
+            "5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
+        );
+        assert_eq!(
+            crypt_b64(&sha256_crypt(b"we have a short salt string but not a short password", b"short", 77777)),
+            "JiO1O3ZpDAxGJeaDIuqCoEFysAe1mZNJRs3pw0KQRd/"
+        );
+    }
+
+    #[test]
+    fn caching_sha2_recomputes_with_a_20_byte_salt() {
+        // hashcat's example for mode 7401 (MySQL $A$ sha256crypt), password "hashcat", salt and
+        // hash hex-decoded from its `$mysql$A$005*SALT*HASH` form.
+        let salt = hex::decode("F9CC98CE08892924F50A213B6BC571A2C11778C5").unwrap();
+        let hash =
+            hex::decode("625479393559393965414D45316477456B484F41316E64484742577A2E3162785353526B7554584647562F")
+                .unwrap();
+        assert_eq!(crypt_b64(&sha256_crypt(b"hashcat", &salt, 5000)).as_bytes(), hash.as_slice());
+        // Round trip through the stored form (printable salt, as MySQL generates).
+        let stored = format!(
+            "$A$005${}{}",
+            "abcdefghij0123456789",
+            crypt_b64(&sha256_crypt(b"pw", b"abcdefghij0123456789", 5000))
+        );
+        assert_eq!(caching_sha2_hash("pw", &stored).as_deref(), Some(stored.as_str()));
+        assert_eq!(verify("caching_sha2_password", &stored, "pw"), Verification::Matches);
+        assert_eq!(verify("caching_sha2_password", &stored, "px"), Verification::Differs);
     }
 }

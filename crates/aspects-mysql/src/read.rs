@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Value, Verification};
 use aspects_engine::provider::ProviderError;
-use tokio::task::JoinSet;
 
 use crate::connect::{Handle, placeholders, text};
 use crate::ownership::{self, Record, State};
@@ -60,6 +59,11 @@ impl Handle {
             USER | GRANT => {
                 let host = canonical_host(str_attr(a, "host"));
                 a.insert("host".into(), Value::Str(host));
+                if kind.kind == USER {
+                    let default = if self.mariadb { password::NATIVE } else { password::CACHING_SHA2 };
+                    let plugin = a.get("plugin").and_then(Value::as_str).unwrap_or(default);
+                    a.insert("plugin".into(), Value::from(password::canonical_plugin(plugin)));
+                }
                 if kind.kind == GRANT
                     && let Ok(on) = On::parse(str_attr(a, "on"))
                 {
@@ -175,44 +179,26 @@ impl Handle {
             .map(|r| (str_attr(&r.attrs, "user").to_owned(), canonical_host(str_attr(&r.attrs, "host"))))
             .collect();
         let found = self.accounts(&accounts).await?;
-        let mut live: Vec<Option<Live>> = Vec::with_capacity(desired.len());
-        let mut probes = JoinSet::new();
-        for (i, (r, account)) in desired.iter().zip(&accounts).enumerate() {
-            let Some(row) = found.get(account) else {
-                live.push(None);
-                continue;
-            };
-            let verification = match r.get("password").and_then(Value::as_secret) {
-                None => Verification::Unknown("no password was given to compare".into()),
-                Some(pw) if password::is_native(&row.plugin) => {
-                    if row.auth == password::native_hash(pw.expose()) {
-                        Verification::Matches
-                    } else {
-                        Verification::Differs
-                    }
-                }
-                Some(pw) => {
-                    // Salted hashes (caching_sha2_password, ed25519 ...) cannot be recomputed here.
-                    self.count();
-                    let (options, user, pw) = (self.options.clone(), account.0.clone(), pw.clone());
-                    probes.spawn(async move { (i, password::probe(&options, &user, &pw).await) });
-                    Verification::Unknown(String::new())
-                }
-            };
-            live.push(Some(Live {
-                attrs: attrs([("user", Value::from(account.0.as_str())), ("host", Value::from(account.1.as_str()))]),
-                verified: [("password".to_owned(), verification)].into(),
-                ..Live::default()
-            }));
-        }
-        while let Some(done) = probes.join_next().await {
-            let (i, verification) =
-                done.map_err(|e| ProviderError::new(format!("a password check did not finish: {e}")))?;
-            if let Some(l) = &mut live[i] {
-                l.verified.insert("password".to_owned(), verification);
-            }
-        }
-        Ok(live)
+        Ok(desired
+            .iter()
+            .zip(&accounts)
+            .map(|(r, account)| {
+                let row = found.get(account)?;
+                let verification = match r.get("password").and_then(Value::as_secret) {
+                    None => Verification::Unknown("no password was given to compare".into()),
+                    Some(pw) => password::verify(&row.plugin, &row.auth, pw.expose()),
+                };
+                Some(Live {
+                    attrs: attrs([
+                        ("user", Value::from(account.0.as_str())),
+                        ("host", Value::from(account.1.as_str())),
+                        ("plugin", Value::from(password::canonical_plugin(&row.plugin))),
+                    ]),
+                    verified: [("password".to_owned(), verification)].into(),
+                    ..Live::default()
+                })
+            })
+            .collect())
     }
 
     /// The named accounts that exist (one query).

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value, identity_string};
 
+use crate::password;
 use crate::privileges;
 use crate::sql::On;
 
@@ -85,6 +86,14 @@ fn user_kind() -> KindSchema {
             )
             .write_only_secret()
             .required(),
+            AttrSchema::new(
+                "plugin",
+                AttrType::String,
+                "Authentication plugin: `mysql_native_password` (the default on MariaDB), `ed25519` (MariaDB) or \
+                 `caching_sha2_password` (MySQL 8, its default there). An account found on another plugin shows the \
+                 change in the plan.",
+            )
+            .check(check_plugin),
         ],
         data_bearing: false,
         rank: 1,
@@ -226,6 +235,17 @@ fn check_url(v: &Value) -> Result<(), String> {
     text.parse::<sqlx::mysql::MySqlConnectOptions>()
         .map(|_| ())
         .map_err(|_| "cannot read the URL; write it as `mysql://USER@HOST:PORT`".into())
+}
+
+fn check_plugin(v: &Value) -> Result<(), String> {
+    let plugin = string(v)?;
+    if password::SETTABLE.contains(&plugin.to_lowercase().as_str()) {
+        return Ok(());
+    }
+    Err(format!(
+        "{plugin:?} is not a plugin aspects can set a password with; use one of: {}",
+        password::SETTABLE.join(", ")
+    ))
 }
 
 fn check_concurrency(v: &Value) -> Result<(), String> {

@@ -44,23 +44,77 @@ async fn create_verify_and_password_drift() {
 }
 
 #[tokio::test]
-async fn non_native_plugins_are_verified_by_logging_in() {
+async fn a_unix_socket_account_shows_its_plugin_changing_and_gets_a_password() {
     let env = Env::new();
     let w = env.writer().await;
-    let name = env.name("ed");
+    let name = env.name("sock");
     // A unix_socket account has no password at all: it certainly does not match one.
     env.exec(&format!("CREATE USER '{name}'@'%' IDENTIFIED VIA unix_socket")).await;
-    let u = user("ed", &name, "%", "pw");
+    let u = user("sock", &name, "%", "pw");
     let live = w.read(&kind("mysql_user"), std::slice::from_ref(&u)).await.unwrap();
     assert_eq!(
         live[0].as_ref().unwrap().verified.get("password"),
         Some(&Verification::Differs),
         "a unix_socket account cannot match a password"
     );
+    let steps = plan(&w, std::slice::from_ref(&u)).await;
+    let plugin = step(&steps, "mysql_user.sock").change.attrs.iter().find(|a| a.name == "plugin").unwrap();
+    assert_eq!(plugin.before, Some(Value::from("unix_socket")));
+    assert_eq!(plugin.after, Some(Value::from("mysql_native_password")));
     // Applying sets a native password, after which the hash comparison applies.
-    apply(&w, std::slice::from_ref(&u)).await;
+    apply_steps(&*w, &steps).await;
     assert!(env.can_login(&name, "pw").await);
     assert_converged(&w, std::slice::from_ref(&u)).await;
+}
+
+/// Loads MariaDB's ed25519 plugin if it is not active (idempotent; the plugin ships with the server).
+async fn ed25519(env: &Env) {
+    let active =
+        env.strings("SELECT PLUGIN_NAME FROM information_schema.PLUGINS WHERE PLUGIN_NAME = 'ed25519'", &[]).await;
+    if active.is_empty() {
+        env.exec("INSTALL SONAME 'auth_ed25519'").await;
+    }
+}
+
+#[tokio::test]
+async fn passwords_are_verified_without_logging_in_whatever_the_host_or_plugin() {
+    let env = Env::new();
+    // Loaded before connecting: the provider learns the active plugins at connect time.
+    ed25519(&env).await;
+    let w = env.writer().await;
+    // Hosts this machine cannot log in from: a login probe would be refused and read "differs".
+    let (native, ed) = (env.name("native"), env.name("ed"));
+    env.exec(&format!("CREATE USER '{native}'@'10.255.255.1' IDENTIFIED BY 'pw-1'")).await;
+    env.exec(&format!("CREATE USER '{ed}'@'10.255.255.1' IDENTIFIED VIA ed25519 USING PASSWORD('pw-2')")).await;
+    let mut ed_user = user("ed", &ed, "10.255.255.1", "pw-2");
+    ed_user.attrs.insert("plugin".into(), Value::from("ed25519"));
+    let desired = vec![user("native", &native, "10.255.255.1", "pw-1"), ed_user.clone()];
+    let steps = plan(&w, &desired).await;
+    assert_eq!(
+        actions(&steps),
+        [("mysql_user.ed".to_owned(), Action::Adopt), ("mysql_user.native".to_owned(), Action::Adopt)],
+        "both passwords match, although neither account can log in from here"
+    );
+    let live = w.read(&kind("mysql_user"), std::slice::from_ref(&ed_user)).await.unwrap();
+    assert_eq!(live[0].as_ref().unwrap().verified["password"], Verification::Matches);
+    ed_user.attrs.insert("password".into(), Value::Sensitive(Secret::new("pw-3")));
+    let live = w.read(&kind("mysql_user"), std::slice::from_ref(&ed_user)).await.unwrap();
+    assert_eq!(live[0].as_ref().unwrap().verified["password"], Verification::Differs);
+
+    // aspects sets an ed25519 password from the locally computed key: the server agrees with it.
+    apply(&w, std::slice::from_ref(&ed_user)).await;
+    let witness = env.name("witness");
+    env.exec(&format!("CREATE USER '{witness}'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('pw-3')")).await;
+    let stored = "SELECT authentication_string FROM mysql.user WHERE User = ?";
+    assert_eq!(env.strings(stored, &[&ed]).await, env.strings(stored, &[&witness]).await);
+    assert_converged(&w, std::slice::from_ref(&ed_user)).await;
+
+    // A plugin whose stored form cannot be recomputed is unknown, with the reason, never probed.
+    let old = env.name("old");
+    env.exec(&format!("CREATE USER '{old}'@'%' IDENTIFIED VIA mysql_old_password USING '7d4bd5b6434f3b4b'")).await;
+    let live = w.read(&kind("mysql_user"), &[user("old", &old, "%", "pw")]).await.unwrap();
+    let Verification::Unknown(why) = &live[0].as_ref().unwrap().verified["password"] else { panic!("{live:?}") };
+    assert!(why.contains("mysql_old_password") && why.contains("never logs in"), "{why}");
 }
 
 #[tokio::test]

@@ -111,7 +111,10 @@ fn grant_kind() -> KindSchema {
                 .identity()
                 .default("%")
                 .check(check_host),
-            AttrSchema::new("on", AttrType::String, "`*.*`, `db.*` or `db.table`.").identity().check(check_on),
+            AttrSchema::new("on", AttrType::String, "`*.*`, `db.*` or `db.table`.")
+                .identity()
+                .check(check_on)
+                .warn(warn_on_pattern),
             AttrSchema::new(
                 "privileges",
                 AttrType::List(Box::new(AttrType::String)),
@@ -317,6 +320,36 @@ fn check_on(v: &Value) -> Result<(), String> {
     }
 }
 
+/// `_` and `%` in the database part of `db.*` are wildcards (MySQL's rule for database-level
+/// grants): `my_db.*` also grants on `myXdb`. Says so, with the escaped form.
+fn warn_on_pattern(v: &Value) -> Option<String> {
+    let Ok(On::Database(db)) = On::parse(v.as_str()?) else { return None };
+    let mut escaped = String::new();
+    let mut wild = false;
+    let mut chars = db.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                escaped.push(c);
+                escaped.extend(chars.next());
+            }
+            '_' | '%' => {
+                wild = true;
+                escaped.push('\\');
+                escaped.push(c);
+            }
+            c => escaped.push(c),
+        }
+    }
+    wild.then(|| {
+        let on = On::Database(escaped).to_string();
+        format!(
+            "`_` and `%` in {db:?} are wildcards in a database grant, so it also covers other databases \
+             (`_` matches any one character); to mean exactly this database write on = '{on}'"
+        )
+    })
+}
+
 fn check_privileges(v: &Value) -> Result<(), String> {
     let list = v.as_list().ok_or_else(|| format!("expected a list of privilege names, found {}", v.type_name()))?;
     if list.is_empty() {
@@ -403,6 +436,17 @@ mod tests {
         assert_eq!(check(GRANT, "privileges", Value::List(vec!["select".into(), "ALL PRIVILEGES".into()])), Ok(()));
         assert!(check(GRANT, "privileges", Value::List(vec![])).unwrap_err().contains("empty"));
         assert!(check(GRANT, "privileges", Value::List(vec!["SELCT".into()])).unwrap_err().contains("SELECT"));
+    }
+
+    #[test]
+    fn wildcards_in_a_database_grant_warn_with_the_escaped_form() {
+        let warn = |on: &str| warn_on_pattern(&Value::from(on));
+        let w = warn("my_db.*").unwrap();
+        assert!(w.contains(r"on = '`my\_db`.*'"), "{w}");
+        assert!(warn("a%.*").unwrap().contains(r"`a\%`.*"));
+        assert_eq!(warn(r"`my\_db`.*"), None);
+        assert_eq!(warn("my_db.t_1"), None, "table grants take the database name literally");
+        assert_eq!(warn("*.*"), None);
     }
 
     #[test]

@@ -298,15 +298,28 @@ impl Handle {
                 (kind.to_owned(), ownership::key(kind, &schema::identity(kind, &r.attrs)))
             })
             .collect();
-        let stale: Vec<Record> = self
-            .owned_records()
-            .await?
+        let account = |id: &BTreeMap<String, Value>| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned());
+        let all = self.owned_records().await?;
+        // A managed user without a record is being adopted: losing privileges it holds today
+        // is a surprise, so its revocations say so.
+        let owned_users: BTreeSet<Account> =
+            all.iter().filter(|r| r.kind == USER && r.state.owns()).map(|r| account(&r.identity)).collect();
+        let beyond_reason = |user: &str, host: &str| {
+            if owned_users.contains(&(user.to_owned(), host.to_owned())) {
+                "privileges beyond the plan".to_owned()
+            } else {
+                format!(
+                    "privileges beyond the plan; WARNING: {} is being adopted and loses privileges it holds today",
+                    sql::account(user, host)
+                )
+            }
+        };
+        let stale: Vec<Record> = all
             .into_iter()
             .filter(|rec| !wanted.contains(&(rec.kind.clone(), ownership::key(&rec.kind, &rec.identity))))
             .collect();
 
         let of_kind = |kind: &'static str| stale.iter().filter(move |r| r.kind == kind);
-        let account = |id: &BTreeMap<String, Value>| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned());
         let db_names: Vec<&str> = of_kind(DATABASE).map(|r| str_attr(&r.identity, "name")).collect();
         let databases = self.schemata(&db_names).await?;
         let managed: BTreeSet<Account> = desired
@@ -399,7 +412,7 @@ impl Handle {
                 identity,
                 attrs,
                 provider: self.provider.clone(),
-                reason: "privileges beyond the plan".into(),
+                reason: beyond_reason(user, host),
                 adopted: false,
             });
         }
@@ -417,7 +430,7 @@ impl Handle {
                     identity,
                     attrs,
                     provider: self.provider.clone(),
-                    reason: "privileges beyond the plan".into(),
+                    reason: beyond_reason(&user, &host),
                     adopted: false,
                 });
             }

@@ -324,3 +324,24 @@ async fn roles_default_roles_column_routine_and_proxy_privileges_are_beyond_the_
     };
     w.apply(&kind("mysql_grant"), &aspects_core::diff::delete(&kind("mysql_grant"), &gone), None).await.unwrap();
 }
+
+#[tokio::test]
+async fn revocations_on_an_account_being_adopted_carry_a_warning() {
+    let env = Env::new();
+    let w = env.writer().await;
+    let (db, u) = (env.name("db"), env.name("legacy"));
+    env.exec(&format!("CREATE USER '{u}'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON `{db}`.* TO '{u}'@'%'")).await;
+    let desired = vec![user("legacy", &u, "%", "pw")];
+    let steps = plan(&w, &desired).await;
+    let revoke = steps.iter().find(|s| s.change.action == Action::Delete).expect("the SELECT is beyond the plan");
+    let reason = revoke.change.reason.as_deref().unwrap();
+    assert!(reason.contains(&format!("WARNING: '{u}'@'%' is being adopted and loses privileges")), "{reason}");
+    apply_steps(&*w, &steps).await;
+    assert_converged(&w, &desired).await;
+
+    // Once the account is ours, extra privileges are ordinary drift, without the warning.
+    env.exec(&format!("GRANT SELECT ON `{db}`.* TO '{u}'@'%'")).await;
+    let steps = plan(&w, &desired).await;
+    let revoke = steps.iter().find(|s| s.change.action == Action::Delete).unwrap();
+    assert_eq!(revoke.change.reason.as_deref(), Some("privileges beyond the plan"));
+}

@@ -456,7 +456,11 @@ fn check_not_stale(path: &Path, saved: &PlanDocument, now: &PlanDocument) -> Res
     }
     let mut why = Vec::new();
     if !moved.is_empty() {
-        why.push(format!("live state or the planned change moved for {}", moved.join(", ")));
+        // The message names the first few; -v lists every one.
+        for address in &moved {
+            tracing::info!("moved since the plan was saved: {address}");
+        }
+        why.push(format!("live state or the planned change moved for {}", aspects_engine::few(&moved)));
     }
     if !secrets.is_empty() {
         why.push(format!("secret value changed for {}", secrets.join(", ")));

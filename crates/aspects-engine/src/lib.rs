@@ -110,7 +110,7 @@ pub const REPLACED: &str = " (replaced: its identity changed)";
 const SHOWN: usize = 5;
 
 /// A list of addresses that stays readable at any length: the first few and a count.
-fn few(list: &[String]) -> String {
+pub fn few(list: &[String]) -> String {
     if list.len() <= SHOWN {
         return list.join(", ");
     }

@@ -14,7 +14,8 @@ pub mod value;
 pub use diff::{Action, AttrChange, Change, Plan};
 pub use resource::{Address, Desired, Live, Orphan, ProviderConfig, ProviderId, Resource, Verification};
 pub use schema::{
-    AttrSchema, AttrType, IdentityKey, KindSchema, Registry, SystemSchema, UpdateMode, Warn, identity_string,
+    AttrSchema, AttrType, AttrsError, IdentityKey, KindCheck, KindSchema, Registry, SystemSchema, UpdateMode, Warn,
+    identity_string,
 };
 pub use secret::{Redactor, Secret};
 pub use value::Value;

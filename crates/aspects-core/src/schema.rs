@@ -133,6 +133,19 @@ impl AttrSchema {
 /// The canonical identity of a resource of one kind, from its resolved attributes.
 pub type IdentityKey = fn(&BTreeMap<String, Value>) -> String;
 
+/// A rule across a resource's attributes (exactly one of two, one only with another), run by the
+/// loader once each attribute passed its own checks.
+pub type KindCheck = fn(&BTreeMap<String, Value>) -> Result<(), AttrsError>;
+
+/// What a [`KindCheck`] refused: the attribute to point at (`None`: the resource's header), what
+/// is wrong and what to write instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttrsError {
+    pub attr: Option<&'static str>,
+    pub message: String,
+    pub hint: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct KindSchema {
     pub kind: &'static str,
@@ -146,6 +159,7 @@ pub struct KindSchema {
     /// spellings). Two resources of this kind on one provider with equal keys are one object.
     /// `None`: the identity attributes as written.
     pub identity_key: Option<IdentityKey>,
+    pub check: Option<KindCheck>,
 }
 
 impl KindSchema {

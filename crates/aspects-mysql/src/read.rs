@@ -64,9 +64,12 @@ impl Handle {
                     let plugin = a.get("plugin").and_then(Value::as_str).unwrap_or(default);
                     a.insert("plugin".into(), Value::from(password::canonical_plugin(plugin)));
                 }
+                // `database`/`table` become the `on` they mean, the one form live grants are read in.
                 if kind.kind == GRANT
-                    && let Ok(on) = On::parse(str_attr(a, "on"))
+                    && let Ok(on) = schema::target(a)
                 {
+                    a.remove("database");
+                    a.remove("table");
                     let privileges = self.levels.normalise(on.level(), str_list(a.get("privileges")));
                     a.insert("on".into(), Value::Str(on.to_string()));
                     a.insert("privileges".into(), list(privileges));

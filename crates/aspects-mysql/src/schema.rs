@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value, identity_string};
+use aspects_core::{AttrSchema, AttrType, AttrsError, KindSchema, SystemSchema, Value, identity_string};
 
 use crate::password;
 use crate::privileges;
@@ -67,6 +67,7 @@ fn database_kind() -> KindSchema {
         rank: 0,
         doc: "A database (schema). Dropping it destroys its tables, so deletes need --allow-destroy.",
         identity_key: Some(database_key),
+        check: None,
     }
 }
 
@@ -99,6 +100,7 @@ fn user_kind() -> KindSchema {
         rank: 1,
         doc: "An account `'user'@'host'`.",
         identity_key: Some(user_key),
+        check: None,
     }
 }
 
@@ -111,10 +113,26 @@ fn grant_kind() -> KindSchema {
                 .identity()
                 .default("%")
                 .check(check_host),
-            AttrSchema::new("on", AttrType::String, "`*.*`, `db.*` or `db.table`.")
+            AttrSchema {
+                required: false,
+                ..AttrSchema::new(
+                    "on",
+                    AttrType::String,
+                    "`*.*`, `db.*` or `db.table` as in GRANT: `_` and `%` in the `db` of `db.*` are wildcards. \
+                     Or name the target with `database` (and `table`).",
+                )
                 .identity()
                 .check(check_on)
-                .warn(warn_on_pattern),
+                .warn(warn_on_pattern)
+            },
+            AttrSchema::new(
+                "database",
+                AttrType::String,
+                "The one database granted on, taken literally (`my_db` means exactly `my_db`); instead of `on`.",
+            )
+            .check(check_db_name),
+            AttrSchema::new("table", AttrType::String, "A table in `database`, taken literally: a table-level grant.")
+                .check(check_table_name),
             AttrSchema::new(
                 "privileges",
                 AttrType::List(Box::new(AttrType::String)),
@@ -127,6 +145,7 @@ fn grant_kind() -> KindSchema {
         rank: 2,
         doc: "The privileges of one account on one target, converged exactly.",
         identity_key: Some(grant_key),
+        check: Some(check_grant_target),
     }
 }
 
@@ -143,14 +162,47 @@ pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String,
             id.insert("user".to_owned(), Value::Str(s("user")));
             id.insert("host".to_owned(), Value::Str(canonical_host(&s("host"))));
             if kind == GRANT {
-                let on = s("on");
-                let on = On::parse(&on).map(|o| o.to_string()).unwrap_or(on);
+                let on = target(attrs).map(|o| o.to_string()).unwrap_or_else(|_| s("on"));
                 id.insert("on".to_owned(), Value::Str(on));
             }
         }
         _ => {}
     }
     id
+}
+
+/// A grant's target however it is written: `on` as it stands, or `database` with its `_`, `%`
+/// and `\\` escaped (so a database-level grant means exactly that database), or `database` and
+/// `table`, which a table-level grant takes literally.
+pub fn target(attrs: &BTreeMap<String, Value>) -> Result<On, String> {
+    let Some(db) = attrs.get("database").and_then(Value::as_str) else {
+        return On::parse(str_attr(attrs, "on"));
+    };
+    Ok(match attrs.get("table").and_then(Value::as_str) {
+        Some(table) => On::Table(db.to_owned(), table.to_owned()),
+        None => On::Database(db.chars().fold(String::new(), |mut out, c| {
+            if matches!(c, '_' | '%' | '\\') {
+                out.push('\\');
+            }
+            out.push(c);
+            out
+        })),
+    })
+}
+
+/// Exactly one of `on` and `database` names the target; `table` only with `database`.
+fn check_grant_target(attrs: &BTreeMap<String, Value>) -> Result<(), AttrsError> {
+    let has = |k: &str| attrs.contains_key(k);
+    let forms = "write `database = \"NAME\"` for one database (with `table = \"NAME\"` for one of its tables), \
+                 or `on = \"*.*\"` for every database";
+    let (attr, message) = match (has("on"), has("database"), has("table")) {
+        (true, false, false) | (false, true, _) => return Ok(()),
+        (true, true, _) => (Some("database"), "sets both `on` and `database`; the target is named once".to_owned()),
+        (true, false, true) => (Some("table"), "sets `table` beside `on`; `table` goes with `database`".to_owned()),
+        (false, false, true) => (Some("table"), "sets `table` without `database`, the database it is in".to_owned()),
+        (false, false, false) => (None, "names no target: it needs `database` or `on`".to_owned()),
+    };
+    Err(AttrsError { attr, message, hint: forms.to_owned() })
 }
 
 /// Identity keys for finding two resources that are one object (`KindSchema::identity_key`).
@@ -308,6 +360,15 @@ fn check_host(v: &Value) -> Result<(), String> {
     account_part("the host", string(v)?, 255)
 }
 
+fn check_table_name(v: &Value) -> Result<(), String> {
+    let name = string(v)?;
+    no_control("the table name", name)?;
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(format!("table name {name:?} must be 1 to 64 characters long"));
+    }
+    Ok(())
+}
+
 fn check_on(v: &Value) -> Result<(), String> {
     let on = On::parse(string(v)?)?;
     match &on {
@@ -324,28 +385,35 @@ fn check_on(v: &Value) -> Result<(), String> {
 /// grants): `my_db.*` also grants on `myXdb`. Says so, with the escaped form.
 fn warn_on_pattern(v: &Value) -> Option<String> {
     let Ok(On::Database(db)) = On::parse(v.as_str()?) else { return None };
-    let mut escaped = String::new();
+    let (mut escaped, mut literal) = (String::new(), String::new());
     let mut wild = false;
     let mut chars = db.chars();
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
+                let next = chars.next();
                 escaped.push(c);
-                escaped.extend(chars.next());
+                escaped.extend(next);
+                literal.extend(next);
             }
             '_' | '%' => {
                 wild = true;
                 escaped.push('\\');
                 escaped.push(c);
+                literal.push(c);
             }
-            c => escaped.push(c),
+            c => {
+                escaped.push(c);
+                literal.push(c);
+            }
         }
     }
     wild.then(|| {
         let on = On::Database(escaped).to_string();
         format!(
             "`_` and `%` in {db:?} are wildcards in a database grant, so it also covers other databases \
-             (`_` matches any one character); to mean exactly this database write on = '{on}'"
+             (`_` matches any one character); to mean exactly this database write database = {literal:?} \
+             (or on = '{on}')"
         )
     })
 }
@@ -443,6 +511,8 @@ mod tests {
         let warn = |on: &str| warn_on_pattern(&Value::from(on));
         let w = warn("my_db.*").unwrap();
         assert!(w.contains(r"on = '`my\_db`.*'"), "{w}");
+        assert!(w.contains(r#"database = "my_db""#), "{w}");
+        assert!(warn(r"`a\_b_c`.*").unwrap().contains(r#"database = "a_b_c""#));
         assert!(warn("a%.*").unwrap().contains(r"`a\%`.*"));
         assert_eq!(warn(r"`my\_db`.*"), None);
         assert_eq!(warn("my_db.t_1"), None, "table grants take the database name literally");
@@ -460,5 +530,26 @@ mod tests {
         assert_eq!(id["user"], Value::from("App"));
         assert_eq!(id["host"], Value::from("localhost"));
         assert_eq!(id["on"], Value::from("db.*"));
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, Value> {
+        pairs.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect()
+    }
+
+    #[test]
+    fn database_and_table_are_literal_and_key_like_the_on_they_mean() {
+        let grant = |extra: &[(&str, &str)]| attrs(&[[("user", "u")].as_slice(), extra].concat());
+        let key = |extra: &[(&str, &str)]| grant_key(&grant(extra));
+        assert_eq!(key(&[("database", "my_db")]), key(&[("on", r"`my\_db`.*")]));
+        assert_ne!(key(&[("database", "my_db")]), key(&[("on", "my_db.*")]));
+        assert_eq!(target(&grant(&[("database", r"a%\b")])), Ok(On::Database(r"a\%\\b".into())));
+        assert_eq!(key(&[("database", "my_db"), ("table", "t_1")]), key(&[("on", "my_db.t_1")]));
+        let check = |extra: &[(&str, &str)]| check_grant_target(&grant(extra)).map_err(|e| (e.attr, e.message));
+        assert_eq!(check(&[("on", "*.*")]), Ok(()));
+        assert_eq!(check(&[("database", "d"), ("table", "t")]), Ok(()));
+        assert_eq!(check(&[("on", "d.*"), ("database", "d")]).unwrap_err().0, Some("database"));
+        assert_eq!(check(&[("table", "t")]).unwrap_err().0, Some("table"));
+        assert_eq!(check(&[("on", "d.*"), ("table", "t")]).unwrap_err().0, Some("table"));
+        assert_eq!(check(&[]).unwrap_err().0, None);
     }
 }

@@ -345,3 +345,59 @@ async fn revocations_on_an_account_being_adopted_carry_a_warning() {
     let revoke = steps.iter().find(|s| s.change.action == Action::Delete).unwrap();
     assert_eq!(revoke.change.reason.as_deref(), Some("privileges beyond the plan"));
 }
+
+/// A grant written with `on` replaced by the literal `database` (and `table`).
+fn literal(name: &str, user: &str, target: &[(&str, &str)], privileges: &[&str]) -> aspects_core::Resource {
+    let mut r = grant(name, user, "%", "*.*", privileges);
+    r.attrs.remove("on");
+    r.attrs.extend(target.iter().map(|(k, v)| (k.to_string(), Value::from(*v))));
+    r
+}
+
+#[tokio::test]
+async fn database_and_table_name_exactly_one_database_without_escaping() {
+    let env = Env::new();
+    let w = env.writer().await;
+    // The name holds `_`, which `on = "x_y.*"` would read as a wildcard.
+    let (db, u) = (env.name("x_y"), env.name("lit"));
+    let grantee = format!("'{u}'@'%'");
+    let desired =
+        vec![database("db", &db), user("u", &u, "%", "pw"), literal("db_grant", &u, &[("database", &db)], &["SELECT"])];
+    let steps = apply(&w, &desired).await;
+    let normalised = step(&steps, "mysql_grant.db_grant").desired.as_ref().unwrap();
+    assert_eq!(normalised.attrs["on"], Value::from(format!("`{}`.*", db.replace('_', r"\_"))));
+    assert!(!normalised.attrs.contains_key("database"));
+    assert_converged(&w, &desired).await;
+    let schemas = env
+        .strings(
+            "SELECT DISTINCT TABLE_SCHEMA FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ?",
+            &[&grantee],
+        )
+        .await;
+    assert_eq!(schemas, [db.replace('_', r"\_")]);
+
+    // Drift: a privilege added by hand on the same database shows and is revoked.
+    env.exec(&format!("GRANT DELETE ON `{}`.* TO {grantee}", db.replace('_', r"\_"))).await;
+    let steps = plan(&env.reader().await, &desired).await;
+    assert_eq!(step(&steps, "mysql_grant.db_grant").change.action, Action::Update);
+    apply_steps(&*w, &steps).await;
+    assert_converged(&w, &desired).await;
+
+    // A table in it, by database and table, taken literally.
+    env.exec(&format!("CREATE TABLE `{db}`.`t_1` (a INT)")).await;
+    let mut desired = desired;
+    desired.push(literal("table_grant", &u, &[("database", &db), ("table", "t_1")], &["INSERT"]));
+    apply(&w, &desired).await;
+    assert_converged(&w, &desired).await;
+    let tables = env
+        .strings(
+            "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME, ':', PRIVILEGE_TYPE) FROM information_schema.TABLE_PRIVILEGES \
+             WHERE GRANTEE = ?",
+            &[&grantee],
+        )
+        .await;
+    assert_eq!(tables, [format!("{db}.t_1:INSERT")]);
+    env.exec(&format!("REVOKE INSERT ON `{db}`.`t_1` FROM {grantee}")).await;
+    let steps = plan(&env.reader().await, &desired).await;
+    assert_eq!(step(&steps, "mysql_grant.table_grant").change.action, Action::Create);
+}

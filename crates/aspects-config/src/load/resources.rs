@@ -86,6 +86,14 @@ impl<'a> Loader<'a> {
                 attr_origins.insert(attr.name.to_owned(), self.sources.describe(&e.node.loc));
             }
         }
+        if ok
+            && let Some(check) = schema.check
+            && let Err(e) = check(&attrs)
+        {
+            let loc = e.attr.and_then(|a| table.get(a)).map_or(header.clone(), |entry| entry.key_loc.clone());
+            self.err(Diagnostic::new(format!("{addr}: {}", e.message), Some(loc)).hint(e.hint));
+            ok = false;
+        }
         let Trace { mut deps, secrets } = trace;
         deps.extend(self.explicit_depends(table));
         let provider = self.provider_for(addr, schema.system(), table, &header, providers);

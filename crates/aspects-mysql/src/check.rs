@@ -121,8 +121,8 @@ impl Handle {
                 ),
             )
             .with_hint(
-                "grant on the application's own databases (`_` and `%` are wildcards: write `\\_` for a literal \
-                 underscore), or keep the records elsewhere with `meta_database` in [providers.mysql]",
+                "grant on the application's own databases (`_` and `%` in `on` are wildcards; `database = \"NAME\"` names exactly one), \
+                 or keep the records elsewhere with `meta_database` in [providers.mysql]",
             )
         })
     }

@@ -218,6 +218,12 @@ async fn grants_reaching_the_meta_database_are_refused() {
         assert_eq!(found[0].attr.as_deref(), Some("on"));
         assert!(found[0].message.contains(&format!("reaches the meta database `{meta}`")), "{on}: {found:?}");
     }
+    // Written as the literal `database`, it is refused the same way.
+    let mut g = grant("g", "someone", "%", "*.*", &["SELECT"]);
+    g.attrs.remove("on");
+    g.attrs.insert("database".into(), Value::from(meta.as_str()));
+    r.normalise(&kind("mysql_grant"), &mut g);
+    assert!(r.check(&kind("mysql_grant"), &g)[0].message.contains("reaches the meta database"));
     // Other databases, and the global level, are fine.
     for on in [format!("{}x.*", env.prefix), "*.*".to_owned()] {
         assert!(checked(&on).is_empty(), "{on}");

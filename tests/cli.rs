@@ -289,33 +289,65 @@ fn secrets_never_appear_in_process_arguments() {
     }
 }
 
+/// The layerings the project runs: the reference plan alone, and with the demo's local overlay.
+const REFERENCE_LAYERS: &[&[&str]] = &[&["aspects.toml"], &["aspects.toml", "local.toml"]];
+
+fn reference_plans() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plans")
+}
+
+fn layer_args(files: &[&str]) -> Vec<String> {
+    files.iter().flat_map(|f| ["-f".to_owned(), reference_plans().join(f).display().to_string()]).collect()
+}
+
 #[test]
 fn every_reference_plan_validates() {
     let s = Sandbox::new("reference-plans");
-    let plans = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plans");
-    let mut checked = 0;
-    for entry in std::fs::read_dir(&plans).unwrap().flatten() {
-        let path = entry.path();
-        // Running the demo leaves plans/local.secrets.toml beside the plan (gitignored).
-        if path.extension().is_some_and(|e| e == "toml") && !path.to_string_lossy().ends_with(".secrets.toml") {
-            // A secrets file any reader would refuse (others may read it): validate and graph
-            // never open it. Nor do they need MYSQL_ROOT_PASSWORD: a pull-request check has no
-            // production credentials.
-            let secrets = s.write("ref.secrets.toml", "x = \"y\"\n");
-            std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
-            for command in ["validate", "graph"] {
-                let r = s
-                    .command(&["-f", path.to_str().unwrap(), "--secrets", secrets.to_str().unwrap(), command])
-                    .env_remove("MYSQL_ROOT_PASSWORD")
-                    .output()
-                    .unwrap();
-                assert!(r.status.success(), "{}: {command}: {}", path.display(), String::from_utf8_lossy(&r.stderr));
-            }
-            assert_eq!(std::fs::read_to_string(&secrets).unwrap(), "x = \"y\"\n", "nothing written");
-            checked += 1;
+    // Every plan file in plans/ is part of a layering checked here.
+    for entry in std::fs::read_dir(reference_plans()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".toml") && !name.ends_with(".secrets.toml") {
+            assert!(REFERENCE_LAYERS.iter().any(|l| l.contains(&name.as_str())), "plans/{name} is not checked");
         }
     }
-    assert!(checked >= 2, "plans/ holds the reference plans");
+    for layers in REFERENCE_LAYERS {
+        // A secrets file any reader would refuse (others may read it): validate and graph never
+        // open it. Nor do they need MYSQL_ROOT_PASSWORD: a pull-request check has no production
+        // credentials.
+        let secrets = s.write("ref.secrets.toml", "x = \"y\"\n");
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for command in ["validate", "graph"] {
+            let mut args = layer_args(layers);
+            args.extend(["--secrets".to_owned(), secrets.display().to_string(), command.to_owned()]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = s.command(&args).env_remove("MYSQL_ROOT_PASSWORD").output().unwrap();
+            assert!(r.status.success(), "{layers:?}: {command}: {}", String::from_utf8_lossy(&r.stderr));
+        }
+        assert_eq!(std::fs::read_to_string(&secrets).unwrap(), "x = \"y\"\n", "nothing written");
+    }
+}
+
+/// The demo's layering reaches the test server through the endpoint vars `stack up` exports, with
+/// no root password (the overlay unsets it) and no MYSQL_ROOT_PASSWORD in the environment.
+#[test]
+fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
+    let mut s = Sandbox::new("local-overlay");
+    let url = aspects_e2e::mysql_url();
+    let (user, address) = url.trim_start_matches("mysql://").split_once('@').expect("mysql://USER@HOST:PORT");
+    let (host, port) = address.rsplit_once(':').expect("a port");
+    s.set_env("ASPECTS_VAR_MYSQL_ROOT_USERNAME", user);
+    s.set_env("ASPECTS_VAR_MYSQL_HOST", host);
+    s.set_env("ASPECTS_VAR_MYSQL_PORT", port);
+    let secrets = s.path("local.secrets.toml").display().to_string();
+    let mut args = layer_args(&["aspects.toml", "local.toml"]);
+    args.extend(["--secrets".to_owned(), secrets, "plan".to_owned(), "--json".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r: aspects_e2e::Run = s.command(&args).env_remove("MYSQL_ROOT_PASSWORD").output().unwrap().into();
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["deployment"], "local", "{r:?}");
+    let planned: Vec<&str> = doc["changes"].as_array().unwrap().iter().filter_map(|c| c["address"].as_str()).collect();
+    assert_eq!(planned, ["mysql_database.superset", "mysql_grant.superset", "mysql_user.superset"], "{r:?}");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //!
 //! - `stack up|down|status`: the real services the tests and the demo use, private to this checkout.
 //! - `test`: stack up, then the whole test suite against it.
-//! - `demo`: stack up, then the main job (validate, plan, apply, plan again, drift) on plans/local.toml.
+//! - `demo`: stack up, then the main job (validate, plan, apply, plan again, drift) on
+//!   plans/aspects.toml with the local overlay plans/local.toml.
 //! - `bench`: the no-op plan and loading benchmarks, in release mode.
 
 mod bench;
@@ -33,7 +34,7 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Start the stack and run the main job on plans/local.toml.
+    /// Start the stack and run the main job on plans/aspects.toml + plans/local.toml.
     Demo,
     /// No-op plan for N = 10 / 100 / 1000, then validate and no-op plan of the release binary
     /// for N = 1000 / 3000 / 9000; exits non-zero when a limit is exceeded.
@@ -122,7 +123,8 @@ fn test(args: &[String]) -> Result<(), String> {
 }
 
 /// The plan files the demo runs, relative to the workspace root.
-const DEMO_FILES: &[&str] = &["plans/local.toml"];
+/// The reference plan with the local stack's thin overlay: the demo proves plans/aspects.toml.
+const DEMO_FILES: &[&str] = &["plans/aspects.toml", "plans/local.toml"];
 
 fn demo() -> Result<(), String> {
     let env = stack::up()?;

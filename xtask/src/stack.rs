@@ -48,20 +48,22 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
         _ => private_mysql()?,
     };
     let demo = demo_dir();
-    let env = vec![
-        (MYSQL_URL.to_owned(), mysql.clone()),
-        // plans/local.toml's endpoint, so `aspects -f plans/local.toml ...` reaches this server.
-        ("ASPECTS_VAR_mysql_url".to_owned(), mysql),
+    let mut env = vec![(MYSQL_URL.to_owned(), mysql.clone())];
+    // The reference plan's endpoint vars, so `aspects -f plans/aspects.toml -f plans/local.toml`
+    // reaches this server.
+    env.extend(endpoint_vars(&mysql)?);
+    env.extend([
         ("ASPECTS_SECRETS".to_owned(), demo.join("local.secrets.toml").display().to_string()),
         ("ASPECTS_JOURNAL".to_owned(), demo.join("local.journal.jsonl").display().to_string()),
-    ];
+    ]);
     let mut text = String::from(
         "# Written by `cargo xtask stack up`; `cargo xtask stack down` rewrites it. Load it with\n\
          # `. target/stack/env` to run aspects by hand against the local stack with the demo's files:\n\
-         #   ASPECTS_STACK_MYSQL_URL  the MariaDB the tests and the demo use\n\
-         #   ASPECTS_VAR_mysql_url    the same URL, as plans/local.toml's `mysql_url` var\n\
-         #   ASPECTS_SECRETS          the demo's secrets file (under target/demo/)\n\
-         #   ASPECTS_JOURNAL          the demo's apply journal (under target/demo/)\n",
+         #   ASPECTS_STACK_MYSQL_URL           the MariaDB the tests and the demo use\n\
+         #   ASPECTS_VAR_MYSQL_HOST, _PORT,\n\
+         #   ASPECTS_VAR_MYSQL_ROOT_USERNAME   the same server, as plans/aspects.toml's vars\n\
+         #   ASPECTS_SECRETS                   the demo's secrets file (under target/demo/)\n\
+         #   ASPECTS_JOURNAL                   the demo's apply journal (under target/demo/)\n",
     );
     for (k, v) in &env {
         text.push_str(&format!("export {k}='{}'\n", v.replace('\'', r"'\''")));
@@ -69,6 +71,24 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
     write_env(&text)?;
     eprintln!("stack: {MYSQL_URL}={} (exports in target/stack/env)", env[0].1);
     Ok(env)
+}
+
+/// `mysql://USER@HOST:PORT` as the reference plan's MYSQL_ROOT_USERNAME, MYSQL_HOST and MYSQL_PORT
+/// vars. The local overlay unsets the provider password, so a URL with one cannot be used there.
+fn endpoint_vars(url: &str) -> Result<Vec<(String, String)>, String> {
+    let bad = || format!("{MYSQL_URL}={url:?} is not mysql://USER@HOST:PORT (no password, no path)");
+    let rest = url.strip_prefix("mysql://").ok_or_else(bad)?;
+    let (user, address) = rest.split_once('@').ok_or_else(bad)?;
+    let (host, port) = address.trim_end_matches('/').rsplit_once(':').unwrap_or((address, "3306"));
+    let valid = !user.is_empty() && !user.contains(':') && !host.is_empty() && port.parse::<u16>().is_ok();
+    if !valid {
+        return Err(bad());
+    }
+    Ok(vec![
+        ("ASPECTS_VAR_MYSQL_ROOT_USERNAME".to_owned(), user.to_owned()),
+        ("ASPECTS_VAR_MYSQL_HOST".to_owned(), host.to_owned()),
+        ("ASPECTS_VAR_MYSQL_PORT".to_owned(), port.to_owned()),
+    ])
 }
 
 /// The URL may carry a password (a server named by the environment): readable by its owner only.

@@ -338,16 +338,30 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
     s.set_env("ASPECTS_VAR_MYSQL_ROOT_USERNAME", user);
     s.set_env("ASPECTS_VAR_MYSQL_HOST", host);
     s.set_env("ASPECTS_VAR_MYSQL_PORT", port);
+    // Its own deployment and object names: the demo's deployment may own the reference names on
+    // this server. A third layer renames the deployment, as a site file would.
+    let name = format!("{}superset", s.prefix);
+    let site = s.write("site.toml", &format!("[deployment]\nname = \"{}local\"\n", s.prefix));
+    s.set_env("ASPECTS_VAR_SUPERSET_DB_NAME", &name);
+    s.set_env("ASPECTS_VAR_SUPERSET_DB_USERNAME", &name);
     let secrets = s.path("local.secrets.toml").display().to_string();
     let mut args = layer_args(&["aspects.toml", "local.toml"]);
+    args.extend(["-f".to_owned(), site.display().to_string()]);
     args.extend(["--secrets".to_owned(), secrets, "plan".to_owned(), "--json".to_owned()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let r: aspects_e2e::Run = s.command(&args).env_remove("MYSQL_ROOT_PASSWORD").output().unwrap().into();
     assert_eq!(r.code, 0, "{r:?}");
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    assert_eq!(doc["deployment"], "local", "{r:?}");
-    let planned: Vec<&str> = doc["changes"].as_array().unwrap().iter().filter_map(|c| c["address"].as_str()).collect();
-    assert_eq!(planned, ["mysql_database.superset", "mysql_grant.superset", "mysql_user.superset"], "{r:?}");
+    assert_eq!(doc["deployment"], format!("{}local", s.prefix), "{r:?}");
+    let planned: Vec<(&str, &str)> = doc["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["address"].as_str().unwrap(), c["action"].as_str().unwrap()))
+        .collect();
+    let want =
+        [("mysql_database.superset", "create"), ("mysql_grant.superset", "create"), ("mysql_user.superset", "create")];
+    assert_eq!(planned, want, "{r:?}");
 }
 
 #[test]
@@ -399,6 +413,13 @@ fn a_lost_secrets_file_never_silently_re_keys_owned_objects() {
     assert!(r.stdout.contains("password") && r.stdout.contains("(sensitive"), "{r:?}");
     assert!(s.secrets_file().contains("gen_pw = "));
     assert!(can_login(&user, &gen_pw), "plan changes nothing");
+
+    // Renaming the account makes a new one instead of re-keying the live one: not refused.
+    std::fs::remove_file(s.secrets_path()).unwrap();
+    s.write("moved.toml", &format!("[mysql_user.gen]\nuser = \"{user}2\"\n"));
+    let r = s.run(&["-f", "aspects.toml", "-f", "moved.toml", "plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("-/+ mysql_user.gen"), "{r:?}");
 }
 
 #[test]

@@ -31,7 +31,7 @@ fn deployed(name: &str) -> Sandbox {
     s.write("aspects.toml", &s.plan(PLAN));
     s.set_env("APP_PW", "app-Pw-1");
     let p = s.prefix.clone();
-    sql(&[&format!("CREATE DATABASE `{p}kept`"), &format!("CREATE TABLE `{p}kept`.t (a INT)")]);
+    sql(&[&format!("CREATE DATABASE `{p}kept` CHARACTER SET utf8mb4"), &format!("CREATE TABLE `{p}kept`.t (a INT)")]);
     let r = s.run(&["apply", "--auto-approve"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("3 to add, 0 to change, 0 to destroy, 1 to adopt"), "{r:?}");

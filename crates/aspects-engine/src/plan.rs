@@ -170,8 +170,10 @@ pub fn check_new_secrets(
     let mut addresses = Vec::new();
     let mut secrets = BTreeSet::new();
     for c in &planned.plan.changes {
-        let rekeys =
-            matches!(c.action, Action::Update | Action::Replace) && !c.adopt && c.attrs.iter().any(|a| a.sensitive);
+        // An identity move (a replace with an old identity) makes a new object rather than
+        // re-keying a live one, so nothing in service loses its credential to the new value.
+        let live_object = c.action == Action::Update || (c.action == Action::Replace && c.old_identity.is_none());
+        let rekeys = live_object && !c.adopt && c.attrs.iter().any(|a| a.sensitive);
         let Some(r) = planned.resources.get(&c.address).filter(|_| rekeys) else { continue };
         let new: Vec<&String> = r.secrets.intersection(generated).collect();
         if !new.is_empty() {

@@ -322,7 +322,7 @@ async fn an_object_made_between_plan_and_apply_is_not_taken_for_ours() {
     let steps = plan(&w, &desired).await;
     assert!(actions(&steps).iter().all(|(_, a)| *a == Action::Create));
     // Someone makes both objects before the apply runs.
-    env.exec(&format!("CREATE DATABASE `{db}`")).await;
+    env.exec(&format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4")).await;
     env.exec(&format!("CREATE USER '{name}'@'%' IDENTIFIED BY 'theirs'")).await;
     for result in try_apply(&*w, &steps).await {
         let err = result.expect_err("CREATE without IF NOT EXISTS fails on an object that exists");

@@ -108,19 +108,31 @@ pub async fn apply(
     let order: BTreeMap<Address, usize> = graph.order().into_iter().enumerate().map(|(i, a)| (a, i)).collect();
     queue.sort_by_key(|op| order.get(&op.change.address).copied().unwrap_or(usize::MAX));
 
-    let rank = |c: &Change| registry.kind(&c.address.kind).map_or(0, |k| k.rank);
-    let mut delete_ops: Vec<Op> = deletes
-        .iter()
-        .map(|c| Op {
-            change: (*c).clone(),
-            blockers: deletes.iter().filter(|d| rank(d) > rank(c)).map(|d| d.address.clone()).collect(),
-        })
-        .collect();
-    delete_ops.sort_by_key(|op| std::cmp::Reverse(rank(&op.change)));
+    // Deletes run one kind rank at a time, highest first (grants before users before
+    // databases); a failure skips every lower rank. Groups, not pairwise blockers: thousands of
+    // deletes would otherwise carry a quadratic number of them.
+    let mut by_rank: BTreeMap<std::cmp::Reverse<u8>, Vec<Op>> = BTreeMap::new();
+    for c in deletes {
+        let rank = registry.kind(&c.address.kind).map_or(0, |k| k.rank);
+        by_rank.entry(std::cmp::Reverse(rank)).or_default().push(Op { change: c.clone(), blockers: BTreeSet::new() });
+    }
 
     let mut run = Run { planned, registry, writers, opts, on_event, report: Report::default(), lost: None };
     run.schedule(queue).await?;
-    run.schedule(delete_ops).await?;
+    let mut failed_deletes: Vec<String> = Vec::new();
+    for group in by_rank.into_values() {
+        if failed_deletes.is_empty() {
+            let (failed, skipped) = (run.report.failed.len(), run.report.skipped.len());
+            run.schedule(group).await?;
+            failed_deletes.extend(run.report.failed[failed..].iter().cloned());
+            failed_deletes.extend(run.report.skipped[skipped..].iter().cloned());
+        } else {
+            let because = format!("{} did not succeed", crate::few(&failed_deletes));
+            for op in group {
+                run.skip(&op, because.clone());
+            }
+        }
+    }
     match run.lost {
         Some(e) => Err(e),
         None => Ok(run.report),
@@ -174,6 +186,11 @@ impl Run<'_> {
         (self.on_event)(&e);
     }
 
+    fn skip(&mut self, op: &Op, because: String) {
+        self.report.skipped.push(op.change.address.to_string());
+        self.emit(Event::Skipped { address: op.change.address.to_string(), action: op.change.action, because });
+    }
+
     /// Runs ops whose blockers have all succeeded, as many at once as the limits allow, until
     /// every op has finished or been skipped.
     async fn schedule(&mut self, mut pending: Vec<Op>) -> Result<(), EngineError> {
@@ -193,21 +210,14 @@ impl Run<'_> {
                     .filter(|b| matches!(outcome.get(*b), Some(Outcome::Failed)))
                     .map(ToString::to_string)
                     .collect();
-                self.report.skipped.push(op.change.address.to_string());
                 outcome.insert(op.change.address.clone(), Outcome::Failed);
-                self.emit(Event::Skipped {
-                    address: op.change.address.to_string(),
-                    action: op.change.action,
-                    because: format!("{} did not succeed", failed.join(", ")),
-                });
+                self.skip(&op, format!("{} did not succeed", failed.join(", ")));
             }
             if let Some(lost) = &self.lost {
                 let because = format!("nothing more is changed: {lost}");
                 for op in pending.drain(..) {
-                    self.report.skipped.push(op.change.address.to_string());
                     outcome.insert(op.change.address.clone(), Outcome::Failed);
-                    let (address, action) = (op.change.address.to_string(), op.change.action);
-                    self.emit(Event::Skipped { address, action, because: because.clone() });
+                    self.skip(&op, because.clone());
                 }
             }
             let mut i = 0;

@@ -209,3 +209,59 @@ async fn the_provider_limit_caps_concurrency_below_the_global_one() {
     let (rec, _) = run(&spec, &[], 8, 3).await;
     assert_eq!(rec.peak.load(Ordering::SeqCst), 3);
 }
+
+/// Deletes of `m_thing` (rank 0) and `m_user` (rank 1), as orphans become them.
+async fn delete_run(things: &[&str], users: &[&str], fail: &[&str]) -> (Arc<Recorder>, Vec<Event>) {
+    let mut reg = registry();
+    let thing = reg.kind("m_thing").unwrap().clone();
+    let user = KindSchema { kind: "m_user", rank: 1, ..thing.clone() };
+    reg = Registry::default().with(SystemSchema { system: "m", provider_attrs: vec![], kinds: vec![thing, user] });
+    let mut changes = Vec::new();
+    for (kind, names) in [("m_thing", things), ("m_user", users)] {
+        for n in names {
+            let identity: BTreeMap<String, Value> = [("name".to_owned(), Value::from(*n))].into();
+            let orphan = Orphan {
+                address: Address::new(kind, *n),
+                identity: identity.clone(),
+                attrs: identity,
+                provider: "m".into(),
+                reason: "not in the plan".into(),
+                adopted: false,
+            };
+            changes.push(aspects_core::diff::delete(reg.kind(kind).unwrap(), &orphan));
+        }
+    }
+    let planned = aspects_engine::plan::Planned {
+        plan: aspects_core::Plan { deployment: "t".into(), changes, targets: None },
+        resources: BTreeMap::new(),
+    };
+    let graph = Graph::new(std::iter::empty::<(&Address, &BTreeSet<Address>)>()).unwrap();
+    let rec = Arc::new(Recorder { fail: fail.iter().map(|s| s.to_string()).collect(), limit: 8, ..Default::default() });
+    let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
+    let redactor = Redactor::default();
+    let opts = ApplyOptions { parallelism: 8, allow_destroy: true, redactor: &redactor, journal: None, locks: None };
+    let mut events = Vec::new();
+    let mut sink = |e: &Event| events.push(e.clone());
+    apply(&planned, &graph, &reg, &writers, &opts, &mut sink).await.unwrap();
+    (rec, events)
+}
+
+#[tokio::test]
+async fn deletes_run_highest_rank_first_and_a_failure_skips_the_lower_ranks() {
+    let (rec, _) = delete_run(&["t1", "t2"], &["u1", "u2", "u3"], &[]).await;
+    let log = rec.log.lock().unwrap().clone();
+    let first_thing = log.iter().position(|n| n.starts_with('t')).unwrap();
+    assert!(log[..first_thing].len() == 3 && log[..first_thing].iter().all(|n| n.starts_with('u')), "{log:?}");
+
+    let (rec, events) = delete_run(&["t1", "t2"], &["u1", "u2"], &["u2"]).await;
+    let log = rec.log.lock().unwrap().clone();
+    assert!(!log.iter().any(|n| n.starts_with('t')), "no lower-rank delete ran: {log:?}");
+    let skipped: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Skipped { address, because, .. } => Some(format!("{address}: {because}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped, ["m_thing.t1: m_user.u2 did not succeed", "m_thing.t2: m_user.u2 did not succeed"]);
+}

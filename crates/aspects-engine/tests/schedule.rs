@@ -185,13 +185,7 @@ async fn a_failure_skips_its_dependents_and_lets_independent_branches_finish() {
     let log = rec.log.lock().unwrap().clone();
     assert!(log.contains(&"x".to_owned()) && log.contains(&"y".to_owned()), "{log:?}");
     assert!(!log.contains(&"b".to_owned()) && !log.contains(&"c".to_owned()), "{log:?}");
-    let skipped: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Skipped { address, because, .. } => Some(format!("{address}: {because}")),
-            _ => None,
-        })
-        .collect();
+    let skipped = skipped(&events);
     assert_eq!(skipped, ["m_thing.b: m_thing.a did not succeed", "m_thing.c: m_thing.a, m_thing.b did not succeed"]);
     let failed = events.iter().find_map(|e| match e {
         Event::Failed { error, .. } => Some(error.clone()),
@@ -208,6 +202,17 @@ async fn the_provider_limit_caps_concurrency_below_the_global_one() {
     assert_eq!(rec.peak.load(Ordering::SeqCst), 2);
     let (rec, _) = run(&spec, &[], 8, 3).await;
     assert_eq!(rec.peak.load(Ordering::SeqCst), 3);
+}
+
+/// `address: because` of every skipped op.
+fn skipped(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Skipped { address, because, .. } => Some(format!("{address}: {because}")),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Deletes of `m_thing` (rank 0) and `m_user` (rank 1), as orphans become them.
@@ -256,12 +261,6 @@ async fn deletes_run_highest_rank_first_and_a_failure_skips_the_lower_ranks() {
     let (rec, events) = delete_run(&["t1", "t2"], &["u1", "u2"], &["u2"]).await;
     let log = rec.log.lock().unwrap().clone();
     assert!(!log.iter().any(|n| n.starts_with('t')), "no lower-rank delete ran: {log:?}");
-    let skipped: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Skipped { address, because, .. } => Some(format!("{address}: {because}")),
-            _ => None,
-        })
-        .collect();
+    let skipped = skipped(&events);
     assert_eq!(skipped, ["m_thing.t1: m_user.u2 did not succeed", "m_thing.t2: m_user.u2 did not succeed"]);
 }

@@ -195,6 +195,19 @@ struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
+    /// The node's table, or a located error saying it must be one (and how to write it).
+    fn table<'n>(&mut self, node: &'n Node, message: String, hint: Option<String>) -> Option<&'n Table> {
+        if let NodeValue::Table(t) = &node.value {
+            return Some(t);
+        }
+        let d = Diagnostic::new(message, Some(node.loc.clone()));
+        self.err(match hint {
+            Some(h) => d.hint(h),
+            None => d,
+        });
+        None
+    }
+
     fn err(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
@@ -283,13 +296,11 @@ impl<'a> Loader<'a> {
     }
 
     fn deployment(&mut self, entry: &'a Entry) -> Option<String> {
-        let NodeValue::Table(t) = &entry.node.value else {
-            self.err(
-                Diagnostic::new("`deployment` must be a table", Some(entry.node.loc.clone()))
-                    .hint("write [deployment] then name = \"prod\""),
-            );
-            return None;
-        };
+        let t = self.table(
+            &entry.node,
+            "`deployment` must be a table".into(),
+            Some("write [deployment] then name = \"prod\"".into()),
+        )?;
         let mut name = None;
         for e in &t.entries {
             match (e.key.as_str(), &e.node.value) {
@@ -318,11 +329,11 @@ impl<'a> Loader<'a> {
     }
 
     fn collect_vars(&mut self, entry: &'a Entry) {
-        let NodeValue::Table(t) = &entry.node.value else {
-            self.err(
-                Diagnostic::new("`vars` must be a table", Some(entry.node.loc.clone()))
-                    .hint("write [vars] then NAME = value lines"),
-            );
+        let Some(t) = self.table(
+            &entry.node,
+            "`vars` must be a table".into(),
+            Some("write [vars] then NAME = value lines".into()),
+        ) else {
             return;
         };
         for e in &t.entries {

@@ -13,11 +13,8 @@ use crate::tree::{Entry, Node, NodeValue, Table};
 impl<'a> Loader<'a> {
     pub(super) fn providers(&mut self, entry: &'a Entry) -> BTreeMap<String, ProviderConfig> {
         let mut out = BTreeMap::new();
-        let NodeValue::Table(t) = &entry.node.value else {
-            self.err(
-                Diagnostic::new("`providers` must be a table", Some(entry.node.loc.clone()))
-                    .hint("write [providers.mysql] then url = \"mysql://...\""),
-            );
+        let hint = "write [providers.mysql] then url = \"mysql://...\"";
+        let Some(t) = self.table(&entry.node, "`providers` must be a table".into(), Some(hint.into())) else {
             return out;
         };
         for e in &t.entries {
@@ -28,8 +25,7 @@ impl<'a> Loader<'a> {
                 self.err(Diagnostic::new(format!("unknown provider `{}`", e.key), Some(e.key_loc.clone())).hint(hint));
                 continue;
             };
-            let NodeValue::Table(body) = &e.node.value else {
-                self.err(Diagnostic::new(format!("`providers.{}` must be a table", e.key), Some(e.node.loc.clone())));
+            let Some(body) = self.table(&e.node, format!("`providers.{}` must be a table", e.key), None) else {
                 continue;
             };
             // Sub-tables that are not attributes are named instances: [providers.mysql.lms].

@@ -16,22 +16,15 @@ const META_ATTRS: [&str; 2] = ["provider", "depends_on"];
 
 impl<'a> Loader<'a> {
     pub(super) fn collect_resources(&mut self, entry: &'a Entry, schema: &'a KindSchema) {
-        let NodeValue::Table(t) = &entry.node.value else {
-            self.err(
-                Diagnostic::new(format!("`{}` must be a table of resources", entry.key), Some(entry.node.loc.clone()))
-                    .hint(format!("write [{}.NAME] then its attributes", entry.key)),
-            );
+        let message = format!("`{}` must be a table of resources", entry.key);
+        let Some(t) = self.table(&entry.node, message, Some(format!("write [{}.NAME] then its attributes", entry.key)))
+        else {
             return;
         };
         for e in &t.entries {
-            let NodeValue::Table(body) = &e.node.value else {
-                self.err(
-                    Diagnostic::new(
-                        format!("`{}.{}` must be a table of attributes", entry.key, e.key),
-                        Some(e.node.loc.clone()),
-                    )
-                    .hint(format!("write [{}.{}] on its own line, then attribute = value lines", entry.key, e.key)),
-                );
+            let message = format!("`{}.{}` must be a table of attributes", entry.key, e.key);
+            let hint = format!("write [{}.{}] on its own line, then attribute = value lines", entry.key, e.key);
+            let Some(body) = self.table(&e.node, message, Some(hint)) else {
                 continue;
             };
             // `_` may start a name, but the rest is checked like any other name.

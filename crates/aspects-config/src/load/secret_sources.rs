@@ -70,11 +70,8 @@ impl Secrets {
 impl Loader<'_> {
     /// Checks the form of every source; values are read only where they are used.
     pub(super) fn read_secrets(&mut self, entry: &Entry) {
-        let NodeValue::Table(t) = &entry.node.value else {
-            self.err(
-                Diagnostic::new("`secrets` must be a table", Some(entry.node.loc.clone()))
-                    .hint("write [secrets] then NAME = { generate = 24 }"),
-            );
+        let hint = "write [secrets] then NAME = { generate = 24 }";
+        let Some(t) = self.table(&entry.node, "`secrets` must be a table".into(), Some(hint.into())) else {
             return;
         };
         for e in &t.entries {

@@ -173,3 +173,28 @@ fn a_failed_create_leaves_nothing_that_a_later_hand_made_object_could_be_taken_f
     let held = query_one(&format!("SELECT Table_priv FROM mysql.tables_priv WHERE User = '{p}person'"));
     assert_eq!(held.as_deref(), Some("Select"), "the hand-made grant is untouched");
 }
+
+#[test]
+fn renaming_an_adopted_account_releases_the_old_one_instead_of_dropping_it() {
+    let mut s = Sandbox::new("adopted-move");
+    let p = s.prefix.clone();
+    sql(&[&format!("CREATE USER '{p}hand'@'%' IDENTIFIED BY 'hand-Pw-1'")]);
+    s.set_env("HAND_PW", "hand-Pw-1");
+    let body = |user: &str| {
+        format!(
+            "[secrets]\npw = {{ env = \"HAND_PW\" }}\n\n[mysql_user.u]\nuser = \"{user}\"\npassword = \"${{secrets.pw}}\"\n"
+        )
+    };
+    s.write("aspects.toml", &s.plan(&body("@@hand")));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(records(&s), "mysql_user.u:adopted");
+
+    s.write("aspects.toml", &s.plan(&body("@@hand2")));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(user_exists(&format!("{p}hand2")), "the new account is made");
+    assert!(user_exists(&format!("{p}hand")), "the account that existed before is kept: {r:?}");
+    assert_eq!(records(&s), "mysql_user.u:created", "and no longer owned");
+    assert_eq!(s.run(&["plan", "--detailed-exitcode"]).code, 0);
+}

@@ -60,7 +60,14 @@ impl Handle {
                     // Identity moved: bring up the new object, then take the old one down.
                     Some(old) if schema::identity(kind.kind, old) != new => {
                         self.create(kind.kind, r).await?;
-                        self.destroy(kind.kind, &schema::identity(kind.kind, old)).await
+                        let old = schema::identity(kind.kind, old);
+                        // An adopted object existed before this deployment: moving away from it
+                        // releases it, as `destroy` does, instead of dropping it.
+                        if self.own_state(kind.kind, &old).await? == Some(State::Adopted) {
+                            self.forget(kind.kind, &old).await
+                        } else {
+                            self.destroy(kind.kind, &old).await
+                        }
                     }
                     _ => {
                         self.remove(kind.kind, &new).await?;

@@ -166,7 +166,14 @@ impl Handle {
         for sql in steps {
             match self.execute(&sql, false).await {
                 Err(e) if error::number(&e).is_some_and(|n| ALREADY_MIGRATED.contains(&n)) => {}
-                Err(e) if error::number(&e) == Some(DUPLICATE) => return self.refuse_shared_records().await,
+                Err(e) if error::number(&e) == Some(DUPLICATE) => {
+                    // Shared records appeared after the check (an older aspects still writing):
+                    // name them, and never carry on without the one-owner key.
+                    self.refuse_shared_records().await?;
+                    return Err(self
+                        .err(&e, &doing)
+                        .with_hint("other runs wrote ownership records meanwhile; run again"));
+                }
                 r => r.map_err(|e| self.err(&e, &doing))?,
             }
         }
@@ -211,6 +218,16 @@ impl Handle {
             .iter()
             .map(|r| Ok((text(r, 0)?, Owner { deployment: text(r, 1)?, state: State::parse(&text(r, 2)?) })))
             .collect()
+    }
+
+    /// How this deployment records one object, if it does.
+    pub(crate) async fn own_state(
+        &self,
+        kind: &str,
+        identity: &BTreeMap<String, Value>,
+    ) -> Result<Option<State>, ProviderError> {
+        let owners = self.owners(kind).await?;
+        Ok(owners.get(&key(kind, identity)).filter(|o| o.deployment == self.deployment).map(|o| o.state))
     }
 
     /// A query over the records, `{state}` standing for the state column. No meta tables means no

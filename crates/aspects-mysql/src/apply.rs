@@ -103,7 +103,8 @@ impl Handle {
         self.claim(kind, &r.address.name, &id, State::Creating).await?;
         if let Err(e) = self.make(kind, r).await {
             if let Err(forget) = self.forget(kind, &id).await {
-                // The claim stays `creating`, which counts as nothing and is pruned by the next apply.
+                // The claim stays `creating`, which proves nothing: the next apply claims it again,
+                // or prunes it once the resource has left the plan.
                 tracing::warn!("{forget}");
             }
             return Err(e);

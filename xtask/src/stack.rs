@@ -76,7 +76,8 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
 /// `mysql://USER@HOST:PORT` as the reference plan's MYSQL_ROOT_USERNAME, MYSQL_HOST and MYSQL_PORT
 /// vars. The local overlay unsets the provider password, so a URL with one cannot be used there.
 fn endpoint_vars(url: &str) -> Result<Vec<(String, String)>, String> {
-    let bad = || format!("{MYSQL_URL}={url:?} is not mysql://USER@HOST:PORT (no password, no path)");
+    // The URL itself is not echoed: the one refused here may carry a password.
+    let bad = || format!("{MYSQL_URL} is not mysql://USER@HOST:PORT (no password, no path)");
     let rest = url.strip_prefix("mysql://").ok_or_else(bad)?;
     let (user, address) = rest.split_once('@').ok_or_else(bad)?;
     let (host, port) = address.trim_end_matches('/').rsplit_once(':').unwrap_or((address, "3306"));

@@ -158,7 +158,6 @@ pub async fn plan(
     Ok(Planned { plan: Plan { deployment: desired.deployment.clone(), changes, targets }, resources })
 }
 
-/// `file:line:col: kind.name.attr: message`, then the hint on its own line.
 /// Refuses a plan that would re-key objects this deployment owns from a secret generated in
 /// this very run: they were set from a value kept in a secrets file this run did not find
 /// (renamed plan, moved file), and silently rotating it breaks every service that uses it.
@@ -191,6 +190,7 @@ pub fn check_new_secrets(
     })
 }
 
+/// `file:line:col: kind.name.attr: message`, then the hint on its own line.
 fn located(r: &Resource, invalid: &Invalid) -> String {
     let (origin, attr) = match invalid.attr.as_deref() {
         Some(a) => (r.origin_of(a), format!(".{a}")),

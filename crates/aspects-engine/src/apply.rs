@@ -121,7 +121,8 @@ pub async fn apply(
     run.schedule(queue).await?;
     let mut failed_deletes: Vec<String> = Vec::new();
     for group in by_rank.into_values() {
-        if failed_deletes.is_empty() {
+        // After a lost lock, `schedule` skips the group saying so.
+        if failed_deletes.is_empty() || run.lost.is_some() {
             let (failed, skipped) = (run.report.failed.len(), run.report.skipped.len());
             run.schedule(group).await?;
             failed_deletes.extend(run.report.failed[failed..].iter().cloned());

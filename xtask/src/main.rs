@@ -7,6 +7,7 @@
 //! - `bench`: the no-op plan and loading benchmarks, in release mode.
 
 mod bench;
+mod clickhouse;
 mod loading;
 mod stack;
 

@@ -4,7 +4,8 @@
 //! only the server its own target/stack records. The machine's own server is used only when
 //! ASPECTS_STACK_MYSQL_URL names it. `down` stops only what `up` started (by pid file).
 //!
-//! Today: MariaDB. The ClickHouse engine, Superset and Ralph join as their providers land.
+//! ClickHouse (the real engine through chdb, behind the project's HTTP front) lives in
+//! `clickhouse.rs`. Superset and Ralph join as their providers land.
 
 use std::fs;
 use std::io::Write;
@@ -47,8 +48,9 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
         }
         _ => private_mysql()?,
     };
+    let clickhouse = crate::clickhouse::up()?;
     let demo = demo_dir();
-    let mut env = vec![(MYSQL_URL.to_owned(), mysql.clone())];
+    let mut env = vec![(MYSQL_URL.to_owned(), mysql.clone()), (crate::clickhouse::URL.to_owned(), clickhouse)];
     // The reference plan's endpoint vars, so `aspects -f plans/aspects.toml -f plans/local.toml`
     // reaches this server.
     env.extend(endpoint_vars(&mysql)?);
@@ -60,6 +62,7 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
         "# Written by `cargo xtask stack up`; `cargo xtask stack down` rewrites it. Load it with\n\
          # `. target/stack/env` to run aspects by hand against the local stack with the demo's files:\n\
          #   ASPECTS_STACK_MYSQL_URL           the MariaDB the tests and the demo use\n\
+         #   ASPECTS_STACK_CLICKHOUSE_URL      the ClickHouse (HTTP) the tests and the demo use\n\
          #   ASPECTS_VAR_MYSQL_HOST, _PORT,\n\
          #   ASPECTS_VAR_MYSQL_ROOT_USERNAME   the same server, as plans/aspects.toml's vars\n\
          #   ASPECTS_SECRETS                   the demo's secrets file (under target/demo/)\n\
@@ -69,7 +72,7 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
         text.push_str(&format!("export {k}='{}'\n", v.replace('\'', r"'\''")));
     }
     write_env(&text)?;
-    eprintln!("stack: {MYSQL_URL}={} (exports in target/stack/env)", env[0].1);
+    eprintln!("stack: {MYSQL_URL}={}, {}={} (exports in target/stack/env)", env[0].1, env[1].0, env[1].1);
     Ok(env)
 }
 
@@ -115,8 +118,9 @@ pub fn down() -> Result<(), String> {
             }
             eprintln!("stack: stopped the private MariaDB on 127.0.0.1:{port} (pid {pid})");
         }
-        None => eprintln!("stack: nothing started by `stack up` is running"),
+        None => eprintln!("stack: no MariaDB started by `stack up` is running"),
     }
+    crate::clickhouse::down();
     if dir().exists() {
         write_env(
             "# Written by `cargo xtask stack down`: nothing of the local stack is running.\n\
@@ -137,6 +141,7 @@ pub fn status() -> Result<(), String> {
     if std::env::var(MYSQL_URL).is_ok() {
         println!("{MYSQL_URL} is set: tests and the demo use that server instead");
     }
+    crate::clickhouse::status();
     Ok(())
 }
 
@@ -250,10 +255,10 @@ fn ours(port: u16) -> bool {
     out.is_ok_and(|o| o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()) == data)
 }
 
-fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
+pub fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }

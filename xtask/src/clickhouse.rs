@@ -1,0 +1,190 @@
+//! The stack's ClickHouse: the real ClickHouse engine (chdb, pinned below) behind the project's own
+//! HTTP front, xtask/clickhouse_front.py, on 127.0.0.1. chdb and its venv are installed once into
+//! `~/.cache/aspects-stack/chdb-<version>/` (outside the checkout, shared by every checkout);
+//! the data directory, pid file, port and log are this checkout's, under target/stack/clickhouse/.
+//! What the front emulates (authentication, one query at a time) is listed in its docstring.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::root;
+use crate::stack::{alive, read_number};
+
+/// The environment variable naming the ClickHouse HTTP endpoint the tests and the demo use.
+pub const URL: &str = "ASPECTS_STACK_CLICKHOUSE_URL";
+/// The engine (ClickHouse 26.9) and the one extra module the front uses; the cache is keyed by
+/// the first, and reinstalled when this list changes.
+const CHDB_VERSION: &str = "26.9.0";
+const REQUIREMENTS: &[&str] = &["chdb-core==26.9.0", "lz4==4.4.5"];
+/// Ports tried for the front: clear of a real ClickHouse's 8123.
+const FIRST_PORT: u16 = 18123;
+const PORTS: u16 = 100;
+
+fn dir() -> PathBuf {
+    crate::stack::dir().join("clickhouse")
+}
+
+fn data_dir() -> PathBuf {
+    dir().join("data")
+}
+
+fn pid_file() -> PathBuf {
+    dir().join("front.pid")
+}
+
+/// The venv holding chdb, outside the checkout so a fresh clone does not pay for it again.
+fn venv() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| root().join("target"));
+    cache.join("aspects-stack").join(format!("chdb-{CHDB_VERSION}"))
+}
+
+/// The URL of the running front (started if needed), or the server the environment names.
+pub fn up() -> Result<String, String> {
+    if let Ok(url) = std::env::var(URL)
+        && !url.is_empty()
+    {
+        eprintln!("stack: using the ClickHouse named by {URL} (nothing started)");
+        return Ok(url);
+    }
+    let url = |port| format!("http://127.0.0.1:{port}");
+    if let Some((_, port)) = running() {
+        wait_for(port)?;
+        return Ok(url(port));
+    }
+    let python = ensure_installed()?;
+    fs::create_dir_all(data_dir()).map_err(|e| e.to_string())?;
+    let port = (FIRST_PORT..FIRST_PORT + PORTS)
+        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .ok_or_else(|| format!("no free port in 127.0.0.1:{FIRST_PORT}..{}", FIRST_PORT + PORTS))?;
+    fs::write(dir().join("port"), format!("{port}\n")).map_err(|e| e.to_string())?;
+    let _ = fs::remove_file(pid_file());
+    let log = fs::File::create(dir().join("front.log")).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    // setsid + every fd redirected: a child holding the caller's stdout would hang CI.
+    Command::new("setsid")
+        .arg(python)
+        .arg(root().join("xtask/clickhouse_front.py"))
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--data")
+        .arg(data_dir())
+        .arg("--pid-file")
+        .arg(pid_file())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start the ClickHouse front: {e}"))?;
+    wait_for(port)?;
+    eprintln!(
+        "stack: started ClickHouse (chdb {CHDB_VERSION} behind xtask/clickhouse_front.py) on 127.0.0.1:{port} \
+         in {} ms (data in {})",
+        started.elapsed().as_millis(),
+        data_dir().display()
+    );
+    Ok(url(port))
+}
+
+pub fn down() {
+    match running() {
+        Some((pid, port)) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!("stack: stopped ClickHouse on 127.0.0.1:{port} (pid {pid})");
+        }
+        None => eprintln!("stack: no ClickHouse started by `stack up` is running"),
+    }
+}
+
+pub fn status() {
+    match running() {
+        Some((pid, port)) => {
+            let state = if ping(port) { "up" } else { "starting or not answering" };
+            println!(
+                "clickhouse (chdb {CHDB_VERSION}, private) 127.0.0.1:{port}  {state} (pid {pid}, data in {})",
+                data_dir().display()
+            );
+        }
+        None => println!("clickhouse (private) not running; `cargo xtask stack up` starts it"),
+    }
+    if std::env::var(URL).is_ok() {
+        println!("{URL} is set: tests and the demo use that server instead");
+    }
+}
+
+/// This checkout's front, if its pid file names a live process serving this checkout's data
+/// directory (never another checkout's front that reused the pid): (pid, recorded port).
+fn running() -> Option<(u32, u16)> {
+    let pid = read_number::<u32>(&pid_file()).filter(|p| alive(*p))?;
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let data = data_dir();
+    let ours = cmdline.split(|b| *b == 0).any(|arg| Path::new(&*String::from_utf8_lossy(arg)) == data);
+    ours.then_some(())?;
+    Some((pid, read_number(&dir().join("port"))?))
+}
+
+/// Up when the pid file exists (written once the port is bound) and `/ping` answers `Ok.`.
+fn wait_for(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if running().is_some() && ping(port) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("ClickHouse did not come up on 127.0.0.1:{port}; see {}", dir().join("front.log").display()))
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut reply = String::new();
+    s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").is_ok()
+        && s.read_to_string(&mut reply).is_ok()
+        && reply.starts_with("HTTP/1.1 200")
+        && reply.ends_with("\r\n\r\nOk.\n")
+}
+
+/// The venv's python, installing chdb into it first when the cache lacks this exact pin set.
+/// Built beside the final place and renamed into it, so an interrupted install is never used.
+fn ensure_installed() -> Result<PathBuf, String> {
+    let venv = venv();
+    let stamp = REQUIREMENTS.join("\n");
+    if fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp) {
+        return Ok(venv.join("bin/python"));
+    }
+    let staging = venv.with_extension(format!("partial-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(venv.parent().expect("under the cache")).map_err(|e| e.to_string())?;
+    eprintln!("stack: installing chdb {CHDB_VERSION} into {} (first time only, ~25 s, ~900 MB)", venv.display());
+    let started = Instant::now();
+    crate::run(Command::new("python3").args(["-m", "venv"]).arg(&staging).stdout(Stdio::null()))?;
+    crate::run(
+        Command::new(staging.join("bin/python"))
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"])
+            .args(REQUIREMENTS),
+    )?;
+    fs::write(staging.join("installed"), &stamp).map_err(|e| e.to_string())?;
+    let _ = fs::remove_dir_all(&venv);
+    if let Err(e) = fs::rename(&staging, &venv) {
+        let _ = fs::remove_dir_all(&staging);
+        // Another checkout finished the same install first: use it.
+        if !fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp) {
+            return Err(format!("cannot move the chdb venv into {}: {e}", venv.display()));
+        }
+    }
+    eprintln!("stack: chdb installed in {} s", started.elapsed().as_secs());
+    Ok(venv.join("bin/python"))
+}

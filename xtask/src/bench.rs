@@ -66,6 +66,7 @@ fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
         secret_values: SecretValues::Generate,
         vars: Default::default(),
         vars_from_env: false,
+        rotate: Default::default(),
     };
     let mut loaded = load_sources(files, registry, &opts).map_err(|e| e.to_string())?;
     // Later loads of the same plan must find the same generated passwords.
@@ -82,7 +83,14 @@ async fn converge(loaded: &Loaded, registry: &Registry, allow_destroy: bool) -> 
         .await
         .map_err(|e| e.to_string())?;
     let redactor = Redactor::default();
-    let opts = ApplyOptions { parallelism: 4, allow_destroy, redactor: &redactor, journal: None, locks: None };
+    let opts = ApplyOptions {
+        parallelism: 4,
+        allow_destroy,
+        redactor: &redactor,
+        journal: None,
+        locks: None,
+        keep_old_secret: Default::default(),
+    };
     let report =
         apply(&planned, &loaded.graph, registry, &writers, &opts, &mut |_| {}).await.map_err(|e| e.to_string())?;
     if report.succeeded() { Ok(()) } else { Err(format!("setup apply failed: {:?}", report.failed)) }

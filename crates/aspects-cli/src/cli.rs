@@ -53,6 +53,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Read-only check for scheduled CI: exit 0 in sync, 2 drift, 1 error. Writes nothing.
     Drift(DriftArgs),
+    /// Give secrets new values and move every resource that uses them, credentials first.
+    /// Crash-safe: a re-run (or apply) finishes an interrupted rotation with the same value.
+    Rotate(RotateArgs),
     /// Remove what this deployment owns: destroy what it created, release what it adopted.
     Destroy(DestroyArgs),
     /// Print the resource graph.
@@ -105,6 +108,46 @@ pub struct DestroyArgs {
     pub destroy_adopted: bool,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RotateArgs {
+    /// Secrets to rotate, as named under [secrets].
+    #[arg(value_name = "SECRET", required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every secret the plan uses: new values for `generate` secrets; env and file secrets
+    /// whose source now holds a value their consumers do not use yet.
+    #[arg(long)]
+    pub all: bool,
+    /// Show what the rotation would touch, in order; change nothing, save nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many changes run at once (each provider also has its own limit).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+    /// How long to wait for another run's lock, e.g. 30s or 5m.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    /// Journal (JSON lines). Default: <plan stem>.journal.jsonl beside the plan file.
+    #[arg(long, value_name = "FILE", env = "ASPECTS_JOURNAL")]
+    pub journal: Option<PathBuf>,
+}
+
+impl RotateArgs {
+    /// The run options of a rotation: what `apply` takes, never destroying data.
+    pub fn run(&self) -> RunArgs {
+        RunArgs {
+            auto_approve: self.auto_approve,
+            allow_destroy: false,
+            parallelism: self.parallelism,
+            lock_timeout: self.lock_timeout,
+            journal: self.journal.clone(),
+            targets: Targets::default(),
+        }
+    }
 }
 
 /// What `apply` and `destroy` share: both change targets under the lock.

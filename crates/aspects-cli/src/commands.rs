@@ -6,19 +6,24 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use aspects_config::{LoadOptions, Loaded, SecretValues, SourceFile, fingerprint, load_files, load_sources};
-use aspects_core::document::{FORMAT_VERSION, PlanDocument, SecretDoc, SourceDoc};
-use aspects_core::render::{Painter, render_plan, verdict};
+use aspects_config::{LoadOptions, Loaded, SecretValues, load_files, load_sources};
+use aspects_core::document::PlanDocument;
+use aspects_core::render::{Painter, render_plan};
 use aspects_core::{Action, Address, Redactor};
 use aspects_engine::apply::{ApplyOptions, Event, Report, Writers, check_destroys, prune};
 use aspects_engine::journal::Journal;
 use aspects_engine::lock::{Locks, lock_all};
 use aspects_engine::plan::{Goal, Planned, Readers, check_new_secrets, plan, queries};
+use aspects_engine::rotate::{Rotation, apply_rotating, rotations};
 use aspects_engine::{Connector, EngineError};
+use aspects_saved_plan as saved_plan;
 use serde_json::json;
 
-use crate::cli::{ApplyArgs, Cli, Command, DestroyArgs, DriftArgs, GraphArgs, GraphFormat, PlanArgs, RunArgs, Targets};
+use crate::cli::{
+    ApplyArgs, Cli, Command, DestroyArgs, DriftArgs, GraphArgs, GraphFormat, PlanArgs, RotateArgs, RunArgs, Targets,
+};
 use crate::error::CliError;
+use crate::rotation::{self, Request};
 use crate::systems;
 
 /// Exit code for "changes present" (plan --detailed-exitcode, drift).
@@ -33,6 +38,7 @@ pub async fn run(cli: &Cli, colour: bool) -> Result<u8, CliError> {
         Command::Plan(a) => ctx.plan(a).await,
         Command::Apply(a) => ctx.apply(a).await,
         Command::Drift(a) => ctx.drift(a).await,
+        Command::Rotate(a) => ctx.rotate(a).await,
         Command::Destroy(a) => ctx.destroy(a).await,
         Command::Graph(a) => ctx.graph(a),
     }
@@ -50,6 +56,8 @@ struct Locked<'a> {
     goal: Goal,
     /// `apply --allow-new-secrets`: re-keying owned objects from new secrets is deliberate.
     allow_new_secrets: bool,
+    /// `aspects rotate`: the secrets asked for.
+    rotate: Option<Request>,
 }
 
 struct Ctx<'a> {
@@ -66,11 +74,16 @@ impl Ctx<'_> {
             secret_values,
             vars: self.cli.vars.iter().cloned().collect(),
             vars_from_env: true,
+            rotate: Default::default(),
         }
     }
 
+    fn load_with(&self, opts: &LoadOptions) -> Result<Loaded, CliError> {
+        Ok(warned(load_files(&self.cli.files, &self.registry, opts)?))
+    }
+
     fn load(&self, secret_values: SecretValues) -> Result<Loaded, CliError> {
-        Ok(warned(load_files(&self.cli.files, &self.registry, &self.options(secret_values))?))
+        self.load_with(&self.options(secret_values))
     }
 
     fn validate(&self) -> Result<u8, CliError> {
@@ -100,66 +113,71 @@ impl Ctx<'_> {
     }
 
     async fn plan(&self, args: &PlanArgs) -> Result<u8, CliError> {
-        let (mut loaded, planned) = self.read_only_plan(SecretValues::Generate, &args.targets).await?;
+        let (mut loaded, planned, rotations) = self.read_only_plan(SecretValues::Generate, &args.targets).await?;
         accept_new_secrets(&mut loaded, &planned, args.allow_new_secrets)?;
-        let doc = document(&planned, &loaded);
+        let doc = saved_plan::document(&planned, &loaded, &rotations);
         if let Some(out) = &args.out {
-            write_plan_file(out, &doc)?;
+            saved_plan::write(out, &doc)?;
             eprintln!(
                 "Saved the plan to {}. Apply exactly this plan with: aspects apply {}",
                 out.display(),
                 out.display()
             );
         }
-        self.print(&planned, args.json.then_some(&doc));
-        Ok(if args.detailed_exitcode && planned.plan.has_changes() { CHANGES } else { 0 })
+        self.print(&planned, args.json.then_some(&doc), &rotations, &loaded);
+        let changes = planned.plan.has_changes() || !rotations.is_empty();
+        Ok(if args.detailed_exitcode && changes { CHANGES } else { 0 })
     }
 
+    /// Drift also counts an unfinished rotation: some consumer may still use the old value.
     async fn drift(&self, args: &DriftArgs) -> Result<u8, CliError> {
-        let (loaded, planned) = self.read_only_plan(SecretValues::Existing, &args.targets).await?;
-        self.print(&planned, args.json.then(|| document(&planned, &loaded)).as_ref());
-        Ok(if planned.plan.has_changes() { CHANGES } else { 0 })
+        let (loaded, planned, rotations) = self.read_only_plan(SecretValues::Existing, &args.targets).await?;
+        let doc = args.json.then(|| saved_plan::document(&planned, &loaded, &rotations));
+        self.print(&planned, doc.as_ref(), &rotations, &loaded);
+        Ok(if planned.plan.has_changes() || !rotations.is_empty() { CHANGES } else { 0 })
     }
 
-    /// `plan` and `drift`: load, connect read-only handles, plan.
-    async fn read_only_plan(&self, values: SecretValues, targets: &Targets) -> Result<(Loaded, Planned), CliError> {
+    /// `plan` and `drift`: load, connect read-only handles, plan, and look at the rotations an
+    /// earlier run left pending.
+    async fn read_only_plan(
+        &self,
+        values: SecretValues,
+        targets: &Targets,
+    ) -> Result<(Loaded, Planned, Vec<Rotation>), CliError> {
         let loaded = self.load(values)?;
         let targets = parse_targets(targets)?;
         let redactor = redactor(&loaded);
         let readers = self.connect_read(&loaded, &redactor).await?;
         let planned = self.compute(&loaded, &readers, &targets, &redactor, Goal::Converge).await?;
-        Ok((loaded, planned))
+        let rotations = rotations(&rotation::pending(&loaded), &planned, &loaded.graph, &self.registry, &readers);
+        Ok((loaded, planned, rotations))
     }
 
     /// The JSON document when asked for, the text plan otherwise.
-    fn print(&self, planned: &Planned, json: Option<&PlanDocument>) {
+    fn print(&self, planned: &Planned, json: Option<&PlanDocument>, rotations: &[Rotation], loaded: &Loaded) {
         match json {
             Some(doc) => println!("{}", serde_json::to_string_pretty(doc).expect("plan documents serialise")),
-            None => print!("{}", render_plan(&planned.plan, self.painter)),
+            None => {
+                print!("{}", render_plan(&planned.plan, self.painter));
+                for r in rotations {
+                    print!("\n{}", rotation::unfinished(r, loaded));
+                }
+            }
         }
     }
 
     async fn apply(&self, args: &ApplyArgs) -> Result<u8, CliError> {
         let (mut loaded, saved) = match &args.plan_file {
             Some(path) => {
-                let doc = read_plan_file(path)?;
-                let files = doc
-                    .config
-                    .iter()
-                    .map(|s| SourceFile { path: PathBuf::from(&s.path), text: s.text.clone() })
-                    .collect();
+                let doc = saved_plan::read(path)?;
                 if !self.cli.vars.is_empty() {
                     return Err(CliError::new(
                         "a saved plan carries the vars it was made with; --var cannot change them",
                     )
                     .hint("make a new plan with the --var you want: aspects plan --var NAME=VALUE --out FILE"));
                 }
-                let opts = LoadOptions {
-                    vars: doc.vars.clone(),
-                    vars_from_env: false,
-                    ..self.options(SecretValues::Existing)
-                };
-                let loaded = warned(load_sources(files, &self.registry, &opts)?);
+                let opts = saved_plan::load_options(&doc, self.options(SecretValues::Existing));
+                let loaded = warned(load_sources(saved_plan::sources(&doc), &self.registry, &opts)?);
                 (loaded, Some((path, doc)))
             }
             // Generated secrets are saved once the plan is accepted, before any target uses them.
@@ -169,7 +187,33 @@ impl Ctx<'_> {
             Some((_, doc)) => doc.targets.iter().flatten().map(|t| parse_address(t)).collect::<Result<_, _>>()?,
             None => parse_targets(&args.run.targets)?,
         };
-        self.locked(&args.run, &mut loaded, saved, targets, Goal::Converge, args.allow_new_secrets).await
+        self.locked(&args.run, &mut loaded, saved, targets, Goal::Converge, args.allow_new_secrets, None).await
+    }
+
+    /// `rotate`: new values for the secrets asked for (or the pending ones of an interrupted
+    /// rotation), then every consumer, credentials first.
+    async fn rotate(&self, args: &RotateArgs) -> Result<u8, CliError> {
+        // Which secrets exist and are used is known without reading a single value.
+        let declared = self.load(SecretValues::Unread)?;
+        let request = Request::new(args, &declared)?;
+        drop(declared);
+        let opts = LoadOptions { rotate: request.generated(), ..self.options(SecretValues::Generate) };
+        let mut loaded = self.load_with(&opts)?;
+        let targets = request.targets();
+        if args.dry_run {
+            let redactor = redactor(&loaded);
+            let readers = self.connect_read(&loaded, &redactor).await?;
+            let planned = self.compute(&loaded, &readers, &targets, &redactor, Goal::Converge).await?;
+            let found = rotations(&request.rotating(&loaded), &planned, &loaded.graph, &self.registry, &readers);
+            let found = request.check(found, &loaded)?;
+            print!("{}", render_plan(&planned.plan, self.painter));
+            for r in &found {
+                print!("\n{}", rotation::describe(r, &loaded, &readers));
+            }
+            println!("\nDry run: nothing was changed and no value was saved.");
+            return Ok(0);
+        }
+        self.locked(&args.run(), &mut loaded, None, targets, Goal::Converge, false, Some(request)).await
     }
 
     /// `destroy`: the same run as `apply`, planned towards owning nothing. Generated secrets are
@@ -178,10 +222,11 @@ impl Ctx<'_> {
         let mut loaded = self.load(SecretValues::Generate)?;
         let targets = parse_targets(&args.run.targets)?;
         let goal = Goal::Destroy { destroy_adopted: args.destroy_adopted };
-        self.locked(&args.run, &mut loaded, None, targets, goal, false).await
+        self.locked(&args.run, &mut loaded, None, targets, goal, false, None).await
     }
 
     /// Connects, takes every target's lock, runs, and lets go of the locks whatever happened.
+    #[allow(clippy::too_many_arguments)]
     async fn locked(
         &self,
         args: &RunArgs,
@@ -190,6 +235,7 @@ impl Ctx<'_> {
         targets: Vec<Address>,
         goal: Goal,
         allow_new_secrets: bool,
+        rotate: Option<Request>,
     ) -> Result<u8, CliError> {
         let redactor = redactor(loaded);
         let writers = self.connect_write(loaded, &redactor).await?;
@@ -197,20 +243,47 @@ impl Ctx<'_> {
         let waiting = |msg: String| eprintln!("{}", redactor.scrub(&msg));
         let locks =
             lock_all(&writers, &holder, args.lock_timeout, &waiting).await.map_err(|e| scrubbed(e, &redactor))?;
-        let run = Locked { loaded, saved, targets, writers, locks: &locks, holder, redactor, goal, allow_new_secrets };
+        let run = Locked {
+            loaded,
+            saved,
+            targets,
+            writers,
+            locks: &locks,
+            holder,
+            redactor,
+            goal,
+            allow_new_secrets,
+            rotate,
+        };
         let result = self.apply_locked(args, run).await;
         locks.release().await;
         result
     }
 
     async fn apply_locked(&self, args: &RunArgs, run: Locked<'_>) -> Result<u8, CliError> {
-        let Locked { loaded, saved, targets, writers, locks, holder, redactor, goal, allow_new_secrets } = run;
+        let Locked { loaded, saved, targets, writers, locks, holder, redactor, goal, allow_new_secrets, rotate } = run;
         let (targets, writers, holder, redactor) = (&targets, &writers, holder.as_str(), &redactor);
         let readers: Readers =
             writers.iter().map(|(k, w)| (k.clone(), w.clone() as Arc<dyn aspects_engine::ProviderRead>)).collect();
+        // Under the locks: no other run can rotate now, but one may have done so since this run
+        // loaded its values; writing those back would re-key consumers to a value the file lost.
+        rotation::check_not_moved(loaded)?;
         let planned = self.compute(loaded, &readers, targets, redactor, goal).await?;
+        let found = match goal {
+            Goal::Converge => {
+                let names = rotate.as_ref().map_or_else(|| rotation::pending(loaded), |r| r.rotating(loaded));
+                rotations(&names, &planned, &loaded.graph, &self.registry, &readers)
+            }
+            Goal::Destroy { .. } => Vec::new(),
+        };
+        let found = match &rotate {
+            Some(request) => request.check(found, loaded)?,
+            None => found,
+        };
         match &saved {
-            Some((path, doc)) => check_not_stale(path, doc, &document(&planned, loaded))?,
+            Some((path, doc)) => {
+                saved_plan::check_not_stale(path, doc, &saved_plan::document(&planned, loaded, &found))?
+            }
             // destroy needs no generated secret: whatever it made stays unsaved.
             None if goal == Goal::Converge => accept_new_secrets(loaded, &planned, allow_new_secrets)?,
             None => {}
@@ -220,19 +293,22 @@ impl Ctx<'_> {
         } else {
             print!("{}", render_plan(&planned.plan, self.painter));
         }
+        for r in &found {
+            print!("\n{}", rotation::describe(r, loaded, &readers));
+        }
         let prune = || async {
             let pruned = prune(&planned, writers, Some(locks)).await.map_err(|e| scrubbed(e, redactor))?;
             tracing::info!("removed {pruned} ownership record(s) that proved nothing (object gone or never created)");
             Ok::<_, CliError>(())
         };
-        if !planned.plan.has_changes() {
+        if !planned.plan.has_changes() && found.is_empty() {
             prune().await?;
             return Ok(0);
         }
         // Before asking: a plan that cannot be applied must not be confirmed first.
         check_destroys(&planned.plan, args.allow_destroy)?;
         if saved.is_none() && !args.auto_approve {
-            confirm(&verdict(&planned.plan))?;
+            confirm(&rotation::verdict(&planned.plan, &found))?;
         }
         prune().await?;
         let journal_path = args.journal.clone().unwrap_or_else(|| journal_path(&self.cli.files[0]));
@@ -242,32 +318,51 @@ impl Ctx<'_> {
                 .hint("pass --journal PATH to put it elsewhere")
         })?;
         let summary = planned.plan.summary();
+        let command = match (goal, &rotate) {
+            (Goal::Destroy { .. }, _) => "destroy",
+            (_, Some(_)) => "rotate",
+            _ => "apply",
+        };
         journal.record(&json!({
             "event": "apply_started",
             "deployment": planned.plan.deployment,
             "holder": holder,
             "plan_files": self.cli.files,
             "saved_plan": saved.as_ref().map(|(p, _)| p.display().to_string()),
-            "command": if goal == Goal::Converge { "apply" } else { "destroy" },
+            "command": command,
             "summary": summary,
+            "rotations": &found,
         }));
+        // The new values are in the secrets file before any target sees them.
+        rotation::record_pending(loaded, &found)?;
         let opts = ApplyOptions {
             parallelism: args.parallelism.into(),
             allow_destroy: args.allow_destroy,
             redactor,
             journal: Some(&journal),
             locks: Some(locks),
+            keep_old_secret: Default::default(),
         };
         let started = Instant::now();
         let mut progress = |e: &Event| eprintln!("{}", describe(e));
-        let report =
-            aspects_engine::apply::apply(&planned, &loaded.graph, &self.registry, writers, &opts, &mut progress).await;
+        let graph = &loaded.graph;
+        let report = apply_rotating(&planned, graph, &self.registry, writers, &opts, &found, &mut progress).await;
         let report = report.map_err(|e| scrubbed(e, redactor))?;
         journal.record(
-            &json!({ "event": "apply_finished", "ms": started.elapsed().as_millis() as u64, "report": &report }),
+            &json!({ "event": "apply_finished", "ms": started.elapsed().as_millis() as u64, "report": &report.report }),
         );
-        println!("\n{}", outcome_line(&report));
-        Ok(if report.succeeded() { 0 } else { 1 })
+        rotation::promote(loaded, &report.converged)?;
+        journal.record(&json!({
+            "event": "rotations_finished",
+            "converged": &report.converged,
+            "unfinished": &report.unfinished,
+        }));
+        println!("\n{}", outcome_line(&report.report));
+        let finished = rotation::outcome(loaded, &report);
+        if !finished.is_empty() {
+            println!("{finished}");
+        }
+        Ok(if report.report.succeeded() && report.unfinished.is_empty() { 0 } else { 1 })
     }
 
     async fn compute(
@@ -350,8 +445,10 @@ fn scrub_cli(e: CliError, redactor: &Redactor) -> CliError {
     }
 }
 
+/// Masks every value this run knows: those it loaded, and every value the secrets file keeps
+/// (the old value of a secret being rotated is as secret as the new one).
 fn redactor(loaded: &Loaded) -> Redactor {
-    Redactor::new(loaded.secrets.iter().map(|s| s.value.clone()))
+    Redactor::new(loaded.secrets.iter().map(|s| s.value.clone()).chain(loaded.store.values()))
 }
 
 /// Every command that loads plan files shows their warnings first, on stderr.
@@ -384,89 +481,6 @@ fn accept_new_secrets(loaded: &mut Loaded, planned: &Planned, allow: bool) -> Re
         );
     }
     Ok(())
-}
-
-/// The plan document. Secret fingerprints need the key from the secrets file: without one (drift
-/// before any plan) they are left out, and a saved plan then counts every secret as changed.
-fn document(planned: &Planned, loaded: &Loaded) -> PlanDocument {
-    let key = loaded.store.existing_fingerprint_key();
-    let mut secrets: Vec<SecretDoc> = loaded
-        .secrets
-        .iter()
-        .map(|s| SecretDoc {
-            name: s.name.clone(),
-            source: s.source.to_string(),
-            fingerprint: key.as_ref().map(|k| fingerprint(k, &s.name, &s.value)),
-        })
-        .collect();
-    secrets.sort_by(|a, b| a.name.cmp(&b.name));
-    let config = loaded
-        .sources
-        .files
-        .iter()
-        .map(|f| SourceDoc { path: f.path.display().to_string(), text: f.text.clone() })
-        .collect();
-    let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let mut doc = PlanDocument::new(&planned.plan, created, config, secrets);
-    doc.vars = loaded.overrides.clone();
-    doc
-}
-
-fn write_plan_file(path: &Path, doc: &PlanDocument) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(doc).expect("plan documents serialise");
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text + "\n")
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
-}
-
-fn read_plan_file(path: &Path) -> Result<PlanDocument, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::new(format!("cannot read saved plan {}: {e}", path.display()))
-            .hint("save one with: aspects plan --out FILE")
-    })?;
-    let version: Option<String> = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("format_version").and_then(|f| f.as_str()).map(str::to_owned));
-    if let Some(v) = version.filter(|v| v != FORMAT_VERSION) {
-        return Err(CliError::new(format!(
-            "{} is a plan document of format {v}; this aspects reads format {FORMAT_VERSION}",
-            path.display()
-        ))
-        .hint("make the plan again with this version of aspects"));
-    }
-    serde_json::from_str(&text).map_err(|e| {
-        CliError::new(format!("{}:{}:{}: not a saved plan: {e}", path.display(), e.line(), e.column()))
-            .hint("pass a file written by `aspects plan --out FILE`, unmodified")
-    })
-}
-
-fn check_not_stale(path: &Path, saved: &PlanDocument, now: &PlanDocument) -> Result<(), CliError> {
-    let moved = saved.moved_since(now);
-    let secrets: Vec<&str> = saved
-        .secrets
-        .iter()
-        .filter(|s| {
-            !now.secrets.iter().any(|n| n.name == s.name && n.fingerprint == s.fingerprint && s.fingerprint.is_some())
-        })
-        .map(|s| s.name.as_str())
-        .collect();
-    if moved.is_empty() && secrets.is_empty() {
-        return Ok(());
-    }
-    let mut why = Vec::new();
-    if !moved.is_empty() {
-        // The message names the first few; -v lists every one.
-        for address in &moved {
-            tracing::info!("moved since the plan was saved: {address}");
-        }
-        why.push(format!("live state or the planned change moved for {}", aspects_engine::few(&moved)));
-    }
-    if !secrets.is_empty() {
-        why.push(format!("secret value changed for {}", secrets.join(", ")));
-    }
-    Err(CliError::new(format!("the saved plan {} is stale: {}", path.display(), why.join("; ")))
-        .hint("nothing was changed; make and review a new plan: aspects plan --out FILE"))
 }
 
 /// Asks on the terminal, repeating the verdict: a long plan has scrolled it out of sight.
@@ -550,6 +564,9 @@ fn describe(e: &Event) -> String {
             None => format!("{address}: Error: {error}"),
         },
         Event::Skipped { address, because, .. } => format!("{address}: Skipped: {because}"),
+        Event::OldSecretDiscarded { address, ms } => {
+            format!("{address}: Old secret discarded after {ms}ms (every client uses the new one)")
+        }
     }
 }
 

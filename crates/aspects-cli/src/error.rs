@@ -4,6 +4,7 @@ use std::fmt;
 
 use aspects_config::LoadError;
 use aspects_engine::EngineError;
+use aspects_saved_plan::SavedPlanError;
 
 pub enum CliError {
     /// Already rendered with locations and hints (plan-file diagnostics).
@@ -41,6 +42,16 @@ impl From<EngineError> for CliError {
             tracing::info!("{address}");
         }
         CliError::Message { message: e.to_string(), hint }
+    }
+}
+
+impl From<SavedPlanError> for CliError {
+    fn from(e: SavedPlanError) -> Self {
+        // The message names the first few addresses that moved; -v lists every one.
+        for address in e.moved() {
+            tracing::info!("moved since the plan was saved: {address}");
+        }
+        CliError::Message { message: e.to_string(), hint: Some(e.hint().into()) }
     }
 }
 

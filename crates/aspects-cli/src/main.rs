@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod error;
+mod rotation;
 mod systems;
 
 use std::io::IsTerminal;

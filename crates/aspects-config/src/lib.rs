@@ -10,8 +10,8 @@ mod template;
 mod tree;
 
 pub use load::{
-    LoadOptions, Loaded, LoadedSecret, SecretSource, SecretValues, VAR_ENV_PREFIX, default_secrets_path, load_files,
-    load_sources,
+    LoadOptions, Loaded, LoadedSecret, SecretSource, SecretState, SecretValues, VAR_ENV_PREFIX, default_secrets_path,
+    load_files, load_sources,
 };
-pub use secrets::{SecretStore, StoreError, fingerprint};
-pub use source::{Diagnostic, LoadError, Location, Report, Severity, SourceFile, SourceMap};
+pub use secrets::{Pending, SecretStore, StoreError, fingerprint};
+pub use source::{Diagnostic, LoadError, Location, Report, Severity, SourceFile, SourceMap, did_you_mean};

@@ -1,5 +1,10 @@
 //! The secrets file: generated secrets (and the fingerprint key) kept as `name = "value"` lines in
-//! a 0600 file beside the plan. It is never printed; a file others can read is refused.
+//! a 0600 file beside the plan, and the rotations in progress under `[__pending.NAME]`. It is
+//! never printed; a file others can read is refused.
+//!
+//! A rotation writes its new value here as pending *before* any target changes and promotes it
+//! only once every consumer uses it, so the file always holds every value a live consumer may
+//! still need, and a re-run after a crash reuses the pending value instead of making a third.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -11,8 +16,34 @@ use aspects_core::Secret;
 use hmac::{KeyInit, Mac};
 use rand::RngExt;
 
-/// Not a valid secret name (names start with a letter), so it cannot collide.
+/// Not valid secret names (names start with a letter), so they cannot collide.
 const FINGERPRINT_KEY: &str = "__fingerprint_key";
+
+/// The file's shape: plain values, then one table per rotation in progress.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Body {
+    #[serde(flatten)]
+    values: BTreeMap<String, String>,
+    #[serde(rename = "__pending", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pending: BTreeMap<String, PendingEntry>,
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct PendingEntry {
+    /// The new value of a `generate` secret. Env and file secrets keep theirs in their source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    /// When the rotation began (RFC 3339), for messages and the journal.
+    started: String,
+}
+
+/// A rotation in progress, as the secrets file records it.
+#[derive(Clone)]
+pub struct Pending {
+    /// The new value, for a `generate` secret.
+    pub value: Option<Secret>,
+    pub started: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -51,6 +82,7 @@ impl StoreError {
 pub struct SecretStore {
     path: PathBuf,
     values: BTreeMap<String, String>,
+    pending: BTreeMap<String, PendingEntry>,
     dirty: bool,
     /// Held from before reading until the generated secrets are saved, so two runs starting
     /// together cannot each generate (and one of them lose) the same secret.
@@ -85,7 +117,7 @@ impl SecretStore {
 
     /// A store that reads nothing (validate, graph).
     pub(crate) fn unread(path: &Path) -> Self {
-        Self { path: path.to_owned(), values: BTreeMap::new(), dirty: false, lock: None }
+        Self { path: path.to_owned(), values: BTreeMap::new(), pending: BTreeMap::new(), dirty: false, lock: None }
     }
 
     pub(crate) fn unlock(&mut self) {
@@ -110,10 +142,11 @@ impl SecretStore {
         check_folder(&folder(path))?;
         let text = fs::read_to_string(path).map_err(|source| StoreError::Read { path: path.to_owned(), source })?;
         // Deliberately not echoing the parser's message: it quotes the offending line.
-        store.values = toml::from_str(&text).map_err(|e| StoreError::Format {
+        let body: Body = toml::from_str(&text).map_err(|e| StoreError::Format {
             path: path.to_owned(),
             message: e.span().map_or("unreadable".into(), |s| format!("error at byte {}", s.start)),
         })?;
+        (store.values, store.pending) = (body.values, body.pending);
         Ok(store)
     }
 
@@ -125,9 +158,50 @@ impl SecretStore {
         self.values.get(name).map(|v| Secret::new(v.as_str()))
     }
 
-    /// Every value the file holds: diagnostics mask them, even before any secret is read.
-    pub(crate) fn values(&self) -> impl Iterator<Item = Secret> + '_ {
-        self.values.values().map(|v| Secret::new(v.as_str()))
+    /// Every value the file holds, pending ones included: diagnostics and messages mask them,
+    /// even before any secret is read.
+    pub fn values(&self) -> impl Iterator<Item = Secret> + '_ {
+        let pending = self.pending.values().filter_map(|p| p.value.as_deref());
+        self.values.values().map(String::as_str).chain(pending).map(Secret::new)
+    }
+
+    /// The rotation of `name` in progress, if any.
+    pub fn pending(&self, name: &str) -> Option<Pending> {
+        self.pending
+            .get(name)
+            .map(|p| Pending { value: p.value.as_deref().map(Secret::new), started: p.started.clone() })
+    }
+
+    /// Names of the secrets whose rotation is in progress.
+    pub fn pending_names(&self) -> impl Iterator<Item = &str> {
+        self.pending.keys().map(String::as_str)
+    }
+
+    /// Records a rotation of `name` towards `value` (`None`: the value lives in an env or file
+    /// source). Saved by [`SecretStore::save`].
+    pub fn set_pending(&mut self, name: &str, value: Option<&Secret>, started: &str) {
+        let entry = PendingEntry { value: value.map(|v| v.expose().to_owned()), started: started.to_owned() };
+        self.pending.insert(name.to_owned(), entry);
+        self.dirty = true;
+    }
+
+    /// Ends the rotation of `name`: its pending value becomes the current one.
+    pub fn promote(&mut self, name: &str) {
+        if let Some(p) = self.pending.remove(name) {
+            if let Some(v) = p.value {
+                self.values.insert(name.to_owned(), v);
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// Re-reads the file under the folder lock, lets `change` modify it, and saves it: how a
+    /// rotation records and promotes its pending values without losing what another run saved
+    /// since this one loaded.
+    pub fn update(path: &Path, change: impl FnOnce(&mut SecretStore)) -> Result<(), StoreError> {
+        let mut store = Self::open_for_generating(path)?;
+        change(&mut store);
+        store.save()
     }
 
     pub(crate) fn set(&mut self, name: &str, value: &Secret) {
@@ -160,7 +234,8 @@ impl SecretStore {
         if !dir.exists() {
             fs::DirBuilder::new().mode(0o700).create(&dir).map_err(err)?;
         }
-        let body = toml::to_string(&self.values).expect("a map of strings serialises");
+        let body = Body { values: self.values.clone(), pending: self.pending.clone() };
+        let body = toml::to_string(&body).expect("a map of strings serialises");
         let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
         let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(err)?;
         f.write_all(b"# Secrets generated by aspects. Keep this file private (mode 0600) and backed up.\n")
@@ -168,6 +243,9 @@ impl SecretStore {
             .and_then(|()| f.sync_all())
             .map_err(err)?;
         fs::rename(&tmp, &self.path).map_err(err)?;
+        // The rename is durable only once the folder's entry is on disk: a rotation that
+        // believes its pending value saved must find it after a power cut.
+        fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(err)?;
         self.dirty = false;
         Ok(())
     }
@@ -234,6 +312,50 @@ mod tests {
         s.save().unwrap();
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(SecretStore::open(&path).unwrap().get("a").unwrap().expose(), "va\"l\\ue");
+    }
+
+    #[test]
+    fn pending_rotations_round_trip_and_promote() {
+        let path = tmp("pending");
+        let _ = fs::remove_file(&path);
+        let mut s = SecretStore::open(&path).unwrap();
+        s.set("a", &Secret::new("old"));
+        s.set("e", &Secret::new("unrelated"));
+        s.set_pending("a", Some(&Secret::new("new")), "2026-12-01T10:00:00Z");
+        s.set_pending("env_one", None, "2026-12-01T10:00:00Z");
+        s.save().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("[__pending.a]"), "{text}");
+        let mut s = SecretStore::open(&path).unwrap();
+        assert_eq!(s.get("a").unwrap().expose(), "old");
+        assert_eq!(s.pending("a").unwrap().value.unwrap().expose(), "new");
+        assert!(s.pending("env_one").unwrap().value.is_none());
+        assert_eq!(s.pending_names().collect::<Vec<_>>(), ["a", "env_one"]);
+        assert!(s.values().any(|v| v.expose() == "new"), "pending values are masked too");
+        s.promote("a");
+        s.promote("env_one");
+        s.save().unwrap();
+        let s = SecretStore::open(&path).unwrap();
+        assert_eq!(s.get("a").unwrap().expose(), "new");
+        assert!(s.pending("a").is_none() && s.get("env_one").is_none());
+        assert_eq!(s.get("e").unwrap().expose(), "unrelated");
+        assert!(!fs::read_to_string(&path).unwrap().contains("__pending"));
+    }
+
+    #[test]
+    fn update_keeps_what_another_run_saved_since() {
+        let path = tmp("update");
+        let _ = fs::remove_file(&path);
+        let mut first = SecretStore::open(&path).unwrap();
+        first.set("a", &Secret::new("va"));
+        first.save().unwrap();
+        let stale = SecretStore::open(&path).unwrap();
+        SecretStore::update(&path, |s| s.set("b", &Secret::new("vb"))).unwrap();
+        SecretStore::update(stale.path(), |s| s.set_pending("a", Some(&Secret::new("va2")), "t")).unwrap();
+        let s = SecretStore::open(&path).unwrap();
+        assert_eq!(s.get("b").unwrap().expose(), "vb");
+        assert_eq!(s.pending("a").unwrap().value.unwrap().expose(), "va2");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -26,8 +26,13 @@ fn error_reading(test: &str, stored: &str, plan: &str, secret_values: SecretValu
     let secrets = d.join("p.secrets.toml");
     std::fs::write(&secrets, format!("pw = \"{stored}\"\n")).unwrap();
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let opts =
-        LoadOptions { secrets_path: Some(secrets), secret_values, vars: Default::default(), vars_from_env: false };
+    let opts = LoadOptions {
+        secrets_path: Some(secrets),
+        secret_values,
+        vars: Default::default(),
+        vars_from_env: false,
+        rotate: Default::default(),
+    };
     let registry = Registry::default().with(aspects_mysql::schema());
     let files = vec![SourceFile { path: d.join("p.toml"), text: plan.to_owned() }];
     let Err(e) = load_sources(files, &registry, &opts) else { panic!("{test}: expected an error") };

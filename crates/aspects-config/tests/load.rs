@@ -79,6 +79,7 @@ fn load_with(
         secret_values: SecretValues::Generate,
         vars,
         vars_from_env: true,
+        rotate: Default::default(),
     };
     load_sources(files, &registry(), &opts).map_err(|e| e.to_string())
 }
@@ -368,6 +369,7 @@ fn load_values(files: &[&str], secret_values: SecretValues) -> Result<aspects_co
         secret_values,
         vars: Default::default(),
         vars_from_env: false,
+        rotate: Default::default(),
     };
     load_sources(files, &registry(), &opts).map_err(|e| e.to_string())
 }
@@ -379,7 +381,7 @@ fn validate_checks_secret_sources_but_reads_no_value() {
                 [db_user.u]\nuser = \"u\"\npassword = \"${secrets.g}\"\ndsn = \"${secrets.f}\"\n";
     let l = load_values(&[plan], SecretValues::Unread).unwrap();
     assert_eq!(l.secrets.len(), 3);
-    assert!(l.secrets.iter().all(|s| s.value.expose().is_empty() && !s.generated_now));
+    assert!(l.secrets.iter().all(|s| s.value.expose().is_empty() && s.state == aspects_config::SecretState::Current));
     assert!(!dir().join("unread").exists(), "nothing is read or written");
     // Malformed sources are still errors.
     let bad = "[secrets]\ne = { env = \"NOT A NAME\" }\nf = { file = \"\" }\ng = { generate = 4 }\n";

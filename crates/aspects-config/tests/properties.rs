@@ -27,6 +27,7 @@ fn load(text: String) -> Result<(), LoadError> {
         secret_values: SecretValues::Unread,
         vars: Default::default(),
         vars_from_env: false,
+        rotate: Default::default(),
     };
     let registry = Registry::default().with(aspects_mysql::schema());
     let files = vec![SourceFile { path: PathBuf::from("p.toml"), text }];

@@ -31,6 +31,34 @@ pub struct PlanDocument {
     /// Where each secret comes from, and a keyed fingerprint (HMAC, key in the secrets file) so a
     /// saved plan can tell that a secret changed without holding it.
     pub secrets: Vec<SecretDoc>,
+    /// Rotations this plan carries on: asked for (`aspects rotate`) or left pending by an
+    /// earlier run, with each consumer and whether it already uses the new value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<RotationDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RotationDoc {
+    pub secret: String,
+    /// When the rotation began, if an earlier run left it pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<String>,
+    /// Every credential keeps the old secret until all clients moved.
+    pub zero_downtime: bool,
+    /// In the order the rotation touches them.
+    pub consumers: Vec<ConsumerDoc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerDoc {
+    pub address: String,
+    /// `credential` (the target checks the secret) or `client` (it presents or embeds it).
+    pub role: String,
+    /// For credentials: `dual` (holds old and new at once) or `replace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<String>,
+    /// Already uses the new value.
+    pub converged: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,6 +150,7 @@ impl PlanDocument {
             config,
             vars: BTreeMap::new(),
             secrets,
+            rotations: Vec::new(),
         }
     }
 

@@ -116,6 +116,19 @@ impl Graph {
         out
     }
 
+    /// This graph plus `extra` edges `(dependency, dependent)`, each kept only if it closes no
+    /// cycle: a rotation orders a secret's clients after the credentials that check it.
+    pub fn with_edges(&self, extra: impl IntoIterator<Item = (Address, Address)>) -> Graph {
+        let mut g = self.g.clone();
+        for (from, to) in extra {
+            let (Some(&f), Some(&t)) = (self.index.get(&from), self.index.get(&to)) else { continue };
+            if f != t && !petgraph::algo::has_path_connecting(&g, t, f, None) {
+                g.update_edge(f, t, ());
+            }
+        }
+        Graph { g, index: self.index.clone() }
+    }
+
     pub fn contains(&self, a: &Address) -> bool {
         self.index.contains_key(a)
     }
@@ -127,7 +140,8 @@ impl Graph {
     pub fn to_dot(&self) -> String {
         let mut s = String::from("digraph aspects {\n  rankdir = LR;\n  node [shape = box];\n");
         for a in self.index.keys() {
-            let _ = writeln!(s, "  {:?};", a.to_string());
+            let shape = if a.is_secret() { " [shape = ellipse, style = dashed]" } else { "" };
+            let _ = writeln!(s, "  {:?}{shape};", a.to_string());
         }
         for (from, to) in self.edges() {
             let _ = writeln!(s, "  {:?} -> {:?};", from.to_string(), to.to_string());
@@ -140,7 +154,10 @@ impl Graph {
         let id: BTreeMap<&Address, usize> = self.index.keys().enumerate().map(|(i, a)| (a, i)).collect();
         let mut s = String::from("flowchart LR\n");
         for (a, i) in &id {
-            let _ = writeln!(s, "  n{i}[\"{}\"]", a.to_string().replace('"', "#quot;"));
+            let label = a.to_string().replace('"', "#quot;");
+            // Secrets are drawn as stadiums, resources as boxes.
+            let (open, close) = if a.is_secret() { ("([", "])") } else { ("[", "]") };
+            let _ = writeln!(s, "  n{i}{open}\"{label}\"{close}");
         }
         for (from, to) in self.edges() {
             let _ = writeln!(s, "  n{} --> n{}", id[from], id[to]);
@@ -192,5 +209,24 @@ mod tests {
         let g = build(&[("k.b", &["k.a"]), ("k.a", &[])]).unwrap();
         assert!(g.to_dot().contains("\"k.a\" -> \"k.b\";"));
         assert!(g.to_mermaid().contains("n0 --> n1"));
+    }
+
+    #[test]
+    fn extra_edges_order_without_closing_a_cycle() {
+        let g = build(&[("k.client", &[]), ("k.cred", &[]), ("k.c2", &["k.cred"])]).unwrap();
+        let h = g.with_edges([(a("k.cred"), a("k.client")), (a("k.c2"), a("k.cred")), (a("k.x"), a("k.cred"))]);
+        let order = h.order();
+        assert!(order.iter().position(|x| x == &a("k.cred")) < order.iter().position(|x| x == &a("k.client")));
+        assert!(h.closure(&[a("k.client")]).contains(&a("k.cred")));
+        assert!(!h.closure(&[a("k.cred")]).contains(&a("k.c2")), "the edge closing a cycle was dropped");
+        assert!(!g.closure(&[a("k.client")]).contains(&a("k.cred")), "the original is unchanged");
+    }
+
+    #[test]
+    fn secrets_are_nodes_drawn_apart_and_their_consumers_are_dependents() {
+        let g = build(&[("k.grant", &["k.user"]), ("k.user", &["secrets.pw"]), ("secrets.pw", &[])]).unwrap();
+        assert_eq!(g.dependents(&[a("secrets.pw")]), BTreeSet::from([a("secrets.pw"), a("k.user"), a("k.grant")]));
+        assert!(g.to_dot().contains("\"secrets.pw\" [shape = ellipse, style = dashed];"), "{}", g.to_dot());
+        assert!(g.to_mermaid().contains("([\"secrets.pw\"])"), "{}", g.to_mermaid());
     }
 }

@@ -12,7 +12,7 @@ pub mod secret;
 pub mod value;
 
 pub use diff::{Action, AttrChange, Change, Plan};
-pub use resource::{Address, Desired, Live, Orphan, ProviderConfig, ProviderId, Resource, Verification};
+pub use resource::{Address, Desired, Live, Orphan, ProviderConfig, ProviderId, Resource, SECRET_KIND, Verification};
 pub use schema::{
     AttrSchema, AttrType, AttrsError, IdentityKey, KindCheck, KindSchema, Registry, SystemSchema, UpdateMode, Warn,
     identity_string,

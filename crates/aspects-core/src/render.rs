@@ -7,6 +7,7 @@ use std::fmt::Write;
 use similar::{ChangeTag, TextDiff};
 
 use crate::diff::{Action, AttrChange, Change, Plan};
+use crate::resource::Address;
 use crate::secret::REDACTED;
 use crate::value::Value;
 
@@ -81,12 +82,17 @@ pub fn render_plan(plan: &Plan, p: Painter) -> String {
     out.push_str(&p.paint(Label::Heading, &verdict(plan)));
     out.push('\n');
     if let Some(targets) = &plan.targets {
-        let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
-        let _ = writeln!(
-            out,
-            "{}",
-            p.paint(Label::Warning, &format!("Partial plan: only {} and what it depends on.", names.join(", ")))
-        );
+        let (secrets, resources): (Vec<&Address>, Vec<&Address>) = targets.iter().partition(|a| a.is_secret());
+        let list = |l: &[&Address]| l.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        let mut parts = Vec::new();
+        if !resources.is_empty() {
+            parts.push(format!("{} and what it depends on", list(&resources)));
+        }
+        if !secrets.is_empty() {
+            parts.push(format!("what uses {} (with its dependencies)", list(&secrets)));
+        }
+        let line = format!("Partial plan: only {}.", parts.join("; "));
+        let _ = writeln!(out, "{}", p.paint(Label::Warning, &line));
     }
     if !plan.has_changes() {
         return out;

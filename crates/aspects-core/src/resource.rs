@@ -15,9 +15,22 @@ pub struct Address {
     pub name: String,
 }
 
+/// The kind of the graph nodes that stand for secrets: `secrets.NAME`, as plan files refer to
+/// them. Resources that use a secret depend on its node, so its consumers are its dependents.
+pub const SECRET_KIND: &str = "secrets";
+
 impl Address {
     pub fn new(kind: impl Into<String>, name: impl Into<String>) -> Self {
         Self { kind: kind.into(), name: name.into() }
+    }
+
+    /// The graph node of secret `name`.
+    pub fn secret(name: impl Into<String>) -> Self {
+        Self::new(SECRET_KIND, name)
+    }
+
+    pub fn is_secret(&self) -> bool {
+        self.kind == SECRET_KIND
     }
 
     /// Parses `kind.name` (the name may itself be quoted: `kind["a b"]`).
@@ -63,6 +76,10 @@ pub struct Resource {
     /// Names of every secret its attribute values derive from: directly, through vars, or
     /// through another resource's attribute.
     pub secrets: BTreeSet<String>,
+    /// The subset of `secrets` that flows into write-only secret attributes: credentials the
+    /// target itself checks (a user's password), as opposed to copies a client presents (a
+    /// connection URI). A rotation changes these first.
+    pub credential_secrets: BTreeSet<String>,
 }
 
 impl Resource {

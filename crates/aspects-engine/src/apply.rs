@@ -20,6 +20,7 @@ use crate::provider::ProviderWrite;
 
 pub type Writers = BTreeMap<ProviderId, Arc<dyn ProviderWrite>>;
 
+#[derive(Clone)]
 pub struct ApplyOptions<'a> {
     pub parallelism: usize,
     pub allow_destroy: bool,
@@ -28,6 +29,10 @@ pub struct ApplyOptions<'a> {
     pub journal: Option<&'a Journal>,
     /// Checked before every change: once a target's lock is lost, nothing more is written.
     pub locks: Option<&'a Locks>,
+    /// Credentials being rotated whose provider keeps the old secret valid beside the new one
+    /// ([`crate::provider::SecretRotation::Dual`]): their changes go through
+    /// [`ProviderWrite::apply_keeping_old_secret`].
+    pub keep_old_secret: BTreeSet<Address>,
 }
 
 /// What happened to one resource; also the journal's vocabulary.
@@ -54,6 +59,11 @@ pub enum Event {
         address: String,
         action: Action,
         because: String,
+    },
+    /// The end of a zero-downtime rotation: the credential no longer accepts the old secret.
+    OldSecretDiscarded {
+        address: String,
+        ms: u64,
     },
 }
 
@@ -257,9 +267,13 @@ impl Run<'_> {
                     .get(&op.change.address)
                     .filter(|_| !matches!(op.change.action, Action::Delete | Action::Release))
                     .cloned();
+                let keep_old = self.opts.keep_old_secret.contains(&op.change.address);
                 running.spawn(async move {
                     let started = Instant::now();
-                    let r = writer.apply(&kind, &op.change, desired.as_ref()).await;
+                    let r = match desired.as_ref() {
+                        Some(d) if keep_old => writer.apply_keeping_old_secret(&kind, &op.change, d).await,
+                        _ => writer.apply(&kind, &op.change, desired.as_ref()).await,
+                    };
                     (op.change, r, started.elapsed().as_millis() as u64)
                 });
             }

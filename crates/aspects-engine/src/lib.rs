@@ -8,8 +8,9 @@ pub mod journal;
 pub mod lock;
 pub mod plan;
 pub mod provider;
+pub mod rotate;
 
-pub use provider::{Connector, ProviderError, ProviderRead, ProviderWrite};
+pub use provider::{Connector, ProviderError, ProviderRead, ProviderWrite, SecretRotation};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -148,7 +148,7 @@ pub async fn plan(
     let targets = match targets {
         None => None,
         Some(t) => {
-            let keep = graph.closure(t);
+            let keep = targeted(graph, t);
             known_targets(t, graph, &orphans)?;
             changes.retain(|c| keep.contains(&c.address) || t.contains(&c.address));
             Some(t.to_vec())
@@ -248,6 +248,16 @@ async fn destroy_plan(
     changes.sort_by(|a, b| a.address.cmp(&b.address));
     let plan = Plan { deployment: desired.deployment.clone(), changes, targets: targets.map(<[Address]>::to_vec) };
     Ok(Planned { plan, resources: BTreeMap::new() })
+}
+
+/// What `--target` keeps: each resource named and everything it depends on; for a secret
+/// (`secrets.NAME`), everything that uses it (what a rotation touches) with their dependencies.
+fn targeted(graph: &Graph, targets: &[Address]) -> BTreeSet<Address> {
+    let (secrets, resources): (Vec<Address>, Vec<Address>) = targets.iter().cloned().partition(Address::is_secret);
+    let consumers: Vec<Address> = graph.dependents(&secrets).into_iter().collect();
+    let mut keep = graph.closure(&resources);
+    keep.extend(graph.closure(&consumers));
+    keep
 }
 
 /// Every `--target` names a resource of the plan files or an owned object.

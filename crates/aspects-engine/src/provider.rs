@@ -55,6 +55,20 @@ impl Invalid {
     }
 }
 
+/// How a credential takes a new secret during a rotation (`aspects rotate`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretRotation {
+    /// The credential holds one secret: the old one stops working the moment the new one is
+    /// set, so its clients fail until they are moved too (MariaDB). The engine keeps that
+    /// window as short as the graph allows and journals how long it lasted.
+    Replace,
+    /// The credential can hold the old and the new secret at once (MySQL 8 `RETAIN CURRENT
+    /// PASSWORD`, ClickHouse's several authentication methods, two entries in Ralph's auth
+    /// file): the new one is added, every client moves, and only then is the old one dropped.
+    Dual,
+}
+
 /// Reading live state. Every method is side-effect free in the target.
 #[async_trait]
 pub trait ProviderRead: Send + Sync {
@@ -79,6 +93,13 @@ pub trait ProviderRead: Send + Sync {
         Vec::new()
     }
 
+    /// How resources of `kind` whose write-only secret attributes are credentials take a new
+    /// secret: see [`SecretRotation`]. A provider answering `Dual` implements
+    /// [`ProviderWrite::apply_keeping_old_secret`] and [`ProviderWrite::discard_old_secret`].
+    fn secret_rotation(&self, _kind: &KindSchema) -> SecretRotation {
+        SecretRotation::Replace
+    }
+
     /// Reads every desired resource of one kind in a constant number of queries. Returns one
     /// entry per desired resource, in order: `None` when the object does not exist.
     async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError>;
@@ -97,6 +118,24 @@ pub trait ProviderWrite: ProviderRead {
     /// claim ownership before creating (and confirm it after), treat "already gone" as done when
     /// deleting. A release drops the ownership record and leaves the object alone.
     async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError>;
+
+    /// During a rotation, for a credential whose provider answered [`SecretRotation::Dual`]:
+    /// carries out `change` so that the credential's current secret stays valid beside the new
+    /// one (MySQL 8: `RETAIN CURRENT PASSWORD`). Same crash rules as [`ProviderWrite::apply`].
+    async fn apply_keeping_old_secret(
+        &self,
+        kind: &KindSchema,
+        change: &Change,
+        desired: &Resource,
+    ) -> Result<(), ProviderError> {
+        self.apply(kind, change, Some(desired)).await
+    }
+
+    /// The end of a `Dual` rotation, once every client uses the new secret: the old secret stops
+    /// working (MySQL 8: `DISCARD OLD PASSWORD`). Must succeed when there is no old secret.
+    async fn discard_old_secret(&self, _kind: &KindSchema, _desired: &Resource) -> Result<(), ProviderError> {
+        Ok(())
+    }
 
     /// Drops this deployment's ownership records that prove nothing: the object is gone, or a
     /// create was claimed but never confirmed and `desired` no longer names it. Never touches an

@@ -146,8 +146,14 @@ async fn run_with(
     let locks = lock_all(&writers, "test", Duration::ZERO, &|_| {}).await.unwrap();
     let mut events = Vec::new();
     let redactor = Redactor::new([Secret::new("s3cr3t")]);
-    let opts =
-        ApplyOptions { parallelism, allow_destroy: false, redactor: &redactor, journal: None, locks: Some(&locks) };
+    let opts = ApplyOptions {
+        parallelism,
+        allow_destroy: false,
+        redactor: &redactor,
+        journal: None,
+        locks: Some(&locks),
+        keep_old_secret: Default::default(),
+    };
     let mut sink = |e: &Event| events.push(e.clone());
     let result = apply(&planned, &graph, &reg, &writers, &opts, &mut sink).await;
     (rec, events, result)
@@ -244,7 +250,14 @@ async fn delete_run(things: &[&str], users: &[&str], fail: &[&str]) -> (Arc<Reco
     let rec = Arc::new(Recorder { fail: fail.iter().map(|s| s.to_string()).collect(), limit: 8, ..Default::default() });
     let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
     let redactor = Redactor::default();
-    let opts = ApplyOptions { parallelism: 8, allow_destroy: true, redactor: &redactor, journal: None, locks: None };
+    let opts = ApplyOptions {
+        parallelism: 8,
+        allow_destroy: true,
+        redactor: &redactor,
+        journal: None,
+        locks: None,
+        keep_old_secret: Default::default(),
+    };
     let mut events = Vec::new();
     let mut sink = |e: &Event| events.push(e.clone());
     apply(&planned, &graph, &reg, &writers, &opts, &mut sink).await.unwrap();

@@ -1,7 +1,7 @@
 //! Resource tables: collecting `[KIND.NAME]` tables, then building each [`Resource`] from its
 //! resolved attributes, its edges and the provider instance that serves it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aspects_core::{Address, KindSchema, ProviderConfig, Resource};
 
@@ -68,9 +68,17 @@ impl<'a> Loader<'a> {
         let mut attrs = BTreeMap::new();
         let mut attr_origins = BTreeMap::new();
         let mut trace = Trace::default();
+        let mut credential_secrets = BTreeSet::new();
         for attr in &schema.attrs {
             let set = written(attr, table.get(attr.name));
-            if let Some(v) = self.attr(addr, attr.name, &mut trace) {
+            let mut own = Trace::default();
+            let value = self.attr(addr, attr.name, &mut own);
+            if attr.write_only && attr.sensitive {
+                credential_secrets.extend(own.secrets.iter().cloned());
+            }
+            trace.deps.extend(own.deps);
+            trace.secrets.extend(own.secrets);
+            if let Some(v) = value {
                 attrs.insert(attr.name.to_owned(), v);
             } else if set.is_some() || (attr.required && attr.default.is_none()) {
                 ok = false;
@@ -98,6 +106,7 @@ impl<'a> Loader<'a> {
             origin: self.sources.describe(&header),
             attr_origins,
             secrets,
+            credential_secrets,
         })
     }
 

@@ -37,8 +37,22 @@ pub struct LoadedSecret {
     pub name: String,
     pub source: SecretSource,
     pub value: Secret,
-    /// Made during this load, not found in the secrets file (saved by `Loaded::save_secrets`).
-    pub generated_now: bool,
+    pub state: SecretState,
+}
+
+/// Where a loaded secret's value stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    /// As the secrets file or the source holds it.
+    Current,
+    /// A `generate` secret made by this load for the first time (saved by `Loaded::save_secrets`).
+    Generated,
+    /// A rotation in progress, recorded in the secrets file since `started`: the value is the
+    /// pending one (a `generate` secret) or the source's (env, file).
+    Pending { started: String },
+    /// A new value made by this load for `aspects rotate`, not saved yet: it must be recorded as
+    /// pending before any target uses it.
+    Rotated,
 }
 
 /// A `[secrets]` entry whose source is well formed; its value is read on first use.
@@ -165,20 +179,20 @@ impl Loader<'_> {
             return v.clone();
         }
         let (source, at, key_at) = (declared.source.clone(), declared.at.clone(), declared.key_at.clone());
+        let pending = self.secrets.store.pending(name).map(|p| (p.value, SecretState::Pending { started: p.started }));
         let read = match (&source, self.opts.secret_values) {
             // validate and graph need no values: an empty stand-in, never matched or printed.
-            (_, SecretValues::Unread) => Some((Secret::new(""), false)),
-            (SecretSource::Env(var), _) => self.read_env(name, var, &at).map(|v| (v, false)),
-            (SecretSource::File(path), _) => self.read_file(name, path, &at).map(|v| (v, false)),
-            (SecretSource::Generate(len), _) => self.generated(name, *len, &key_at),
+            (_, SecretValues::Unread) => Some((Secret::new(""), SecretState::Current)),
+            (SecretSource::Env(var), _) => self.read_env(name, var, &at).map(|v| (v, sourced(pending))),
+            (SecretSource::File(path), _) => self.read_file(name, path, &at).map(|v| (v, sourced(pending))),
+            (SecretSource::Generate(len), _) => match pending {
+                Some((Some(v), state)) => Some((v, state)),
+                _ => self.generated(name, *len, &key_at),
+            },
         };
-        if let Some((value, generated_now)) = &read {
-            self.secrets.loaded.push(LoadedSecret {
-                name: name.to_owned(),
-                source,
-                value: value.clone(),
-                generated_now: *generated_now,
-            });
+        if let Some((value, state)) = &read {
+            let state = state.clone();
+            self.secrets.loaded.push(LoadedSecret { name: name.to_owned(), source, value: value.clone(), state });
         }
         let value = read.map(|(v, _)| v);
         if let Some(Some(d)) = self.secrets.declared.get_mut(name) {
@@ -207,7 +221,7 @@ impl Loader<'_> {
                     name: name.clone(),
                     source: d.source.clone(),
                     value: Secret::new(value),
-                    generated_now: false,
+                    state: SecretState::Current,
                 })
             })
             .collect()
@@ -247,11 +261,15 @@ impl Loader<'_> {
         None
     }
 
-    /// The stored value, or a new one (`true`: made now, in memory) unless this run may not
-    /// generate.
-    fn generated(&mut self, name: &str, len: usize, at: &Location) -> Option<(Secret, bool)> {
-        if let Some(v) = self.secrets.store.get(name) {
-            return Some((v, false));
+    /// The stored value, or a new one (made now, in memory) unless this run may not generate.
+    /// A secret being rotated gets a new value beside the stored one.
+    fn generated(&mut self, name: &str, len: usize, at: &Location) -> Option<(Secret, SecretState)> {
+        let stored = self.secrets.store.get(name);
+        if stored.is_some() && self.opts.rotate.contains(name) {
+            return Some((generate(len), SecretState::Rotated));
+        }
+        if let Some(v) = stored {
+            return Some((v, SecretState::Current));
         }
         if self.opts.secret_values == SecretValues::Existing {
             self.err(
@@ -268,8 +286,14 @@ impl Loader<'_> {
         }
         let v = generate(len);
         self.secrets.store.set(name, &v);
-        Some((v, true))
+        Some((v, SecretState::Generated))
     }
+}
+
+/// An env or file secret's state: its source holds the value, the secrets file only whether a
+/// rotation to it is in progress.
+fn sourced(pending: Option<(Option<Secret>, SecretState)>) -> SecretState {
+    pending.map_or(SecretState::Current, |(_, state)| state)
 }
 
 /// What a shell accepts as a variable name.

@@ -8,6 +8,7 @@ use aspects_core::{Action, Change, KindSchema, Resource, Value};
 use aspects_engine::provider::ProviderError;
 
 use crate::connect::Handle;
+use crate::flavour::Flavour;
 use crate::ownership::State;
 use crate::password;
 use crate::privileges::{self, GRANT_OPTION, LevelSets};
@@ -144,7 +145,7 @@ impl Handle {
             }
             USER => {
                 let account = sql::account(str_attr(a, "user"), str_attr(a, "host"));
-                self.set_password("CREATE", a).await.map_err(|(e, number)| match number {
+                self.set_password("CREATE", a, false).await.map_err(|(e, number)| match number {
                     Some(USER_EXISTS) => exists(e, format!("user {account}")),
                     _ => e,
                 })
@@ -181,8 +182,15 @@ impl Handle {
                 )
                 .await
             }
-            USER if changed("password").is_some() || changed("plugin").is_some() => {
-                self.set_password("ALTER", a).await.map_err(|(e, _)| e)
+            USER => {
+                if changed("password").is_some() || changed("plugin").is_some() {
+                    self.set_password("ALTER", a, false).await.map_err(|(e, _)| e)?;
+                }
+                // Only the provider reads it `true` (MySQL 8.0.14+): a retained password is drift.
+                if changed(schema::OLD_PASSWORD_ACCEPTED).is_some() {
+                    self.discard_old_password(a).await?;
+                }
+                Ok(())
             }
             GRANT => {
                 let Some(privileges) = changed("privileges") else {
@@ -201,9 +209,15 @@ impl Handle {
         On::parse(str_attr(a, "on")).map_err(ProviderError::new)
     }
 
-    /// `CREATE USER` / `ALTER USER` with the password. MariaDB gets the native hash, so the
-    /// plaintext never crosses the wire. Errors keep the server's error number beside them.
-    async fn set_password(&self, verb: &str, a: &BTreeMap<String, Value>) -> Result<(), (ProviderError, Option<u16>)> {
+    /// `CREATE USER` / `ALTER USER` with the password's stored form, computed here (see
+    /// [`identified`]); `retain` keeps the current password as the secondary one (MySQL
+    /// 8.0.14+: a rotation's first step). Errors keep the server's error number beside them.
+    pub(crate) async fn set_password(
+        &self,
+        verb: &str,
+        a: &BTreeMap<String, Value>,
+        retain: bool,
+    ) -> Result<(), (ProviderError, Option<u16>)> {
         let (user, host) = (str_attr(a, "user"), str_attr(a, "host"));
         let account = sql::account(user, host);
         let secret = a.get("password").and_then(Value::as_secret).ok_or_else(|| {
@@ -211,26 +225,32 @@ impl Handle {
                 ProviderError::new(format!("user {account} has no password; set `password = \"${{secrets.NAME}}\"`"));
             (e, None)
         })?;
-        let forms = password::secret_forms(secret.expose());
-        let pw = secret.expose();
-        // The stored form is computed here, so the plaintext never crosses the wire, except
-        // for caching_sha2_password (MySQL 8 path, untested here: only MariaDB runs on the test
-        // machines), which the server hashes with a fresh salt (use TLS).
-        let identified = match (str_attr(a, "plugin"), self.mariadb) {
-            (password::ED25519, _) => {
-                format!("IDENTIFIED VIA ed25519 USING {}", sql::literal(&password::ed25519_hash(pw)))
-            }
-            (password::CACHING_SHA2, _) => format!("IDENTIFIED WITH caching_sha2_password BY {}", sql::literal(pw)),
-            (_, true) => format!("IDENTIFIED BY PASSWORD {}", sql::literal(&password::native_hash(pw))),
-            (_, false) => {
-                format!("IDENTIFIED WITH mysql_native_password AS {}", sql::literal(&password::native_hash(pw)))
-            }
+        let salt = password::fresh_salt();
+        let set = Password {
+            plugin: str_attr(a, "plugin"),
+            password: secret.expose(),
+            salt: &salt,
+            rounds: self.sha2_rounds,
         };
-        let doing = format!("{} user {account}", if verb == "CREATE" { "creating" } else { "setting the password of" });
+        let (sql, stored) = user_sql(self.flavour, verb, &account, &set, retain);
+        let mut forms = password::secret_forms(secret.expose());
+        forms.extend(stored);
+        let doing = match (verb, retain) {
+            ("CREATE", _) => format!("creating user {account}"),
+            (_, false) => format!("setting the password of user {account}"),
+            (_, true) => format!("setting the password of user {account}, keeping the old one"),
+        };
         let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();
-        self.execute(&format!("{verb} USER {account} {identified}"), true).await.map_err(|e| {
+        self.execute(&sql, true).await.map_err(|e| {
             (crate::error::from_sqlx(&e, &self.target, &self.admin, &doing, &secrets), crate::error::number(&e))
         })
+    }
+
+    /// `ALTER USER ... DISCARD OLD PASSWORD`: the secondary password a rotation kept stops
+    /// working. Repeating it is harmless.
+    pub(crate) async fn discard_old_password(&self, a: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
+        let account = sql::account(str_attr(a, "user"), str_attr(a, "host"));
+        self.run(&discard_sql(&account), &format!("discarding the old password of user {account}"), &[]).await
     }
 
     /// GRANT what is missing, then REVOKE what is beyond the plan.
@@ -318,6 +338,57 @@ fn refuse_empty_identity(kind: &str, attrs: Option<&BTreeMap<String, Value>>) ->
         .with_hint("identities must be non-empty literal names; check what the plan file's references resolve to"))
 }
 
+/// A password to set, and how.
+struct Password<'a> {
+    plugin: &'a str,
+    password: &'a str,
+    /// Used by `caching_sha2_password` only; fresh for every statement.
+    salt: &'a [u8; password::SALT_LEN],
+    rounds: u32,
+}
+
+/// `CREATE USER` / `ALTER USER` giving `account` the password, and the stored forms the
+/// statement carries (to scrub from errors, besides the password's own forms). The stored
+/// form is computed here, so no password crosses the wire, TLS or not: the native hash, the
+/// ed25519 key, or a `caching_sha2_password` hash with a fresh salt, written as a hex literal
+/// where the server takes one (its salt holds arbitrary bytes). `retain` keeps the current
+/// password as a secondary one: MySQL's grammar takes `RETAIN CURRENT PASSWORD` after
+/// `IDENTIFIED WITH ... AS` (sql_yacc.yy, `alter_user`; WL#11540 FR2.1).
+fn user_sql(flavour: Flavour, verb: &str, account: &str, set: &Password, retain: bool) -> (String, Vec<String>) {
+    let pw = set.password;
+    let (clause, forms) = match set.plugin {
+        password::ED25519 => {
+            (format!("IDENTIFIED VIA ed25519 USING {}", sql::literal(&password::ed25519_hash(pw))), Vec::new())
+        }
+        password::CACHING_SHA2 => {
+            let stored = password::caching_sha2_stored(pw, set.salt, set.rounds);
+            let hex = hex::encode_upper(&stored);
+            let (text, quoted) = if flavour.hex_auth_strings() {
+                (format!("0x{hex}"), None)
+            } else {
+                let quoted = sql::literal(&stored);
+                let body = quoted[1..quoted.len() - 1].to_owned();
+                (quoted, Some(body))
+            };
+            let forms = [Some(stored), Some(hex), quoted].into_iter().flatten().collect();
+            (format!("IDENTIFIED WITH caching_sha2_password AS {text}"), forms)
+        }
+        _ if flavour.mariadb => {
+            (format!("IDENTIFIED BY PASSWORD {}", sql::literal(&password::native_hash(pw))), Vec::new())
+        }
+        _ => (
+            format!("IDENTIFIED WITH mysql_native_password AS {}", sql::literal(&password::native_hash(pw))),
+            Vec::new(),
+        ),
+    };
+    let retain = if retain { " RETAIN CURRENT PASSWORD" } else { "" };
+    (format!("{verb} USER {account} {clause}{retain}"), forms)
+}
+
+fn discard_sql(account: &str) -> String {
+    format!("ALTER USER {account} DISCARD OLD PASSWORD")
+}
+
 /// The privilege list of a GRANT/REVOKE: `ALL PRIVILEGES` when it is the level's full set.
 fn privilege_list(levels: &LevelSets, on: &On, privileges: &BTreeSet<String>) -> String {
     let full = levels.get(on.level());
@@ -353,6 +424,7 @@ fn revoke_sql(on: &On, account: &str, drop: &BTreeSet<String>) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flavour::{MARIADB_1011, MYSQL_84};
 
     fn levels() -> LevelSets {
         let mut l = LevelSets::default();
@@ -394,6 +466,61 @@ mod tests {
         assert_eq!(
             revoke_sql(&On::Global, "'u'@'%'", &set(&["GRANT OPTION"])).unwrap(),
             "REVOKE GRANT OPTION ON *.* FROM 'u'@'%'"
+        );
+    }
+    #[test]
+    fn password_statements_by_flavour() {
+        // The salt of MySQL's own example (SHOW CREATE USER in the reference manual), so the
+        // MySQL 8.4 statement must carry exactly the hash MySQL printed for 'secret'.
+        let salt = *b"\x0cwE`6&1=a<L\x10c>\n\x10K\x1e\x14\x13";
+        let account = sql::account("app", "%");
+        let mysql_8015 = Flavour { mariadb: false, version: [8, 0, 15] };
+        let mut out = Vec::new();
+        for (server, flavour, plugins) in [
+            ("MySQL 8.4", MYSQL_84, [password::CACHING_SHA2, password::NATIVE]),
+            ("MySQL 8.0.15", mysql_8015, [password::CACHING_SHA2, password::NATIVE]),
+            ("MariaDB 10.11", MARIADB_1011, [password::NATIVE, password::ED25519]),
+        ] {
+            for plugin in plugins {
+                let set = Password { plugin, password: "secret", salt: &salt, rounds: 5000 };
+                for (verb, retain) in [("CREATE", false), ("ALTER", false), ("ALTER", true)] {
+                    if retain && !flavour.dual_passwords() {
+                        continue;
+                    }
+                    out.push(format!("-- {server}, {plugin}\n{}", user_sql(flavour, verb, &account, &set, retain).0));
+                }
+            }
+        }
+        out.push(format!("-- MySQL 8.4, after a rotation\n{}", discard_sql(&account)));
+        // Control bytes of the salt (sent raw inside quotes before 8.0.17) shown as \xNN here.
+        let out: String = out
+            .join("\n")
+            .chars()
+            .map(|c| if c.is_control() && c != '\n' { format!("\\x{:02X}", u32::from(c)) } else { c.to_string() })
+            .collect();
+        assert!(!out.contains("secret"), "{out}");
+        assert!(out.contains(
+            "AS 0x244124303035240C7745603626313D613C4C10633E0A104B1E14135A544A7871567245614F4872344643546336546F624F6C78\
+             61326932752F45622F4F473273597557627139"
+        ));
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn password_statements_carry_their_stored_forms_for_scrubbing() {
+        let salt = password::fresh_salt();
+        let set = Password { plugin: password::CACHING_SHA2, password: "pw", salt: &salt, rounds: 5000 };
+        for flavour in [MYSQL_84, Flavour { mariadb: false, version: [8, 0, 15] }] {
+            let (sql, forms) = user_sql(flavour, "ALTER", "'u'@'%'", &set, false);
+            assert!(forms.iter().any(|f| f.starts_with("$A$005$")), "{forms:?}");
+            assert!(forms.iter().any(|f| sql.contains(f.as_str())), "{sql} holds none of {forms:?}");
+        }
+        // Two statements for the same password never carry the same hash.
+        let other = password::fresh_salt();
+        let again = Password { salt: &other, ..set };
+        assert_ne!(
+            user_sql(MYSQL_84, "ALTER", "'u'@'%'", &set, false).0,
+            user_sql(MYSQL_84, "ALTER", "'u'@'%'", &again, false).0
         );
     }
 }

@@ -85,9 +85,14 @@ impl Handle {
                 }
                 let plugin = str_attr(a, "plugin");
                 if kind.kind == USER && !self.auth_plugins.contains(plugin) {
-                    let hint = match (plugin, self.mariadb) {
+                    let hint = match (plugin, self.flavour.mariadb) {
                         (password::ED25519, true) => "load it first: INSTALL SONAME 'auth_ed25519'",
                         (password::ED25519, false) => "ed25519 is MariaDB's; on MySQL use caching_sha2_password",
+                        (password::NATIVE, false) => {
+                            "MySQL 8.4 loads mysql_native_password only with --mysql-native-password=ON; \
+                             use caching_sha2_password (the default there)"
+                        }
+                        (_, false) => "use caching_sha2_password, MySQL 8's default",
                         _ => "use a plugin this server has: mysql_native_password, or ed25519 on MariaDB",
                     };
                     out.push(

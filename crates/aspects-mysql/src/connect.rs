@@ -14,6 +14,8 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySqlPool, Row};
 
 use crate::error;
+use crate::flavour::Flavour;
+use crate::password;
 use crate::privileges::LevelSets;
 use crate::schema::{self, DEFAULT_MAX_CONCURRENCY, DEFAULT_META_DATABASE};
 use crate::sql::SESSION_SQL_MODE;
@@ -64,7 +66,10 @@ pub struct Handle {
     pub(crate) deployment: String,
     pub(crate) meta: String,
     max_concurrency: usize,
-    pub(crate) mariadb: bool,
+    pub(crate) flavour: Flavour,
+    /// Rounds of a new `caching_sha2_password` hash: the server's
+    /// `caching_sha2_password_digest_rounds` (MySQL 8.0.24+), else MySQL's fixed 5000.
+    pub(crate) sha2_rounds: u32,
     /// Character set -> its default collation, as this server defines it.
     pub(crate) charsets: BTreeMap<String, String>,
     /// Collation -> its character set (full names, e.g. `utf8mb4_uca1400_ai_ci` on MariaDB).
@@ -147,7 +152,8 @@ impl Handle {
             deployment: deployment.to_owned(),
             meta,
             max_concurrency,
-            mariadb: true,
+            flavour: Flavour::parse("MariaDB"),
+            sha2_rounds: password::CACHING_SHA2_ROUNDS,
             charsets: BTreeMap::new(),
             collations: BTreeMap::new(),
             current: Default::default(),
@@ -168,7 +174,7 @@ impl Handle {
             Some(r) => (text(r, 0)?, text(r, 1)?),
             None => Default::default(),
         };
-        self.mariadb = version.contains("MariaDB");
+        self.flavour = Flavour::parse(&version);
         // `user@host`: the host never contains `@`, the user may.
         if let Some((user, host)) = current.rsplit_once('@') {
             self.current = (user.to_owned(), host.to_lowercase());
@@ -215,6 +221,19 @@ impl Handle {
         self.levels.set_database(columns.iter().filter(|c| c.0.eq_ignore_ascii_case("db")).map(|c| c.1.as_str()));
         if let Some(c) = columns.iter().find(|c| c.0.eq_ignore_ascii_case("tables_priv")) {
             self.levels.set_table(&c.2);
+        }
+        if self.flavour.mysql8() {
+            // Absent before 8.0.24 (no row). Kept to whole thousands: the stored form only
+            // records rounds / 1000.
+            self.count();
+            let rounds = sqlx::raw_sql("SHOW GLOBAL VARIABLES LIKE 'caching_sha2_password_digest_rounds'")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(&e, doing))?;
+            if let Some(r) = rounds.first() {
+                let n: u32 = text(r, 1)?.parse().unwrap_or(password::CACHING_SHA2_ROUNDS);
+                self.sha2_rounds = (n / 1000 * 1000).max(password::CACHING_SHA2_ROUNDS);
+            }
         }
         self.count();
         let privileges =
@@ -343,7 +362,6 @@ impl ProviderWrite for Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::password;
     use crate::sql::ident;
 
     #[test]

@@ -1,9 +1,11 @@
 //! Privileges a managed account can hold outside the three `on` levels `mysql_grant` manages:
-//! granted roles, the default role, column privileges, routine privileges and proxy rights. The
+//! granted roles, the default role, column privileges, routine privileges, proxy rights and
+//! (MySQL 8) partial revokes, which withhold global privileges from one database. The
 //! plan never declares them, so for a managed user each one found is "beyond the plan" and
-//! revoked. They are read from the `mysql.*` privilege tables in one batched query (never by
-//! parsing `SHOW GRANTS`), and each is reported as a `mysql_grant` orphan whose `on` is the
-//! [`Extra`]'s text: a form `On::parse` refuses, so a plan file cannot declare one.
+//! revoked (a partial revoke is lifted). They are read from the `mysql.*` privilege tables,
+//! batched, with the tables of the server's flavour (never by parsing `SHOW GRANTS`), and each
+//! is reported as a `mysql_grant` orphan whose `on` is the [`Extra`]'s text: a form
+//! `On::parse` refuses, so a plan file cannot declare one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -11,6 +13,7 @@ use std::fmt;
 use aspects_engine::provider::ProviderError;
 
 use crate::connect::{Handle, text};
+use crate::flavour::Flavour;
 use crate::privileges::{self, GRANT_OPTION};
 use crate::sql::{self, ident};
 
@@ -30,6 +33,8 @@ pub enum Extra {
     Routine { routine: String, db: String, name: String },
     /// The right to log in as another account.
     Proxy { user: String, host: String },
+    /// Global privileges withheld from one database (MySQL 8.0.16+ with `partial_revokes`).
+    PartialRevoke { db: String },
 }
 
 /// A role name as statements take it: MariaDB roles have no host.
@@ -47,6 +52,7 @@ impl fmt::Display for Extra {
                 write!(f, "{} {}.{}", routine.to_lowercase(), ident(db), ident(name))
             }
             Extra::Proxy { user, host } => write!(f, "proxy {}", sql::account(user, host)),
+            Extra::PartialRevoke { db } => write!(f, "partial revoke on {}.*", ident(db)),
         }
     }
 }
@@ -64,38 +70,14 @@ fn set_members(set: &str) -> impl Iterator<Item = String> + '_ {
 }
 
 impl Handle {
-    /// Every extra the accounts hold, in one query over the privilege tables (exact match on
-    /// user and host done here: those columns compare case-insensitively on some servers).
+    /// Every extra the accounts hold, in one query over the privilege tables, and one more for
+    /// partial revokes on MySQL 8.0.16+ (exact match on user and host done here: those columns
+    /// compare case-insensitively on some servers).
     pub(crate) async fn extras(&self, accounts: &BTreeSet<Account>) -> Result<Extras, ProviderError> {
         if accounts.is_empty() {
             return Ok(Extras::new());
         }
-        let pairs = vec!["(?, ?)"; accounts.len()].join(", ");
-        // Columns: kind, user, host, a, b, c, d (see the match below for what a..d hold).
-        let roles = if self.mariadb {
-            format!(
-                "SELECT 'role', User, Host, Role, '', '', Admin_option FROM mysql.roles_mapping \
-                 WHERE (User, Host) IN ({pairs}) \
-                 UNION ALL SELECT 'default', User, Host, default_role, '', '', '' FROM mysql.user \
-                 WHERE (User, Host) IN ({pairs}) AND default_role <> ''"
-            )
-        } else {
-            format!(
-                "SELECT 'role', TO_USER, TO_HOST, FROM_USER, FROM_HOST, '', WITH_ADMIN_OPTION FROM mysql.role_edges \
-                 WHERE (TO_USER, TO_HOST) IN ({pairs}) \
-                 UNION ALL SELECT 'default', USER, HOST, DEFAULT_ROLE_USER, DEFAULT_ROLE_HOST, '', '' \
-                 FROM mysql.default_roles WHERE (USER, HOST) IN ({pairs})"
-            )
-        };
-        let query = format!(
-            "{roles} \
-             UNION ALL SELECT 'column', User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv \
-             WHERE (User, Host) IN ({pairs}) \
-             UNION ALL SELECT 'routine', User, Host, Db, Routine_name, Routine_type, Proc_priv FROM mysql.procs_priv \
-             WHERE (User, Host) IN ({pairs}) \
-             UNION ALL SELECT 'proxy', User, Host, Proxied_user, Proxied_host, '', IF(With_grant, 'Y', 'N') \
-             FROM mysql.proxies_priv WHERE (User, Host) IN ({pairs})"
-        );
+        let query = extras_sql(self.flavour, accounts.len());
         let one: Vec<&str> = accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]).collect();
         let binds: Vec<&str> = (0..5).flat_map(|_| one.iter().copied()).collect();
         let rows = self
@@ -130,6 +112,27 @@ impl Handle {
             };
             extras.entry(account).or_default().entry(extra).or_default().extend(held);
         }
+        if self.flavour.partial_revokes() {
+            // Its own query: a JSON value in the UNION above would mix collations.
+            let rows = self
+                .rows(&restrictions_sql(accounts.len()), &one)
+                .await
+                .map_err(|e| self.err(&e, "reading partial revokes from mysql.user"))?;
+            for r in &rows {
+                let account = (text(r, 0)?, text(r, 1)?);
+                if !accounts.contains(&account) {
+                    continue;
+                }
+                for (db, privileges) in restrictions(&text(r, 2)?)? {
+                    extras
+                        .entry(account.clone())
+                        .or_default()
+                        .entry(Extra::PartialRevoke { db })
+                        .or_default()
+                        .extend(privileges);
+                }
+            }
+        }
         extras.retain(|_, e| {
             e.retain(|_, held| !held.is_empty());
             !e.is_empty()
@@ -146,7 +149,7 @@ impl Handle {
         else {
             return Ok(());
         };
-        let sql = revoke_sql(self.mariadb, extra, privileges, &sql::account(user, host));
+        let sql = revoke_sql(self.flavour.mariadb, extra, privileges, &sql::account(user, host));
         self.run(&sql, &format!("revoking {extra} from {}", sql::account(user, host)), &[]).await
     }
 }
@@ -173,12 +176,75 @@ fn revoke_sql(mariadb: bool, extra: &Extra, privileges: &BTreeSet<String>, accou
             format!("REVOKE {list} ON {routine} {}.{} FROM {account}", ident(db), ident(name))
         }
         Extra::Proxy { user, host } => format!("REVOKE PROXY ON {} FROM {account}", sql::account(user, host)),
+        // Granting at database level what a partial revoke withholds lifts the restriction.
+        Extra::PartialRevoke { db } => {
+            format!("GRANT {} ON {}.* TO {account}", privileges::revoke_list(privileges), ident(db))
+        }
     }
+}
+
+/// Roles, the default role, column, routine and proxy privileges of `n` accounts, each bound as
+/// a (user, host) pair five times over.
+fn extras_sql(flavour: Flavour, n: usize) -> String {
+    let pairs = vec!["(?, ?)"; n].join(", ");
+    // Columns: kind, user, host, a, b, c, d (see `Handle::extras` for what a..d hold).
+    let roles = if flavour.mariadb {
+        format!(
+            "SELECT 'role', User, Host, Role, '', '', Admin_option FROM mysql.roles_mapping \
+             WHERE (User, Host) IN ({pairs}) \
+             UNION ALL SELECT 'default', User, Host, default_role, '', '', '' FROM mysql.user \
+             WHERE (User, Host) IN ({pairs}) AND default_role <> ''"
+        )
+    } else {
+        format!(
+            "SELECT 'role', TO_USER, TO_HOST, FROM_USER, FROM_HOST, '', WITH_ADMIN_OPTION FROM mysql.role_edges \
+             WHERE (TO_USER, TO_HOST) IN ({pairs}) \
+             UNION ALL SELECT 'default', USER, HOST, DEFAULT_ROLE_USER, DEFAULT_ROLE_HOST, '', '' \
+             FROM mysql.default_roles WHERE (USER, HOST) IN ({pairs})"
+        )
+    };
+    format!(
+        "{roles} \
+         UNION ALL SELECT 'column', User, Host, Db, Table_name, Column_name, Column_priv FROM mysql.columns_priv \
+         WHERE (User, Host) IN ({pairs}) \
+         UNION ALL SELECT 'routine', User, Host, Db, Routine_name, Routine_type, Proc_priv FROM mysql.procs_priv \
+         WHERE (User, Host) IN ({pairs}) \
+         UNION ALL SELECT 'proxy', User, Host, Proxied_user, Proxied_host, '', IF(With_grant, 'Y', 'N') \
+         FROM mysql.proxies_priv WHERE (User, Host) IN ({pairs})"
+    )
+}
+
+/// The partial revokes of `n` accounts (one (user, host) pair each), as the JSON MySQL keeps
+/// in `User_attributes`: `[{"Database": "db", "Privileges": ["SELECT", ...]}, ...]`.
+fn restrictions_sql(n: usize) -> String {
+    format!(
+        "SELECT User, Host, CAST(JSON_EXTRACT(User_attributes, '$.Restrictions') AS CHAR) FROM mysql.user \
+         WHERE (User, Host) IN ({}) AND JSON_CONTAINS_PATH(User_attributes, 'one', '$.Restrictions')",
+        vec!["(?, ?)"; n].join(", ")
+    )
+}
+
+/// Database -> withheld privileges, from `restrictions_sql`'s JSON.
+fn restrictions(json: &str) -> Result<Vec<(String, Vec<String>)>, ProviderError> {
+    let unexpected = || ProviderError::new(format!("unexpected partial revokes in mysql.user: {json}"));
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|_| unexpected())?;
+    value
+        .as_array()
+        .ok_or_else(unexpected)?
+        .iter()
+        .map(|r| {
+            let db = r.get("Database").and_then(serde_json::Value::as_str).ok_or_else(unexpected)?;
+            let privileges = r.get("Privileges").and_then(serde_json::Value::as_array).ok_or_else(unexpected)?;
+            let privileges = privileges.iter().map(|p| p.as_str().map(str::to_uppercase).ok_or_else(unexpected));
+            Ok((db.to_owned(), privileges.collect::<Result<_, _>>()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flavour::{MARIADB_1011, MYSQL_84};
 
     fn set(names: &[&str]) -> BTreeSet<String> {
         names.iter().map(|s| s.to_string()).collect()
@@ -232,5 +298,41 @@ mod tests {
             ["EXECUTE", "ALTER ROUTINE", "GRANT OPTION"]
         );
         assert_eq!(set_members("").count(), 0);
+    }
+
+    #[test]
+    fn extra_reads_by_flavour() {
+        let out = [
+            format!("-- MySQL 8.4: roles, column, routine, proxy\n{}", extras_sql(MYSQL_84, 2)),
+            format!("-- MySQL 8.4: partial revokes\n{}", restrictions_sql(2)),
+            format!("-- MariaDB 10.11: roles, column, routine, proxy\n{}", extras_sql(MARIADB_1011, 2)),
+        ]
+        .join("\n");
+        // Five (user, host) lists, bound in order.
+        assert_eq!(extras_sql(MYSQL_84, 2).matches("(?, ?), (?, ?)").count(), 5);
+        assert_eq!(restrictions_sql(2).matches("(?, ?), (?, ?)").count(), 1);
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
+    fn partial_revokes_read_from_user_attributes() {
+        let json = r#"[{"Database": "mysql", "Privileges": ["SELECT", "insert"]}, {"Database": "a`b", "Privileges": ["DROP"]}]"#;
+        assert_eq!(
+            restrictions(json).unwrap(),
+            [
+                ("mysql".to_owned(), vec!["SELECT".to_owned(), "INSERT".to_owned()]),
+                ("a`b".to_owned(), vec!["DROP".to_owned()])
+            ]
+        );
+        for bad in ["{}", "[{\"Database\": 1}]", "not json", "[{\"Database\": \"d\"}]"] {
+            assert!(restrictions(bad).unwrap_err().message.contains("unexpected partial revokes"), "{bad}");
+        }
+        let lift = Extra::PartialRevoke { db: "a`b".into() };
+        assert_eq!(lift.to_string(), "partial revoke on `a``b`.*");
+        assert!(sql::On::parse(&lift.to_string()).is_err());
+        assert_eq!(
+            revoke_sql(false, &lift, &set(&["INSERT", "SELECT"]), "'u'@'%'"),
+            "GRANT INSERT, SELECT ON `a``b`.* TO 'u'@'%'"
+        );
     }
 }

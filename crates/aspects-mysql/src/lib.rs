@@ -8,6 +8,7 @@ mod check;
 mod connect;
 mod error;
 mod extra;
+mod flavour;
 mod lock;
 mod ownership;
 mod password;

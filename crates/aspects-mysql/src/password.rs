@@ -1,6 +1,8 @@
 //! Checking a user's password without reading it back and without ever logging in as the
 //! account: the stored form is recomputed locally (`mysql_native_password`, MariaDB `ed25519`,
-//! MySQL `caching_sha2_password`); anything else is reported as unknown, with the reason.
+//! MySQL `caching_sha2_password` and `sha256_password`); anything else is reported as unknown,
+//! with the reason. New `caching_sha2_password` forms are made here too, with a fresh salt, so
+//! no password crosses the wire.
 
 use aspects_core::Verification;
 use base64::Engine;
@@ -39,6 +41,8 @@ pub fn secret_forms(password: &str) -> Vec<String> {
 pub const NATIVE: &str = "mysql_native_password";
 pub const ED25519: &str = "ed25519";
 pub const CACHING_SHA2: &str = "caching_sha2_password";
+/// MySQL's deprecated SHA-256 plugin: verified here, never set.
+pub const SHA256: &str = "sha256_password";
 /// The plugins a `mysql_user` may ask for: each one's stored form is recomputed here.
 pub const SETTABLE: &[&str] = &[NATIVE, ED25519, CACHING_SHA2];
 
@@ -72,9 +76,21 @@ pub fn verify(plugin: &str, stored: &str, password: &str) -> Verification {
     match canonical_plugin(plugin).as_str() {
         NATIVE => same(native_hash(password)),
         ED25519 => same(ed25519_hash(password)),
+        // MySQL stores nothing for an empty password.
+        CACHING_SHA2 | SHA256 if stored.is_empty() => {
+            if password.is_empty() {
+                Verification::Matches
+            } else {
+                Verification::Differs
+            }
+        }
         CACHING_SHA2 => match caching_sha2_hash(password, stored) {
             Some(computed) => same(computed),
             None => Verification::Unknown("the stored caching_sha2_password hash is not in the `$A$` form".into()),
+        },
+        SHA256 => match sha256_password_hash(password, stored) {
+            Some(computed) => same(computed),
+            None => Verification::Unknown("the stored sha256_password hash is not in the `$5$` form".into()),
         },
         p if PASSWORDLESS.contains(&p) => Verification::Differs,
         p => Verification::Unknown(format!(
@@ -84,16 +100,53 @@ pub fn verify(plugin: &str, stored: &str, password: &str) -> Verification {
     }
 }
 
-/// MySQL's `caching_sha2_password` form, `$A$<rounds/1000, 3 digits>$<20-byte salt><43 chars>`,
-/// recomputed from `password` with the salt and rounds of `stored`. None if `stored` is not in
-/// that form.
+/// MySQL's default `caching_sha2_password_digest_rounds`.
+pub const CACHING_SHA2_ROUNDS: u32 = 5000;
+/// Salt length of `caching_sha2_password` and `sha256_password` (MySQL's `CRYPT_SALT_LENGTH`).
+pub const SALT_LEN: usize = 20;
+
+/// A fresh salt, drawn as MySQL's own `generate_user_salt` draws one: random bytes cut to 7
+/// bits, with NUL and `$` (which would end the salt) moved up by one.
+pub fn fresh_salt() -> [u8; SALT_LEN] {
+    let mut salt: [u8; SALT_LEN] = rand::random();
+    for b in &mut salt {
+        *b &= 0x7f;
+        if *b == 0 || *b == b'$' {
+            *b += 1;
+        }
+    }
+    salt
+}
+
+/// MySQL's `caching_sha2_password` stored form for `password`:
+/// `$A$<rounds/1000, 3 hex digits>$<20-byte salt><43 chars of SHA-256 crypt>`. Every salt byte
+/// is below 0x80, so the result is ASCII (not necessarily printable).
+pub fn caching_sha2_stored(password: &str, salt: &[u8; SALT_LEN], rounds: u32) -> String {
+    let hash = sha256_crypt(password.as_bytes(), salt, rounds);
+    let salt: String = salt.iter().map(|&b| char::from(b)).collect();
+    format!("$A${:03X}${salt}{}", rounds / 1000, crypt_b64(&hash))
+}
+
+/// `stored` recomputed from `password` with its own salt and rounds (the rounds are hex since
+/// MySQL 8.0.24 made them configurable; 5000 is `005` either way). None if `stored` is not
+/// in the `$A$` form.
 pub fn caching_sha2_hash(password: &str, stored: &str) -> Option<String> {
     let rest = stored.strip_prefix("$A$")?;
     let (rounds, rest) = (rest.get(..3)?, rest.get(3..)?);
-    let rounds: u32 = rounds.parse().ok()?;
-    let salt = rest.strip_prefix('$')?.as_bytes().get(..20)?;
-    let hash = sha256_crypt(password.as_bytes(), salt, rounds * 1000);
-    Some(format!("$A${rounds:03}${}{}", std::str::from_utf8(salt).ok()?, crypt_b64(&hash)))
+    let rounds = u32::from_str_radix(rounds, 16).ok()?;
+    let salt: &[u8; SALT_LEN] = rest.strip_prefix('$')?.as_bytes().get(..SALT_LEN)?.try_into().ok()?;
+    (rounds > 0).then(|| caching_sha2_stored(password, salt, rounds * 1000))
+}
+
+/// MySQL's `sha256_password` stored form, `$5$<salt, up to 20 bytes>$<43 chars>` (SHA-256 crypt
+/// with the default 5000 rounds), recomputed from `password` with the salt of `stored`.
+pub fn sha256_password_hash(password: &str, stored: &str) -> Option<String> {
+    let (salt, _) = stored.strip_prefix("$5$")?.split_once('$')?;
+    if salt.len() > SALT_LEN || salt.starts_with("rounds=") {
+        return None;
+    }
+    let hash = sha256_crypt(password.as_bytes(), salt.as_bytes(), CACHING_SHA2_ROUNDS);
+    Some(format!("$5${salt}${}", crypt_b64(&hash)))
 }
 
 /// SHA-256 crypt (Drepper's algorithm, as glibc and MySQL implement it) without the 16-byte salt
@@ -237,5 +290,55 @@ mod tests {
         assert_eq!(caching_sha2_hash("pw", &stored).as_deref(), Some(stored.as_str()));
         assert_eq!(verify("caching_sha2_password", &stored, "pw"), Verification::Matches);
         assert_eq!(verify("caching_sha2_password", &stored, "px"), Verification::Differs);
+    }
+
+    #[test]
+    fn caching_sha2_verifies_mysqls_own_example() {
+        // MySQL 8.0 Reference Manual, "SHOW CREATE USER Statement": the account made with
+        // `CREATE USER 'u1'@'localhost' IDENTIFIED BY 'secret'`, printed with
+        // print_identified_with_as_hex = ON (its salt holds a newline and control bytes).
+        let stored = hex::decode(
+            "244124303035240C7745603626313D613C4C10633E0A104B1E14135A544A7871567245614F4872344643546336546F624F6C78\
+             61326932752F45622F4F473273597557627139",
+        )
+        .unwrap();
+        let stored = String::from_utf8(stored).unwrap();
+        assert_eq!(verify("caching_sha2_password", &stored, "secret"), Verification::Matches);
+        assert_eq!(verify("caching_sha2_password", &stored, "Secret"), Verification::Differs);
+    }
+
+    #[test]
+    fn caching_sha2_fresh_salts_round_trip() {
+        let (a, b) = (fresh_salt(), fresh_salt());
+        assert_ne!(a, b, "two salts of 140 random bits collided");
+        for salt in [a, b] {
+            // What MySQL's generate_user_salt allows: 7-bit, no NUL, no `$`.
+            assert!(salt.iter().all(|&c| (1..0x80).contains(&c) && c != b'$'), "{salt:?}");
+            let stored = caching_sha2_stored("pw", &salt, CACHING_SHA2_ROUNDS);
+            assert!(stored.starts_with("$A$005$") && stored.len() == 7 + SALT_LEN + 43, "{stored:?}");
+            assert_eq!(verify("caching_sha2_password", &stored, "pw"), Verification::Matches);
+            assert_eq!(verify("caching_sha2_password", &stored, "pw "), Verification::Differs);
+        }
+        // Rounds are written in hex (MySQL 8.0.24+): 10,000 rounds is `00A`.
+        let stored = caching_sha2_stored("pw", &a, 10_000);
+        assert!(stored.starts_with("$A$00A$"), "{stored:?}");
+        assert_eq!(caching_sha2_hash("pw", &stored).as_deref(), Some(stored.as_str()));
+        assert_ne!(stored, caching_sha2_stored("pw", &a, CACHING_SHA2_ROUNDS));
+        // An empty password is stored as nothing.
+        assert_eq!(verify("caching_sha2_password", "", ""), Verification::Matches);
+        assert_eq!(verify("caching_sha2_password", "", "pw"), Verification::Differs);
+    }
+
+    #[test]
+    fn sha256_password_is_verified_from_its_crypt_form() {
+        // Drepper's SHA-crypt test vector 1, in the `$5$salt$hash` form sha256_password stores.
+        let stored = "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5";
+        assert_eq!(verify("sha256_password", stored, "Hello world!"), Verification::Matches);
+        assert_eq!(verify("sha256_password", stored, "Hello world"), Verification::Differs);
+        // A 20-byte salt is used whole (glibc would cut it to 16).
+        let salt = "abcdefghij0123456789";
+        let long = format!("$5${salt}${}", crypt_b64(&sha256_crypt(b"pw", salt.as_bytes(), 5000)));
+        assert_eq!(verify("sha256_password", &long, "pw"), Verification::Matches);
+        assert!(matches!(verify("sha256_password", "$5$rounds=9000$s$h", "pw"), Verification::Unknown(_)));
     }
 }

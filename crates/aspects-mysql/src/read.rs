@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Value, Verification};
 use aspects_engine::provider::ProviderError;
 
-use crate::connect::{Handle, placeholders, text};
+use crate::connect::{Handle, int, placeholders, text};
+use crate::flavour::Flavour;
 use crate::ownership::{self, Record, State};
 use crate::password;
 use crate::privileges::GRANT_OPTION;
@@ -20,6 +21,8 @@ type Account = (String, String);
 struct AccountRow {
     plugin: String,
     auth: String,
+    /// A secondary password from `RETAIN CURRENT PASSWORD` still logs in (MySQL 8.0.14+).
+    old_password: bool,
 }
 
 /// Raw privilege names (GRANT OPTION included) per account and target.
@@ -60,9 +63,13 @@ impl Handle {
                 let host = canonical_host(str_attr(a, "host"));
                 a.insert("host".into(), Value::Str(host));
                 if kind.kind == USER {
-                    let default = if self.mariadb { password::NATIVE } else { password::CACHING_SHA2 };
+                    let default = if self.flavour.mariadb { password::NATIVE } else { password::CACHING_SHA2 };
                     let plugin = a.get("plugin").and_then(Value::as_str).unwrap_or(default);
                     a.insert("plugin".into(), Value::from(password::canonical_plugin(plugin)));
+                    // Only servers with dual passwords can drift here; elsewhere the plan stays quiet.
+                    if self.flavour.dual_passwords() {
+                        a.entry(schema::OLD_PASSWORD_ACCEPTED.into()).or_insert(Value::Bool(false));
+                    }
                 }
                 // `database`/`table` become the `on` they mean, the one form live grants are read in.
                 if kind.kind == GRANT
@@ -196,6 +203,7 @@ impl Handle {
                         ("user", Value::from(account.0.as_str())),
                         ("host", Value::from(account.1.as_str())),
                         ("plugin", Value::from(password::canonical_plugin(&row.plugin))),
+                        (schema::OLD_PASSWORD_ACCEPTED, Value::Bool(row.old_password)),
                     ]),
                     verified: [("password".to_owned(), verification)].into(),
                     ..Live::default()
@@ -209,10 +217,7 @@ impl Handle {
         if accounts.is_empty() {
             return Ok(BTreeMap::new());
         }
-        let sql = format!(
-            "SELECT User, Host, plugin, authentication_string FROM mysql.user WHERE (User, Host) IN ({})",
-            vec!["(?, ?)"; accounts.len()].join(", ")
-        );
+        let sql = accounts_sql(self.flavour, accounts.len());
         let binds: Vec<&str> = accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]).collect();
         let rows = self.rows(&sql, &binds).await.map_err(|e| self.err(&e, "reading users from mysql.user"))?;
         let wanted: BTreeSet<&Account> = accounts.iter().collect();
@@ -220,7 +225,7 @@ impl Handle {
         for r in &rows {
             let account = (text(r, 0)?, text(r, 1)?);
             if wanted.contains(&account) {
-                let row = AccountRow { plugin: text(r, 2)?, auth: text(r, 3)? };
+                let row = AccountRow { plugin: text(r, 2)?, auth: text(r, 3)?, old_password: int(r, 4)? == Some(1) };
                 found.insert(account, row);
             }
         }
@@ -253,16 +258,11 @@ impl Handle {
             return Ok(Privileges::new());
         }
         let grantees: Vec<String> = accounts.iter().map(|(u, h)| sql::grantee(u, h)).collect();
-        let p = placeholders(grantees.len());
-        let sql = format!(
-            "SELECT 'g', GRANTEE, '', '', PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES \
-             WHERE GRANTEE IN ({p}) \
-             UNION ALL SELECT 'd', GRANTEE, TABLE_SCHEMA, '', PRIVILEGE_TYPE, IS_GRANTABLE \
-             FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE IN ({p}) \
-             UNION ALL SELECT 't', GRANTEE, TABLE_SCHEMA, TABLE_NAME, PRIVILEGE_TYPE, IS_GRANTABLE \
-             FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE IN ({p})"
-        );
-        let binds: Vec<&str> = (0..3).flat_map(|_| grantees.iter().map(String::as_str)).collect();
+        let sql = privileges_sql(self.flavour, grantees.len());
+        let mut binds: Vec<&str> = (0..3).flat_map(|_| grantees.iter().map(String::as_str)).collect();
+        if self.flavour.mysql8() {
+            binds.extend(accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]));
+        }
         let rows =
             self.rows(&sql, &binds).await.map_err(|e| self.err(&e, "reading privileges from information_schema"))?;
         let wanted: BTreeSet<&str> = grantees.iter().map(String::as_str).collect();
@@ -292,7 +292,8 @@ impl Handle {
 
     /// Records of this deployment the plan does not name (with what exists of each), and what
     /// managed users hold beyond the plan (roles, column, routine and proxy privileges included).
-    /// At most six queries: records, databases, users, privileges, extras, grant owners.
+    /// At most six queries: records, databases, users, privileges, extras, grant owners (seven on
+    /// MySQL 8.0.16+, whose partial revokes are read apart).
     async fn scan(&self, desired: &[Resource]) -> Result<Scan, ProviderError> {
         let wanted: BTreeSet<(String, String)> = desired
             .iter()
@@ -509,6 +510,42 @@ impl Handle {
     }
 }
 
+/// The accounts' plugin, stored form and whether an old password still logs in.
+fn accounts_sql(flavour: Flavour, n: usize) -> String {
+    let old_password = if flavour.dual_passwords() {
+        "IF(JSON_CONTAINS_PATH(User_attributes, 'one', '$.additional_password'), 1, 0)"
+    } else {
+        "0"
+    };
+    format!(
+        "SELECT User, Host, plugin, authentication_string, {old_password} FROM mysql.user WHERE (User, Host) IN ({})",
+        vec!["(?, ?)"; n].join(", ")
+    )
+}
+
+/// Global, database and table privileges of `n` grantees (`'user'@'host'`). MySQL 8 adds
+/// dynamic privileges from `mysql.global_grants`, bound as `n` more (user, host) pairs.
+fn privileges_sql(flavour: Flavour, n: usize) -> String {
+    let p = placeholders(n);
+    let mut sql = format!(
+        "SELECT 'g', GRANTEE, '', '', PRIVILEGE_TYPE, IS_GRANTABLE FROM information_schema.USER_PRIVILEGES \
+         WHERE GRANTEE IN ({p}) \
+         UNION ALL SELECT 'd', GRANTEE, TABLE_SCHEMA, '', PRIVILEGE_TYPE, IS_GRANTABLE \
+         FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE IN ({p}) \
+         UNION ALL SELECT 't', GRANTEE, TABLE_SCHEMA, TABLE_NAME, PRIVILEGE_TYPE, IS_GRANTABLE \
+         FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE IN ({p})"
+    );
+    if flavour.mysql8() {
+        // GRANTEE's spelling (see `sql::grantee`), built from the table's own columns.
+        sql += &format!(
+            " UNION ALL SELECT 'g', CONCAT('''', USER, '''@''', HOST, ''''), '', '', PRIV, \
+             IF(WITH_GRANT_OPTION = 'Y', 'YES', 'NO') FROM mysql.global_grants WHERE (USER, HOST) IN ({})",
+            vec!["(?, ?)"; n].join(", ")
+        );
+    }
+    sql
+}
+
 /// What the orphan scan found.
 struct Scan {
     /// Records of this deployment the plan does not name, with the object's attributes when it
@@ -516,4 +553,28 @@ struct Scan {
     records: Vec<(Record, Option<BTreeMap<String, Value>>)>,
     /// Privileges managed users hold that nothing records.
     beyond: Vec<Orphan>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flavour::{MARIADB_1011, MYSQL_84};
+
+    #[test]
+    fn account_and_privilege_reads_by_flavour() {
+        let mysql_8013 = Flavour { mariadb: false, version: [8, 0, 13] };
+        let mut out = Vec::new();
+        for (server, flavour) in
+            [("MySQL 8.4", MYSQL_84), ("MySQL 8.0.13", mysql_8013), ("MariaDB 10.11", MARIADB_1011)]
+        {
+            out.push(format!("-- {server}: accounts\n{}", accounts_sql(flavour, 2)));
+            out.push(format!("-- {server}: privileges\n{}", privileges_sql(flavour, 2)));
+        }
+        let out = out.join("\n");
+        // Binds line up: 3 grantee lists, then (user, host) pairs on MySQL 8.
+        assert_eq!(privileges_sql(MYSQL_84, 2).matches('?').count(), 3 * 2 + 2 * 2);
+        assert_eq!(privileges_sql(MARIADB_1011, 2).matches('?').count(), 3 * 2);
+        assert_eq!(accounts_sql(MYSQL_84, 2).matches('?').count(), 2 * 2);
+        insta::assert_snapshot!(out);
+    }
 }

@@ -13,6 +13,8 @@ pub const SYSTEM: &str = "mysql";
 pub const DATABASE: &str = "mysql_database";
 pub const USER: &str = "mysql_user";
 pub const GRANT: &str = "mysql_grant";
+/// The `mysql_user` attribute the provider reads `true` while an old password still logs in.
+pub const OLD_PASSWORD_ACCEPTED: &str = "old_password_accepted";
 
 pub const DEFAULT_META_DATABASE: &str = "aspects_meta";
 pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
@@ -95,6 +97,14 @@ fn user_kind() -> KindSchema {
                  change in the plan.",
             )
             .check(check_plugin),
+            AttrSchema::new(
+                OLD_PASSWORD_ACCEPTED,
+                AttrType::Bool,
+                "Whether a retained old password still logs in (MySQL 8.0.14+ keeps one after `RETAIN CURRENT \
+                 PASSWORD`). Always false in a plan: a live `true` is drift, and apply discards the old password; \
+                 `aspects rotate` keeps one only until every consumer has the new one.",
+            )
+            .check(check_no_old_password),
         ],
         data_bearing: false,
         rank: 1,
@@ -301,6 +311,16 @@ fn check_plugin(v: &Value) -> Result<(), String> {
         "{plugin:?} is not a plugin aspects can set a password with; use one of: {}",
         password::SETTABLE.join(", ")
     ))
+}
+
+fn check_no_old_password(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Bool(false) => Ok(()),
+        Value::Bool(true) => Err("a plan cannot keep an old password valid; `aspects rotate` keeps one only while a \
+                                  rotation moves consumers to the new one"
+            .into()),
+        other => Err(format!("expected a boolean, found {}", other.type_name())),
+    }
 }
 
 fn check_concurrency(v: &Value) -> Result<(), String> {

@@ -157,12 +157,10 @@ impl Ctx<'_> {
     fn print(&self, planned: &Planned, json: Option<&PlanDocument>, rotations: &[Rotation], loaded: &Loaded) {
         match json {
             Some(doc) => println!("{}", serde_json::to_string_pretty(doc).expect("plan documents serialise")),
-            None => {
-                print!("{}", render_plan(&planned.plan, self.painter));
-                for r in rotations {
-                    print!("\n{}", rotation::unfinished(r, loaded));
-                }
-            }
+            None => sections(
+                render_plan(&planned.plan, self.painter),
+                rotations.iter().map(|r| rotation::unfinished(r, loaded)),
+            ),
         }
     }
 
@@ -206,10 +204,8 @@ impl Ctx<'_> {
             let planned = self.compute(&loaded, &readers, &targets, &redactor, Goal::Converge).await?;
             let found = rotations(&request.rotating(&loaded), &planned, &loaded.graph, &self.registry, &readers);
             let found = request.check(found, &loaded)?;
-            print!("{}", render_plan(&planned.plan, self.painter));
-            for r in &found {
-                print!("\n{}", rotation::describe(r, &loaded, &readers));
-            }
+            let described = found.iter().map(|r| rotation::describe(r, &loaded, &readers));
+            sections(render_plan(&planned.plan, self.painter), described);
             println!("\nDry run: nothing was changed and no value was saved.");
             return Ok(0);
         }
@@ -291,10 +287,8 @@ impl Ctx<'_> {
         if goal != Goal::Converge && !planned.plan.has_changes() {
             println!("Nothing to destroy: deployment `{}` owns nothing on its targets.", planned.plan.deployment);
         } else {
-            print!("{}", render_plan(&planned.plan, self.painter));
-        }
-        for r in &found {
-            print!("\n{}", rotation::describe(r, loaded, &readers));
+            let described = found.iter().map(|r| rotation::describe(r, loaded, &readers));
+            sections(render_plan(&planned.plan, self.painter), described);
         }
         let prune = || async {
             let pruned = prune(&planned, writers, Some(locks)).await.map_err(|e| scrubbed(e, redactor))?;
@@ -443,6 +437,17 @@ fn scrub_cli(e: CliError, redactor: &Redactor) -> CliError {
         }
         other => other,
     }
+}
+
+/// The plan text, then each further section after exactly one blank line.
+fn sections(plan: String, more: impl Iterator<Item = String>) {
+    let mut out = plan;
+    for section in more {
+        out.truncate(out.trim_end().len());
+        out.push_str("\n\n");
+        out.push_str(&section);
+    }
+    print!("{out}");
 }
 
 /// Masks every value this run knows: those it loaded, and every value the secrets file keeps

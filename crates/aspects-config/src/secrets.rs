@@ -125,7 +125,7 @@ impl SecretStore {
     }
 
     /// Opens the store; a missing file is an empty store (created on first save).
-    pub(crate) fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
         let mut store = Self::unread(path);
         let meta = match fs::metadata(path) {
             Ok(m) => m,

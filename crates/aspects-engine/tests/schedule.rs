@@ -17,7 +17,8 @@ use aspects_engine::EngineError;
 use aspects_engine::apply::{ApplyOptions, Event, Writers, apply};
 use aspects_engine::lock::lock_all;
 use aspects_engine::plan::{Goal, Readers, plan};
-use aspects_engine::provider::{LockGuard, ProviderError, ProviderRead, ProviderWrite};
+use aspects_engine::provider::{LockGuard, ProviderError, ProviderRead, ProviderWrite, SecretRotation};
+use aspects_engine::rotate::{Role, apply_rotating, rotations};
 use async_trait::async_trait;
 
 #[derive(Default)]
@@ -29,6 +30,8 @@ struct Recorder {
     limit: usize,
     /// Lock checks that succeed before the lock counts as lost (None: never lost).
     lock_lives: Option<usize>,
+    /// Answers `SecretRotation::Dual`: credentials can hold two secrets.
+    dual: bool,
 }
 
 /// A lock that is lost after a number of checks, as a lock whose connection the server killed.
@@ -57,6 +60,9 @@ impl ProviderRead for Recorder {
         0
     }
     fn normalise(&self, _: &KindSchema, _: &mut Resource) {}
+    fn secret_rotation(&self, _: &KindSchema) -> SecretRotation {
+        if self.dual { SecretRotation::Dual } else { SecretRotation::Replace }
+    }
     async fn read(&self, _: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         Ok(desired.iter().map(|_| None).collect())
     }
@@ -77,6 +83,14 @@ impl ProviderWrite for Recorder {
         if self.fail.contains(&name) {
             return Err(ProviderError::new("boom: password s3cr3t rejected"));
         }
+        Ok(())
+    }
+    async fn apply_keeping_old_secret(&self, k: &KindSchema, c: &Change, d: &Resource) -> Result<(), ProviderError> {
+        self.log.lock().unwrap().push(format!("keep-old:{}", c.address.name));
+        self.apply(k, c, Some(d)).await
+    }
+    async fn discard_old_secret(&self, _: &KindSchema, d: &Resource) -> Result<(), ProviderError> {
+        self.log.lock().unwrap().push(format!("discard-old:{}", d.address.name));
         Ok(())
     }
     async fn prune(&self, _: &[Resource]) -> Result<usize, ProviderError> {
@@ -276,4 +290,97 @@ async fn deletes_run_highest_rank_first_and_a_failure_skips_the_lower_ranks() {
     assert!(!log.iter().any(|n| n.starts_with('t')), "no lower-rank delete ran: {log:?}");
     let skipped = skipped(&events);
     assert_eq!(skipped, ["m_thing.t1: m_user.u2 did not succeed", "m_thing.t2: m_user.u2 did not succeed"]);
+}
+
+/// Secret `s` is checked by `cred` and presented by `client` (no edge between them in the plan
+/// files); `other` does not use it.
+async fn rotate_with(rec: Recorder) -> (Arc<Recorder>, aspects_engine::rotate::RotationReport, Vec<String>) {
+    let addr = |n: &str| Address::new("m_thing", n);
+    let secret = BTreeSet::from(["s".to_owned()]);
+    let resource = |n: &str, secrets: &BTreeSet<String>, credential: bool| Resource {
+        address: addr(n),
+        provider: "m".into(),
+        attrs: [("name".to_owned(), Value::from(n))].into(),
+        origin: "test".into(),
+        secrets: secrets.clone(),
+        credential_secrets: if credential { secrets.clone() } else { BTreeSet::new() },
+        ..Default::default()
+    };
+    let resources: BTreeMap<Address, Resource> = [
+        resource("client", &secret, false),
+        resource("cred", &secret, true),
+        resource("other", &BTreeSet::new(), false),
+    ]
+    .into_iter()
+    .map(|r| (r.address.clone(), r))
+    .collect();
+    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).unwrap();
+    let desired = Desired { deployment: "t".into(), providers: BTreeMap::new(), resources };
+    let rec = Arc::new(rec);
+    let readers: Readers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderRead>)].into();
+    let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
+    let reg = registry();
+    let planned = plan(&desired, &graph, &reg, &readers, None, Goal::Converge).await.unwrap();
+    let found = rotations(&["s".to_owned()], &planned, &graph, &reg, &readers);
+    let roles: Vec<(String, Role)> = found[0].consumers.iter().map(|c| (c.address.name.clone(), c.role)).collect();
+    let mode = if rec.dual { SecretRotation::Dual } else { SecretRotation::Replace };
+    assert_eq!(roles, [("cred".into(), Role::Credential(mode)), ("client".into(), Role::Client)]);
+    assert_eq!(found[0].zero_downtime(), rec.dual);
+    let redactor = Redactor::new([Secret::new("s3cr3t")]);
+    let opts = ApplyOptions {
+        parallelism: 8,
+        allow_destroy: false,
+        redactor: &redactor,
+        journal: None,
+        locks: None,
+        keep_old_secret: Default::default(),
+    };
+    let mut events = Vec::new();
+    let mut sink = |e: &Event| {
+        events.push(match e {
+            Event::Started { address, .. } => format!("start {address}"),
+            Event::Done { address, .. } => format!("done {address}"),
+            other => format!("{other:?}"),
+        })
+    };
+    let report = apply_rotating(&planned, &graph, &reg, &writers, &opts, &found, &mut sink).await.unwrap();
+    (rec, report, events)
+}
+
+/// Clients start only once every credential of their secret is done (they would run together
+/// otherwise: the plan files draw no edge between them).
+fn assert_credential_first(events: &[String]) {
+    let at = |e: &str| events.iter().position(|l| l == e).unwrap_or_else(|| panic!("{e} missing from {events:?}"));
+    assert!(at("done m_thing.cred") < at("start m_thing.client"), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_dual_rotation_adds_the_new_secret_moves_every_client_then_discards_the_old_one() {
+    let (rec, report, events) = rotate_with(Recorder { limit: 8, dual: true, ..Default::default() }).await;
+    assert_credential_first(&events);
+    let log = rec.log.lock().unwrap().clone();
+    let at = |e: &str| log.iter().position(|l| l == e).unwrap_or_else(|| panic!("{e} missing from {log:?}"));
+    assert!(at("keep-old:cred") < at("cred"), "the credential keeps its old secret: {log:?}");
+    assert!(at("cred") < at("client"), "clients move only once the credential accepts the new secret");
+    assert_eq!(at("discard-old:cred"), log.len() - 1, "the old secret goes last: {log:?}");
+    assert!(!log.contains(&"keep-old:other".to_owned()) && !log.contains(&"keep-old:client".to_owned()));
+    assert_eq!(report.converged, ["s"]);
+    assert_eq!(report.transitions.len(), 1);
+    assert_eq!(report.transitions[0].rotation, SecretRotation::Dual);
+}
+
+#[tokio::test]
+async fn a_replace_rotation_orders_credentials_first_and_a_failed_client_keeps_it_pending() {
+    let (rec, report, events) = rotate_with(Recorder { limit: 8, ..Default::default() }).await;
+    assert_credential_first(&events);
+    let log = rec.log.lock().unwrap().clone();
+    assert!(!log.iter().any(|l| l.contains("-old:")), "no dual calls for a one-secret credential: {log:?}");
+    assert_eq!(report.converged, ["s"]);
+
+    let failing = Recorder { limit: 8, dual: true, fail: ["client".to_owned()].into(), ..Default::default() };
+    let (rec, report, _) = rotate_with(failing).await;
+    let log = rec.log.lock().unwrap().clone();
+    assert!(!log.iter().any(|l| l.starts_with("discard-old")), "the old secret stays while a client lags: {log:?}");
+    assert!(report.converged.is_empty());
+    assert_eq!(report.unfinished, [("s".to_owned(), vec!["m_thing.client".to_owned()])]);
 }

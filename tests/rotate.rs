@@ -1,0 +1,230 @@
+//! `aspects rotate` end to end: the binary against the real MariaDB, which holds one password
+//! per account (the `Replace` path; MySQL 8's `Dual` path is covered by the engine's ordering
+//! tests and the MySQL provider's SQL snapshots).
+
+use std::os::unix::fs::PermissionsExt;
+
+use aspects_config::SecretStore;
+use aspects_e2e::{Run, Sandbox, can_login, read_tree};
+
+/// Two accounts share one generated secret; a third uses another one and must never move.
+const SHARED: &str = r#"
+[secrets]
+shared = { generate = 24 }
+other = { generate = 24 }
+
+[mysql_database.app]
+name = "@@app"
+charset = "utf8mb4"
+
+[mysql_user.reader]
+user = "@@reader"
+password = "${secrets.shared}"
+
+[mysql_user.writer]
+user = "@@writer"
+password = "${secrets.shared}"
+
+[mysql_user.bystander]
+user = "@@bystander"
+password = "${secrets.other}"
+
+[mysql_grant.reader]
+user = "${mysql_user.reader.user}"
+on = "${mysql_database.app.name}.*"
+privileges = ["SELECT"]
+"#;
+
+fn shared(name: &str) -> Sandbox {
+    let s = Sandbox::new(name);
+    s.write("aspects.toml", &s.plan(SHARED));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    s
+}
+
+fn store(s: &Sandbox) -> SecretStore {
+    SecretStore::open(&s.secrets_path()).expect("the secrets file is always whole and private")
+}
+
+fn current(s: &Sandbox, name: &str) -> String {
+    store(s).get(name).unwrap().expose().to_owned()
+}
+
+fn pending(s: &Sandbox, name: &str) -> Option<String> {
+    store(s).pending(name).and_then(|p| p.value).map(|v| v.expose().to_owned())
+}
+
+fn logins(s: &Sandbox, password: &str) -> [bool; 2] {
+    let p = &s.prefix;
+    [can_login(&format!("{p}reader"), password), can_login(&format!("{p}writer"), password)]
+}
+
+/// No value the secrets file ever held may appear in output, the journal or a saved plan.
+fn assert_no_secret(s: &Sandbox, values: &[&str], runs: &[&Run]) {
+    let files = read_tree(&s.dir).replace(&std::fs::read_to_string(s.secrets_path()).unwrap(), "");
+    for v in values {
+        assert!(!files.contains(v), "a secret value is in a file under the sandbox");
+        for r in runs {
+            assert!(!r.all().contains(v), "a secret value is in the output: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn rotating_a_generated_secret_moves_every_account_that_uses_it_and_only_those() {
+    let s = shared("rotate-generated");
+    let (old, other) = (current(&s, "shared"), current(&s, "other"));
+    assert_eq!(logins(&s, &old), [true, true]);
+
+    let r = s.run(&["rotate", "shared", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let new = current(&s, "shared");
+    assert_ne!(new, old, "a new value");
+    assert!(pending(&s, "shared").is_none(), "promoted once every consumer converged");
+    assert_eq!(logins(&s, &new), [true, true], "the new password works for both accounts");
+    assert_eq!(logins(&s, &old), [false, false], "the old password is refused by both");
+    assert_eq!(current(&s, "other"), other);
+    assert!(can_login(&format!("{}bystander", s.prefix), &other), "an account of another secret never moves");
+
+    // The operator sees every consumer, in order, and what the window is.
+    let reader = r.stdout.find("1. mysql_user.reader: credential").expect(&r.stdout);
+    let writer = r.stdout.find("2. mysql_user.writer: credential").expect(&r.stdout);
+    assert!(reader < writer);
+    assert!(r.stdout.contains("Not zero-downtime"), "MariaDB holds one password per account: {r:?}");
+    assert!(r.stdout.contains("Rotated secrets.shared"), "{r:?}");
+    assert!(!r.stdout.contains("bystander"), "{r:?}");
+
+    let plan = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{plan:?}");
+    let drift = s.run(&["drift"]);
+    assert_eq!(drift.code, 0, "{drift:?}");
+    let journal = std::fs::read_to_string(s.path("aspects.journal.jsonl")).unwrap();
+    assert!(journal.contains("\"event\":\"credential_transition\""), "{journal}");
+    assert!(journal.contains("\"rotation\":\"replace\""), "{journal}");
+    assert_no_secret(&s, &[&old, &new, &other], &[&r, &plan, &drift]);
+    let mode = std::fs::metadata(s.secrets_path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn a_dry_run_and_a_targeted_plan_show_what_a_rotation_touches_and_change_nothing() {
+    let s = shared("rotate-dry");
+    let old = current(&s, "shared");
+    let before = std::fs::read_to_string(s.secrets_path()).unwrap();
+
+    let dry = s.run(&["rotate", "shared", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("1. mysql_user.reader"), "{dry:?}");
+    assert!(dry.stdout.contains("Dry run: nothing was changed"), "{dry:?}");
+    let server = aspects_e2e::mysql_url().rsplit('@').next().unwrap().to_owned();
+    let shown = s.scrub(&dry.stdout).replace(&server, "[SERVER]");
+    insta::assert_snapshot!("rotate_dry_run", shown);
+    assert_eq!(std::fs::read_to_string(s.secrets_path()).unwrap(), before, "nothing saved");
+    assert_eq!(logins(&s, &old), [true, true]);
+
+    // The graph has the secret as a node, and --target on it plans its consumers only.
+    let graph = s.run(&["graph"]);
+    assert!(graph.stdout.contains("\"secrets.shared\" -> \"mysql_user.reader\""), "{graph:?}");
+    let targeted = s.run(&["plan", "--target", "secrets.shared"]);
+    assert_eq!(targeted.code, 0, "{targeted:?}");
+    assert!(targeted.stdout.contains("only what uses secrets.shared"), "{targeted:?}");
+    assert_no_secret(&s, &[&old], &[&dry, &graph, &targeted]);
+}
+
+/// The crash hook aborts the process (as `kill -9` would) right after its k-th write, for every
+/// k: the lock's holder row, the pending value, each account, then the promotion.
+/// Whatever the crash point, the secrets file is whole and private, keeps every value an
+/// account may still use, drift reports the unfinished rotation, and a re-run (rotate or apply,
+/// in turn) converges on the pending value — never a third one.
+#[test]
+fn a_rotation_killed_after_any_write_is_finished_by_rotate_or_apply_with_the_same_value() {
+    let s = shared("rotate-crash");
+    let mut k = 1;
+    let mut crashed_pending = 0;
+    loop {
+        let old = current(&s, "shared");
+        let mut crashing = s.command(&["rotate", "shared", "--auto-approve", "--parallelism", "1"]);
+        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
+        let r: Run = crashing.output().unwrap().into();
+        if r.code == 0 {
+            // Fewer than k writes: every crash point has been tried.
+            assert!(k > 4, "a rotation of two accounts has at least four writes, saw {}: {r:?}", k - 1);
+            assert_ne!(current(&s, "shared"), old);
+            assert_eq!(crashed_pending, 3, "after the pending save and after each account");
+            break;
+        }
+        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+        let mode = std::fs::metadata(s.secrets_path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "k = {k}");
+        let (target, was_pending) = match pending(&s, "shared") {
+            Some(p) => {
+                assert_eq!(current(&s, "shared"), old, "k = {k}: the old value is kept while pending");
+                // Each account accepts one of the two values the file keeps.
+                let (with_old, with_new) = (logins(&s, &old), logins(&s, &p));
+                assert!((0..2).all(|i| with_old[i] || with_new[i]), "k = {k}: {with_old:?} {with_new:?}");
+                let drift = s.run(&["drift"]);
+                assert_eq!(drift.code, 2, "k = {k}: {drift:?}");
+                assert!(drift.stdout.contains("Rotation of secrets.shared is unfinished"), "k = {k}: {drift:?}");
+                let saved = s.run(&["plan", "--out", "pending.json"]);
+                assert_eq!(saved.code, 0, "k = {k}: {saved:?}");
+                let doc = std::fs::read_to_string(s.path("pending.json")).unwrap();
+                assert!(doc.contains("\"rotations\""), "k = {k}: {doc}");
+                assert_no_secret(&s, &[&old, &p], &[&r, &drift, &saved]);
+                crashed_pending += 1;
+                (p, true)
+            }
+            // Killed before the pending value was saved (the rotation never started), or right
+            // after the promotion (it had finished).
+            None => (current(&s, "shared"), false),
+        };
+        let finish = if k % 2 == 0 {
+            s.run(&["rotate", "shared", "--auto-approve"])
+        } else {
+            s.run(&["apply", "--auto-approve"])
+        };
+        assert_eq!(finish.code, 0, "k = {k}: {finish:?}");
+        // `rotate` with nothing pending rightly starts a new rotation.
+        if was_pending || k % 2 == 1 {
+            assert_eq!(current(&s, "shared"), target, "k = {k}: converged on the pending value, not a third");
+        }
+        assert!(pending(&s, "shared").is_none(), "k = {k}");
+        let now = current(&s, "shared");
+        assert_eq!(logins(&s, &now), [true, true], "k = {k}");
+        if now != old {
+            assert_eq!(logins(&s, &old), [false, false], "k = {k}");
+        }
+        assert_eq!(s.run(&["drift"]).code, 0, "k = {k}");
+        k += 1;
+    }
+}
+
+#[test]
+fn an_env_secret_is_rotated_from_its_source_and_refused_when_the_source_did_not_change() {
+    let mut s = Sandbox::new("rotate-env");
+    s.write(
+        "aspects.toml",
+        &s.plan("[secrets]\npw = { env = \"ROTATE_PW\" }\n\n[mysql_user.app]\nuser = \"@@app\"\npassword = \"${secrets.pw}\"\n"),
+    );
+    s.set_env("ROTATE_PW", "env-First-1");
+    assert_eq!(s.run(&["apply", "--auto-approve"]).code, 0);
+
+    let same = s.run(&["rotate", "pw", "--auto-approve"]);
+    assert_eq!(same.code, 1, "{same:?}");
+    assert!(same.stderr.contains("secret `pw` did not change"), "{same:?}");
+    assert!(same.stderr.contains("put the new value in the source first"), "{same:?}");
+
+    let unknown = s.run(&["rotate", "pww", "--auto-approve"]);
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(unknown.stderr.contains("the plan uses no secret `pww`"), "{unknown:?}");
+    assert!(unknown.stderr.contains("pw"), "a suggestion: {unknown:?}");
+
+    s.set_env("ROTATE_PW", "env-Second-2");
+    let r = s.run(&["rotate", "pw", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let user = format!("{}app", s.prefix);
+    assert!(can_login(&user, "env-Second-2") && !can_login(&user, "env-First-1"));
+    let file = store(&s);
+    assert!(file.get("pw").is_none() && file.pending("pw").is_none(), "env values are never kept in the file");
+    assert_no_secret(&s, &["env-First-1", "env-Second-2"], &[&same, &r]);
+}

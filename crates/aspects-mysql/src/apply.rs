@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aspects_core::{Action, Change, KindSchema, Resource, Value};
-use aspects_engine::provider::ProviderError;
+use aspects_engine::provider::{ProviderError, SecretRotation};
 
 use crate::connect::Handle;
 use crate::flavour::Flavour;
@@ -24,6 +24,8 @@ const NOTHING_TO_REVOKE: &[u16] = &[1141, 1147, 1133, 1146];
 const DATABASE_EXISTS: u16 = 1007;
 /// `CREATE USER` of an account that exists ("Operation CREATE USER failed").
 const USER_EXISTS: u16 = 1396;
+/// `RETAIN CURRENT PASSWORD` on an account whose current password is empty.
+const SECOND_PASSWORD_CANNOT_BE_EMPTY: u16 = 3878;
 
 impl Handle {
     pub(crate) async fn apply(
@@ -89,6 +91,59 @@ impl Handle {
                 }
             }
         }
+    }
+
+    /// A `mysql_user` keeps its old password beside the new one through a rotation on MySQL
+    /// 8.0.14+; MariaDB and older MySQL hold one password per account.
+    pub(crate) fn secret_rotation(&self, kind: &KindSchema) -> SecretRotation {
+        if kind.kind == USER && self.flavour.dual_passwords() { SecretRotation::Dual } else { SecretRotation::Replace }
+    }
+
+    /// A rotation's first step on a `Dual` account: the new password with `RETAIN CURRENT
+    /// PASSWORD`, so clients still using the old one keep working until
+    /// [`Self::discard_old_secret`]. What MySQL cannot keep is replaced as a plain apply does:
+    /// a new account (no old password), a plugin change (error 3894: MySQL keeps an old
+    /// password only on the same plugin) and an account whose current password is empty
+    /// (error 3878).
+    pub(crate) async fn apply_keeping_old_secret(
+        &self,
+        kind: &KindSchema,
+        change: &Change,
+        desired: &Resource,
+    ) -> Result<(), ProviderError> {
+        let changed = |name: &str| change.attrs.iter().any(|c| c.name == name);
+        let keeps = self.secret_rotation(kind) == SecretRotation::Dual
+            && change.action == Action::Update
+            && changed("password")
+            && !changed("plugin");
+        if !keeps {
+            if kind.kind == USER && changed("plugin") {
+                tracing::warn!(
+                    address = %change.address,
+                    "the plugin changes too, and MySQL keeps an old password only on the same plugin: \
+                     the old password stops working now"
+                );
+            }
+            return self.apply(kind, change, Some(desired)).await;
+        }
+        if change.adopt {
+            self.adopt(USER, desired).await?;
+        }
+        match self.set_password("ALTER", &desired.attrs, true).await {
+            Err((_, Some(SECOND_PASSWORD_CANNOT_BE_EMPTY))) => {
+                tracing::warn!(address = %change.address, "the account had an empty password: nothing to keep");
+                self.set_password("ALTER", &desired.attrs, false).await.map_err(|(e, _)| e)
+            }
+            r => r.map_err(|(e, _)| e),
+        }
+    }
+
+    /// The end of a `Dual` rotation: the old password stops working.
+    pub(crate) async fn discard_old_secret(&self, kind: &KindSchema, desired: &Resource) -> Result<(), ProviderError> {
+        if self.secret_rotation(kind) == SecretRotation::Dual {
+            self.discard_old_password(&desired.attrs).await?;
+        }
+        Ok(())
     }
 
     /// Records ownership of an object that exists.

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, SystemSchema, Value};
-use aspects_engine::provider::{Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite};
+use aspects_engine::provider::{
+    Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite, SecretRotation,
+};
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySqlPool, Row};
@@ -328,6 +330,9 @@ macro_rules! provider_read {
             fn check(&self, kind: &KindSchema, resource: &Resource) -> Vec<Invalid> {
                 self.0.check(kind, resource)
             }
+            fn secret_rotation(&self, kind: &KindSchema) -> SecretRotation {
+                self.0.secret_rotation(kind)
+            }
             async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
                 self.0.read(kind, desired).await
             }
@@ -345,6 +350,17 @@ provider_read!(Writer);
 impl ProviderWrite for Writer {
     async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError> {
         self.0.apply(kind, change, desired).await
+    }
+    async fn apply_keeping_old_secret(
+        &self,
+        kind: &KindSchema,
+        change: &Change,
+        desired: &Resource,
+    ) -> Result<(), ProviderError> {
+        self.0.apply_keeping_old_secret(kind, change, desired).await
+    }
+    async fn discard_old_secret(&self, kind: &KindSchema, desired: &Resource) -> Result<(), ProviderError> {
+        self.0.discard_old_secret(kind, desired).await
     }
     async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
         self.0.prune(desired).await

@@ -270,11 +270,16 @@ async fn roles_default_roles_column_routine_and_proxy_privileges_are_beyond_the_
     env.exec(&format!("CREATE USER '{other}'@'%'; CREATE ROLE '{role}'; GRANT ALL ON *.* TO '{role}'")).await;
     admin_may_proxy(&env).await;
     assert_converged(&w, &desired).await;
+    // MariaDB roles have no host; MySQL's `CREATE ROLE 'r'` is 'r'@'%'.
+    let role_name = if env.mariadb().await { format!("`{role}`") } else { format!("'{role}'@'%'") };
 
     let drifts = [
         (
             format!("GRANT '{role}' TO '{u}'@'%'; SET DEFAULT ROLE '{role}' FOR '{u}'@'%'"),
-            vec![(format!("default role `{role}`"), vec!["DEFAULT ROLE"]), (format!("role `{role}`"), vec!["ROLE"])],
+            vec![
+                (format!("default role {role_name}"), vec!["DEFAULT ROLE"]),
+                (format!("role {role_name}"), vec!["ROLE"]),
+            ],
         ),
         (
             format!("GRANT SELECT(a), INSERT(a, b) ON `{db}`.t TO '{u}'@'%'"),

@@ -110,6 +110,19 @@ impl Env {
             .collect()
     }
 
+    /// MariaDB (rather than MySQL): tests of one flavour's own syntax skip on the other.
+    pub async fn mariadb(&self) -> bool {
+        self.strings("SELECT VERSION()", &[]).await[0].contains("MariaDB")
+    }
+
+    /// MySQL 8.0.14+, which keeps a retained old password beside the current one.
+    pub async fn dual_passwords(&self) -> bool {
+        let version = self.strings("SELECT VERSION()", &[]).await.remove(0);
+        let v: Vec<u32> =
+            version.split(|c: char| !c.is_ascii_digit()).take(3).map(|n| n.parse().unwrap_or(0)).collect();
+        !version.contains("MariaDB") && v.as_slice() >= [8, 0, 14].as_slice()
+    }
+
     /// Logs in as a user, as an application would.
     pub async fn can_login(&self, user: &str, password: &str) -> bool {
         let o = self.root_options().username(user).password(password);

@@ -228,3 +228,49 @@ fn an_env_secret_is_rotated_from_its_source_and_refused_when_the_source_did_not_
     assert!(file.get("pw").is_none() && file.pending("pw").is_none(), "env values are never kept in the file");
     assert_no_secret(&s, &["env-First-1", "env-Second-2"], &[&same, &r]);
 }
+
+/// A rotation and an apply that loaded their values before it, both waiting for the lock:
+/// whichever runs second must not write back a value the other replaced. An apply that loaded
+/// the old value refuses once the rotation promoted the new one; either way every account ends on
+/// the value the secrets file holds.
+#[test]
+fn an_apply_that_loaded_before_a_rotation_never_writes_the_old_value_back() {
+    use std::io::{BufRead, BufReader};
+    let s = shared("rotate-race");
+    let old = current(&s, "shared");
+    let name = format!("aspects:{}dep", s.prefix);
+    let (children, seen) = aspects_e2e::holding_lock(&name, || {
+        let args = ["--auto-approve", "--lock-timeout", "60s"];
+        let mut children =
+            [s.spawn(&[&["rotate", "shared"][..], &args].concat()), s.spawn(&[&["apply"][..], &args].concat())];
+        // Both have loaded their values once they say they are waiting for the lock.
+        let mut seen = Vec::new();
+        for child in &mut children {
+            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            let waiting = lines.by_ref().map_while(Result::ok).find(|l| l.contains("waiting up to"));
+            assert!(waiting.is_some(), "the run never waited for the lock");
+            seen.push(std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")));
+        }
+        (children, seen)
+    });
+    let [rotate, apply]: [(i32, String); 2] = children
+        .into_iter()
+        .zip(seen)
+        .map(|(c, err)| {
+            let out = c.wait_with_output().unwrap();
+            let stderr = err.join().unwrap();
+            (out.status.code().unwrap_or(-9), format!("{}{stderr}", String::from_utf8_lossy(&out.stdout)))
+        })
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    assert_eq!(rotate.0, 0, "{}", rotate.1);
+    let new = current(&s, "shared");
+    assert_ne!(new, old);
+    if apply.0 != 0 {
+        assert!(apply.1.contains("changed since this run read it"), "{}", apply.1);
+    }
+    assert_eq!(logins(&s, &new), [true, true], "rotate: {}\napply: {}", rotate.1, apply.1);
+    assert_eq!(logins(&s, &old), [false, false]);
+    assert_eq!(s.run(&["drift"]).code, 0);
+}

@@ -182,6 +182,21 @@ pub async fn admin() -> MySqlPool {
     MySqlPoolOptions::new().max_connections(2).connect_with(opts.disable_statement_logging()).await.unwrap()
 }
 
+/// Runs `f` while a connection of the test's own holds the advisory lock `name`, as another run
+/// would; the lock is released when `f` returns.
+pub fn holding_lock<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    block_on(async {
+        let pool = admin().await;
+        let mut held = pool.acquire().await.unwrap();
+        let got: (i64,) = sqlx::query_as("SELECT GET_LOCK(?, 0)").bind(name).fetch_one(&mut *held).await.unwrap();
+        assert_eq!(got.0, 1, "lock {name} is free");
+        let out = f();
+        let _: (Option<i64>,) =
+            sqlx::query_as("SELECT RELEASE_LOCK(?)").bind(name).fetch_one(&mut *held).await.unwrap();
+        out
+    })
+}
+
 /// Runs statements as the admin (to inject drift), panicking on error. Test-authored SQL only.
 pub fn sql(statements: &[&str]) {
     block_on(async {

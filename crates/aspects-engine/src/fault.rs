@@ -2,8 +2,9 @@
 //!
 //! With `ASPECTS_FAULT_ABORT_AFTER_WRITES=k` in the environment, the process aborts (like
 //! `kill -9`: no cleanup, connections dropped by the OS) right after its k-th write to any
-//! target, or to the secrets file when a rotation records or promotes its pending values. Crash tests use it to stop an apply after every write in turn and prove the next
-//! apply converges. Providers call [`after_write`] once per write statement they execute.
+//! target, or to the secrets file when a rotation records or promotes its pending values.
+//! Crash tests use it to stop an apply after every write in turn and prove the next apply
+//! converges. Providers call [`after_write`] once per write statement they execute.
 //! Unset (or not a positive integer), it costs one initialised-once load per write.
 
 use std::sync::OnceLock;

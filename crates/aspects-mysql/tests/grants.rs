@@ -406,3 +406,27 @@ async fn database_and_table_name_exactly_one_database_without_escaping() {
     let steps = plan(&env.reader().await, &desired).await;
     assert_eq!(step(&steps, "mysql_grant.table_grant").change.action, Action::Create);
 }
+
+/// MySQL 8's dynamic privileges (`mysql.global_grants`) are read like the static ones: a global
+/// grant naming one converges, and one added by hand is drift that apply revokes.
+#[tokio::test]
+async fn dynamic_privileges_converge_on_mysql() {
+    let env = Env::new();
+    if env.mariadb().await {
+        return eprintln!("skipped: dynamic privileges are MySQL 8's (MariaDB's plan refuses them)");
+    }
+    let w = env.writer().await;
+    let u = env.name("ops");
+    let desired = vec![user("ops", &u, "%", "pw"), grant("ops", &u, "%", "*.*", &["PROCESS", "BACKUP_ADMIN"])];
+    apply(&w, &desired).await;
+    assert_converged(&w, &desired).await;
+    env.exec(&format!("GRANT XA_RECOVER_ADMIN ON *.* TO '{u}'@'%'")).await;
+    let steps = plan(&w, &desired).await;
+    let change = &step(&steps, "mysql_grant.ops").change;
+    assert_eq!(change.action, Action::Update);
+    assert_eq!(strs(change.attrs[0].before.as_ref().unwrap()), ["BACKUP_ADMIN", "PROCESS", "XA_RECOVER_ADMIN"]);
+    apply_steps(&*w, &steps).await;
+    assert_converged(&w, &desired).await;
+    let held = env.strings("SELECT PRIV FROM mysql.global_grants WHERE USER = ? ORDER BY 1", &[&u]).await;
+    assert_eq!(held, ["BACKUP_ADMIN"]);
+}

@@ -430,3 +430,30 @@ async fn dynamic_privileges_converge_on_mysql() {
     let held = env.strings("SELECT PRIV FROM mysql.global_grants WHERE USER = ? ORDER BY 1", &[&u]).await;
     assert_eq!(held, ["BACKUP_ADMIN"]);
 }
+
+/// A partial revoke (MySQL 8.0.16+ with `partial_revokes`) withholds part of a managed global
+/// grant: it is beyond the plan, and apply lifts it.
+#[tokio::test]
+async fn partial_revokes_are_lifted_on_mysql() {
+    let env = Env::new();
+    if env.mariadb().await || env.strings("SELECT CAST(@@GLOBAL.partial_revokes AS CHAR)", &[]).await[0] != "1" {
+        return eprintln!("skipped: needs MySQL 8.0.16+ started with --partial-revokes=ON");
+    }
+    let w = env.writer().await;
+    let u = env.name("ro");
+    let desired = vec![user("ro", &u, "%", "pw"), grant("ro", &u, "%", "*.*", &["INSERT", "SELECT"])];
+    apply(&w, &desired).await;
+    env.exec(&format!("REVOKE INSERT ON mysql.* FROM '{u}'@'%'")).await;
+    let steps = plan(&w, &desired).await;
+    let found: Vec<_> = steps.iter().filter(|s| s.change.action != Action::NoOp).collect();
+    assert_eq!(found.len(), 1, "{:?}", actions(&steps));
+    assert_eq!(found[0].change.action, Action::Delete);
+    let attr = |n: &str| found[0].change.attrs.iter().find(|a| a.name == n).unwrap().before.clone().unwrap();
+    assert_eq!(attr("on"), Value::from("partial revoke on `mysql`.*"));
+    assert_eq!(strs(&attr("privileges")), ["INSERT"]);
+    apply_steps(&*w, &steps).await;
+    let restricted = "SELECT CAST(IFNULL(JSON_LENGTH(JSON_EXTRACT(User_attributes, '$.Restrictions')), 0) AS CHAR) \
+                      FROM mysql.user WHERE User = ?";
+    assert_eq!(env.strings(restricted, &[&u]).await, ["0"]);
+    assert_converged(&w, &desired).await;
+}

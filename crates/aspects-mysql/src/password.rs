@@ -261,7 +261,8 @@ mod tests {
 
     #[test]
     fn sha256_crypt_matches_the_published_vectors() {
-        // Drepper's SHA-crypt specification, test vectors 1 and 4 (rounds 5000 and 10000).
+        // Drepper's SHA-crypt specification (https://www.akkadia.org/drepper/SHA-crypt.txt),
+        // SHA-256 test vectors 1 and 4 (5000 and 77777 rounds).
         assert_eq!(
             crypt_b64(&sha256_crypt(b"Hello world!", b"saltstring", 5000)),
             "5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5"
@@ -274,14 +275,15 @@ mod tests {
 
     #[test]
     fn caching_sha2_recomputes_with_a_20_byte_salt() {
-        // hashcat's example for mode 7401 (MySQL $A$ sha256crypt), password "hashcat", salt and
-        // hash hex-decoded from its `$mysql$A$005*SALT*HASH` form.
+        // hashcat's example hash for mode 7401, "MySQL $A$ (sha256crypt)"
+        // (https://hashcat.net/wiki/doku.php?id=example_hashes, also `hashcat --example-hashes`),
+        // password "hashcat", salt and hash hex-decoded from its `$mysql$A$005*SALT*HASH` form.
         let salt = hex::decode("F9CC98CE08892924F50A213B6BC571A2C11778C5").unwrap();
         let hash =
             hex::decode("625479393559393965414D45316477456B484F41316E64484742577A2E3162785353526B7554584647562F")
                 .unwrap();
         assert_eq!(crypt_b64(&sha256_crypt(b"hashcat", &salt, 5000)).as_bytes(), hash.as_slice());
-        // Round trip through the stored form (printable salt, as MySQL generates).
+        // Round trip through the stored form.
         let stored = format!(
             "$A$005${}{}",
             "abcdefghij0123456789",
@@ -294,7 +296,8 @@ mod tests {
 
     #[test]
     fn caching_sha2_verifies_mysqls_own_example() {
-        // MySQL 8.0 Reference Manual, "SHOW CREATE USER Statement": the account made with
+        // MySQL 8.0 Reference Manual, "SHOW CREATE USER Statement"
+        // (https://dev.mysql.com/doc/refman/8.0/en/show-create-user.html): the account made with
         // `CREATE USER 'u1'@'localhost' IDENTIFIED BY 'secret'`, printed with
         // print_identified_with_as_hex = ON (its salt holds a newline and control bytes).
         let stored = hex::decode(
@@ -331,7 +334,8 @@ mod tests {
 
     #[test]
     fn sha256_password_is_verified_from_its_crypt_form() {
-        // Drepper's SHA-crypt test vector 1, in the `$5$salt$hash` form sha256_password stores.
+        // Drepper's SHA-crypt test vector 1 (as above), in the `$5$salt$hash` form
+        // sha256_password stores.
         let stored = "$5$saltstring$5B8vYYiY.CVt1RlTTf8KbXBH3hsxY/GNooZaBBGWEc5";
         assert_eq!(verify("sha256_password", stored, "Hello world!"), Verification::Matches);
         assert_eq!(verify("sha256_password", stored, "Hello world"), Verification::Differs);

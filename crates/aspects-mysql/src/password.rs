@@ -308,6 +308,11 @@ mod tests {
         let stored = String::from_utf8(stored).unwrap();
         assert_eq!(verify("caching_sha2_password", &stored, "secret"), Verification::Matches);
         assert_eq!(verify("caching_sha2_password", &stored, "Secret"), Verification::Differs);
+        // The form MySQL gives its locked system accounts (scripts/mysql_system_users.sql): well
+        // formed, matched by no password.
+        let never = "$A$005$THISISACOMBINATIONOFINVALIDSALTANDPASSWORDTHATMUSTNEVERBRBEUSED";
+        assert_eq!(verify("caching_sha2_password", never, ""), Verification::Differs);
+        assert_eq!(verify("caching_sha2_password", never, "THISISACOMBINATIONOF"), Verification::Differs);
     }
 
     #[test]

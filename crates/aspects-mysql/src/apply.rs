@@ -265,9 +265,9 @@ impl Handle {
     }
 
     /// `CREATE USER` / `ALTER USER` with the password's stored form, computed here (see
-    /// [`identified`]); `retain` keeps the current password as the secondary one (MySQL
+    /// [`user_sql`]); `retain` keeps the current password as the secondary one (MySQL
     /// 8.0.14+: a rotation's first step). Errors keep the server's error number beside them.
-    pub(crate) async fn set_password(
+    async fn set_password(
         &self,
         verb: &str,
         a: &BTreeMap<String, Value>,
@@ -303,7 +303,7 @@ impl Handle {
 
     /// `ALTER USER ... DISCARD OLD PASSWORD`: the secondary password a rotation kept stops
     /// working. Repeating it is harmless.
-    pub(crate) async fn discard_old_password(&self, a: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
+    async fn discard_old_password(&self, a: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
         let account = sql::account(str_attr(a, "user"), str_attr(a, "host"));
         self.run(&discard_sql(&account), &format!("discarding the old password of user {account}"), &[]).await
     }

@@ -14,7 +14,7 @@ async fn create_then_plan_is_empty_and_the_default_collation_is_filled() {
     let steps = apply(&w, std::slice::from_ref(&db)).await;
     assert_eq!(actions(&steps), [("mysql_database.main".to_owned(), Action::Create)]);
     let normalised = step(&steps, "mysql_database.main").desired.as_ref().unwrap();
-    assert_eq!(normalised.get("collation"), Some(&Value::from("utf8mb4_general_ci")));
+    assert_eq!(normalised.get("collation"), Some(&Value::from(env.default_collation("utf8mb4").await)));
 
     assert_converged(&w, std::slice::from_ref(&db)).await;
     assert_converged(&env.reader().await, std::slice::from_ref(&db)).await;
@@ -34,6 +34,7 @@ async fn charset_drift_is_reported_and_fixed() {
     apply(&w, std::slice::from_ref(&db)).await;
 
     env.exec(&format!("ALTER DATABASE `{name}` CHARACTER SET latin1")).await;
+    let utf8mb4_default = env.default_collation("utf8mb4").await;
     let steps = plan(&env.reader().await, std::slice::from_ref(&db)).await;
     let change = &step(&steps, "mysql_database.d").change;
     assert_eq!(change.action, Action::Update);
@@ -42,7 +43,7 @@ async fn charset_drift_is_reported_and_fixed() {
         changed,
         [
             ("charset", Some(Value::from("latin1")), Some(Value::from("utf8mb4"))),
-            ("collation", Some(Value::from("latin1_swedish_ci")), Some(Value::from("utf8mb4_general_ci"))),
+            ("collation", Some(Value::from("latin1_swedish_ci")), Some(Value::from(utf8mb4_default))),
         ]
     );
 

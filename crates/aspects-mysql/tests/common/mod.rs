@@ -123,6 +123,13 @@ impl Env {
         !version.contains("MariaDB") && v.as_slice() >= [8, 0, 14].as_slice()
     }
 
+    /// The server's default collation of `charset` (MariaDB 10.11: `utf8mb4_general_ci`;
+    /// MySQL 8: `utf8mb4_0900_ai_ci`).
+    pub async fn default_collation(&self, charset: &str) -> String {
+        let sql = "SELECT DEFAULT_COLLATE_NAME FROM information_schema.CHARACTER_SETS WHERE CHARACTER_SET_NAME = ?";
+        self.strings(sql, &[charset]).await.remove(0)
+    }
+
     /// Logs in as a user, as an application would.
     pub async fn can_login(&self, user: &str, password: &str) -> bool {
         let o = self.root_options().username(user).password(password);

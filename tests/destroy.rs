@@ -191,6 +191,11 @@ fn renaming_an_adopted_account_releases_the_old_one_instead_of_dropping_it() {
     assert_eq!(records(&s), "mysql_user.u:adopted");
 
     s.write("aspects.toml", &s.plan(&body("@@hand2")));
+    // The plan says what apply does: the new account is created, the adopted one released.
+    let plan = s.run(&["plan"]);
+    assert!(plan.stdout.contains("Plan: 1 to add, 0 to change, 0 to destroy, 1 to release."), "{plan:?}");
+    assert!(plan.stdout.contains(r#"mysql_user["u (previous identity)"] will be released"#), "{plan:?}");
+    assert!(!plan.stdout.contains("-/+"), "{plan:?}");
     let r = s.run(&["apply", "--auto-approve"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(user_exists(&format!("{p}hand2")), "the new account is made");

@@ -125,13 +125,17 @@ pub async fn plan(
         let now = live.get(&r.address);
         let at = orphans.iter().position(|o| o.address == r.address && o.provider == r.provider);
         // The address used to name another object (its identity moved): a replace when the new
-        // object does not exist yet; when it does, the old one is destroyed on its own.
+        // object does not exist yet; when it does, the old one is destroyed on its own. An old
+        // object the deployment adopted existed before it: it is released, never destroyed.
         let previous = match (at, now) {
-            (Some(i), None) => Some(orphans.remove(i)),
-            (Some(i), Some(_)) => {
+            (Some(i), None) if !orphans[i].adopted => Some(orphans.remove(i)),
+            (Some(i), _) => {
                 let o = &mut orphans[i];
                 o.address.name = format!("{} {}", o.address.name, crate::PREVIOUS_IDENTITY);
-                o.reason = format!("{} now names an object that already exists", r.address);
+                o.reason = match o.adopted {
+                    true => format!("{} now names another object; this one was adopted, so it is kept", r.address),
+                    false => format!("{} now names an object that already exists", r.address),
+                };
                 None
             }
             (None, _) => None,
@@ -142,7 +146,12 @@ pub async fn plan(
         let schema = registry
             .kind(&o.address.kind)
             .ok_or_else(|| EngineError::Internal(format!("provider returned unknown kind {}", o.address.kind)))?;
-        changes.push(diff::delete(schema, o));
+        let moved_off_adopted = o.adopted && o.address.name.ends_with(crate::PREVIOUS_IDENTITY);
+        changes.push(if moved_off_adopted {
+            diff::removal(schema, o, Action::Release)
+        } else {
+            diff::delete(schema, o)
+        });
     }
 
     let targets = match targets {

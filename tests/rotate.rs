@@ -274,3 +274,24 @@ fn an_apply_that_loaded_before_a_rotation_never_writes_the_old_value_back() {
     assert_eq!(logins(&s, &old), [false, false]);
     assert_eq!(s.run(&["drift"]).code, 0);
 }
+
+#[test]
+fn rotate_all_rotates_every_generated_secret_and_skips_an_unchanged_env_one_saying_why() {
+    let mut s = Sandbox::new("rotate-all");
+    let body = "[secrets]\ngen = { generate = 24 }\nenv = { env = \"ALL_PW\" }\n\n\
+                [mysql_user.gen]\nuser = \"@@gen\"\npassword = \"${secrets.gen}\"\n\n\
+                [mysql_user.env]\nuser = \"@@env\"\npassword = \"${secrets.env}\"\n";
+    s.write("aspects.toml", &s.plan(body));
+    s.set_env("ALL_PW", "all-Env-1");
+    assert_eq!(s.run(&["apply", "--auto-approve"]).code, 0);
+    let old = current(&s, "gen");
+    let r = s.run(&["rotate", "--all", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("Skipping secrets.env: secret `env` did not change"), "{r:?}");
+    let new = current(&s, "gen");
+    assert_ne!(new, old);
+    assert!(can_login(&format!("{}gen", s.prefix), &new));
+    assert!(can_login(&format!("{}env", s.prefix), "all-Env-1"), "the env secret's account is untouched");
+    let both = s.run(&["rotate", "--all", "gen"]);
+    assert_eq!(both.code, 1, "names and --all do not mix: {both:?}");
+}

@@ -295,3 +295,31 @@ fn rotate_all_rotates_every_generated_secret_and_skips_an_unchanged_env_one_sayi
     let both = s.run(&["rotate", "--all", "gen"]);
     assert_eq!(both.code, 1, "names and --all do not mix: {both:?}");
 }
+
+/// What a scheduled job reading `drift --json` learns about a rotation left half-way.
+#[test]
+fn a_pending_rotation_is_in_the_plan_document_with_each_consumer() {
+    let s = shared("rotate-doc");
+    // Find the crash point right after the pending value is saved; a run that continues a
+    // pending rotation saves nothing first, so the same point then falls right after the first
+    // account moved.
+    let crash = |k: usize| {
+        let mut crashing = s.command(&["rotate", "shared", "--auto-approve", "--parallelism", "1"]);
+        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
+        let r: Run = crashing.output().unwrap().into();
+        assert!(r.stderr.contains("(test hook)"), "k = {k}: {r:?}");
+        pending(&s, "shared").map(|p| logins(&s, &p))
+    };
+    let saved = (1..20).find(|k| crash(*k).is_some()).expect("some crash point leaves the value pending");
+    let moved = (crash(saved) == Some([true, false])).then_some(saved);
+    assert!(moved.is_some(), "no crash point left the first account moved");
+    let drift = s.run(&["drift", "--json"]);
+    assert_eq!(drift.code, 2, "{drift:?}");
+    let doc: serde_json::Value = serde_json::from_str(&drift.stdout).unwrap();
+    let mut rotations = doc["rotations"].clone();
+    assert!(rotations[0]["pending_since"].is_string(), "{rotations}");
+    rotations[0]["pending_since"] = "[TIME]".into();
+    insta::assert_json_snapshot!("pending_rotation_document", rotations);
+    let text = s.run(&["drift"]);
+    assert!(text.stdout.contains("Not yet using the new value: mysql_user.writer."), "{text:?}");
+}

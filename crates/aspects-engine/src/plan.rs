@@ -1,7 +1,7 @@
 //! Planning: normalise the desired state, read live state in batches (one read per kind and
 //! provider, all providers at once), find owned objects the plan dropped, and diff.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use aspects_core::diff::{self, Plan};
@@ -41,13 +41,19 @@ pub async fn plan(
     if let Goal::Destroy { destroy_adopted } = goal {
         return destroy_plan(desired, graph, registry, readers, targets, destroy_adopted).await;
     }
-    let mut resources = desired.resources.clone();
-    for r in resources.values_mut() {
+    // One normalised copy of each resource, grouped by provider in address order, so each kind
+    // is one run of its provider's list. The reads share the lists (no copy per read), and the
+    // copies become the plan's resources once every read has finished.
+    let mut by_provider: BTreeMap<ProviderId, Vec<Resource>> = BTreeMap::new();
+    for r in desired.resources.values() {
         let kind = registry.kind(&r.address.kind).expect("the loader checked every kind");
-        readers[&r.provider].normalise(kind, r);
+        let mut r = r.clone();
+        readers[&r.provider].normalise(kind, &mut r);
+        by_provider.entry(r.provider.clone()).or_default().push(r);
     }
-    let invalid: Vec<String> = resources
+    let invalid: Vec<String> = by_provider
         .values()
+        .flatten()
         .flat_map(|r| {
             let kind = registry.kind(&r.address.kind).expect("the loader checked every kind");
             readers[&r.provider].check(kind, r).into_iter().map(|i| located(r, &i))
@@ -56,33 +62,31 @@ pub async fn plan(
     if !invalid.is_empty() {
         return Err(EngineError::Invalid(invalid));
     }
-
-    let mut by_provider: BTreeMap<&ProviderId, BTreeMap<&str, Vec<Resource>>> = BTreeMap::new();
-    for r in resources.values() {
-        by_provider.entry(&r.provider).or_default().entry(r.address.kind.as_str()).or_default().push(r.clone());
-    }
+    let by_provider: BTreeMap<ProviderId, Arc<Vec<Resource>>> =
+        by_provider.into_iter().map(|(id, list)| (id, Arc::new(list))).collect();
 
     let mut reads = JoinSet::new();
     // Every configured provider is asked for orphans, including one whose resources have all
     // left the plan: that is exactly when everything it owns must go.
     for (id, reader) in readers {
-        let all: Vec<Resource> =
-            by_provider.get(id).map(|k| k.values().flatten().cloned().collect()).unwrap_or_default();
+        let all = by_provider.get(id).cloned().unwrap_or_default();
         let (reader, id) = (reader.clone(), id.clone());
         reads.spawn(async move {
             let r = reader.orphans(&all).await;
             (id, None, r.map(Read::Orphans))
         });
     }
-    for (pid, kinds) in &by_provider {
-        for (kind, list) in kinds {
-            let reader = readers[*pid].clone();
-            let schema = registry.kind(kind).expect("known kind").clone();
-            let list = list.clone();
-            let id: ProviderId = (*pid).clone();
+    for (pid, list) in &by_provider {
+        let mut start = 0;
+        for run in list.chunk_by(|a, b| a.address.kind == b.address.kind) {
+            let range = start..start + run.len();
+            start = range.end;
+            let reader = readers[pid].clone();
+            let schema = registry.kind(&run[0].address.kind).expect("known kind").clone();
+            let (list, id) = (list.clone(), pid.clone());
             reads.spawn(async move {
-                let r = reader.read(&schema, &list).await;
-                (id, Some(list), r.map(Read::Live))
+                let r = reader.read(&schema, &list[range.clone()]).await;
+                (id, Some((list, range)), r.map(Read::Live))
             });
         }
     }
@@ -95,8 +99,8 @@ pub async fn plan(
         match result {
             Ok(Read::Orphans(o)) => orphans.extend(o),
             Ok(Read::Live(found)) => {
-                let list = list.expect("live reads carry their list");
-                for (r, l) in list.iter().zip(found) {
+                let (list, range) = list.expect("live reads carry their list");
+                for (r, l) in list[range].iter().zip(found) {
                     if let Some(l) = l {
                         live.insert(r.address.clone(), l);
                     }
@@ -110,6 +114,11 @@ pub async fn plan(
     if let Some(e) = first_error {
         return Err(e);
     }
+    let resources: BTreeMap<Address, Resource> = by_provider
+        .into_values()
+        .flat_map(|list| Arc::into_inner(list).expect("every read has finished"))
+        .map(|r| (r.address.clone(), r))
+        .collect();
 
     let conflicts: Vec<String> = resources
         .values()
@@ -119,18 +128,27 @@ pub async fn plan(
         return Err(EngineError::OwnedElsewhere(conflicts));
     }
 
+    // Where each address's orphans are, so each resource finds the object its address used to
+    // name without a scan of all orphans.
+    let mut named: HashMap<Address, Vec<usize>> = HashMap::new();
+    for (i, o) in orphans.iter().enumerate() {
+        named.entry(o.address.clone()).or_default().push(i);
+    }
+    let mut orphans: Vec<Option<Orphan>> = orphans.into_iter().map(Some).collect();
     let mut changes = Vec::new();
     for r in resources.values() {
         let schema = registry.kind(&r.address.kind).expect("known kind");
         let now = live.get(&r.address);
-        let at = orphans.iter().position(|o| o.address == r.address && o.provider == r.provider);
+        let at = named.get(&r.address).and_then(|found| {
+            found.iter().copied().find(|&i| orphans[i].as_ref().is_some_and(|o| o.provider == r.provider))
+        });
         // The address used to name another object (its identity moved): a replace when the new
         // object does not exist yet; when it does, the old one is destroyed on its own. An old
         // object the deployment adopted existed before it: it is released, never destroyed.
         let previous = match (at, now) {
-            (Some(i), None) if !orphans[i].adopted => Some(orphans.remove(i)),
+            (Some(i), None) if orphans[i].as_ref().is_some_and(|o| !o.adopted) => orphans[i].take(),
             (Some(i), _) => {
-                let o = &mut orphans[i];
+                let o = orphans[i].as_mut().expect("found among the orphans left");
                 o.address.name = format!("{} {}", o.address.name, crate::PREVIOUS_IDENTITY);
                 o.reason = match o.adopted {
                     true => format!("{} now names another object; this one was adopted, so it is kept", r.address),
@@ -142,6 +160,7 @@ pub async fn plan(
         };
         changes.push(diff::diff(schema, r, now, previous.as_ref()));
     }
+    let orphans: Vec<Orphan> = orphans.into_iter().flatten().collect();
     for o in &orphans {
         let schema = registry
             .kind(&o.address.kind)

@@ -49,6 +49,8 @@ pub struct Record {
     pub kind: String,
     pub name: String,
     pub identity: BTreeMap<String, Value>,
+    /// Its `ident_key` as stored: [`key`] of `kind` and `identity`, not recomputed per record.
+    pub key: String,
     pub state: State,
 }
 
@@ -59,13 +61,30 @@ pub struct Owner {
 }
 
 /// Identity attributes as JSON text with sorted keys: stable, so it can be hashed and compared.
+/// Written piece by piece (not through a `serde_json::Value`): every plan computes it for every
+/// resource.
 pub fn identity_json(identity: &BTreeMap<String, Value>) -> String {
-    serde_json::Value::Object(identity.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()).to_string()
+    let mut out = vec![b'{'];
+    for (i, (k, v)) in identity.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let key = serde_json::to_writer(&mut out, k);
+        out.push(b':');
+        let value = match v {
+            Value::Str(s) => serde_json::to_writer(&mut out, s),
+            other => serde_json::to_writer(&mut out, &other.to_json()),
+        };
+        key.and(value).expect("JSON written to memory");
+    }
+    out.push(b'}');
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// The key of a record: identities can be longer than an index allows.
 pub fn key(kind: &str, identity: &BTreeMap<String, Value>) -> String {
-    hex::encode(Sha1::digest(format!("{kind}\n{}", identity_json(identity)).as_bytes()).as_slice())
+    let digest = Sha1::new().chain_update(kind).chain_update("\n").chain_update(identity_json(identity)).finalize();
+    hex::encode(digest)
 }
 
 /// "Unknown database" and "table doesn't exist": a server no apply has written to yet.
@@ -248,14 +267,14 @@ impl Handle {
     /// Every record of this deployment (one query).
     pub(crate) async fn owned_records(&self) -> Result<Vec<Record>, ProviderError> {
         let sql = format!(
-            "SELECT kind, address, identity, {{state}} FROM {} WHERE deployment = ? ORDER BY kind, address",
+            "SELECT kind, address, identity, {{state}}, ident_key FROM {} WHERE deployment = ? ORDER BY kind, address",
             self.owned_table()
         );
         self.records_query(&sql, &self.deployment)
             .await?
             .iter()
             .map(|r| {
-                let (kind, name, json, state) = (text(r, 0)?, text(r, 1)?, text(r, 2)?, text(r, 3)?);
+                let (kind, name, json, state, key) = (text(r, 0)?, text(r, 1)?, text(r, 2)?, text(r, 3)?, text(r, 4)?);
                 let identity = match serde_json::from_str::<serde_json::Value>(&json) {
                     Ok(serde_json::Value::Object(map)) => map
                         .into_iter()
@@ -270,7 +289,7 @@ impl Handle {
                         .with_hint("delete that row by hand; the next plan will offer to adopt the object again"));
                     }
                 };
-                Ok(Record { kind, name, identity, state: State::parse(&state) })
+                Ok(Record { kind, name, identity, key, state: State::parse(&state) })
             })
             .collect()
     }

@@ -318,10 +318,8 @@ impl Handle {
                 )
             }
         };
-        let stale: Vec<Record> = all
-            .into_iter()
-            .filter(|rec| !wanted.contains(&(rec.kind.clone(), ownership::key(&rec.kind, &rec.identity))))
-            .collect();
+        let stale: Vec<Record> =
+            all.into_iter().filter(|rec| !wanted.contains(&(rec.kind.clone(), rec.key.clone()))).collect();
 
         let of_kind = |kind: &'static str| stale.iter().filter(move |r| r.kind == kind);
         let db_names: Vec<&str> = of_kind(DATABASE).map(|r| str_attr(&r.identity, "name")).collect();
@@ -377,7 +375,7 @@ impl Handle {
                     }),
                 _ => None,
             };
-            reported.insert((rec.kind.clone(), ownership::key(&rec.kind, &rec.identity)));
+            reported.insert((rec.kind.clone(), rec.key.clone()));
             records.push((rec, live));
         }
 

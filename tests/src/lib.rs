@@ -16,26 +16,24 @@ use sqlx::{AssertSqlSafe, ConnectOptions, MySqlPool};
 /// recorded in target/stack/env (its private server, on whatever port it got).
 pub fn mysql_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var(STACK_MYSQL_URL)
-            && !url.is_empty()
-        {
-            return url;
-        }
-        let env = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stack/env");
-        std::fs::read_to_string(&env)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("export {STACK_MYSQL_URL}=")))
-            .map(|v| v.trim_matches('\'').to_owned())
-            .unwrap_or_else(|| {
-                panic!(
-                    "no test server: run `cargo xtask stack up` (it writes {}) or set {STACK_MYSQL_URL}",
-                    env.display()
-                )
-            })
-    })
-    .clone()
+    URL.get_or_init(|| stack_env(STACK_MYSQL_URL)).clone()
+}
+
+/// A value `cargo xtask stack up` exports: from the environment (the tests run under `cargo xtask
+/// test`, or with `. target/stack/env`), else from target/stack/env.
+pub fn stack_env(name: &str) -> String {
+    if let Ok(value) = std::env::var(name)
+        && !value.is_empty()
+    {
+        return value;
+    }
+    let env = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stack/env");
+    std::fs::read_to_string(&env)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+        .map(|v| v.trim_matches('\'').replace(r"'\''", "'"))
+        .unwrap_or_else(|| panic!("no {name}: run `cargo xtask stack up` (it writes {}) or set {name}", env.display()))
 }
 
 const STACK_MYSQL_URL: &str = "ASPECTS_STACK_MYSQL_URL";
@@ -297,4 +295,34 @@ pub fn many(groups: usize) -> String {
         ));
     }
     body
+}
+
+/// The stack's LMS database: the schema the real upstream migrations of fixtures/lms built.
+pub fn lms_db_url() -> String {
+    stack_env("ASPECTS_STACK_LMS_DB_URL")
+}
+
+pub async fn lms_admin() -> MySqlPool {
+    let opts: MySqlConnectOptions = lms_db_url().parse().unwrap();
+    MySqlPoolOptions::new().max_connections(2).connect_with(opts.disable_statement_logging()).await.unwrap()
+}
+
+/// Runs `code` in the Django shell of fixtures/lms (the LMS's real models, on the stack's LMS
+/// database) with `env` set, and parses the last line it prints as JSON: how tests read rows
+/// back the way the LMS would.
+pub fn django(code: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/lms");
+    let out = Command::new(stack_env("ASPECTS_STACK_LMS_PYTHON"))
+        .arg(project.join("manage.py"))
+        .args(["shell", "--no-imports", "-c", code])
+        .current_dir(&project)
+        .env("ASPECTS_STACK_LMS_DB_URL", lms_db_url())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 0, "manage.py shell failed: {run:?}");
+    let last = run.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}): {run:?}"))
 }

@@ -36,15 +36,6 @@ fn pid_file() -> PathBuf {
     dir().join("front.pid")
 }
 
-/// The venv holding chdb, outside the checkout so a fresh clone does not pay for it again.
-fn venv() -> PathBuf {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| root().join("target"));
-    cache.join("aspects-stack").join(format!("chdb-{CHDB_VERSION}"))
-}
-
 /// The URL of the running front (started if needed), or the server the environment names.
 pub fn up() -> Result<String, String> {
     if let Ok(url) = std::env::var(URL)
@@ -58,7 +49,13 @@ pub fn up() -> Result<String, String> {
         wait_for(port)?;
         return Ok(url(port));
     }
-    let python = ensure_installed()?;
+    let requirements: Vec<String> = REQUIREMENTS.iter().map(|r| (*r).to_owned()).collect();
+    let python = crate::venv::ensure(
+        &format!("chdb-{CHDB_VERSION}"),
+        &requirements,
+        &[],
+        &format!("chdb {CHDB_VERSION} (~25 s, ~900 MB)"),
+    )?;
     fs::create_dir_all(data_dir()).map_err(|e| e.to_string())?;
     let port = (FIRST_PORT..FIRST_PORT + PORTS)
         .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
@@ -155,36 +152,4 @@ fn ping(port: u16) -> bool {
         && s.read_to_string(&mut reply).is_ok()
         && reply.starts_with("HTTP/1.1 200")
         && reply.ends_with("\r\n\r\nOk.\n")
-}
-
-/// The venv's python, installing chdb into it first when the cache lacks this exact pin set.
-/// Built beside the final place and renamed into it, so an interrupted install is never used.
-fn ensure_installed() -> Result<PathBuf, String> {
-    let venv = venv();
-    let stamp = REQUIREMENTS.join("\n");
-    if fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp) {
-        return Ok(venv.join("bin/python"));
-    }
-    let staging = venv.with_extension(format!("partial-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(venv.parent().expect("under the cache")).map_err(|e| e.to_string())?;
-    eprintln!("stack: installing chdb {CHDB_VERSION} into {} (first time only, ~25 s, ~900 MB)", venv.display());
-    let started = Instant::now();
-    crate::run(Command::new("python3").args(["-m", "venv"]).arg(&staging).stdout(Stdio::null()))?;
-    crate::run(
-        Command::new(staging.join("bin/python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"])
-            .args(REQUIREMENTS),
-    )?;
-    fs::write(staging.join("installed"), &stamp).map_err(|e| e.to_string())?;
-    let _ = fs::remove_dir_all(&venv);
-    if let Err(e) = fs::rename(&staging, &venv) {
-        let _ = fs::remove_dir_all(&staging);
-        // Another checkout finished the same install first: use it.
-        if !fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp) {
-            return Err(format!("cannot move the chdb venv into {}: {e}", venv.display()));
-        }
-    }
-    eprintln!("stack: chdb installed in {} s", started.elapsed().as_secs());
-    Ok(venv.join("bin/python"))
 }

@@ -8,8 +8,10 @@
 
 mod bench;
 mod clickhouse;
+mod lms;
 mod loading;
 mod stack;
+mod venv;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};

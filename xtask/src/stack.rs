@@ -5,7 +5,8 @@
 //! ASPECTS_STACK_MYSQL_URL names it. `down` stops only what `up` started (by pid file).
 //!
 //! ClickHouse (the real engine through chdb, behind the project's HTTP front) lives in
-//! `clickhouse.rs`. Superset and Ralph join as their providers land.
+//! `clickhouse.rs`; the LMS database (real upstream migrations into `openedx` on this MariaDB) in
+//! `lms.rs`. Superset and Ralph join as their providers land.
 
 use std::fs;
 use std::io::Write;
@@ -48,9 +49,11 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
         }
         _ => private_mysql()?,
     };
+    let lms = crate::lms::up(&mysql)?;
     let clickhouse = crate::clickhouse::up()?;
     let demo = demo_dir();
     let mut env = vec![(MYSQL_URL.to_owned(), mysql.clone()), (crate::clickhouse::URL.to_owned(), clickhouse)];
+    env.extend(lms);
     // The reference plan's endpoint vars, so `aspects -f plans/aspects.toml -f plans/local.toml`
     // reaches this server.
     env.extend(endpoint_vars(&mysql)?);
@@ -63,6 +66,8 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
          # `. target/stack/env` to run aspects by hand against the local stack with the demo's files:\n\
          #   ASPECTS_STACK_MYSQL_URL           the MariaDB the tests and the demo use\n\
          #   ASPECTS_STACK_CLICKHOUSE_URL      the ClickHouse (HTTP) the tests and the demo use\n\
+         #   ASPECTS_STACK_LMS_DB_URL          the LMS database (real upstream migrations, fixtures/lms)\n\
+         #   ASPECTS_STACK_LMS_PYTHON          the python that runs fixtures/lms/manage.py\n\
          #   ASPECTS_VAR_MYSQL_HOST, _PORT,\n\
          #   ASPECTS_VAR_MYSQL_ROOT_USERNAME   the same server, as plans/aspects.toml's vars\n\
          #   ASPECTS_SECRETS                   the demo's secrets file (under target/demo/)\n\
@@ -138,9 +143,11 @@ pub fn status() -> Result<(), String> {
         }
         None => println!("mariadb (private) not running; `cargo xtask stack up` starts it"),
     }
-    if std::env::var(MYSQL_URL).is_ok() {
+    let named = std::env::var(MYSQL_URL).ok().filter(|u| !u.is_empty());
+    if named.is_some() {
         println!("{MYSQL_URL} is set: tests and the demo use that server instead");
     }
+    crate::lms::status(named.or_else(|| running().map(|(_, port)| private_url(port))));
     crate::clickhouse::status();
     Ok(())
 }
@@ -152,12 +159,15 @@ fn running() -> Option<(u32, u16)> {
     Some((pid, read_number(&base.join("port"))?))
 }
 
+fn private_url(port: u16) -> String {
+    format!("mysql://root@127.0.0.1:{port}")
+}
+
 fn private_mysql() -> Result<String, String> {
-    let url = |port| format!("mysql://root@127.0.0.1:{port}");
     let base = mariadb_dir();
     if let Some((_, port)) = running() {
         wait_for(port, &base)?;
-        return Ok(url(port));
+        return Ok(private_url(port));
     }
     let server = ensure_mariadb_installed()?;
     let data = base.join("data");
@@ -204,7 +214,7 @@ fn private_mysql() -> Result<String, String> {
         .map_err(|e| format!("cannot start mariadbd: {e}"))?;
     wait_for(port, &base)?;
     eprintln!("stack: started a private MariaDB on 127.0.0.1:{port} (data in {})", data.display());
-    Ok(url(port))
+    Ok(private_url(port))
 }
 
 fn wait_for(port: u16, base: &Path) -> Result<(), String> {
@@ -231,13 +241,27 @@ fn ensure_mariadb_installed() -> Result<PathBuf, String> {
         return Ok(p);
     }
     eprintln!("stack: installing mariadb-server from Debian's archive (first time only, ~40 s)");
+    apt_install(&["mariadb-server"])?;
+    find().ok_or_else(|| "mariadb-server installed but mariadbd is not in /usr/sbin".into())
+}
+
+/// Installs the Debian packages of `packages` that are not installed yet.
+pub fn apt_install(packages: &[&str]) -> Result<(), String> {
+    let installed = |p: &&str| {
+        Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", p])
+            .stderr(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.stdout.ends_with(b" installed"))
+    };
+    let missing: Vec<&str> = packages.iter().filter(|p| !installed(p)).copied().collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
     crate::run(Command::new("apt-get").arg("update").arg("-qq"))?;
     crate::run(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq", "mariadb-server"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    find().ok_or_else(|| "mariadb-server installed but mariadbd is not in /usr/sbin".into())
+        Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 /// The server on `port` answers as root without a password and serves this checkout's data

@@ -1,0 +1,59 @@
+//! Python virtualenvs for the stack's Python-based parts (chdb's front, the LMS schema project),
+//! cached outside the checkout in `~/.cache/aspects-stack/<name>/`, so every checkout and every
+//! fresh clone on the machine shares one install.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::root;
+
+fn cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| root().join("target"))
+        .join("aspects-stack")
+}
+
+/// The venv `name` under the cache, whether installed or not.
+fn dir(name: &str) -> PathBuf {
+    cache().join(name)
+}
+
+/// The python of the venv `name` holding exactly `requirements` (pip requirement specifiers),
+/// installing them first when the cache lacks this exact set. Built beside its final place and
+/// renamed into it, so an interrupted install is never used. `debian` lists the Debian packages
+/// pip needs to build them (installed only when pip has to run); `what` names the install in
+/// progress messages (with its expected cost).
+pub fn ensure(name: &str, requirements: &[String], debian: &[&str], what: &str) -> Result<PathBuf, String> {
+    let venv = dir(name);
+    let stamp = requirements.join("\n");
+    if fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp) {
+        return Ok(venv.join("bin/python"));
+    }
+    crate::stack::apt_install(debian)?;
+    let staging = venv.with_extension(format!("partial-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
+    eprintln!("stack: installing {what} into {} (first time only)", venv.display());
+    let started = Instant::now();
+    crate::run(Command::new("python3").args(["-m", "venv"]).arg(&staging).stdout(Stdio::null()))?;
+    crate::run(
+        Command::new(staging.join("bin/python"))
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input"])
+            .args(requirements),
+    )?;
+    fs::write(staging.join("installed"), &stamp).map_err(|e| e.to_string())?;
+    let _ = fs::remove_dir_all(&venv);
+    if let Err(e) = fs::rename(&staging, &venv) {
+        let _ = fs::remove_dir_all(&staging);
+        // Another checkout finished the same install first: use it.
+        if !fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp) {
+            return Err(format!("cannot move the venv into {}: {e}", venv.display()));
+        }
+    }
+    eprintln!("stack: {name} installed in {} s", started.elapsed().as_secs());
+    Ok(venv.join("bin/python"))
+}

@@ -122,6 +122,13 @@ pub struct RotateArgs {
     /// Show what the rotation would touch, in order; change nothing, save nothing.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+/// What every command that changes targets under the lock takes.
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
     /// Do not ask for confirmation.
     #[arg(long)]
     pub auto_approve: bool,
@@ -139,35 +146,18 @@ pub struct RotateArgs {
 impl RotateArgs {
     /// The run options of a rotation: what `apply` takes, never destroying data.
     pub fn run(&self) -> RunArgs {
-        RunArgs {
-            auto_approve: self.auto_approve,
-            allow_destroy: false,
-            parallelism: self.parallelism,
-            lock_timeout: self.lock_timeout,
-            journal: self.journal.clone(),
-            targets: Targets::default(),
-        }
+        RunArgs { exec: self.exec.clone(), allow_destroy: false, targets: Targets::default() }
     }
 }
 
 /// What `apply` and `destroy` share: both change targets under the lock.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Do not ask for confirmation.
-    #[arg(long)]
-    pub auto_approve: bool,
+    #[command(flatten)]
+    pub exec: ExecArgs,
     /// Allow destroying data-bearing objects (databases).
     #[arg(long)]
     pub allow_destroy: bool,
-    /// How many changes run at once (each provider also has its own limit).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub parallelism: u16,
-    /// How long to wait for another apply's lock, e.g. 30s or 5m.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    pub lock_timeout: Duration,
-    /// Apply journal (JSON lines). Default: <plan stem>.journal.jsonl beside the plan file.
-    #[arg(long, value_name = "FILE", env = "ASPECTS_JOURNAL")]
-    pub journal: Option<PathBuf>,
     #[command(flatten)]
     pub targets: Targets,
 }

@@ -238,7 +238,7 @@ impl Ctx<'_> {
         let holder = holder();
         let waiting = |msg: String| eprintln!("{}", redactor.scrub(&msg));
         let locks =
-            lock_all(&writers, &holder, args.lock_timeout, &waiting).await.map_err(|e| scrubbed(e, &redactor))?;
+            lock_all(&writers, &holder, args.exec.lock_timeout, &waiting).await.map_err(|e| scrubbed(e, &redactor))?;
         let run = Locked {
             loaded,
             saved,
@@ -301,11 +301,11 @@ impl Ctx<'_> {
         }
         // Before asking: a plan that cannot be applied must not be confirmed first.
         check_destroys(&planned.plan, args.allow_destroy)?;
-        if saved.is_none() && !args.auto_approve {
+        if saved.is_none() && !args.exec.auto_approve {
             confirm(&rotation::verdict(&planned.plan, &found))?;
         }
         prune().await?;
-        let journal_path = args.journal.clone().unwrap_or_else(|| journal_path(&self.cli.files[0]));
+        let journal_path = args.exec.journal.clone().unwrap_or_else(|| journal_path(&self.cli.files[0]));
         let run_id = run_id();
         let journal = Journal::open(&journal_path, run_id).map_err(|e| {
             CliError::new(format!("cannot open the journal {}: {e}", journal_path.display()))
@@ -330,7 +330,7 @@ impl Ctx<'_> {
         // The new values are in the secrets file before any target sees them.
         rotation::record_pending(loaded, &found)?;
         let opts = ApplyOptions {
-            parallelism: args.parallelism.into(),
+            parallelism: args.exec.parallelism.into(),
             allow_destroy: args.allow_destroy,
             redactor,
             journal: Some(&journal),

@@ -121,6 +121,27 @@ fn registry() -> Registry {
     })
 }
 
+/// Everything an apply of `resources` on one recorder needs, planned from nothing.
+struct Planned {
+    graph: Graph,
+    rec: Arc<Recorder>,
+    readers: Readers,
+    writers: Writers,
+    reg: Registry,
+    planned: aspects_engine::plan::Planned,
+}
+
+async fn planned(resources: BTreeMap<Address, Resource>, rec: Recorder) -> Planned {
+    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).unwrap();
+    let desired = Desired { deployment: "t".into(), providers: BTreeMap::new(), resources };
+    let rec = Arc::new(rec);
+    let readers: Readers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderRead>)].into();
+    let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
+    let reg = registry();
+    let planned = plan(&desired, &graph, &reg, &readers, None, Goal::Converge).await.unwrap();
+    Planned { graph, rec, readers, writers, reg, planned }
+}
+
 /// `spec`: (name, dependencies) of m_thing resources.
 async fn run(spec: &[(&str, &[&str])], fail: &[&str], limit: usize, parallelism: usize) -> (Arc<Recorder>, Vec<Event>) {
     let rec = Recorder { fail: fail.iter().map(|s| s.to_string()).collect(), limit, ..Default::default() };
@@ -149,13 +170,7 @@ async fn run_with(
             (addr(n), r)
         })
         .collect();
-    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).unwrap();
-    let desired = Desired { deployment: "t".into(), providers: BTreeMap::new(), resources };
-    let rec = Arc::new(rec);
-    let readers: Readers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderRead>)].into();
-    let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
-    let reg = registry();
-    let planned = plan(&desired, &graph, &reg, &readers, None, Goal::Converge).await.unwrap();
+    let Planned { graph, rec, readers, writers, reg, planned } = planned(resources, rec).await;
     assert!(planned.plan.changes.iter().all(|c| c.action == Action::Create));
     let locks = lock_all(&writers, "test", Duration::ZERO, &|_| {}).await.unwrap();
     let mut events = Vec::new();
@@ -314,13 +329,7 @@ async fn rotate_with(rec: Recorder) -> (Arc<Recorder>, aspects_engine::rotate::R
     .into_iter()
     .map(|r| (r.address.clone(), r))
     .collect();
-    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).unwrap();
-    let desired = Desired { deployment: "t".into(), providers: BTreeMap::new(), resources };
-    let rec = Arc::new(rec);
-    let readers: Readers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderRead>)].into();
-    let writers: Writers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderWrite>)].into();
-    let reg = registry();
-    let planned = plan(&desired, &graph, &reg, &readers, None, Goal::Converge).await.unwrap();
+    let Planned { graph, rec, readers, writers, reg, planned } = planned(resources, rec).await;
     let found = rotations(&["s".to_owned()], &planned, &graph, &reg, &readers);
     let roles: Vec<(String, Role)> = found[0].consumers.iter().map(|c| (c.address.name.clone(), c.role)).collect();
     let mode = if rec.dual { SecretRotation::Dual } else { SecretRotation::Replace };

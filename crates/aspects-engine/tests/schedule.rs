@@ -170,7 +170,7 @@ async fn run_with(
             (addr(n), r)
         })
         .collect();
-    let Planned { graph, rec, readers, writers, reg, planned } = planned(resources, rec).await;
+    let Planned { graph, rec, writers, reg, planned, .. } = planned(resources, rec).await;
     assert!(planned.plan.changes.iter().all(|c| c.action == Action::Create));
     let locks = lock_all(&writers, "test", Duration::ZERO, &|_| {}).await.unwrap();
     let mut events = Vec::new();

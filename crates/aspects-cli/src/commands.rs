@@ -79,7 +79,7 @@ impl Ctx<'_> {
     }
 
     fn load_with(&self, opts: &LoadOptions) -> Result<Loaded, CliError> {
-        Ok(warned(load_files(&self.cli.files, &self.registry, opts)?))
+        Ok(warned(load_files(&self.cli.files, &self.registry, opts)?, self.cli.verbose > 0))
     }
 
     fn load(&self, secret_values: SecretValues) -> Result<Loaded, CliError> {
@@ -175,7 +175,8 @@ impl Ctx<'_> {
                     .hint("make a new plan with the --var you want: aspects plan --var NAME=VALUE --out FILE"));
                 }
                 let opts = saved_plan::load_options(&doc, self.options(SecretValues::Existing));
-                let loaded = warned(load_sources(saved_plan::sources(&doc), &self.registry, &opts)?);
+                let loaded =
+                    warned(load_sources(saved_plan::sources(&doc), &self.registry, &opts)?, self.cli.verbose > 0);
                 (loaded, Some((path, doc)))
             }
             // Generated secrets are saved once the plan is accepted, before any target uses them.
@@ -456,10 +457,11 @@ fn redactor(loaded: &Loaded) -> Redactor {
     Redactor::new(loaded.secrets.iter().map(|s| s.value.clone()).chain(loaded.store.values()))
 }
 
-/// Every command that loads plan files shows their warnings first, on stderr.
-fn warned(loaded: Loaded) -> Loaded {
+/// Every command that loads plan files shows their warnings first, on stderr (with `all`, every
+/// one of a long run of alike warnings).
+fn warned(loaded: Loaded, all: bool) -> Loaded {
     if !loaded.warnings.is_empty() {
-        eprintln!("{}", loaded.render_warnings());
+        eprintln!("{}", loaded.render_warnings(all));
     }
     loaded
 }

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{Cli, Colour};
+use crate::error::CliError;
 
 fn main() -> ExitCode {
     // Usage errors exit 1, not clap's 2: exit 2 means "changes or drift present" to CI.
@@ -48,7 +49,11 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(&cli, colour)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprint!("{e}");
+            match e {
+                // -v: every warning of a long run of alike ones, not just the first few.
+                CliError::Load(e) if cli.verbose > 0 => eprint!("{}", e.report(true)),
+                e => eprint!("{e}"),
+            }
             ExitCode::from(1)
         }
     }

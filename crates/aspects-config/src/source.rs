@@ -210,11 +210,21 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     /// The source line holds something secret: point at it, never print it.
     pub hide_source: bool,
+    /// Warnings of one check share a group (what they are about, e.g. "`on`"): past the first
+    /// few, the rest of a group are counted rather than shown, unless every one is asked for.
+    pub group: Option<String>,
 }
 
 impl Diagnostic {
     pub fn new(message: impl Into<String>, location: Option<Location>) -> Self {
-        Self { severity: Severity::Error, message: message.into(), location, hint: None, hide_source: false }
+        Self {
+            severity: Severity::Error,
+            message: message.into(),
+            location,
+            hint: None,
+            hide_source: false,
+            group: None,
+        }
     }
 
     pub fn warning(message: impl Into<String>, location: Option<Location>) -> Self {
@@ -223,6 +233,11 @@ impl Diagnostic {
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
         self
     }
 
@@ -246,26 +261,56 @@ impl LoadError {
     pub fn new(diagnostics: Vec<Diagnostic>, sources: SourceMap) -> Self {
         Self { diagnostics, sources, redactor: Redactor::default() }
     }
+
+    /// The diagnostics rendered; `all` shows every warning of a long group (`Display` does not).
+    pub fn report(&self, all: bool) -> Report<'_> {
+        Report { diagnostics: &self.diagnostics, sources: &self.sources, redactor: &self.redactor, all }
+    }
 }
 
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        Report { diagnostics: &self.diagnostics, sources: &self.sources, redactor: &self.redactor }.fmt(f)
+        self.report(false).fmt(f)
     }
 }
+
+/// How many diagnostics of one group are shown before the rest are only counted.
+pub const SHOWN_PER_GROUP: usize = 5;
 
 /// Diagnostics rendered against their sources, each with its severity, secrets masked.
 pub struct Report<'a> {
     pub diagnostics: &'a [Diagnostic],
     pub sources: &'a SourceMap,
     pub redactor: &'a Redactor,
+    /// Every diagnostic; otherwise a group shows its first [`SHOWN_PER_GROUP`] and a count (a
+    /// plan of thousands of resources can warn thousands of times about the same thing).
+    pub all: bool,
 }
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Groups in the order they first appear, with how many each holds.
+        let mut groups: Vec<(&str, usize)> = Vec::new();
         // Each rendered diagnostic ends with a blank line, which separates them.
         for d in self.diagnostics {
+            if let Some(group) = d.group.as_deref().filter(|_| !self.all) {
+                let at = groups.iter().position(|(g, _)| *g == group).unwrap_or_else(|| {
+                    groups.push((group, 0));
+                    groups.len() - 1
+                });
+                groups[at].1 += 1;
+                if groups[at].1 > SHOWN_PER_GROUP {
+                    continue;
+                }
+            }
             f.write_str(&self.sources.render(d, self.redactor))?;
+        }
+        for (group, n) in groups.into_iter().filter(|(_, n)| *n > SHOWN_PER_GROUP) {
+            writeln!(
+                f,
+                "warning: {} more like the above about {group} (run with -v to see every one)\n",
+                n - SHOWN_PER_GROUP
+            )?;
         }
         let errors = self.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
         let warnings = self.diagnostics.len() - errors;

@@ -280,7 +280,7 @@ name = "${db_user.c.user}"
 fn warnings_are_located_and_do_not_fail_the_load() {
     let l = load(&[BASE, "[db_user.app]\nnote = \"TODO later\"\n"]).unwrap();
     assert_eq!(l.warnings.len(), 1);
-    let w = l.render_warnings();
+    let w = l.render_warnings(false);
     assert!(w.starts_with("warning: `note`: a TODO was left in; finish the note\n"), "{w}");
     assert!(w.contains("layer1.toml:2:8"), "{w}");
     assert!(!w.contains("error"), "{w}");
@@ -291,12 +291,37 @@ fn warnings_are_located_and_do_not_fail_the_load() {
 }
 
 #[test]
+fn thousands_of_alike_warnings_show_the_first_few_and_a_count() {
+    let users: String = (0..3000)
+        .map(|i| format!("[db_user.u{i}]\nuser = \"u{i}\"\npassword = \"${{secrets.pw}}\"\nnote = \"TODO {i}\"\n"))
+        .collect();
+    let l = load(&[BASE, &users]).unwrap();
+    assert_eq!(l.warnings.len(), 3000);
+    let short = l.render_warnings(false);
+    assert_eq!(short.matches("warning: `note`: a TODO").count(), 5, "{short}");
+    assert!(
+        short.ends_with(
+            "warning: 2995 more like the above about `note` (run with -v to see every one)\n\n3000 warnings\n"
+        ),
+        "{short}"
+    );
+    assert!(short.lines().count() < 60, "{short}");
+    let all = l.render_warnings(true);
+    assert_eq!(all.matches("warning: `note`: a TODO").count(), 3000);
+    assert!(!all.contains("more like the above"));
+    // A failed load groups them the same way.
+    let Err(e) = load(&[BASE, &users, "[db_user.app]\nuser = 1\n"]) else { panic!("expected an error") };
+    assert!(e.contains("error: `user` must be a string") && e.contains("2995 more like the above"), "{e}");
+    assert!(e.ends_with("1 error, 3000 warnings\n"), "{e}");
+}
+
+#[test]
 fn warnings_never_look_at_secret_values() {
     // SAFETY: no other test reads or writes this variable.
     unsafe { std::env::set_var("ASPECTS_TEST_TODO_SECRET", "has TODO inside") };
     let plan = "[secrets]\nt = { env = \"ASPECTS_TEST_TODO_SECRET\" }\n[db_user.app]\ndsn = \"x ${secrets.t}\"\n";
     let l = load(&[BASE, plan]).unwrap();
-    assert!(l.warnings.is_empty(), "{}", l.render_warnings());
+    assert!(l.warnings.is_empty(), "{}", l.render_warnings(false));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! the config loader validates plan files against them and the diff reads them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use crate::value::Value;
 
@@ -185,7 +186,13 @@ impl KindSchema {
 
 /// `name = "x", host = "%"`: identity attributes as messages show them.
 pub fn identity_string<'a>(attrs: impl IntoIterator<Item = (&'a str, &'a Value)>) -> String {
-    attrs.into_iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
+    // Into one buffer: the loader builds one per resource.
+    let mut out = String::new();
+    for (i, (k, v)) in attrs.into_iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let _ = write!(out, "{sep}{k} = {v}");
+    }
+    out
 }
 
 /// One system (mysql, clickhouse ...): the attributes of its `[providers.X]` block and its kinds.

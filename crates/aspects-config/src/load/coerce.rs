@@ -17,7 +17,13 @@ pub(super) fn written<'t>(attr: &AttrSchema, entry: Option<&'t Entry>) -> Option
 
 impl Loader<'_> {
     /// The default of an attribute the plan does not set; a required one without default is an error.
-    pub(super) fn missing(&mut self, attr: &AttrSchema, owner: &str, header: &Location) -> Option<Value> {
+    /// `owner` is formatted only for the error: most attributes left out simply take their default.
+    pub(super) fn missing(
+        &mut self,
+        attr: &AttrSchema,
+        owner: &dyn std::fmt::Display,
+        header: &Location,
+    ) -> Option<Value> {
         if attr.required && attr.default.is_none() {
             let example =
                 if attr.sensitive { "\"${secrets.NAME}\"".to_owned() } else { format!("<{}>", attr.ty.describe()) };
@@ -91,7 +97,8 @@ impl Loader<'_> {
         if let (Some(warn), false) = (attr.warn, v.is_sensitive())
             && let Some(msg) = warn(&v)
         {
-            self.warnings.push(Diagnostic::warning(format!("`{}`: {msg}", attr.name), Some(loc.clone())));
+            let warning = Diagnostic::warning(format!("`{}`: {msg}", attr.name), Some(loc.clone()));
+            self.warnings.push(warning.group(format!("`{}`", attr.name)));
         }
         Some(v)
     }

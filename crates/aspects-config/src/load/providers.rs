@@ -85,7 +85,7 @@ impl<'a> Loader<'a> {
                     self.resolve(&e.node, Scope::NoResources, &mut trace)
                         .and_then(|v| self.coerce(v, attr, &e.node.loc, &trace.secrets))
                 }
-                None => self.missing(attr, &format!("[providers.{id}]"), header),
+                None => self.missing(attr, &format_args!("[providers.{id}]"), header),
             };
             if let Some(v) = value {
                 out.insert(attr.name.to_owned(), v);

@@ -77,7 +77,7 @@ impl Loader<'_> {
                 own.deps.remove(addr);
                 v
             }
-            None => self.missing(attr, &addr.to_string(), &header),
+            None => self.missing(attr, addr, &header),
         };
         trace.deps.extend(own.deps.iter().cloned());
         trace.secrets.extend(own.secrets.iter().cloned());

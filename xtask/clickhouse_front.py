@@ -12,7 +12,9 @@ What is EMULATED (labelled `EMULATION` below; a real server does it otherwise):
     checks the credentials itself against its own user list (today: `default` without password)
     and answers 516 AUTHENTICATION_FAILED like a server does;
   - one engine connection serves every request, one at a time (a server runs queries in parallel);
-    settings sent as URL parameters are set before the query and reset after it;
+    settings sent as URL parameters are set before the query and reset after it; a request with
+    `readonly` set runs on a second session that is read-only for good (`readonly` cannot be reset
+    once set, so it never touches the shared session);
   - multi-statement requests are refused with the parser's own error, as the HTTP interface does
     (chdb alone would run them all).
 
@@ -91,14 +93,17 @@ class Engine:
     def __init__(self, data):
         self.lock = threading.Lock()
         self.conn = chdb.connect(f"file:{data}")
+        # Another session on the same engine; 2 = no writes, settings may still change.
+        self.read_only = chdb.connect(f"file:{data}")
+        self.read_only.query("SET readonly = 2")
         names = self.run("SELECT number, errorCodeToName(number) FROM numbers(2000) "
                          "WHERE errorCodeToName(number) != ''", "TSV").decode()
         self.code_of = {name: int(code) for code, name in (line.split("\t") for line in names.splitlines())}
         self.status = {self.code_of[n]: s for s, ns in STATUS_BY_NAME.items() for n in ns if n in self.code_of}
 
-    def run(self, sql, fmt, params=None):
+    def run(self, sql, fmt, params=None, conn=None):
         try:
-            return self.conn.query(sql, fmt, params=params).bytes() or b""
+            return (conn or self.conn).query(sql, fmt, params=params).bytes() or b""
         except Exception as e:  # chdb raises its own error type with the server's message
             text = str(e)
             m = re.match(r"Code: (\d+)\. ", text)
@@ -114,20 +119,22 @@ class Engine:
         return QueryError(code, f"Code: {code}. DB::Exception: {message}. ({name})")
 
     def query(self, sql, fmt, database, settings, params):
+        readonly = settings.pop("readonly", "0") not in ("", "0")
+        conn = self.read_only if readonly else self.conn
         with self.lock:
-            self.run(f"USE {quote_ident(database)}", "TSV")
+            self.run(f"USE {quote_ident(database)}", "TSV", conn=conn)
             applied = []
             try:
                 for name, value in settings.items():
                     if not SETTING_NAME.match(name):
                         raise self.error("UNKNOWN_SETTING", f"Unknown setting '{name}'")
-                    self.run(f"SET {name} = {quote_string(value)}", "TSV")
+                    self.run(f"SET {name} = {quote_string(value)}", "TSV", conn=conn)
                     applied.append(name)
                 self.refuse_multi_statement(sql)
-                return self.run(sql, fmt, params)
+                return self.run(sql, fmt, params, conn=conn)
             finally:
                 for name in applied:
-                    self.run(f"SET {name} = DEFAULT", "TSV")
+                    self.run(f"SET {name} = DEFAULT", "TSV", conn=conn)
 
     def refuse_multi_statement(self, sql):
         """EMULATION: the HTTP interface runs one statement; chdb would run every one it is given.
@@ -307,6 +314,7 @@ def main():
         server.serve_forever()
     finally:
         with Handler.engine.lock:
+            Handler.engine.read_only.close()
             Handler.engine.conn.close()
         try:
             os.remove(args.pid_file)

@@ -4,6 +4,8 @@
 //! Every test gets a [`Sandbox`]: its own directory, and a unique prefix for the objects it
 //! creates, so tests run in parallel and repeated runs never collide.
 
+pub mod clickhouse;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;

@@ -6,7 +6,7 @@ use aspects_core::Registry;
 use aspects_engine::Connector;
 
 pub fn connectors() -> BTreeMap<&'static str, Box<dyn Connector>> {
-    let list: Vec<Box<dyn Connector>> = vec![Box::new(aspects_mysql::MySql)];
+    let list: Vec<Box<dyn Connector>> = vec![Box::new(aspects_mysql::MySql), Box::new(aspects_clickhouse::ClickHouse)];
     list.into_iter().map(|c| (c.schema().system, c)).collect()
 }
 

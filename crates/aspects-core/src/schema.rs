@@ -203,6 +203,28 @@ pub struct SystemSchema {
     pub kinds: Vec<KindSchema>,
 }
 
+impl SystemSchema {
+    /// Runs the load-time check of one attribute (`kind` = "provider" for the provider block):
+    /// what the loader does for every value, for providers' own tests. `Ok` when it has none.
+    pub fn check_attr(&self, kind: &str, attr: &str, value: &Value) -> Result<(), String> {
+        let attrs = match kind {
+            "provider" => &self.provider_attrs,
+            _ => &self.kinds.iter().find(|k| k.kind == kind).unwrap_or_else(|| panic!("no kind {kind}")).attrs,
+        };
+        let a = attrs.iter().find(|a| a.name == attr).unwrap_or_else(|| panic!("no attribute {kind}.{attr}"));
+        a.check.map_or(Ok(()), |check| check(value))
+    }
+}
+
+/// The check of every provider's `max_concurrency`: 1 to 64.
+pub fn check_max_concurrency(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Int(n) if (1..=64).contains(n) => Ok(()),
+        Value::Int(n) => Err(format!("max_concurrency = {n} is out of range; use 1 to 64")),
+        other => Err(format!("expected an integer, found {}", other.type_name())),
+    }
+}
+
 /// Every system the binary knows. Built at the CLI edge from the provider crates.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {

@@ -20,6 +20,16 @@ pub enum Value {
     Sensitive(Secret),
 }
 
+/// A string attribute, empty when absent (the loader made required ones present).
+pub fn str_attr<'a>(attrs: &'a std::collections::BTreeMap<String, Value>, name: &str) -> &'a str {
+    attrs.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The strings of a list attribute.
+pub fn str_list(v: Option<&Value>) -> Vec<&str> {
+    v.and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).collect()
+}
+
 impl Value {
     pub fn as_str(&self) -> Option<&str> {
         match self {

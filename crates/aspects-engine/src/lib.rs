@@ -6,6 +6,7 @@ pub mod apply;
 pub mod fault;
 pub mod journal;
 pub mod lock;
+pub mod ownership;
 pub mod plan;
 pub mod provider;
 pub mod rotate;

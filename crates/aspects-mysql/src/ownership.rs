@@ -12,37 +12,7 @@ use crate::connect::{Handle, text};
 use crate::error;
 use crate::sql::ident;
 
-/// How a record came to be. Only `Created` and `Adopted` mean "owned": a `Creating` record is a
-/// claim taken before a create, which proves nothing until the create is confirmed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    Creating,
-    Created,
-    Adopted,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Creating => "creating",
-            State::Created => "created",
-            State::Adopted => "adopted",
-        }
-    }
-
-    /// Unknown text is read as `Adopted`: the state that never lets `destroy` drop an object.
-    fn parse(s: &str) -> State {
-        match s {
-            "creating" => State::Creating,
-            "created" => State::Created,
-            _ => State::Adopted,
-        }
-    }
-
-    pub fn owns(self) -> bool {
-        self != State::Creating
-    }
-}
+pub use aspects_engine::ownership::{State, identity_json, owned_elsewhere};
 
 /// One record of this deployment: the resource name it was made under and its identity.
 pub struct Record {
@@ -58,27 +28,6 @@ pub struct Record {
 pub struct Owner {
     pub deployment: String,
     pub state: State,
-}
-
-/// Identity attributes as JSON text with sorted keys: stable, so it can be hashed and compared.
-/// Written piece by piece (not through a `serde_json::Value`): every plan computes it for every
-/// resource.
-pub fn identity_json(identity: &BTreeMap<String, Value>) -> String {
-    let mut out = vec![b'{'];
-    for (i, (k, v)) in identity.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let key = serde_json::to_writer(&mut out, k);
-        out.push(b':');
-        let value = match v {
-            Value::Str(s) => serde_json::to_writer(&mut out, s),
-            other => serde_json::to_writer(&mut out, &other.to_json()),
-        };
-        key.and(value).expect("JSON written to memory");
-    }
-    out.push(b'}');
-    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 /// The key of a record: identities can be longer than an index allows.
@@ -275,19 +224,13 @@ impl Handle {
             .iter()
             .map(|r| {
                 let (kind, name, json, state, key) = (text(r, 0)?, text(r, 1)?, text(r, 2)?, text(r, 3)?, text(r, 4)?);
-                let identity = match serde_json::from_str::<serde_json::Value>(&json) {
-                    Ok(serde_json::Value::Object(map)) => map
-                        .into_iter()
-                        .map(|(k, v)| (k, v.as_str().map_or_else(|| Value::Json(v.clone()), Value::from)))
-                        .collect(),
-                    _ => {
-                        return Err(ProviderError::new(format!(
-                            "the ownership record of {kind}.{name} in {} on {} is damaged (identity {json:?})",
-                            self.owned_table(),
-                            self.target
-                        ))
-                        .with_hint("delete that row by hand; the next plan will offer to adopt the object again"));
-                    }
+                let Some(identity) = aspects_engine::ownership::identity_from_json(&json) else {
+                    return Err(ProviderError::new(format!(
+                        "the ownership record of {kind}.{name} in {} on {} is damaged (identity {json:?})",
+                        self.owned_table(),
+                        self.target
+                    ))
+                    .with_hint("delete that row by hand; the next plan will offer to adopt the object again"));
                 };
                 Ok(Record { kind, name, identity, key, state: State::parse(&state) })
             })
@@ -374,22 +317,6 @@ impl Handle {
 const STATE_COLUMN: &str =
     "state VARCHAR(16) NOT NULL DEFAULT 'adopted' COMMENT 'creating (claimed, not yet made), created or adopted'";
 const CONNECTION_COLUMN: &str = "connection_id BIGINT NULL COMMENT 'the server connection holding the lock'";
-
-/// Another deployment records the object.
-pub(crate) fn owned_elsewhere(kind: &str, identity_json: &str, owner: &str, state: State) -> ProviderError {
-    let how = match state {
-        State::Creating => "is creating it right now, or a run of it stopped mid-create",
-        State::Created => "created it",
-        State::Adopted => "adopted it",
-    };
-    ProviderError::new(format!(
-        "{kind} {identity_json} is owned by deployment `{owner}`, which {how}; nothing was changed"
-    ))
-    .with_hint(
-        "two deployments cannot manage one object (either could destroy it); give this one its own names, \
-             or remove the resource from one of the plans",
-    )
-}
 
 #[cfg(test)]
 mod tests {

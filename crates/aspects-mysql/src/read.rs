@@ -41,11 +41,7 @@ impl Handle {
     /// defaults filled, hosts lowercased, `on` respelled, charset aliases resolved, the default
     /// collation filled in, privileges canonical.
     pub(crate) fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
-        for attr in &kind.attrs {
-            if let (Some(default), false) = (&attr.default, resource.attrs.contains_key(attr.name)) {
-                resource.attrs.insert(attr.name.to_owned(), default.clone());
-            }
-        }
+        aspects_engine::ownership::fill_defaults(kind, resource);
         let a = &mut resource.attrs;
         match kind.kind {
             DATABASE => {
@@ -131,12 +127,7 @@ impl Handle {
                 else {
                     continue;
                 };
-                if owner.deployment == self.deployment {
-                    // A claim whose create was never confirmed proves nothing: adopt it visibly.
-                    l.owned = owner.state.owns();
-                } else {
-                    l.other_owner = Some(owner.deployment.clone());
-                }
+                aspects_engine::ownership::mark_owner(l, &self.deployment, &owner.deployment, owner.state);
             }
         }
         Ok(live)

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use aspects_core::schema::check_max_concurrency;
 use aspects_core::{AttrSchema, AttrType, AttrsError, KindSchema, SystemSchema, Value, identity_string};
 
 use crate::password;
@@ -37,7 +38,7 @@ pub fn schema() -> SystemSchema {
             },
             AttrSchema::new("max_concurrency", AttrType::Int, "Statements this provider runs at once during apply.")
                 .default(DEFAULT_MAX_CONCURRENCY)
-                .check(check_concurrency),
+                .check(check_max_concurrency),
             AttrSchema::new(
                 "meta_database",
                 AttrType::String,
@@ -232,15 +233,7 @@ fn identity_key(kind: &str, attrs: &BTreeMap<String, Value>) -> String {
     identity_string(identity(kind, attrs).iter().map(|(k, v)| (k.as_str(), v)))
 }
 
-/// A string attribute, empty when absent (the loader made required ones present).
-pub fn str_attr<'a>(attrs: &'a BTreeMap<String, Value>, name: &str) -> &'a str {
-    attrs.get(name).and_then(Value::as_str).unwrap_or_default()
-}
-
-/// The strings of a list attribute (privileges).
-pub fn str_list(v: Option<&Value>) -> Vec<&str> {
-    v.and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_str).collect()
-}
+pub use aspects_core::value::{str_attr, str_list};
 
 /// MySQL and MariaDB store host names in lowercase.
 pub fn canonical_host(host: &str) -> String {
@@ -320,14 +313,6 @@ fn check_no_old_password(v: &Value) -> Result<(), String> {
                                   rotation moves consumers to the new one"
             .into()),
         other => Err(format!("expected a boolean, found {}", other.type_name())),
-    }
-}
-
-fn check_concurrency(v: &Value) -> Result<(), String> {
-    match v {
-        Value::Int(n) if (1..=64).contains(n) => Ok(()),
-        Value::Int(n) => Err(format!("max_concurrency = {n} is out of range; use 1 to 64")),
-        other => Err(format!("expected an integer, found {}", other.type_name())),
     }
 }
 
@@ -451,14 +436,7 @@ mod tests {
     use super::*;
 
     fn check(kind: &str, attr: &str, v: impl Into<Value>) -> Result<(), String> {
-        let schema = schema();
-        let attrs = if kind == "provider" {
-            &schema.provider_attrs
-        } else {
-            &schema.kinds.iter().find(|k| k.kind == kind).unwrap().attrs
-        };
-        let a = attrs.iter().find(|a| a.name == attr).unwrap();
-        (a.check.unwrap())(&v.into())
+        schema().check_attr(kind, attr, &v.into())
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! The apply lock. ClickHouse has no advisory lock and no transactions; its one atomic
+//! compare-and-set is DDL: of several `CREATE TABLE t` (without IF NOT EXISTS) for one name,
+//! exactly one succeeds. The lock is a sequence of generation tables `<meta>.lock_<n>`: a run
+//! holds the lock while its generation is the highest and its lease is alive. Why it is safe is
+//! written down in ARCHITECTURE.md ("The ClickHouse lock"). In short:
+//!
+//! - taking it: read the highest generation n; when it is released or its lease ran out (judged
+//!   by the server's clock), create `lock_<n+1>`; losing that race is a TABLE_ALREADY_EXISTS error.
+//!   The winner then checks that no higher generation appeared, writes its first lease row and
+//!   drops the generations below its own;
+//! - holding it: `check` (before every change) fails when a higher generation exists or the lease
+//!   ran out, and otherwise renews the lease; so a run that stalled past its lease stops before
+//!   its next write instead of racing the run that took over;
+//! - `kill -9`: nothing renews the lease, and the next run takes over once it runs out
+//!   (`lock_lease_seconds`); release marks the generation released for an immediate hand-over.
+//!
+//! The lock covers the whole meta database (every deployment on the server), which is what
+//! makes one owner per object hold for the records (see `ownership.rs`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aspects_engine::provider::{LockGuard, ProviderError};
+use async_trait::async_trait;
+
+use crate::client::{ChError, Handle, code, col, ident, literal};
+
+/// The generation table name: zero-padded so names sort like numbers.
+fn table(n: u64) -> String {
+    format!("lock_{n:012}")
+}
+
+/// Held while an apply runs (it outlives a borrow of the handle, hence the `Arc`).
+pub struct Lock {
+    handle: Arc<Handle>,
+    generation: u64,
+}
+
+/// The highest generation and whether it still binds others.
+struct Current {
+    generation: u64,
+    holder: String,
+    /// Seconds since it was taken.
+    age: i64,
+    live: bool,
+}
+
+impl Handle {
+    fn lock_table(&self, n: u64) -> String {
+        format!("{}.{}", ident(&self.meta), ident(&table(n)))
+    }
+
+    /// The highest generation (0 = none yet) and its state: two queries.
+    async fn current(&self) -> Result<Current, ChError> {
+        let rows = self
+            .rows(
+                "SELECT name, comment, dateDiff('second', metadata_modification_time, now()) AS age FROM system.tables \
+                 WHERE database = {meta:String} AND match(name, '^lock_[0-9]{12}$') ORDER BY name DESC LIMIT 1",
+                &[("meta", &self.meta)],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(Current { generation: 0, holder: String::new(), age: 0, live: false });
+        };
+        let generation = col(row, "name")[5..].parse().unwrap_or(0);
+        let age = col(row, "age").parse().unwrap_or(0);
+        // A generation without a lease row yet is held from its creation for one lease.
+        let state = format!(
+            "SELECT max(released) AS released, if(count() = 0, {{age:Int64}} < {{lease:Int64}}, max(expires) > now64(3)) AS alive \
+             FROM {}",
+            self.lock_table(generation)
+        );
+        let lease = self.lease.as_secs().to_string();
+        let state = match self.rows(&state, &[("age", &age.to_string()), ("lease", &lease)]).await {
+            Ok(rows) => rows,
+            // Dropped since it was listed: a newer generation exists; look again.
+            Err(ChError { code: code::UNKNOWN_TABLE, .. }) => return Box::pin(self.current()).await,
+            Err(e) => return Err(e),
+        };
+        let flag = |name: &str| state.first().is_some_and(|r| matches!(col(r, name).as_str(), "1" | "true"));
+        Ok(Current { generation, holder: col(row, "comment"), age, live: flag("alive") && !flag("released") })
+    }
+
+    /// Creates generation `n`: `Ok(false)` when another run created it first.
+    async fn create_generation(&self, n: u64, holder: &str) -> Result<bool, ChError> {
+        let sql = format!(
+            "CREATE TABLE {}{} (expires DateTime64(3), released UInt8) ENGINE = MergeTree ORDER BY expires COMMENT {}",
+            self.lock_table(n),
+            self.on_cluster(),
+            literal(holder)
+        );
+        match self.query(&sql, &[]).await {
+            Ok(_) => Ok(true),
+            Err(ChError { code: code::TABLE_ALREADY_EXISTS, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn renew(&self, n: u64, released: bool) -> Result<(), ChError> {
+        let sql = format!(
+            "INSERT INTO {} SELECT now64(3) + toIntervalMillisecond({{ms:UInt64}}), {{released:UInt8}}",
+            self.lock_table(n)
+        );
+        let ms = if released { "0".to_owned() } else { self.lease.as_millis().to_string() };
+        self.query(&sql, &[("ms", &ms), ("released", if released { "1" } else { "0" })]).await.map(drop)
+    }
+
+    pub(crate) async fn lock(
+        self: &Arc<Self>,
+        holder: &str,
+        wait: Duration,
+        waiting: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Lock, ProviderError> {
+        let what =
+            format!("the aspects lock of {} on {} (deployment '{}')", ident(&self.meta), self.target, self.deployment);
+        let fail = |e: ChError| self.err(&e, &format!("taking {what}"));
+        let holder = format!("{holder} (deployment '{}')", self.deployment);
+        let deadline = Instant::now() + wait;
+        let mut told = false;
+        loop {
+            let cur = self.current().await.map_err(fail)?;
+            if !cur.live {
+                let n = cur.generation + 1;
+                if self.create_generation(n, &holder).await.map_err(fail)? {
+                    self.renew(n, false).await.map_err(fail)?;
+                    if self.current().await.map_err(fail)?.generation == n {
+                        for old in (1..n).rev().take(8) {
+                            // Best effort: a generation left behind only costs a table.
+                            let _ = self
+                                .query(
+                                    &format!("DROP TABLE IF EXISTS {}{}", self.lock_table(old), self.on_cluster()),
+                                    &[],
+                                )
+                                .await;
+                        }
+                        tracing::debug!(generation = n, "lock taken");
+                        return Ok(Lock { handle: self.clone(), generation: n });
+                    }
+                    // A later generation beat this one (this run was slower than a lease): yield.
+                    let _ = self.renew(n, true).await;
+                }
+                continue;
+            }
+            let by = format!("{} for {}s", cur.holder, cur.age);
+            if Instant::now() >= deadline {
+                return Err(ProviderError::locked(format!("{what} is locked by {by} (waited {}s)", wait.as_secs()))
+                    .with_hint(format!(
+                        "another apply is running; wait for it or pass --lock-timeout DURATION; a killed run's lock \
+                         frees itself after lock_lease_seconds ({}s)",
+                        self.lease.as_secs()
+                    )));
+            }
+            if !told {
+                waiting(format!("{what} is locked by {by}; waiting up to {}s for it", wait.as_secs()));
+                told = true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl LockGuard for Lock {
+    /// Fails when a later generation exists or the lease ran out (by the server's clock);
+    /// otherwise renews the lease.
+    async fn check(&self) -> Result<(), ProviderError> {
+        let h = &self.handle;
+        let what = format!("the aspects lock of {} on {}", ident(&h.meta), h.target);
+        let cur = h.current().await.map_err(|e| h.err(&e, &format!("checking {what}")))?;
+        if cur.generation != self.generation {
+            return Err(ProviderError::new(format!(
+                "{what} was taken over by {} (this run's lease ran out)",
+                cur.holder
+            )));
+        }
+        if !cur.live {
+            return Err(ProviderError::new(format!(
+                "this run's lease on {what} ran out ({}s without renewal), so another run may take it",
+                h.lease.as_secs()
+            )));
+        }
+        h.renew(self.generation, false).await.map_err(|e| h.err(&e, &format!("renewing {what}")))
+    }
+
+    async fn release(self: Box<Self>) {
+        if let Err(e) = self.handle.renew(self.generation, true).await {
+            tracing::warn!("releasing the lock: {}", e.message);
+        }
+    }
+}

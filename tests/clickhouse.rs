@@ -1,0 +1,230 @@
+//! The ClickHouse provider end to end: the `aspects` binary against the stack's ClickHouse (the
+//! real engine behind the project's HTTP front), or a real server named by
+//! ASPECTS_TEST_CLICKHOUSE_URL.
+
+use aspects_e2e::Sandbox;
+use aspects_e2e::clickhouse::{cleanup, one, plan, query, sql};
+
+const LAYER: &str = r#"
+[clickhouse_database.xapi]
+name = "@@xapi"
+
+[clickhouse_table.events]
+database = "${clickhouse_database.xapi.name}"
+name = "xapi_events_all"
+columns = ["event_id UUID", "emission_time DateTime64(6)", "event String", "n UInt8 DEFAULT 1 CODEC(ZSTD(1))"]
+engine = "ReplacingMergeTree"
+partition_by = "toYYYYMM(emission_time)"
+order_by = "(emission_time, event_id)"
+ttl = "toDateTime(emission_time) + INTERVAL 1 YEAR"
+settings = { index_granularity = 4096 }
+
+[clickhouse_function.org]
+name = "@@get_org"
+lambda = "(course_url) -> nullIf(extract(course_url, 'course-v1:([a-zA-Z0-9]*)'), '')"
+
+[clickhouse_sql.extra]
+name = "extra"
+statements = ["CREATE TABLE IF NOT EXISTS ${clickhouse_database.xapi.name}.extra (a UInt8) ENGINE = MergeTree ORDER BY a"]
+"#;
+
+/// A sandbox whose ClickHouse objects go when it does.
+struct Ch(Sandbox);
+
+impl Drop for Ch {
+    fn drop(&mut self) {
+        cleanup(&self.0.prefix);
+    }
+}
+
+impl std::ops::Deref for Ch {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.0
+    }
+}
+
+fn layer(name: &str, body: &str) -> Ch {
+    let s = Ch(Sandbox::new(name));
+    s.write("aspects.toml", &plan(&s, body));
+    s
+}
+
+fn apply(s: &Sandbox, extra: &[&str]) {
+    let r = s.run(&[&["apply", "--auto-approve"], extra].concat());
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+fn assert_no_changes(s: &Sandbox) {
+    let r = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "a plan after apply must be empty: {r:?}");
+}
+
+#[test]
+fn every_kind_applies_then_plans_empty() {
+    let s = layer("ch-kinds", LAYER);
+    let r = s.run(&["plan"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    insta::assert_snapshot!("first_plan", s.scrub(&r.stdout));
+    apply(&s, &[]);
+    assert_no_changes(&s);
+    assert_eq!(s.run(&["drift"]).code, 0);
+    let p = &s.prefix;
+    let engine =
+        one(&format!("SELECT engine_full FROM system.tables WHERE database = '{p}xapi' AND name = 'xapi_events_all'"));
+    assert!(engine.unwrap().contains("SETTINGS index_granularity = 4096"));
+    assert_eq!(one(&format!("SELECT {p}get_org('course-v1:Org1+C+R')")).as_deref(), Some("Org1"));
+    assert_eq!(
+        one(&format!("SELECT count() FROM system.tables WHERE database = '{p}xapi' AND name = 'extra'")).as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn drift_is_found_and_fixed_in_place() {
+    let s = layer("ch-drift", LAYER);
+    apply(&s, &[]);
+    let p = &s.prefix;
+    sql(&[
+        &format!(
+            "INSERT INTO {p}xapi.xapi_events_all (event_id, emission_time, event) VALUES (generateUUIDv4(), now64(6), 'kept')"
+        ),
+        &format!("ALTER TABLE {p}xapi.xapi_events_all MODIFY COLUMN event LowCardinality(String)"),
+        &format!("ALTER TABLE {p}xapi.xapi_events_all ADD COLUMN by_hand UInt8"),
+        &format!("ALTER TABLE {p}xapi.xapi_events_all REMOVE TTL"),
+        &format!("DROP FUNCTION {p}get_org"),
+    ]);
+    let r = s.run(&["drift"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    insta::assert_snapshot!("drift", s.scrub(&r.stdout));
+    // The column added by hand is not in the plan: dropping it would lose data, so apply refuses.
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("column `by_hand` is not in the plan; dropping it would lose its data"), "{r:?}");
+    sql(&[&format!("ALTER TABLE {p}xapi.xapi_events_all DROP COLUMN by_hand")]);
+    apply(&s, &[]);
+    assert_no_changes(&s);
+    assert_eq!(one(&format!("SELECT event FROM {p}xapi.xapi_events_all")).as_deref(), Some("kept"));
+    assert_eq!(one(&format!("SELECT {p}get_org('course-v1:A+B+C')")).as_deref(), Some("A"));
+}
+
+#[test]
+fn a_data_bearing_table_is_never_dropped_without_allow_destroy() {
+    let s = layer("ch-destroy", LAYER);
+    apply(&s, &[]);
+    let p = &s.prefix;
+    sql(&[&format!(
+        "INSERT INTO {p}xapi.xapi_events_all (event_id, emission_time, event) VALUES (generateUUIDv4(), now64(6), 'x')"
+    )]);
+    // A new sorting key means a new table: a replace, which drops the data.
+    s.write("aspects.toml", &plan(&s, &LAYER.replace("(emission_time, event_id)", "(event_id, emission_time)")));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.all().contains("--allow-destroy"), "{r:?}");
+    assert_eq!(one(&format!("SELECT count() FROM {p}xapi.xapi_events_all")).as_deref(), Some("1"));
+    // Leaving the plan is a delete, refused the same way.
+    let without =
+        LAYER.split("[clickhouse_function.org]").next().unwrap().split("[clickhouse_table.events]").next().unwrap();
+    s.write("aspects.toml", &plan(&s, without));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(one(&format!("SELECT count() FROM {p}xapi.xapi_events_all")).as_deref(), Some("1"));
+    apply(&s, &["--allow-destroy"]);
+    assert_no_changes(&s);
+    assert_eq!(
+        one(&format!("SELECT count() FROM system.tables WHERE database = '{p}xapi' AND name = 'xapi_events_all'"))
+            .as_deref(),
+        Some("0")
+    );
+}
+
+#[test]
+fn hostile_names_and_sql_are_refused_before_any_write() {
+    let s = layer("ch-hostile", "[clickhouse_database.bad]\nname = \"@@a\\u0000b\"\n");
+    let r = s.run(&["validate"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("aspects.toml:") && r.stderr.contains("control or invisible character"), "{r:?}");
+    let injected = [
+        ("order_by", "a SETTINGS index_granularity = 1"),
+        ("order_by", "a) ENGINE = Memory --"),
+        ("ttl", "d + INTERVAL 1 DAY; DROP DATABASE system"),
+    ];
+    for (attr, text) in injected {
+        let body = format!(
+            "[clickhouse_database.d]\nname = \"@@d\"\n\n[clickhouse_table.t]\ndatabase = \"@@d\"\nname = \"t\"\n\
+             columns = [\"a UInt8\", \"d DateTime\"]\n{attr} = {text:?}\n{}",
+            if attr == "order_by" { "" } else { "order_by = \"a\"\n" }
+        );
+        s.write("aspects.toml", &plan(&s, &body));
+        let r = s.run(&["apply", "--auto-approve"]);
+        assert_eq!(r.code, 1, "{text}: {r:?}");
+        assert!(r.stderr.contains("clickhouse_table.t") && r.stderr.contains("nothing was written"), "{text}: {r:?}");
+    }
+    let lambda = "[clickhouse_function.f]\nname = \"@@f\"\nlambda = \"x -> x; DROP DATABASE system\"\n";
+    s.write("aspects.toml", &plan(&s, lambda));
+    assert_eq!(s.run(&["plan"]).code, 1);
+    let p = &s.prefix;
+    assert_eq!(
+        one(&format!("SELECT count() FROM system.databases WHERE name LIKE '{p}%' AND name != '{p}meta'")).as_deref(),
+        Some("0"),
+        "nothing but the meta database (made when apply connects)"
+    );
+}
+
+#[test]
+fn the_plan_handle_cannot_write() {
+    // What plan and drift send carries readonly=1: the server refuses a write on it.
+    let url = aspects_e2e::clickhouse::url();
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let body = "CREATE DATABASE never_made";
+    use std::io::{Read, Write};
+    write!(stream, "POST /?readonly=1 HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("X-ClickHouse-Exception-Code: 164"), "{reply}");
+    assert!(query("SELECT 1").is_ok());
+}
+
+/// What the deployment records as its own, as sorted `kind.name` lines.
+fn owned(s: &Sandbox) -> String {
+    let p = &s.prefix;
+    query(&format!(
+        "SELECT arrayStringConcat(arraySort(groupArray(concat(kind, '.', a))), ' ') FROM (SELECT kind, \
+         argMax(address, version) AS a, argMax(deleted, version) AS del, argMax(state, version) AS st, argMax(deployment, version) AS d \
+         FROM {p}meta.owned GROUP BY kind, ident_key HAVING del = 0 AND d = '{p}dep' AND st != 'creating')"
+    ))
+    .unwrap_or_default()
+    .trim()
+    .to_owned()
+}
+
+/// A crash right after each write of an apply, in turn, then an apply without the hook: it
+/// converges every time and ownership is exactly the plan's objects.
+#[test]
+fn a_crash_after_any_write_then_apply_converges() {
+    let s = layer("ch-crash", LAYER);
+    let p = s.prefix.clone();
+    let mut k = 1;
+    loop {
+        cleanup(&p);
+        let mut crashing = s.command(&["apply", "--auto-approve", "--allow-destroy", "--parallelism", "1"]);
+        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
+        let r: aspects_e2e::Run = crashing.output().unwrap().into();
+        if r.code == 0 {
+            assert!(k > 8, "the plan has only {} writes: {r:?}", k - 1);
+            break;
+        }
+        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+        // The killed run's lease (2 s in these plans) must run out first.
+        let r = s.run(&["apply", "--auto-approve", "--allow-destroy", "--lock-timeout", "30s"]);
+        assert_eq!(r.code, 0, "k = {k}: the apply after the crash must converge: {r:?}");
+        assert_no_changes(&s);
+        assert_eq!(
+            owned(&s),
+            "clickhouse_database.xapi clickhouse_function.org clickhouse_sql.extra clickhouse_table.events",
+            "k = {k}"
+        );
+        k += 1;
+    }
+}

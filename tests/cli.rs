@@ -340,10 +340,27 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
     s.set_env("ASPECTS_VAR_MYSQL_PORT", port);
     // Its own deployment and object names: the demo's deployment may own the reference names on
     // this server. A third layer renames the deployment, as a site file would.
+    // On ClickHouse the site file also names its own meta database: the function names are fixed,
+    // and another deployment's records of them are not this one's business.
     let name = format!("{}superset", s.prefix);
-    let site = s.write("site.toml", &format!("[deployment]\nname = \"{}local\"\n", s.prefix));
+    let site = s.write(
+        "site.toml",
+        &format!(
+            "[deployment]\nname = \"{p}local\"\n\n[providers.clickhouse]\nmeta_database = \"{p}meta\"\n",
+            p = s.prefix
+        ),
+    );
     s.set_env("ASPECTS_VAR_SUPERSET_DB_NAME", &name);
     s.set_env("ASPECTS_VAR_SUPERSET_DB_USERNAME", &name);
+    let ch = aspects_e2e::clickhouse::url();
+    let (ch_host, ch_port) = ch.trim_start_matches("http://").trim_end_matches('/').rsplit_once(':').expect("a port");
+    s.set_env("ASPECTS_VAR_CLICKHOUSE_HOST", ch_host);
+    s.set_env("ASPECTS_VAR_CLICKHOUSE_INTERNAL_HTTP_PORT", ch_port);
+    for var in
+        ["RALPH_DATABASE", "ASPECTS_EVENT_SINK_DATABASE", "ASPECTS_VECTOR_DATABASE", "DBT_PROFILE_TARGET_DATABASE"]
+    {
+        s.set_env(&format!("ASPECTS_VAR_{var}"), &format!("{}{}", s.prefix, var.to_lowercase()));
+    }
     let secrets = s.path("local.secrets.toml").display().to_string();
     let mut args = layer_args(&["aspects.toml", "local.toml"]);
     args.extend(["-f".to_owned(), site.display().to_string()]);
@@ -359,8 +376,22 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
         .iter()
         .map(|c| (c["address"].as_str().unwrap(), c["action"].as_str().unwrap()))
         .collect();
-    let want =
-        [("mysql_database.superset", "create"), ("mysql_grant.superset", "create"), ("mysql_user.superset", "create")];
+    // The two functions exist already when the demo ran on this stack: adopted then.
+    let (functions, planned): (Vec<_>, Vec<_>) =
+        planned.into_iter().partition(|(a, _)| a.starts_with("clickhouse_function."));
+    assert!(functions.len() == 2 && functions.iter().all(|(_, action)| ["create", "adopt"].contains(action)), "{r:?}");
+    let want = [
+        ("clickhouse_database.event_sink", "create"),
+        ("clickhouse_database.reporting", "create"),
+        ("clickhouse_database.vector", "create"),
+        ("clickhouse_database.xapi", "create"),
+        ("clickhouse_table.vector_tracking_logs", "create"),
+        ("clickhouse_table.vector_xapi_events_all", "create"),
+        ("clickhouse_table.xapi_events_all", "create"),
+        ("mysql_database.superset", "create"),
+        ("mysql_grant.superset", "create"),
+        ("mysql_user.superset", "create"),
+    ];
     assert_eq!(planned, want, "{r:?}");
 }
 

@@ -89,6 +89,21 @@ pub fn up() -> Result<String, String> {
     Ok(url(port))
 }
 
+/// `http://HOST:PORT` as the reference plan's CLICKHOUSE_HOST and CLICKHOUSE_INTERNAL_HTTP_PORT
+/// vars. The URL itself is not echoed: the one refused here may carry credentials.
+pub fn endpoint_vars(url: &str) -> Result<Vec<(String, String)>, String> {
+    let bad = || format!("{URL} is not http://HOST:PORT (no user, no password, no path)");
+    let address = url.strip_prefix("http://").ok_or_else(bad)?.trim_end_matches('/');
+    let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(['@', '/']) || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(vec![
+        ("ASPECTS_VAR_CLICKHOUSE_HOST".to_owned(), host.to_owned()),
+        ("ASPECTS_VAR_CLICKHOUSE_INTERNAL_HTTP_PORT".to_owned(), port.to_owned()),
+    ])
+}
+
 pub fn down() {
     match running() {
         Some((pid, port)) => {

@@ -160,10 +160,13 @@ fn demo() -> Result<(), String> {
     step("converge", &["apply", "--auto-approve"], &[0])?;
     step("idempotent: a second plan is empty", &["plan", "--detailed-exitcode"], &[0])?;
     step("what scheduled CI runs (exit 0 in sync, 2 drift)", &["drift"], &[0])?;
-    let url = &env.iter().find(|(k, _)| k == stack::MYSQL_URL).expect("up returns the URL").1;
+    let url = |name: &str| &env.iter().find(|(k, _)| k == name).expect("up returns the URL").1;
     eprintln!(
-        "\nDemo complete: the Superset metadata database, its user and grants are converged on {url}.\n\
+        "\nDemo complete: the Superset metadata database, its user and grants are converged on {}, and the\n\
+         ClickHouse databases, functions and raw event tables on {}.\n\
          Its secrets file and journal are in {}. Tear down with `cargo xtask stack down`.",
+        url(stack::MYSQL_URL),
+        url(clickhouse::URL),
         stack::demo_dir().display()
     );
     Ok(())

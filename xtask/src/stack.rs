@@ -57,6 +57,7 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
     // The reference plan's endpoint vars, so `aspects -f plans/aspects.toml -f plans/local.toml`
     // reaches this server.
     env.extend(endpoint_vars(&mysql)?);
+    env.extend(crate::clickhouse::endpoint_vars(&env[1].1)?);
     env.extend([
         ("ASPECTS_SECRETS".to_owned(), demo.join("local.secrets.toml").display().to_string()),
         ("ASPECTS_JOURNAL".to_owned(), demo.join("local.journal.jsonl").display().to_string()),
@@ -70,6 +71,8 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
          #   ASPECTS_STACK_LMS_PYTHON          the python that runs fixtures/lms/manage.py\n\
          #   ASPECTS_VAR_MYSQL_HOST, _PORT,\n\
          #   ASPECTS_VAR_MYSQL_ROOT_USERNAME   the same server, as plans/aspects.toml's vars\n\
+         #   ASPECTS_VAR_CLICKHOUSE_HOST,\n\
+         #   ASPECTS_VAR_CLICKHOUSE_INTERNAL_HTTP_PORT  the ClickHouse, as plans/aspects.toml's vars\n\
          #   ASPECTS_SECRETS                   the demo's secrets file (under target/demo/)\n\
          #   ASPECTS_JOURNAL                   the demo's apply journal (under target/demo/)\n",
     );

@@ -191,11 +191,11 @@ impl Handle {
                     sql += &format!(" COLLATE {}", ident(str_attr(a, "collation")));
                 }
                 let doing = format!("creating database {}", ident(name));
-                match self.execute(&sql, false).await {
+                match self.sql.execute(&sql, false).await {
                     Err(e) if crate::error::number(&e) == Some(DATABASE_EXISTS) => {
-                        Err(exists(self.err(&e, &doing), format!("database {}", ident(name))))
+                        Err(exists(self.sql.err(&e, &doing), format!("database {}", ident(name))))
                     }
-                    r => r.map_err(|e| self.err(&e, &doing)),
+                    r => r.map_err(|e| self.sql.err(&e, &doing)),
                 }
             }
             USER => {
@@ -230,12 +230,13 @@ impl Handle {
                     return Ok(());
                 }
                 let name = str_attr(a, "name");
-                self.run(
-                    &format!("ALTER DATABASE {}{clauses}", ident(name)),
-                    &format!("altering database {}", ident(name)),
-                    &[],
-                )
-                .await
+                self.sql
+                    .run(
+                        &format!("ALTER DATABASE {}{clauses}", ident(name)),
+                        &format!("altering database {}", ident(name)),
+                        &[],
+                    )
+                    .await
             }
             USER => {
                 if changed("password").is_some() || changed("plugin").is_some() {
@@ -296,16 +297,17 @@ impl Handle {
             (_, true) => format!("setting the password of user {account}, keeping the old one"),
         };
         let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();
-        self.execute(&sql, true).await.map_err(|e| {
-            (crate::error::from_sqlx(&e, &self.target, &self.admin, &doing, &secrets), crate::error::number(&e))
-        })
+        self.sql
+            .execute(&sql, true)
+            .await
+            .map_err(|e| (self.sql.endpoint.error(&e, &doing, &secrets), crate::error::number(&e)))
     }
 
     /// `ALTER USER ... DISCARD OLD PASSWORD`: the secondary password a rotation kept stops
     /// working. Repeating it is harmless.
     async fn discard_old_password(&self, a: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
         let account = sql::account(str_attr(a, "user"), str_attr(a, "host"));
-        self.run(&discard_sql(&account), &format!("discarding the old password of user {account}"), &[]).await
+        self.sql.run(&discard_sql(&account), &format!("discarding the old password of user {account}"), &[]).await
     }
 
     /// GRANT what is missing, then REVOKE what is beyond the plan.
@@ -320,8 +322,8 @@ impl Handle {
         let add: BTreeSet<String> = want.difference(have).cloned().collect();
         let drop: BTreeSet<String> = have.difference(want).cloned().collect();
         if let Some(sql) = grant_sql(&self.levels, on, &account, &add) {
-            self.execute(&sql, false).await.map_err(|e| {
-                let err = self.err(&e, &format!("granting on {on} to {account}"));
+            self.sql.execute(&sql, false).await.map_err(|e| {
+                let err = self.sql.err(&e, &format!("granting on {on} to {account}"));
                 match crate::error::number(&e) {
                     Some(1133) => err.with_hint(format!(
                         "user {account} does not exist: declare it as a mysql_user or create it first"
@@ -334,7 +336,7 @@ impl Handle {
             })?;
         }
         if let Some(sql) = revoke_sql(on, &account, &drop) {
-            self.run(&sql, &format!("revoking on {on} from {account}"), &[]).await?;
+            self.sql.run(&sql, &format!("revoking on {on} from {account}"), &[]).await?;
         }
         Ok(())
     }
@@ -344,16 +346,17 @@ impl Handle {
         match kind {
             DATABASE => {
                 let name = str_attr(id, "name");
-                self.run(
-                    &format!("DROP DATABASE IF EXISTS {}", ident(name)),
-                    &format!("dropping database {}", ident(name)),
-                    &[],
-                )
-                .await
+                self.sql
+                    .run(
+                        &format!("DROP DATABASE IF EXISTS {}", ident(name)),
+                        &format!("dropping database {}", ident(name)),
+                        &[],
+                    )
+                    .await
             }
             USER => {
                 let account = sql::account(str_attr(id, "user"), str_attr(id, "host"));
-                self.run(&format!("DROP USER IF EXISTS {account}"), &format!("dropping user {account}"), &[]).await
+                self.sql.run(&format!("DROP USER IF EXISTS {account}"), &format!("dropping user {account}"), &[]).await
             }
             GRANT => {
                 let (user, host) = (str_attr(id, "user"), str_attr(id, "host"));
@@ -367,10 +370,10 @@ impl Handle {
                 let Some(sql) = revoke_sql(&on, &account, &all) else {
                     return Ok(());
                 };
-                match self.execute(&sql, false).await {
+                match self.sql.execute(&sql, false).await {
                     Ok(()) => Ok(()),
                     Err(e) if crate::error::number(&e).is_some_and(|n| NOTHING_TO_REVOKE.contains(&n)) => Ok(()),
-                    Err(e) => Err(self.err(&e, &format!("revoking everything on {on} from {account}"))),
+                    Err(e) => Err(self.sql.err(&e, &format!("revoking everything on {on} from {account}"))),
                 }
             }
             other => Err(ProviderError::new(format!("the mysql provider has no kind `{other}`"))),

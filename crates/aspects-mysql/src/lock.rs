@@ -15,7 +15,7 @@ use sqlx::{ConnectOptions, Connection, Executor, MySqlConnection, Row};
 use tokio::sync::Mutex;
 
 use crate::connect::{Handle, int};
-use crate::sql::SESSION_SQL_MODE;
+use aspects_sql::quote::SESSION_SQL_MODE;
 
 /// Held while an apply runs; the lock lives as long as `conn`.
 pub struct Lock {
@@ -60,10 +60,10 @@ impl Handle {
         waiting: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Lock, ProviderError> {
         let name = lock_name(&self.deployment);
-        let what = format!("deployment '{}' on {}", self.deployment, self.target);
+        let what = format!("deployment '{}' on {}", self.deployment, self.sql.endpoint.target);
         let doing = format!("taking the lock of deployment '{}'", self.deployment);
-        let fail = |e: sqlx::Error| self.err(&e, &doing);
-        let mut conn = self.options.connect().await.map_err(fail)?;
+        let fail = |e: sqlx::Error| self.sql.err(&e, &doing);
+        let mut conn = self.sql.options.connect().await.map_err(fail)?;
         conn.execute(sqlx::raw_sql(SESSION_SQL_MODE)).await.map_err(fail)?;
         // GET_LOCK takes whole seconds on MySQL; round up so a short wait still waits.
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -84,7 +84,7 @@ impl Handle {
             }
         }
         if got {
-            self.count();
+            self.sql.count();
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "REPLACE INTO {} (name, holder, acquired_at, connection_id) VALUES (?, ?, NOW(), CONNECTION_ID())",
                 self.locks_table()
@@ -100,7 +100,7 @@ impl Handle {
                 name,
                 holder: holder.to_owned(),
                 locks_table: self.locks_table(),
-                queries: self.queries.clone(),
+                queries: self.sql.queries.clone(),
                 what,
             });
         }
@@ -116,7 +116,7 @@ impl Handle {
     }
 
     async fn get_lock(&self, conn: &mut MySqlConnection, name: &str, seconds: u64) -> Result<bool, sqlx::Error> {
-        self.count();
+        self.sql.count();
         let row = sqlx::query("SELECT GET_LOCK(?, ?)").bind(name).bind(seconds).fetch_one(conn).await?;
         Ok(row.try_get::<Option<i64>, _>(0)? == Some(1))
     }
@@ -124,7 +124,7 @@ impl Handle {
     /// The lock's holder: its connection as the server sees it, and our holder row only when
     /// it names that same connection (a row left by an earlier holder names nobody).
     async fn busy(&self, conn: &mut MySqlConnection, name: &str) -> Result<Busy, sqlx::Error> {
-        self.count();
+        self.sql.count();
         let row: MySqlRow = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT c.id, l.holder, TIMESTAMPDIFF(SECOND, l.acquired_at, NOW()), \
              (SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = c.id) \

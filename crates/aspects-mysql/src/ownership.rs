@@ -58,17 +58,22 @@ impl Handle {
     /// date; only write handles call this.
     pub(crate) async fn ensure_meta(&self) -> Result<(), ProviderError> {
         let doing = format!("creating the meta database {}", ident(&self.meta));
-        self.run(
-            &format!("CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin", ident(&self.meta)),
-            &doing,
-            &[],
-        )
-        .await?;
+        self.sql
+            .run(
+                &format!(
+                    "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+                    ident(&self.meta)
+                ),
+                &doing,
+                &[],
+            )
+            .await?;
         // The unique key on (kind, ident_key) is what makes one owner per object hold whatever
         // the timing: a second deployment's claim fails in the server, not in our reasoning.
-        self.run(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {} (\
+        self.sql
+            .run(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {} (\
                  deployment VARCHAR(190) NOT NULL, \
                  kind VARCHAR(64) NOT NULL, \
                  ident_key CHAR(40) NOT NULL COMMENT 'sha1 of kind and identity', \
@@ -79,26 +84,27 @@ impl Handle {
                  PRIMARY KEY (deployment, kind, ident_key), \
                  UNIQUE KEY one_owner (kind, ident_key)\
                  ) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin COMMENT 'objects owned by aspects deployments'",
-                self.owned_table()
-            ),
-            &doing,
-            &[],
-        )
-        .await?;
-        self.run(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {} (\
+                    self.owned_table()
+                ),
+                &doing,
+                &[],
+            )
+            .await?;
+        self.sql
+            .run(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {} (\
                  name VARCHAR(64) NOT NULL PRIMARY KEY, \
                  holder VARCHAR(1024) NOT NULL, \
                  acquired_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, \
                  {CONNECTION_COLUMN}\
                  ) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin COMMENT 'who holds each aspects deployment lock'",
-                self.locks_table()
-            ),
-            &doing,
-            &[],
-        )
-        .await?;
+                    self.locks_table()
+                ),
+                &doing,
+                &[],
+            )
+            .await?;
         self.migrate_meta().await
     }
 
@@ -107,6 +113,7 @@ impl Handle {
     async fn migrate_meta(&self) -> Result<(), ProviderError> {
         let doing = format!("upgrading the meta tables in {}", ident(&self.meta));
         let present: Vec<String> = self
+            .sql
             .rows(
                 "SELECT CONCAT(TABLE_NAME, '.', COLUMN_NAME) FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('owned', 'locks') \
@@ -115,7 +122,7 @@ impl Handle {
                 &[&self.meta, &self.meta],
             )
             .await
-            .map_err(|e| self.err(&e, &doing))?
+            .map_err(|e| self.sql.err(&e, &doing))?
             .iter()
             .map(|r| text(r, 0))
             .collect::<Result<_, _>>()?;
@@ -132,17 +139,18 @@ impl Handle {
             steps.push(format!("ALTER TABLE {} ADD UNIQUE KEY one_owner (kind, ident_key)", self.owned_table()));
         }
         for sql in steps {
-            match self.execute(&sql, false).await {
+            match self.sql.execute(&sql, false).await {
                 Err(e) if error::number(&e).is_some_and(|n| ALREADY_MIGRATED.contains(&n)) => {}
                 Err(e) if error::number(&e) == Some(DUPLICATE) => {
                     // Shared records appeared after the check (an older aspects still writing):
                     // name them, and never carry on without the one-owner key.
                     self.refuse_shared_records().await?;
                     return Err(self
+                        .sql
                         .err(&e, &doing)
                         .with_hint("other runs wrote ownership records meanwhile; run again"));
                 }
-                r => r.map_err(|e| self.err(&e, &doing))?,
+                r => r.map_err(|e| self.sql.err(&e, &doing))?,
             }
         }
         Ok(())
@@ -156,7 +164,7 @@ impl Handle {
              GROUP BY kind, ident_key HAVING COUNT(*) > 1",
             self.owned_table()
         );
-        let rows = self.rows(&sql, &[]).await.map_err(|e| self.err(&e, "reading ownership records"))?;
+        let rows = self.sql.rows(&sql, &[]).await.map_err(|e| self.sql.err(&e, "reading ownership records"))?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -167,7 +175,7 @@ impl Handle {
         Err(ProviderError::new(format!(
             "{} on {} records objects owned by more than one deployment: {}",
             self.owned_table(),
-            self.target,
+            self.sql.endpoint.target,
             shared.join("; ")
         ))
         .with_hint(format!(
@@ -202,14 +210,14 @@ impl Handle {
     /// records; tables no apply has upgraded yet (plan runs read-only) have no states: their rows
     /// read as `adopted`, as the upgrade will make them.
     async fn records_query(&self, sql: &str, bind: &str) -> Result<Vec<MySqlRow>, ProviderError> {
-        let mut result = self.rows(&sql.replace("{state}", "state"), &[bind]).await;
+        let mut result = self.sql.rows(&sql.replace("{state}", "state"), &[bind]).await;
         if matches!(&result, Err(e) if error::number(e) == Some(UNKNOWN_COLUMN)) {
-            result = self.rows(&sql.replace("{state}", "'adopted'"), &[bind]).await;
+            result = self.sql.rows(&sql.replace("{state}", "'adopted'"), &[bind]).await;
         }
         match result {
             Ok(rows) => Ok(rows),
             Err(e) if error::number(&e).is_some_and(|n| NO_META.contains(&n)) => Ok(Vec::new()),
-            Err(e) => Err(self.err(&e, "reading ownership records")),
+            Err(e) => Err(self.sql.err(&e, "reading ownership records")),
         }
     }
 
@@ -228,7 +236,7 @@ impl Handle {
                     return Err(ProviderError::new(format!(
                         "the ownership record of {kind}.{name} in {} on {} is damaged (identity {json:?})",
                         self.owned_table(),
-                        self.target
+                        self.sql.endpoint.target
                     ))
                     .with_hint("delete that row by hand; the next plan will offer to adopt the object again"));
                 };
@@ -258,11 +266,11 @@ impl Handle {
             match self.write_record(&insert, &[&self.deployment, kind, &k, name, &json, state.as_str()]).await {
                 Ok(_) => return Ok(()),
                 Err(e) if error::number(&e) == Some(DUPLICATE) => {}
-                Err(e) => return Err(self.err(&e, &doing)),
+                Err(e) => return Err(self.sql.err(&e, &doing)),
             }
             let select =
                 format!("SELECT deployment, state FROM {} WHERE kind = ? AND ident_key = ?", self.owned_table());
-            let rows = self.rows(&select, &[kind, &k]).await.map_err(|e| self.err(&e, &doing))?;
+            let rows = self.sql.rows(&select, &[kind, &k]).await.map_err(|e| self.sql.err(&e, &doing))?;
             let Some(row) = rows.first() else { continue };
             let owner = text(row, 0)?;
             if owner != self.deployment {
@@ -277,15 +285,18 @@ impl Handle {
                 .write_record(&update, &[name, &json, state.as_str(), &self.deployment, kind, &k])
                 .await
                 .map(drop)
-                .map_err(|e| self.err(&e, &doing));
+                .map_err(|e| self.sql.err(&e, &doing));
         }
-        Err(ProviderError::new(format!("{doing} on {} did not settle: other runs keep changing it", self.target))
-            .with_hint("run apply again"))
+        Err(ProviderError::new(format!(
+            "{doing} on {} did not settle: other runs keep changing it",
+            self.sql.endpoint.target
+        ))
+        .with_hint("run apply again"))
     }
 
     /// A write to the records: a crash point like any other write (see `aspects_engine::fault`).
     async fn write_record(&self, sql: &str, binds: &[&str]) -> Result<Vec<MySqlRow>, sqlx::Error> {
-        let result = self.rows(sql, binds).await;
+        let result = self.sql.rows(sql, binds).await;
         aspects_engine::fault::after_write();
         result
     }
@@ -301,16 +312,15 @@ impl Handle {
         self.write_record(&sql, &[State::Created.as_str(), &self.deployment, kind, &key(kind, identity)])
             .await
             .map(drop)
-            .map_err(|e| self.err(&e, &format!("recording the creation of {kind} {}", identity_json(identity))))
+            .map_err(|e| self.sql.err(&e, &format!("recording the creation of {kind} {}", identity_json(identity))))
     }
 
     /// Drops a record; done after the object is gone, after a failed create, or to release it.
     pub(crate) async fn forget(&self, kind: &str, identity: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
         let sql = format!("DELETE FROM {} WHERE deployment = ? AND kind = ? AND ident_key = ?", self.owned_table());
-        self.write_record(&sql, &[&self.deployment, kind, &key(kind, identity)])
-            .await
-            .map(drop)
-            .map_err(|e| self.err(&e, &format!("removing the ownership record of {kind} {}", identity_json(identity))))
+        self.write_record(&sql, &[&self.deployment, kind, &key(kind, identity)]).await.map(drop).map_err(|e| {
+            self.sql.err(&e, &format!("removing the ownership record of {kind} {}", identity_json(identity)))
+        })
     }
 }
 

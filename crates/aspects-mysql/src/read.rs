@@ -161,7 +161,7 @@ impl Handle {
              WHERE SCHEMA_NAME IN ({})",
             placeholders(names.len())
         );
-        let rows = self.rows(&sql, names).await.map_err(|e| self.err(&e, "reading databases"))?;
+        let rows = self.sql.rows(&sql, names).await.map_err(|e| self.sql.err(&e, "reading databases"))?;
         let wanted: BTreeSet<&str> = names.iter().copied().collect();
         let mut found = BTreeMap::new();
         for r in &rows {
@@ -229,7 +229,7 @@ impl Handle {
         }
         let sql = accounts_sql(self.flavour, accounts.len());
         let binds: Vec<&str> = accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]).collect();
-        let rows = self.rows(&sql, &binds).await.map_err(|e| self.err(&e, "reading users from mysql.user"))?;
+        let rows = self.sql.rows(&sql, &binds).await.map_err(|e| self.sql.err(&e, "reading users from mysql.user"))?;
         let wanted: BTreeSet<&Account> = accounts.iter().collect();
         let mut found = BTreeMap::new();
         for r in &rows {
@@ -273,8 +273,11 @@ impl Handle {
         if self.flavour.mysql8() {
             binds.extend(accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]));
         }
-        let rows =
-            self.rows(&sql, &binds).await.map_err(|e| self.err(&e, "reading privileges from information_schema"))?;
+        let rows = self
+            .sql
+            .rows(&sql, &binds)
+            .await
+            .map_err(|e| self.sql.err(&e, "reading privileges from information_schema"))?;
         let wanted: BTreeSet<&str> = grantees.iter().map(String::as_str).collect();
         let mut held = Privileges::new();
         for r in &rows {

@@ -356,9 +356,17 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
     let (ch_host, ch_port) = ch.trim_start_matches("http://").trim_end_matches('/').rsplit_once(':').expect("a port");
     s.set_env("ASPECTS_VAR_CLICKHOUSE_HOST", ch_host);
     s.set_env("ASPECTS_VAR_CLICKHOUSE_INTERNAL_HTTP_PORT", ch_port);
-    for var in
-        ["RALPH_DATABASE", "ASPECTS_EVENT_SINK_DATABASE", "ASPECTS_VECTOR_DATABASE", "DBT_PROFILE_TARGET_DATABASE"]
-    {
+    let names = [
+        "RALPH_DATABASE",
+        "ASPECTS_EVENT_SINK_DATABASE",
+        "ASPECTS_VECTOR_DATABASE",
+        "DBT_PROFILE_TARGET_DATABASE",
+        "ASPECTS_CLICKHOUSE_LRS_USER",
+        "ASPECTS_CLICKHOUSE_VECTOR_USER",
+        "ASPECTS_CLICKHOUSE_REPORT_USER",
+        "ASPECTS_CLICKHOUSE_CMS_USER",
+    ];
+    for var in names {
         s.set_env(&format!("ASPECTS_VAR_{var}"), &format!("{}{}", s.prefix, var.to_lowercase()));
     }
     let secrets = s.path("local.secrets.toml").display().to_string();
@@ -388,6 +396,10 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
         ("clickhouse_table.vector_tracking_logs", "create"),
         ("clickhouse_table.vector_xapi_events_all", "create"),
         ("clickhouse_table.xapi_events_all", "create"),
+        ("clickhouse_user.cms", "create"),
+        ("clickhouse_user.lrs", "create"),
+        ("clickhouse_user.report", "create"),
+        ("clickhouse_user.vector", "create"),
         ("mysql_database.superset", "create"),
         ("mysql_grant.superset", "create"),
         ("mysql_user.superset", "create"),

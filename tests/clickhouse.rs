@@ -3,7 +3,7 @@
 //! ASPECTS_TEST_CLICKHOUSE_URL.
 
 use aspects_e2e::Sandbox;
-use aspects_e2e::clickhouse::{cleanup, one, plan, query, sql};
+use aspects_e2e::clickhouse::{can_login, cleanup, one, plan, query, sql};
 
 const LAYER: &str = r#"
 [clickhouse_database.xapi]
@@ -26,6 +26,15 @@ lambda = "(course_url) -> nullIf(extract(course_url, 'course-v1:([a-zA-Z0-9]*)')
 [clickhouse_sql.extra]
 name = "extra"
 statements = ["CREATE TABLE IF NOT EXISTS ${clickhouse_database.xapi.name}.extra (a UInt8) ENGINE = MergeTree ORDER BY a"]
+"#;
+
+const USER: &str = r#"
+[secrets]
+ch_pw = { env = "CH_PW" }
+
+[clickhouse_user.app]
+name = "@@app"
+password = "${secrets.ch_pw}"
 "#;
 
 /// A sandbox whose ClickHouse objects go when it does.
@@ -186,6 +195,42 @@ fn the_plan_handle_cannot_write() {
     assert!(query("SELECT 1").is_ok());
 }
 
+#[test]
+fn a_user_password_is_set_as_a_salted_hash_verified_by_login_and_drift_fixed() {
+    let mut s = Ch(Sandbox::new("ch-user"));
+    s.0.set_env("CH_PW", "first-Pw-1");
+    s.write("aspects.toml", &plan(&s, USER));
+    apply(&s, &[]);
+    let app = format!("{}app", s.prefix);
+    assert!(can_login(&app, "first-Pw-1"));
+    assert!(!can_login(&app, "wrong"));
+    assert_no_changes(&s);
+    // Changed by hand: drift, and apply sets it back.
+    let salt = "ABCD";
+    let hash = aspects_e2e::clickhouse::sha256_hex(&format!("by-hand{salt}"));
+    sql(&[&format!("ALTER USER {app} IDENTIFIED WITH sha256_hash BY '{hash}' SALT '{salt}'")]);
+    let r = s.run(&["drift"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stdout.contains("~ password = (sensitive, changed)"), "{r:?}");
+    apply(&s, &[]);
+    assert!(can_login(&app, "first-Pw-1") && !can_login(&app, "by-hand"));
+    // Rotated in the plan: the old password stops working.
+    s.0.set_env("CH_PW", "second-Pw-2");
+    apply(&s, &[]);
+    assert!(can_login(&app, "second-Pw-2") && !can_login(&app, "first-Pw-1"));
+    assert_no_changes(&s);
+    // No password, and no hash of one, in any output or file.
+    let mut seen = String::new();
+    for args in [&["plan"][..], &["drift"], &["plan", "--json"]] {
+        seen.push_str(&s.run(args).all());
+    }
+    seen.push_str(&aspects_e2e::read_tree(&s.dir));
+    for secret in ["first-Pw-1", "second-Pw-2"] {
+        assert!(!seen.contains(secret), "{secret} leaked");
+    }
+    assert!(!seen.contains(&hash));
+}
+
 /// What the deployment records as its own, as sorted `kind.name` lines.
 fn owned(s: &Sandbox) -> String {
     let p = &s.prefix;
@@ -203,7 +248,8 @@ fn owned(s: &Sandbox) -> String {
 /// converges every time and ownership is exactly the plan's objects.
 #[test]
 fn a_crash_after_any_write_then_apply_converges() {
-    let s = layer("ch-crash", LAYER);
+    let mut s = layer("ch-crash", &format!("{LAYER}{USER}"));
+    s.0.set_env("CH_PW", "crash-Pw-1");
     let p = s.prefix.clone();
     let mut k = 1;
     loop {
@@ -219,10 +265,12 @@ fn a_crash_after_any_write_then_apply_converges() {
         // The killed run's lease (2 s in these plans) must run out first.
         let r = s.run(&["apply", "--auto-approve", "--allow-destroy", "--lock-timeout", "30s"]);
         assert_eq!(r.code, 0, "k = {k}: the apply after the crash must converge: {r:?}");
+        assert!(can_login(&format!("{p}app"), "crash-Pw-1"), "k = {k}");
         assert_no_changes(&s);
         assert_eq!(
             owned(&s),
-            "clickhouse_database.xapi clickhouse_function.org clickhouse_sql.extra clickhouse_table.events",
+            "clickhouse_database.xapi clickhouse_function.org clickhouse_sql.extra clickhouse_table.events \
+             clickhouse_user.app",
             "k = {k}"
         );
         k += 1;

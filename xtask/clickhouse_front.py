@@ -9,8 +9,16 @@ as the chdb Python extension (its shared object exports no C API to link from Ru
 What is REAL: every query, its parser, its errors and its results come from the ClickHouse engine.
 What is EMULATED (labelled `EMULATION` below; a real server does it otherwise):
   - authentication: chdb always runs queries as `default` and never checks a password. The front
-    checks the credentials itself against its own user list (today: `default` without password)
-    and answers 516 AUTHENTICATION_FAILED like a server does;
+    checks the credentials itself against its own user list (`default` without password, plus the
+    users made below) and answers 516 AUTHENTICATION_FAILED like a server does;
+  - SQL users: chdb has no writable access storage (CREATE USER fails whatever the configuration).
+    The front keeps the users in data/access.json and takes CREATE / ALTER / DROP USER itself,
+    after the real parser accepted and canonicalised the statement (formatQuerySingleLine): only
+    the forms `IDENTIFIED WITH sha256_hash BY '...' SALT '...'` or no authentication, names that
+    are XML element names. It writes them to a users.xml and restarts the engine on it, so
+    `system.users` and `SHOW CREATE USER` come from the real engine (storage `users_xml`; the
+    restart empties Memory tables). Users have no privileges (`<grants/>`), and chdb enforces none
+    anyway: every query still runs as `default`;
   - one engine connection serves every request, one at a time (a server runs queries in parallel);
     settings sent as URL parameters are set before the query and reset after it; a request with
     `readonly` set runs on a second session that is read-only for good (`readonly` cannot be reset
@@ -87,19 +95,129 @@ class QueryError(Exception):
         self.code = code
 
 
-class Engine:
-    """The one chdb connection, serialised behind a lock."""
+CONFIG = """<clickhouse>
+    <user_directories><users_xml><path>users.xml</path></users_xml></user_directories>
+</clickhouse>
+"""
+XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+NAME = r"(?P<name>`(?:[^`\\]|\\.)*`|[A-Za-z_][A-Za-z0-9_]*)"
+CREATE_OR_ALTER = re.compile(
+    r"^(?P<verb>CREATE|ALTER) USER (?P<if>IF NOT EXISTS |IF EXISTS )?" + NAME + r"(?: ON CLUSTER \S+)?"
+    r"(?: IDENTIFIED WITH sha256_hash BY '(?P<hash>[0-9A-Fa-f]{64})' SALT '(?P<salt>[0-9A-Za-z]*)')?$")
+DROP = re.compile(r"^DROP USER (?P<if>IF EXISTS )?(?P<names>.+?)(?: ON CLUSTER \S+)?$")
 
-    def __init__(self, data):
+
+def unquote(name):
+    return re.sub(r"\\(.)", r"\1", name[1:-1]) if name.startswith("`") else name
+
+
+class Engine:
+    """The one chdb engine (a read-write and a read-only session), serialised behind a lock."""
+
+    def __init__(self, root):
         self.lock = threading.Lock()
-        self.conn = chdb.connect(f"file:{data}")
-        # Another session on the same engine; 2 = no writes, settings may still change.
-        self.read_only = chdb.connect(f"file:{data}")
-        self.read_only.query("SET readonly = 2")
+        self.root = root
+        self.data = os.path.join(root, "engine")
+        self.access = os.path.join(root, "access.json")
+        self.users = {"default": None}  # EMULATION: name -> None (no password) or [sha256 hex, salt]
+        if os.path.exists(self.access):
+            with open(self.access) as f:
+                self.users.update(json.load(f))
+        with open(os.path.join(root, "ch-config.xml"), "w") as f:
+            f.write(CONFIG)
+        self.write_users()
+        self.connect()
         names = self.run("SELECT number, errorCodeToName(number) FROM numbers(2000) "
                          "WHERE errorCodeToName(number) != ''", "TSV").decode()
         self.code_of = {name: int(code) for code, name in (line.split("\t") for line in names.splitlines())}
         self.status = {self.code_of[n]: s for s, ns in STATUS_BY_NAME.items() for n in ns if n in self.code_of}
+
+    def connect(self):
+        url = f"file:{self.data}?config-file={os.path.join(self.root, 'ch-config.xml')}"
+        self.conn = chdb.connect(url)
+        # Another session on the same engine; 2 = no writes, settings may still change.
+        self.read_only = chdb.connect(url)
+        self.read_only.query("SET readonly = 2")
+
+    def close(self):
+        self.read_only.close()
+        self.conn.close()
+
+    def write_users(self):
+        """EMULATION: the user list as a users.xml the engine loads (default keeps full rights)."""
+        out = ["<clickhouse>", "<profiles><default/></profiles>", "<users>",
+               "<default><password></password><access_management>1</access_management></default>"]
+        for name, auth in sorted(self.users.items()):
+            if name == "default":
+                continue
+            cred = "<no_password/>" if auth is None else f"<password_sha256_hex>{auth[0]}</password_sha256_hex>"
+            out.append(f"<{name}>{cred}<grants/></{name}>")
+        out += ["</users>", "</clickhouse>", ""]
+        tmp = os.path.join(self.root, "users.xml.tmp")
+        with open(tmp, "w") as f:
+            f.write("\n".join(out))
+        os.replace(tmp, os.path.join(self.root, "users.xml"))
+        tmp = self.access + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({k: v for k, v in self.users.items() if k != "default"}, f)
+        os.replace(tmp, self.access)
+
+    def user_statement(self, text, conn):
+        """EMULATION of CREATE / ALTER / DROP USER (see the module docstring)."""
+        if conn is self.read_only:
+            raise self.error("READONLY", "default: Cannot execute query in readonly mode")
+        ok = self.run("SELECT formatQuerySingleLineOrNull({q:String}) AS f", "JSONEachRow", {"q": text})
+        canonical = json.loads(ok)["f"]
+        if canonical is None:
+            self.run("SELECT formatQuerySingleLine({q:String})", "TSV", {"q": text})  # raises the parser's error
+        changed = dict(self.users)
+        if m := CREATE_OR_ALTER.match(canonical):
+            name = unquote(m["name"])
+            if not XML_NAME.match(name) or name == "default":
+                raise self.error("NOT_IMPLEMENTED", f"the emulation cannot manage user {name!r} (users.xml)")
+            exists = name in changed
+            if m["verb"] == "CREATE" and exists:
+                if m["if"]:
+                    return b""
+                raise self.error("ACCESS_ENTITY_ALREADY_EXISTS", f"user `{name}`: cannot insert because user `{name}` already exists in users_xml")
+            if m["verb"] == "ALTER" and not exists:
+                if m["if"]:
+                    return b""
+                raise self.error("UNKNOWN_USER", f"There is no user `{name}` in users_xml")
+            if m["verb"] == "CREATE" or m["hash"]:
+                changed[name] = [m["hash"].lower(), m["salt"]] if m["hash"] else None
+        elif m := DROP.match(canonical):
+            names = [unquote(n.strip()) for n in m["names"].split(", ")]
+            for name in names:
+                if name == "default":
+                    raise self.error("NOT_IMPLEMENTED", "the emulation keeps user `default`")
+                if name not in changed and not m["if"]:
+                    raise self.error("UNKNOWN_USER", f"There is no user `{name}` in users_xml")
+                changed.pop(name, None)
+        else:
+            raise self.error("NOT_IMPLEMENTED", "the emulation takes only CREATE/ALTER USER ... IDENTIFIED WITH "
+                             "sha256_hash BY '...' SALT '...' (or without IDENTIFIED) and DROP USER")
+        previous, self.users = self.users, changed
+        self.write_users()
+        self.close()
+        try:
+            self.connect()
+        except Exception:
+            self.users = previous
+            self.write_users()
+            self.connect()
+            raise
+        return b""
+
+    def check(self, user, password):
+        """EMULATION of authentication: sha256(password + salt) against the stored hash."""
+        if user not in self.users:
+            return False
+        stored = self.users[user]
+        if stored is None:
+            return password == ""
+        digest, salt = stored
+        return hmac.compare_digest(hashlib.sha256((password + salt).encode()).hexdigest(), digest)
 
     def run(self, sql, fmt, params=None, conn=None):
         try:
@@ -120,8 +238,9 @@ class Engine:
 
     def query(self, sql, fmt, database, settings, params):
         readonly = settings.pop("readonly", "0") not in ("", "0")
-        conn = self.read_only if readonly else self.conn
         with self.lock:
+            # Looked up under the lock: a user statement reopens the sessions.
+            conn = self.read_only if readonly else self.conn
             self.run(f"USE {quote_ident(database)}", "TSV", conn=conn)
             applied = []
             try:
@@ -131,8 +250,12 @@ class Engine:
                     self.run(f"SET {name} = {quote_string(value)}", "TSV", conn=conn)
                     applied.append(name)
                 self.refuse_multi_statement(sql)
+                text = sql.decode("utf-8", "replace") if isinstance(sql, bytes) else sql
+                if re.match(r"\s*(CREATE|ALTER|DROP)\s+USER\b", text, re.I):
+                    return self.user_statement(text, conn)
                 return self.run(sql, fmt, params, conn=conn)
             finally:
+                conn = self.read_only if readonly else self.conn
                 for name in applied:
                     self.run(f"SET {name} = DEFAULT", "TSV", conn=conn)
 
@@ -153,22 +276,6 @@ def quote_ident(name):
 
 def quote_string(value):
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-class Users:
-    """EMULATION of authentication (chdb has none): the accounts the front accepts."""
-
-    def __init__(self):
-        self.accounts = {"default": None}  # name -> None (no password) or (sha256 hex, salt)
-
-    def check(self, user, password):
-        if user not in self.accounts:
-            return False
-        stored = self.accounts[user]
-        if stored is None:
-            return password == ""
-        digest, salt = stored
-        return hmac.compare_digest(hashlib.sha256((password + salt).encode()).hexdigest(), digest.lower())
 
 
 def unblock(data):
@@ -193,7 +300,6 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body in separate segments stall 40 ms on delayed ACKs
     engine = None
-    users = None
 
     def log_message(self, *args):  # queries may carry secret material: nothing is logged
         pass
@@ -257,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
                 params[part.get_param("name", header="content-disposition")] = part.get_payload(decode=True).decode()
             body = b""
         user, key = self.credentials(params)
-        if not self.users.check(user, key):
+        if not self.engine.check(user, key):
             return self.fail(self.engine.error(
                 "AUTHENTICATION_FAILED",
                 f"{user}: Authentication failed: password is incorrect, or there is no user with such name"), query_id)
@@ -296,8 +402,7 @@ def main():
     os.makedirs(args.data, exist_ok=True)
     # clickhouse-local reads ./config.xml from the working directory: run from the data dir.
     os.chdir(args.data)
-    Handler.engine = Engine(os.path.join(args.data, "engine"))
-    Handler.users = Users()
+    Handler.engine = Engine(args.data)
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     server.daemon_threads = True
 
@@ -314,8 +419,7 @@ def main():
         server.serve_forever()
     finally:
         with Handler.engine.lock:
-            Handler.engine.read_only.close()
-            Handler.engine.conn.close()
+            Handler.engine.close()
         try:
             os.remove(args.pid_file)
         except FileNotFoundError:

@@ -22,12 +22,27 @@ pub fn url() -> String {
     .clone()
 }
 
-/// One statement over HTTP: the body, or the server's error text.
+/// One statement over HTTP as `default`: the body, or the server's error text.
 pub fn query(sql: &str) -> Result<String, String> {
+    query_as("default", "", sql)
+}
+
+/// Can `user` log in with `password`?
+pub fn can_login(user: &str, password: &str) -> bool {
+    query_as(user, password, "SELECT 1").is_ok()
+}
+
+fn query_as(user: &str, password: &str, sql: &str) -> Result<String, String> {
     let url = url();
     let address = url.trim_start_matches("http://").trim_end_matches('/');
     let mut s = TcpStream::connect(address).map_err(|e| format!("{url}: {e}"))?;
-    write!(s, "POST / HTTP/1.0\r\nHost: {address}\r\nContent-Length: {}\r\n\r\n{sql}", sql.len()).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.0\r\nHost: {address}\r\nX-ClickHouse-User: {user}\r\nX-ClickHouse-Key: {password}\r\n\
+         Content-Length: {}\r\n\r\n{sql}",
+        sql.len()
+    )
+    .unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
@@ -63,12 +78,21 @@ pub fn plan(s: &Sandbox, body: &str) -> String {
     )
 }
 
-/// Drops every database and function whose name starts with the prefix.
+/// sha256 of a text, in hex: a ClickHouse password hash (of password and salt).
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// Drops every database, function and user whose name starts with the prefix.
 pub fn cleanup(prefix: &str) {
     let like = prefix.replace('_', "\\_");
     let list = |sql: String| query(&sql).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>();
     for db in list(format!("SELECT name FROM system.databases WHERE name LIKE '{like}%'")) {
         let _ = query(&format!("DROP DATABASE IF EXISTS `{}` SYNC", db.replace('\\', "\\\\").replace('`', "\\`")));
+    }
+    for u in list(format!("SELECT name FROM system.users WHERE name LIKE '{like}%'")) {
+        let _ = query(&format!("DROP USER IF EXISTS `{u}`"));
     }
     for f in list(format!("SELECT name FROM system.functions WHERE origin = 'SQLUserDefined' AND name LIKE '{like}%'"))
     {

@@ -12,7 +12,7 @@ use crate::client::{ChError, Handle, code, ident};
 use crate::ddl::{self, Table, column_name};
 use crate::ownership::State;
 use crate::read::{create_function, explicit};
-use crate::schema::{self, DATABASE, FUNCTION, SQL, TABLE, str_attr, str_list};
+use crate::schema::{self, DATABASE, FUNCTION, SQL, TABLE, USER, str_attr, str_list};
 
 type Identity = BTreeMap<String, Value>;
 
@@ -117,6 +117,16 @@ impl Handle {
                 format!("function {}", ident(str_attr(a, "name"))),
                 code::FUNCTION_ALREADY_EXISTS,
             ),
+            USER => {
+                let what = format!("user {}", ident(str_attr(a, "name")));
+                return match self.set_user(r, true).await? {
+                    Err(e) if e.code == code::USER_ALREADY_EXISTS => Err(self.err(&e, &format!("creating {what}")).with_hint(format!(
+                        "{what} appeared after the plan was read, so this deployment did not create it and recorded \
+                         nothing; run plan again: it offers to adopt it"
+                    ))),
+                    result => result.map_err(|e| self.err(&e, &format!("creating {what}"))),
+                };
+            }
             other => return Err(ProviderError::new(format!("the clickhouse provider cannot create a `{other}`"))),
         };
         let doing = format!("creating {what}");
@@ -139,6 +149,10 @@ impl Handle {
             FUNCTION => {
                 let sql = create_function(&r.attrs, &self.on_cluster(), true);
                 self.execute(&sql, &[], &format!("replacing function {}", ident(str_attr(&r.attrs, "name")))).await
+            }
+            USER => {
+                let what = format!("setting the password of user {}", ident(str_attr(&r.attrs, "name")));
+                self.set_user(r, false).await?.map_err(|e| self.err(&e, &what))
             }
             SQL => {
                 self.run_statements(r).await?;
@@ -200,6 +214,10 @@ impl Handle {
             FUNCTION => {
                 let name = ident(str_attr(id, "name"));
                 (format!("DROP FUNCTION IF EXISTS {name}{on}"), format!("dropping function {name}"))
+            }
+            USER => {
+                let name = ident(str_attr(id, "name"));
+                (format!("DROP USER IF EXISTS {name}{on}"), format!("dropping user {name}"))
             }
             // Extra SQL leaves nothing to drop.
             _ => return Ok(()),

@@ -63,6 +63,8 @@ pub mod code {
     pub const TABLE_ALREADY_EXISTS: u32 = 57;
     pub const DATABASE_ALREADY_EXISTS: u32 = 82;
     pub const FUNCTION_ALREADY_EXISTS: u32 = 609;
+    /// ACCESS_ENTITY_ALREADY_EXISTS: a user or role of that name exists.
+    pub const USER_ALREADY_EXISTS: u32 = 493;
     pub const READONLY: u32 = 164;
     /// Login refused: unknown user, wrong password, authentication failed, password required.
     pub const LOGIN: &[u32] = &[192, 193, 194, 516];
@@ -182,6 +184,23 @@ impl Handle {
                 code: code.unwrap_or(0),
                 message: if body.trim().is_empty() { format!("HTTP {status}") } else { body.trim().to_owned() },
             }),
+        }
+    }
+
+    /// Logs in as `user` (`SELECT 1`): `Ok` when the server accepts the password.
+    pub(crate) async fn login(&self, user: &str, password: &str) -> Result<(), ChError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let fail = |message: String| ChError { code: 0, message };
+        let user = HeaderValue::from_str(user).map_err(|_| fail("the user name cannot be sent in a header".into()))?;
+        let mut key =
+            HeaderValue::from_str(password).map_err(|_| fail("the password cannot be sent in a header".into()))?;
+        key.set_sensitive(true);
+        let sent = self.http.post(self.base.clone()).header("X-ClickHouse-User", user).header("X-ClickHouse-Key", key);
+        let response = sent.body("SELECT 1").send().await.map_err(|e| fail(reqwest_reason(e)))?;
+        let code = response.headers().get("X-ClickHouse-Exception-Code").and_then(|v| v.to_str().ok()?.parse().ok());
+        match (response.status().is_success(), code) {
+            (true, None) => Ok(()),
+            (_, code) => Err(ChError { code: code.unwrap_or(0), message: format!("HTTP {}", response.status()) }),
         }
     }
 

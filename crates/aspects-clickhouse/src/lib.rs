@@ -13,6 +13,7 @@ mod lock;
 mod ownership;
 mod read;
 mod schema;
+mod user;
 
 pub use client::ClickHouse;
 pub use schema::schema;

@@ -19,7 +19,7 @@ use aspects_engine::provider::ProviderError;
 use crate::client::{Handle, array_param, attrs, col, ident};
 use crate::ddl::{self, Table};
 use crate::ownership::{self, Record, State};
-use crate::schema::{self, CLAUSES, DATABASE, FUNCTION, SQL, TABLE, str_attr, str_list};
+use crate::schema::{self, CLAUSES, DATABASE, FUNCTION, SQL, TABLE, USER, str_attr, str_list};
 
 /// The settings the server writes into every MergeTree table it creates.
 const IMPLICIT_SETTINGS: &[(&str, &str)] = &[("index_granularity", "8192")];
@@ -49,6 +49,7 @@ impl Handle {
             TABLE => self.read_tables(desired).await?,
             FUNCTION => self.read_functions(desired).await?,
             SQL => self.read_sql(desired, &records).await?,
+            USER => self.read_users(desired).await?,
             other => return Err(ProviderError::new(format!("the clickhouse provider has no kind `{other}`"))),
         };
         let owners: BTreeMap<&str, &Record> = records.iter().map(|r| (r.key.as_str(), r)).collect();
@@ -333,6 +334,12 @@ impl Handle {
         } else {
             BTreeMap::new()
         };
+        let users = if of(USER).next().is_some() {
+            let names: Vec<String> = of(USER).map(|r| id(r, "name")).collect();
+            self.users(names.iter().map(String::as_str)).await?
+        } else {
+            BTreeSet::new()
+        };
         let functions = if of(FUNCTION).next().is_some() {
             let names: Vec<String> = of(FUNCTION).map(|r| id(r, "name")).collect();
             self.functions(names.iter().map(String::as_str)).await?
@@ -346,6 +353,7 @@ impl Handle {
                     DATABASE => databases.contains_key(&id(&r, "name")),
                     TABLE => tables.contains_key(&(id(&r, "database"), id(&r, "name"))),
                     FUNCTION => functions.contains_key(&id(&r, "name")),
+                    USER => users.contains(&id(&r, "name")),
                     _ => true,
                 };
                 (r, exists)

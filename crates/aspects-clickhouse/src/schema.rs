@@ -13,6 +13,7 @@ pub const DATABASE: &str = "clickhouse_database";
 pub const TABLE: &str = "clickhouse_table";
 pub const FUNCTION: &str = "clickhouse_function";
 pub const SQL: &str = "clickhouse_sql";
+pub const USER: &str = "clickhouse_user";
 
 pub const DEFAULT_META_DATABASE: &str = "aspects_meta";
 pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
@@ -65,7 +66,7 @@ pub fn schema() -> SystemSchema {
             .default(DEFAULT_LOCK_LEASE)
             .check(check_lease),
         ],
-        kinds: vec![database_kind(), table_kind(), function_kind(), sql_kind()],
+        kinds: vec![database_kind(), table_kind(), function_kind(), user_kind(), sql_kind()],
     }
 }
 
@@ -143,6 +144,28 @@ fn function_kind() -> KindSchema {
         rank: 1,
         doc: "A SQL user-defined function (CREATE FUNCTION name AS lambda), compared in the server's canonical form.",
         identity_key: Some(|a| key(FUNCTION, a)),
+        check: None,
+    }
+}
+
+fn user_kind() -> KindSchema {
+    KindSchema {
+        kind: USER,
+        attrs: vec![
+            AttrSchema::new("name", AttrType::String, "User name.").identity().check(check_name),
+            AttrSchema::new(
+                "password",
+                AttrType::String,
+                "The user's password, from `[secrets]`: set as `sha256_hash ... SALT ...` computed here (no \
+                 plaintext on the wire), verified by logging in over HTTP.",
+            )
+            .write_only_secret()
+            .required(),
+        ],
+        data_bearing: false,
+        rank: 1,
+        doc: "A SQL user with a sha256 password.",
+        identity_key: Some(|a| key(USER, a)),
         check: None,
     }
 }

@@ -37,12 +37,13 @@ impl Graph {
         for (addr, _) in &nodes {
             index.insert((*addr).clone(), g.add_node((*addr).clone()));
         }
-        for (addr, deps) in &nodes {
+        // Node i is the i-th of `nodes`: no lookup for the dependent's own index.
+        for (i, (addr, deps)) in nodes.iter().enumerate() {
             for dep in deps.iter() {
                 let Some(&from) = index.get(dep) else {
                     return Err(GraphError::Dangling { from: (*addr).clone(), to: dep.clone() });
                 };
-                g.add_edge(from, index[*addr], ());
+                g.add_edge(from, NodeIndex::new(i), ());
             }
         }
         let graph = Self { g, index };

@@ -14,7 +14,7 @@ mod resolve;
 mod resources;
 mod secret_sources;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use aspects_core::graph::{Graph, GraphError, render_cycle};
@@ -163,7 +163,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         vars: Vars::default(),
         secrets: Secrets::new(store),
         resources: BTreeMap::new(),
-        attr_values: HashMap::new(),
+        attr_values: Vec::new(),
         stack: Vec::new(),
         too_deep: false,
     };
@@ -197,6 +197,8 @@ struct RawResource<'t> {
     schema: &'t KindSchema,
     table: &'t Table,
     header: Location,
+    /// Its row in `Loader::attr_values`.
+    id: usize,
 }
 
 /// `[vars]`: declarations, resolved values with the secrets each is built from, and overrides.
@@ -208,6 +210,9 @@ struct Vars<'a> {
     overrides: BTreeMap<String, String>,
 }
 
+/// An attribute's value (none when it failed or is unset) and what it was built from.
+type Resolved = (Option<Value>, Trace);
+
 struct Loader<'a> {
     registry: &'a Registry,
     sources: &'a SourceMap,
@@ -217,8 +222,10 @@ struct Loader<'a> {
     vars: Vars<'a>,
     secrets: Secrets,
     resources: BTreeMap<Address, RawResource<'a>>,
-    /// Resolved attributes with what they were built from (memoised: references reuse them).
-    attr_values: HashMap<Address, HashMap<&'static str, (Option<Value>, Trace)>>,
+    /// Resolved attributes with what they were built from (memoised: references reuse them),
+    /// by resource id and the attribute's position in its kind: no key is built or hashed for
+    /// what runs once per attribute and per reference.
+    attr_values: Vec<Vec<Option<Resolved>>>,
     /// What is being resolved, innermost last, for cycle reports.
     stack: Vec<Frame>,
     /// A chain of references went deeper than resolving allows (reported once).

@@ -57,10 +57,10 @@ impl Loader<'_> {
     /// built from to `trace`.
     pub(super) fn attr(&mut self, addr: &Address, name: &str, trace: &mut Trace) -> Option<Value> {
         let raw = self.resources.get(addr)?;
-        let (schema, table, header) = (raw.schema, raw.table, raw.header.clone());
-        let attr = schema.attr(name)?;
-        // Looked up without building a key: this runs for every attribute and every reference.
-        if let Some((v, own)) = self.attr_values.get(addr).and_then(|m| m.get(attr.name)) {
+        let (schema, table, header, id) = (raw.schema, raw.table, raw.header.clone(), raw.id);
+        let at = schema.attrs.iter().position(|a| a.name == name)?;
+        let attr = &schema.attrs[at];
+        if let Some((v, own)) = self.attr_values[id].get(at).and_then(Option::as_ref) {
             trace.deps.extend(own.deps.iter().cloned());
             trace.secrets.extend(own.secrets.iter().cloned());
             return v.clone();
@@ -81,7 +81,9 @@ impl Loader<'_> {
         };
         trace.deps.extend(own.deps.iter().cloned());
         trace.secrets.extend(own.secrets.iter().cloned());
-        self.attr_values.entry(addr.clone()).or_default().insert(attr.name, (value.clone(), own));
+        let memo = &mut self.attr_values[id];
+        memo.resize_with(schema.attrs.len(), || None);
+        memo[at] = Some((value.clone(), own));
         value
     }
 

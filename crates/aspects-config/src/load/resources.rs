@@ -36,7 +36,9 @@ impl<'a> Loader<'a> {
                 continue;
             }
             let addr = Address::new(entry.key.clone(), e.key.clone());
-            self.resources.insert(addr, RawResource { schema, table: body, header: e.key_loc.clone() });
+            let id = self.attr_values.len();
+            self.attr_values.push(Vec::new());
+            self.resources.insert(addr, RawResource { schema, table: body, header: e.key_loc.clone(), id });
         }
     }
 

@@ -622,3 +622,24 @@ fn a_saved_plan_keeps_the_vars_it_was_made_with() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("a saved plan carries the vars it was made with"), "{r:?}");
 }
+
+#[test]
+fn refusing_thousands_of_objects_names_a_few_and_counts_the_rest() {
+    // 2,000 grants to accounts nobody declares: plan refuses them all at once, in a short
+    // message; -v logs every one.
+    let s = Sandbox::new("many-refused");
+    let body: String = (0..2000)
+        .map(|i| {
+            format!("[mysql_grant.g{i}]\nuser = \"@@nobody{i}\"\ndatabase = \"@@d\"\nprivileges = [\"SELECT\"]\n\n")
+        })
+        .collect();
+    s.write("aspects.toml", &s.plan(&body));
+    let r = s.run(&["plan"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("grants to accounts that will not exist: 2000 objects: mysql_grant.g0 at "), "{r:?}");
+    assert!(r.stderr.contains("and 1995 more (run with -v to list them all)"), "{r:?}");
+    assert!(r.stderr.len() < 2_000, "{} bytes:\n{}", r.stderr.len(), r.stderr);
+    let v = s.run(&["-v", "plan"]);
+    assert_eq!(v.code, 1, "{v:?}");
+    assert_eq!(v.stderr.matches("grant to an account that will not exist: ").count(), 2000, "{v:?}");
+}

@@ -2,7 +2,7 @@
 //! apart from engine types so the format changes only on purpose (bump `FORMAT_VERSION`).
 //! Sensitive values appear only as `{"sensitive": true}`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -155,15 +155,24 @@ impl PlanDocument {
     }
 
     /// Addresses whose planned change differs between two documents (stale saved plans).
-    pub fn moved_since(&self, now: &PlanDocument) -> Vec<String> {
+    pub fn moved_since<'a>(&'a self, now: &'a PlanDocument) -> Vec<String> {
+        // By address through maps: a saved plan can hold thousands of changes.
+        let first_by_address = |changes: &'a [ChangeDoc]| {
+            let mut by: HashMap<&'a str, &'a ChangeDoc> = HashMap::new();
+            for c in changes {
+                by.entry(c.address.as_str()).or_insert(c);
+            }
+            by
+        };
+        let (saved, current) = (first_by_address(&self.changes), first_by_address(&now.changes));
         let mut moved: Vec<String> = Vec::new();
         for c in &self.changes {
-            if now.changes.iter().find(|n| n.address == c.address) != Some(c) {
+            if current.get(c.address.as_str()) != Some(&c) {
                 moved.push(c.address.clone());
             }
         }
         for n in &now.changes {
-            if !self.changes.iter().any(|c| c.address == n.address) {
+            if !saved.contains_key(n.address.as_str()) {
                 moved.push(n.address.clone());
             }
         }

@@ -222,7 +222,7 @@ impl Run<'_> {
                     .map(ToString::to_string)
                     .collect();
                 outcome.insert(op.change.address.clone(), Outcome::Failed);
-                self.skip(&op, format!("{} did not succeed", failed.join(", ")));
+                self.skip(&op, format!("{} did not succeed", crate::few(&failed)));
             }
             if let Some(lost) = &self.lost {
                 let because = format!("nothing more is changed: {lost}");

@@ -23,7 +23,7 @@ pub enum EngineError {
     DestroyProtected(Vec<String>),
     #[error("another deployment owns {}", few(.0))]
     OwnedElsewhere(Vec<String>),
-    #[error("the target would refuse {}:\n{}", plural(.0.len()), .0.join("\n"))]
+    #[error("the target would refuse {}:\n{}", plural(.0.len()), first_lines(.0))]
     Invalid(Vec<String>),
     #[error("{provider} ({target}): the deployment lock was lost: {error}")]
     LockLost { provider: String, target: String, error: ProviderError },
@@ -86,15 +86,15 @@ impl EngineError {
         }
     }
 
-    /// Every address of a list error (`few` shows only the first ones), for `-v` output.
+    /// Every item of a list error (the message shows only the first ones), for `-v` output.
     pub fn addresses(&self) -> &[String] {
         match self {
-            EngineError::UnknownTarget(l) | EngineError::DestroyProtected(l) | EngineError::OwnedElsewhere(l) => l,
+            EngineError::UnknownTarget(l)
+            | EngineError::DestroyProtected(l)
+            | EngineError::OwnedElsewhere(l)
+            | EngineError::Invalid(l) => l,
             EngineError::NewSecrets { addresses, .. } => addresses,
-            EngineError::Provider { .. }
-            | EngineError::Invalid(_)
-            | EngineError::LockLost { .. }
-            | EngineError::Internal(_) => &[],
+            EngineError::Provider { .. } | EngineError::LockLost { .. } | EngineError::Internal(_) => &[],
         }
     }
 
@@ -113,15 +113,34 @@ const SHOWN: usize = 5;
 
 /// A list of addresses that stays readable at any length: the first few and a count.
 pub fn few(list: &[String]) -> String {
+    few_joined(list, ", ")
+}
+
+/// [`few`] for items that hold commas themselves (joined by `sep`, e.g. "; ").
+pub fn few_joined(list: &[String], sep: &str) -> String {
     if list.len() <= SHOWN {
-        return list.join(", ");
+        return list.join(sep);
     }
     format!(
         "{} objects: {} and {} more (run with -v to list them all)",
         list.len(),
-        list[..SHOWN].join(", "),
+        list[..SHOWN].join(sep),
         list.len() - SHOWN
     )
+}
+
+/// How many problems (one per line, each with its place and hint) an error shows: every one
+/// of a typical plan's, never thousands.
+const SHOWN_LINES: usize = 20;
+
+/// One problem per line, the first [`SHOWN_LINES`] of them, then a count.
+fn first_lines(lines: &[String]) -> String {
+    match lines.len().checked_sub(SHOWN_LINES) {
+        Some(more) if more > 0 => {
+            format!("{}\n  ... and {more} more (run with -v to list them all)", lines[..SHOWN_LINES].join("\n"))
+        }
+        _ => lines.join("\n"),
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +157,19 @@ mod tests {
              mysql_database.d3, mysql_database.d4 and 1995 more (run with -v to list them all)"
         );
         assert_eq!(e.addresses().len(), 2000);
+        let invalid: Vec<String> =
+            (0..3000).map(|i| format!("  p.toml:{i}:1: mysql_user.u{i}.host: bad\n    hint: fix it")).collect();
+        let e = EngineError::Invalid(invalid);
+        let message = e.to_string();
+        assert!(message.starts_with("the target would refuse 3000 values of the plan:\n  p.toml:0:1: "), "{message}");
+        assert!(
+            message.ends_with(
+                "mysql_user.u19.host: bad\n    hint: fix it\n  ... and 2980 more (run with -v to list them all)"
+            ),
+            "{message}"
+        );
+        assert_eq!(message.lines().count(), 42, "{message}");
+        assert_eq!(e.addresses().len(), 3000);
         let short = EngineError::UnknownTarget(vec!["mysql_user.a".into(), "mysql_user.b".into()]);
         assert_eq!(short.to_string(), "unknown --target mysql_user.a, mysql_user.b");
     }

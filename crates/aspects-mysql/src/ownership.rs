@@ -172,11 +172,15 @@ impl Handle {
             .iter()
             .map(|r| Ok(format!("{} {} (deployments {})", text(r, 0)?, text(r, 1)?, text(r, 2)?)))
             .collect::<Result<Vec<_>, ProviderError>>()?;
+        // The message names the first few; -v logs every one.
+        for s in &shared {
+            tracing::info!("owned by more than one deployment: {s}");
+        }
         Err(ProviderError::new(format!(
             "{} on {} records objects owned by more than one deployment: {}",
             self.owned_table(),
             self.sql.endpoint.target,
-            shared.join("; ")
+            aspects_engine::few_joined(&shared, "; ")
         ))
         .with_hint(format!(
             "an object has one owner: for each, delete the rows of the deployments that should not own it \

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Secret, Value, Verification};
+use aspects_engine::few_joined;
 use aspects_engine::provider::ProviderError;
 
 use crate::connect::{Handle, int, placeholders, text};
@@ -483,7 +484,11 @@ impl Handle {
         if problems.is_empty() {
             return Ok(());
         }
-        Err(ProviderError::new(format!("grants to accounts that will not exist: {}", problems.join("; ")))
+        // The message names the first few; -v logs every one.
+        for p in &problems {
+            tracing::info!("grant to an account that will not exist: {p}");
+        }
+        Err(ProviderError::new(format!("grants to accounts that will not exist: {}", few_joined(&problems, "; ")))
             .with_hint("keep (or add) the mysql_user the grant names, or remove the grant from the plan too"))
     }
 

@@ -24,18 +24,27 @@ pub fn mysql_url() -> String {
 /// A value `cargo xtask stack up` exports: from the environment (the tests run under `cargo xtask
 /// test`, or with `. target/stack/env`), else from target/stack/env.
 pub fn stack_env(name: &str) -> String {
+    optional_stack_env(name).unwrap_or_else(|| {
+        panic!("no {name}: run `cargo xtask stack up` (it writes {}) or set {name}", stack_env_file().display())
+    })
+}
+
+/// [`stack_env`], or None when neither the environment nor target/stack/env has it.
+pub fn optional_stack_env(name: &str) -> Option<String> {
     if let Ok(value) = std::env::var(name)
         && !value.is_empty()
     {
-        return value;
+        return Some(value);
     }
-    let env = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stack/env");
-    std::fs::read_to_string(&env)
+    std::fs::read_to_string(stack_env_file())
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(&format!("export {name}=")))
         .map(|v| v.trim_matches('\'').replace(r"'\''", "'"))
-        .unwrap_or_else(|| panic!("no {name}: run `cargo xtask stack up` (it writes {}) or set {name}", env.display()))
+}
+
+fn stack_env_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/stack/env")
 }
 
 const STACK_MYSQL_URL: &str = "ASPECTS_STACK_MYSQL_URL";

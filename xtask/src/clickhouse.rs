@@ -5,14 +5,12 @@
 //! What the front emulates (authentication, one query at a time) is listed in its docstring.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::root;
-use crate::stack::{alive, read_number};
+use crate::stack::{alive, free_port, http_ok, read_number, stop};
 
 /// The environment variable naming the ClickHouse HTTP endpoint the tests and the demo use.
 pub const URL: &str = "ASPECTS_STACK_CLICKHOUSE_URL";
@@ -20,9 +18,8 @@ pub const URL: &str = "ASPECTS_STACK_CLICKHOUSE_URL";
 /// the first, and reinstalled when this list changes.
 const CHDB_VERSION: &str = "26.9.0";
 const REQUIREMENTS: &[&str] = &["chdb-core==26.9.0", "lz4==4.4.5"];
-/// Ports tried for the front: clear of a real ClickHouse's 8123.
+/// The first port tried for the front: clear of a real ClickHouse's 8123.
 const FIRST_PORT: u16 = 18123;
-const PORTS: u16 = 100;
 
 fn dir() -> PathBuf {
     crate::stack::dir().join("clickhouse")
@@ -57,9 +54,7 @@ pub fn up() -> Result<String, String> {
         &format!("chdb {CHDB_VERSION} (~25 s, ~900 MB)"),
     )?;
     fs::create_dir_all(data_dir()).map_err(|e| e.to_string())?;
-    let port = (FIRST_PORT..FIRST_PORT + PORTS)
-        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .ok_or_else(|| format!("no free port in 127.0.0.1:{FIRST_PORT}..{}", FIRST_PORT + PORTS))?;
+    let port = free_port(FIRST_PORT)?;
     fs::write(dir().join("port"), format!("{port}\n")).map_err(|e| e.to_string())?;
     let _ = fs::remove_file(pid_file());
     let log = fs::File::create(dir().join("front.log")).map_err(|e| e.to_string())?;
@@ -107,11 +102,7 @@ pub fn endpoint_vars(url: &str) -> Result<Vec<(String, String)>, String> {
 pub fn down() {
     match running() {
         Some((pid, port)) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            stop(pid);
             eprintln!("stack: stopped ClickHouse on 127.0.0.1:{port} (pid {pid})");
         }
         None => eprintln!("stack: no ClickHouse started by `stack up` is running"),
@@ -158,13 +149,5 @@ fn wait_for(port: u16) -> Result<(), String> {
 }
 
 fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut reply = String::new();
-    s.write_all(b"GET /ping HTTP/1.0\r\n\r\n").is_ok()
-        && s.read_to_string(&mut reply).is_ok()
-        && reply.starts_with("HTTP/1.1 200")
-        && reply.ends_with("\r\n\r\nOk.\n")
+    http_ok(port, "/ping", "Ok.\n")
 }

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
 use sqlx::{Connection, MySqlConnection};
 
 use crate::root;
+use crate::stack::block_on;
 
 /// The LMS database the tests and the demo use (`mysql://USER@HOST:PORT/openedx`).
 pub const DB_URL: &str = "ASPECTS_STACK_LMS_DB_URL";
@@ -19,8 +19,6 @@ pub const DB_URL: &str = "ASPECTS_STACK_LMS_DB_URL";
 /// `$ASPECTS_STACK_LMS_PYTHON fixtures/lms/manage.py shell -c ...`.
 pub const PYTHON: &str = "ASPECTS_STACK_LMS_PYTHON";
 const DATABASE: &str = "openedx";
-/// What pip needs to build mysqlclient (it publishes no Linux wheels).
-const BUILD_DEPS: &[&str] = &["default-libmysqlclient-dev", "pkg-config", "build-essential"];
 
 fn project() -> PathBuf {
     root().join("fixtures/lms")
@@ -73,18 +71,12 @@ pub fn status(mysql: Option<String>) {
     }
 }
 
-/// The venv for fixtures/lms/requirements.txt, keyed by the file's hash, so a change of pins
-/// installs a new one beside the old.
+/// The venv for fixtures/lms/requirements.txt, keyed by the file's hash.
 fn ensure_installed() -> Result<PathBuf, String> {
-    let file = project().join("requirements.txt");
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let requirements: Vec<String> =
-        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect();
-    let hash: String = Sha256::digest(text.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
-    crate::venv::ensure(
-        &format!("lms-{hash}"),
-        &requirements,
-        BUILD_DEPS,
+    crate::venv::ensure_file(
+        "lms",
+        &project().join("requirements.txt"),
+        crate::venv::MYSQLCLIENT_BUILD_DEPS,
         "the LMS schema project's Django packages (~60 s)",
     )
 }
@@ -98,8 +90,4 @@ async fn create_database(mysql: &str) -> Result<(), String> {
         .await
         .map_err(fail)?;
     c.close().await.map_err(fail)
-}
-
-fn block_on<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(f)
 }

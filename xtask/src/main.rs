@@ -11,6 +11,7 @@ mod clickhouse;
 mod lms;
 mod loading;
 mod stack;
+mod superset;
 mod venv;
 
 use std::path::PathBuf;

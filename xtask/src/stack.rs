@@ -6,10 +6,11 @@
 //!
 //! ClickHouse (the real engine through chdb, behind the project's HTTP front) lives in
 //! `clickhouse.rs`; the LMS database (real upstream migrations into `openedx` on this MariaDB) in
-//! `lms.rs`. Superset and Ralph join as their providers land.
+//! `lms.rs`; Superset (metadata in this MariaDB, served by gunicorn) in `superset.rs`. Ralph joins
+//! as its provider lands.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use crate::root;
 pub const MYSQL_URL: &str = "ASPECTS_STACK_MYSQL_URL";
 /// The first port tried for the private MariaDB (3306 is left to the machine's own server).
 const FIRST_PORT: u16 = 3307;
-/// How far up to look for a free port.
+/// How far up to look for a free port (every service of the stack).
 const PORTS: u16 = 100;
 
 pub fn dir() -> PathBuf {
@@ -51,9 +52,11 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
     };
     let lms = crate::lms::up(&mysql)?;
     let clickhouse = crate::clickhouse::up()?;
+    let superset = crate::superset::up(&mysql)?;
     let demo = demo_dir();
     let mut env = vec![(MYSQL_URL.to_owned(), mysql.clone()), (crate::clickhouse::URL.to_owned(), clickhouse)];
     env.extend(lms);
+    env.extend(superset);
     // The reference plan's endpoint vars, so `aspects -f plans/aspects.toml -f plans/local.toml`
     // reaches this server.
     env.extend(endpoint_vars(&mysql)?);
@@ -69,6 +72,9 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
          #   ASPECTS_STACK_CLICKHOUSE_URL      the ClickHouse (HTTP) the tests and the demo use\n\
          #   ASPECTS_STACK_LMS_DB_URL          the LMS database (real upstream migrations, fixtures/lms)\n\
          #   ASPECTS_STACK_LMS_PYTHON          the python that runs fixtures/lms/manage.py\n\
+         #   ASPECTS_STACK_SUPERSET_URL        the Superset (gunicorn) the tests and the demo use\n\
+         #   ASPECTS_STACK_SUPERSET_USER,\n\
+         #   ASPECTS_STACK_SUPERSET_PASSWORD   its admin user (generated; this file is 0600)\n\
          #   ASPECTS_VAR_MYSQL_HOST, _PORT,\n\
          #   ASPECTS_VAR_MYSQL_ROOT_USERNAME   the same server, as plans/aspects.toml's vars\n\
          #   ASPECTS_VAR_CLICKHOUSE_HOST,\n\
@@ -103,27 +109,31 @@ fn endpoint_vars(url: &str) -> Result<Vec<(String, String)>, String> {
     ])
 }
 
-/// The URL may carry a password (a server named by the environment): readable by its owner only.
+/// Holds Superset's admin password, and the URL may carry one (a server named by the
+/// environment): readable by its owner only.
 fn write_env(text: &str) -> Result<(), String> {
     let path = dir().join("env");
-    let _ = fs::remove_file(&path);
+    create_private(&path)?.write_all(text.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Creates `path` afresh, readable and writable by its owner only (0600) from the start: for
+/// files holding secrets.
+pub fn create_private(path: &Path) -> Result<fs::File, String> {
+    let _ = fs::remove_file(path);
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .open(path)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 pub fn down() -> Result<(), String> {
+    // Superset first: its workers hold connections to the MariaDB.
+    crate::superset::down();
     match running() {
         Some((pid, port)) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            stop(pid);
             eprintln!("stack: stopped the private MariaDB on 127.0.0.1:{port} (pid {pid})");
         }
         None => eprintln!("stack: no MariaDB started by `stack up` is running"),
@@ -152,6 +162,7 @@ pub fn status() -> Result<(), String> {
     }
     crate::lms::status(named.or_else(|| running().map(|(_, port)| private_url(port))));
     crate::clickhouse::status();
+    crate::superset::status();
     Ok(())
 }
 
@@ -188,7 +199,7 @@ fn private_mysql() -> Result<String, String> {
                 .stdout(Stdio::null()),
         )?;
     }
-    let port = free_port()?;
+    let port = free_port(FIRST_PORT)?;
     fs::write(base.join("port"), format!("{port}\n")).map_err(|e| e.to_string())?;
     let log = fs::File::create(base.join("mariadb.log")).map_err(|e| e.to_string())?;
     let user = String::from_utf8(Command::new("id").arg("-un").output().map_err(|e| e.to_string())?.stdout)
@@ -231,11 +242,12 @@ fn wait_for(port: u16, base: &Path) -> Result<(), String> {
     Err(format!("MariaDB did not come up on 127.0.0.1:{port}; see {}", base.join("mariadb.log").display()))
 }
 
-/// The first port from 3307 up that nothing listens on (another checkout's stack included).
-fn free_port() -> Result<u16, String> {
-    (FIRST_PORT..FIRST_PORT + PORTS)
+/// The first port from `first` up (of 100) that nothing listens on on 127.0.0.1, another
+/// checkout's stack included.
+pub fn free_port(first: u16) -> Result<u16, String> {
+    (first..first + PORTS)
         .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .ok_or_else(|| format!("no free port in 127.0.0.1:{FIRST_PORT}..{}", FIRST_PORT + PORTS))
+        .ok_or_else(|| format!("no free port in 127.0.0.1:{first}..{}", first + PORTS))
 }
 
 fn ensure_mariadb_installed() -> Result<PathBuf, String> {
@@ -288,4 +300,30 @@ pub fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
 
 pub fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Stops the process `pid` that a pid file of the stack names (SIGTERM), waiting up to 30 s.
+pub fn stop(pid: u32) {
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `GET path` on 127.0.0.1:`port` answers 200 with exactly `body`.
+pub fn http_ok(port: u16, path: &str, body: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut reply = String::new();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).is_ok()
+        && s.read_to_string(&mut reply).is_ok()
+        && reply.split_once("\r\n").is_some_and(|(status, _)| status.starts_with("HTTP/1.") && status.contains(" 200 "))
+        && reply.split_once("\r\n\r\n").is_some_and(|(_, b)| b == body)
+}
+
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime").block_on(f)
 }

@@ -3,11 +3,16 @@
 //! fresh clone on the machine shares one install.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
+
 use crate::root;
+
+/// What pip needs to build mysqlclient (it publishes no Linux wheels).
+pub const MYSQLCLIENT_BUILD_DEPS: &[&str] = &["default-libmysqlclient-dev", "pkg-config", "build-essential"];
 
 fn cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
@@ -26,7 +31,8 @@ fn dir(name: &str) -> PathBuf {
 /// installing them first when the cache lacks this exact set. Built beside its final place and
 /// renamed into it, so an interrupted install is never used. `debian` lists the Debian packages
 /// pip needs to build them (installed only when pip has to run); `what` names the install in
-/// progress messages (with its expected cost).
+/// progress messages (with its expected cost). The venv's console scripts (bin/*) name the
+/// staging directory in their `#!` line and do not run: run modules with the returned python.
 pub fn ensure(name: &str, requirements: &[String], debian: &[&str], what: &str) -> Result<PathBuf, String> {
     let venv = dir(name);
     let stamp = requirements.join("\n");
@@ -34,7 +40,7 @@ pub fn ensure(name: &str, requirements: &[String], debian: &[&str], what: &str) 
         return Ok(venv.join("bin/python"));
     }
     crate::stack::apt_install(debian)?;
-    let staging = venv.with_extension(format!("partial-{}", std::process::id()));
+    let staging = cache().join(format!("{name}.partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
     eprintln!("stack: installing {what} into {} (first time only)", venv.display());
@@ -56,4 +62,19 @@ pub fn ensure(name: &str, requirements: &[String], debian: &[&str], what: &str) 
     }
     eprintln!("stack: {name} installed in {} s", started.elapsed().as_secs());
     Ok(venv.join("bin/python"))
+}
+
+/// [`ensure`] for a pip requirements file (one specifier a line, `#` comments) checked into the
+/// repository: the venv is `<prefix>-<hash of the file>`, so a change of pins installs a new one
+/// beside the old, and every checkout with the same file shares it.
+pub fn ensure_file(prefix: &str, file: &Path, debian: &[&str], what: &str) -> Result<PathBuf, String> {
+    let text = fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let requirements: Vec<String> =
+        text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned).collect();
+    ensure(&format!("{prefix}-{}", short_hash(text.as_bytes())), &requirements, debian, what)
+}
+
+/// The first 12 hex digits of the SHA-256 of `bytes`: names a cache entry by its content.
+pub fn short_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

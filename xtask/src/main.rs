@@ -117,8 +117,15 @@ fn cargo() -> Command {
 }
 
 pub fn run(cmd: &mut Command) -> Result<(), String> {
-    let status = cmd.status().map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("{cmd:?} failed with {status}")) }
+    // The command line only: `{cmd:?}` would also print the environment, which carries the
+    // stack's Superset password.
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let status = cmd.status().map_err(|e| format!("cannot run {line}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("{line} failed with {status}")) }
 }
 
 fn test(args: &[String]) -> Result<(), String> {

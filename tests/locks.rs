@@ -3,31 +3,23 @@
 //! on the server stops before its next write.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use aspects_e2e::{Sandbox, many, query_one, sql};
+use aspects_e2e::{Sandbox, many, query_one, sql, wait_line};
 
 fn journal(s: &Sandbox) -> String {
     std::fs::read_to_string(s.path("aspects.journal.jsonl")).unwrap_or_default()
-}
-
-fn wait_for(s: &Sandbox, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !journal(s).contains(what) {
-        assert!(Instant::now() < deadline, "the apply never got to {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 #[test]
 fn an_apply_whose_lock_connection_is_killed_stops_before_its_next_write() {
     let s = Sandbox::new("lock-killed");
     s.write("aspects.toml", &s.plan(&many(40)));
-    let run = s.spawn(&["apply", "--auto-approve", "--parallelism", "1"]);
-    wait_for(&s, r#""event":"done""#);
+    // Held after a few of its 120 changes, while its lock's connection is killed.
+    let (run, go) = s.paused(&["apply", "--auto-approve", "--parallelism", "1"], 12);
     let holder = query_one(&format!("SELECT CAST(IS_USED_LOCK('aspects:{}dep') AS CHAR)", s.prefix))
         .expect("the apply holds its lock");
     sql(&[&format!("KILL {holder}")]);
+    std::fs::write(&go, "").unwrap();
     let out = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -57,12 +49,12 @@ fn an_apply_whose_lock_connection_is_killed_stops_before_its_next_write() {
 fn a_waiting_apply_says_so_and_names_the_holder_without_user_set() {
     let s = Sandbox::new("lock-wait");
     s.write("aspects.toml", &s.plan(&many(25)));
-    let mut first = s.command(&["apply", "--auto-approve", "--parallelism", "1"]);
-    first.env_remove("USER").env_remove("LOGNAME");
-    let first = first.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    wait_for(&s, "apply_started");
-    let second = s.run(&["apply", "--auto-approve", "--lock-timeout", "60s"]);
+    let (first, go) = s.paused(&["apply", "--auto-approve", "--parallelism", "1"], 5);
+    let mut second = s.spawn(&["apply", "--auto-approve", "--lock-timeout", "60s"]);
+    wait_line(&mut second, "waiting up to");
+    std::fs::write(&go, "").unwrap();
     assert!(first.wait_with_output().unwrap().status.success());
+    let second: aspects_e2e::Run = second.wait_with_output().unwrap().into();
     assert_eq!(second.code, 0, "it waited, then found nothing left to do: {second:?}");
     let me = Command::new("id").arg("-un").output().unwrap();
     let me = String::from_utf8_lossy(&me.stdout).trim().to_owned();

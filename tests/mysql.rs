@@ -1,7 +1,4 @@
 //! The MySQL provider end to end: the `aspects` binary against the real MariaDB.
-
-use std::time::{Duration, Instant};
-
 use aspects_e2e::{Sandbox, can_login, many, query_one, sql};
 
 const APP: &str = r#"
@@ -355,20 +352,15 @@ fn a_crash_after_any_write_then_apply_converges() {
 fn a_held_lock_refuses_a_second_apply_naming_the_holder() {
     let s = Sandbox::new("lock");
     s.write("aspects.toml", &s.plan(&many(25)));
-    let mut first = s.spawn(&["apply", "--auto-approve", "--parallelism", "1"]);
-    // Wait until the first apply is executing (it holds the lock from before its plan).
-    let journal = s.path("aspects.journal.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&journal).unwrap_or_default().contains("apply_started") {
-        assert!(Instant::now() < deadline, "first apply never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Held mid-apply (the pause test hook), so it surely holds the lock while the second runs.
+    let (first, go) = s.paused(&["apply", "--auto-approve", "--parallelism", "1"], 5);
     let second = s.run(&["apply", "--auto-approve", "--lock-timeout", "0s"]);
-    let first_done = first.wait().unwrap();
-    assert!(first_done.success());
+    std::fs::write(&go, "").unwrap();
+    let first_id = first.id();
+    assert!(first.wait_with_output().unwrap().status.success());
     assert_eq!(second.code, 1, "{second:?}");
     assert!(second.stderr.contains("locked by"), "{second:?}");
-    assert!(second.stderr.contains(&format!("pid {}", first.id())), "the holder is named: {second:?}");
+    assert!(second.stderr.contains(&format!("pid {first_id}")), "the holder is named: {second:?}");
     assert!(second.stderr.contains("hint:"), "{second:?}");
 }
 

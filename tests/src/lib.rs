@@ -6,6 +6,7 @@
 
 pub mod clickhouse;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -48,6 +49,10 @@ fn stack_env_file() -> PathBuf {
 }
 
 const STACK_MYSQL_URL: &str = "ASPECTS_STACK_MYSQL_URL";
+
+/// The pause test hook (`aspects_engine::fault`): `k:PATH` holds a run after its k-th write
+/// until PATH exists.
+const PAUSE_AFTER_WRITES: &str = "ASPECTS_FAULT_PAUSE_AFTER_WRITES";
 
 /// The `aspects` binary. The e2e tests are test targets of `aspects-cli`, so cargo has built it
 /// beside the test executable's `deps/` folder (wherever CARGO_TARGET_DIR puts it).
@@ -149,6 +154,19 @@ impl Sandbox {
 
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    /// Starts `aspects ARGS` held right after its `k`-th write (the pause test hook), and returns
+    /// once it says so; creating the returned file lets it go on. Run without $USER and $LOGNAME,
+    /// as under cron: whoever reports it as a lock holder must still name it.
+    pub fn paused(&self, args: &[&str], k: usize) -> (Child, PathBuf) {
+        let go = self.path(&format!("go-{k}"));
+        let mut c = self.command(args);
+        c.env(PAUSE_AFTER_WRITES, format!("{k}:{}", go.display()));
+        c.env_remove("USER").env_remove("LOGNAME");
+        let mut child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        wait_line(&mut child, "(test hook)");
+        (child, go)
     }
 
     /// Text with the sandbox's own paths and prefix replaced, for snapshots.
@@ -279,6 +297,28 @@ async fn cleanup(prefix: &str) {
         };
         let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&pool).await;
     }
+}
+
+/// Reads the child's stderr until a line holds `what`; every line stays in its output.
+pub fn wait_line(child: &mut Child, what: &str) {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for l in lines.by_ref().map_while(Result::ok) {
+        let found = l.contains(what);
+        seen.push(l);
+        if found {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains(what)), "the run never said {what:?}: {seen:?}");
+    let (mut tx, rx) = std::os::unix::net::UnixStream::pair().unwrap();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for l in seen.into_iter().chain(lines.map_while(Result::ok)) {
+            let _ = writeln!(tx, "{l}");
+        }
+    });
+    child.stderr = Some(std::os::fd::OwnedFd::from(rx).into());
 }
 
 /// Every file under `dir`, concatenated, for secret scans.

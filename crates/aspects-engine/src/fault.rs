@@ -5,24 +5,56 @@
 //! target, or to the secrets file when a rotation records or promotes its pending values.
 //! Crash tests use it to stop an apply after every write in turn and prove the next apply
 //! converges. Providers call [`after_write`] once per write statement they execute.
-//! Unset (or not a positive integer), it costs one initialised-once load per write.
+//!
+//! With `ASPECTS_FAULT_PAUSE_AFTER_WRITES=k:PATH`, the process instead waits right after its
+//! k-th write until PATH exists: tests hold a run mid-apply, deterministically, while they look
+//! at it (its lock, another run waiting for it).
+//!
+//! Unset (or malformed), each hook costs one initialised-once load per write.
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-/// The environment variable that arms the hook.
+/// The environment variable that arms the crash.
 pub const ABORT_AFTER_WRITES: &str = "ASPECTS_FAULT_ABORT_AFTER_WRITES";
+/// The environment variable that arms the pause: `k:PATH`.
+pub const PAUSE_AFTER_WRITES: &str = "ASPECTS_FAULT_PAUSE_AFTER_WRITES";
 
-static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+struct Hooks {
+    abort: Option<u64>,
+    pause: Option<(u64, PathBuf)>,
+}
+
+static HOOKS: OnceLock<Hooks> = OnceLock::new();
 static WRITES: AtomicU64 = AtomicU64::new(0);
 
-/// Counts one completed write; aborts the process if it is the k-th and the hook is armed.
+/// Counts one completed write; aborts the process, or waits, if it is the k-th and a hook is
+/// armed.
 pub fn after_write() {
-    let limit = LIMIT.get_or_init(|| std::env::var(ABORT_AFTER_WRITES).ok().and_then(|v| v.trim().parse().ok()));
-    if let Some(k) = *limit
-        && WRITES.fetch_add(1, Ordering::SeqCst) + 1 == k
-    {
-        eprintln!("{ABORT_AFTER_WRITES}={k}: aborting after write {k} (test hook)");
+    let hooks = HOOKS.get_or_init(|| Hooks {
+        abort: std::env::var(ABORT_AFTER_WRITES).ok().and_then(|v| v.trim().parse().ok()),
+        pause: std::env::var(PAUSE_AFTER_WRITES).ok().and_then(|v| {
+            let (k, path) = v.split_once(':')?;
+            Some((k.trim().parse().ok()?, PathBuf::from(path)))
+        }),
+    });
+    if hooks.abort.is_none() && hooks.pause.is_none() {
+        return;
+    }
+    let n = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+    if hooks.abort == Some(n) {
+        eprintln!("{ABORT_AFTER_WRITES}={n}: aborting after write {n} (test hook)");
         std::process::abort();
+    }
+    if let Some((k, path)) = &hooks.pause
+        && *k == n
+    {
+        eprintln!("{PAUSE_AFTER_WRITES}: paused after write {n} until {} exists (test hook)", path.display());
+        // Blocking on purpose: with --parallelism 1, nothing else of the run moves meanwhile.
+        while !path.exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }

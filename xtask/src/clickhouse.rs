@@ -42,9 +42,17 @@ pub fn up() -> Result<String, String> {
         return Ok(url);
     }
     let url = |port| format!("http://127.0.0.1:{port}");
-    if let Some((_, port)) = running() {
-        wait_for(port)?;
-        return Ok(url(port));
+    let script = root().join("xtask/clickhouse_front.py");
+    let version = crate::venv::short_hash(&fs::read(&script).map_err(|e| format!("{}: {e}", script.display()))?);
+    let started_version = dir().join("front.version");
+    if let Some((pid, port)) = running() {
+        if fs::read_to_string(&started_version).ok().as_deref() == Some(version.as_str()) {
+            wait_for(port)?;
+            return Ok(url(port));
+        }
+        // A front from before the last pull would serve the new provider with old behaviour.
+        eprintln!("stack: xtask/clickhouse_front.py changed since the running front started; restarting it");
+        stop(pid);
     }
     let requirements: Vec<String> = REQUIREMENTS.iter().map(|r| (*r).to_owned()).collect();
     let python = crate::venv::ensure(
@@ -60,9 +68,10 @@ pub fn up() -> Result<String, String> {
     let log = fs::File::create(dir().join("front.log")).map_err(|e| e.to_string())?;
     let started = Instant::now();
     // setsid + every fd redirected: a child holding the caller's stdout would hang CI.
+    fs::write(&started_version, &version).map_err(|e| e.to_string())?;
     Command::new("setsid")
         .arg(python)
-        .arg(root().join("xtask/clickhouse_front.py"))
+        .arg(&script)
         .arg("--port")
         .arg(port.to_string())
         .arg("--data")

@@ -323,3 +323,28 @@ fn a_pending_rotation_is_in_the_plan_document_with_each_consumer() {
     let text = s.run(&["drift"]);
     assert!(text.stdout.contains("Not yet using the new value: mysql_user.writer."), "{text:?}");
 }
+
+/// `apply --target` during a pending rotation moves only what it targets; a consumer left out is
+/// not known to use the new value, so the old one is kept until it is.
+#[test]
+fn a_targeted_apply_never_promotes_a_rotation_whose_consumers_it_left_out() {
+    let s = shared("rotate-target");
+    let old = current(&s, "shared");
+    let crash = |k: usize| {
+        let mut crashing = s.command(&["rotate", "shared", "--auto-approve", "--parallelism", "1"]);
+        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
+        let _ = crashing.output().unwrap();
+        pending(&s, "shared")
+    };
+    let new = (1..20).find_map(crash).expect("some crash point leaves the value pending");
+    let r = s.run(&["apply", "--auto-approve", "--target", "mysql_user.reader"]);
+    assert_eq!(r.code, 1, "the rotation stays unfinished: {r:?}");
+    assert!(r.stdout.contains("Rotation of secrets.shared is unfinished: mysql_user.writer"), "{r:?}");
+    assert_eq!(pending(&s, "shared").as_deref(), Some(new.as_str()), "still pending");
+    assert_eq!(current(&s, "shared"), old, "the old value is kept: the writer still uses it");
+    assert_eq!(logins(&s, &new), [true, false]);
+    assert_eq!(logins(&s, &old), [false, true]);
+    assert_eq!(s.run(&["apply", "--auto-approve"]).code, 0);
+    assert_eq!(current(&s, "shared"), new);
+    assert_eq!(logins(&s, &new), [true, true]);
+}

@@ -205,7 +205,11 @@ pub fn describe(r: &Rotation, loaded: &Loaded, readers: &Readers) -> String {
             Role::Credential(SecretRotation::Replace) => "credential: holds one value, the old one stops working here",
             Role::Client => "client: presents or embeds the value",
         };
-        let done = if c.action == Action::NoOp { " (already uses the new value)" } else { "" };
+        let done = match (c.outside_target, c.action) {
+            (true, _) => " (outside --target: not changed by this run)",
+            (false, Action::NoOp) => " (already uses the new value)",
+            _ => "",
+        };
         out += &format!("  {}. {}: {role}{done}\n", i + 1, c.address);
     }
     let replaced: Vec<String> = r

@@ -38,6 +38,16 @@ pub struct Consumer {
     pub role: Role,
     /// What the plan does to it: `no_op` when it already uses the value being rotated to.
     pub action: Action,
+    /// Left out of a `--target` plan: not read this run, so not known to use the new value.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outside_target: bool,
+}
+
+impl Consumer {
+    /// Known to use the value being rotated to.
+    pub fn converged(&self) -> bool {
+        self.action == Action::NoOp && !self.outside_target
+    }
 }
 
 /// One secret's rotation over a plan: its consumers in the order the rotation touches them.
@@ -62,9 +72,9 @@ impl Rotation {
         self.credentials().all(|c| c.role == Role::Credential(SecretRotation::Dual))
     }
 
-    /// Consumers the plan still has to change.
+    /// Consumers not known to use the new value: the plan changes them, or left them out.
     pub fn unconverged(&self) -> Vec<String> {
-        self.consumers.iter().filter(|c| c.action != Action::NoOp).map(|c| c.address.to_string()).collect()
+        self.consumers.iter().filter(|c| !c.converged()).map(|c| c.address.to_string()).collect()
     }
 }
 
@@ -93,8 +103,14 @@ pub fn rotations(
                     } else {
                         Role::Client
                     };
-                    let action = actions.get(&r.address).copied().unwrap_or(Action::NoOp);
-                    Consumer { address: r.address.clone(), role, action }
+                    let action = actions.get(&r.address).copied();
+                    let outside_target = action.is_none();
+                    Consumer {
+                        address: r.address.clone(),
+                        role,
+                        action: action.unwrap_or(Action::NoOp),
+                        outside_target,
+                    }
                 })
                 .collect();
             consumers.sort_by_key(|c| (c.role == Role::Client, order.get(&c.address).copied().unwrap_or(usize::MAX)));

@@ -89,12 +89,7 @@ fn rotation_doc(r: &Rotation, loaded: &Loaded) -> RotationDoc {
                 Role::Credential(mode) => ("credential", Some(format!("{mode:?}").to_lowercase())),
                 Role::Client => ("client", None),
             };
-            ConsumerDoc {
-                address: c.address.to_string(),
-                role: role.into(),
-                rotation,
-                converged: c.action == aspects_core::Action::NoOp,
-            }
+            ConsumerDoc { address: c.address.to_string(), role: role.into(), rotation, converged: c.converged() }
         })
         .collect();
     RotationDoc { secret: r.secret.clone(), pending_since, zero_downtime: r.zero_downtime(), consumers }

@@ -192,8 +192,9 @@ impl Ctx<'_> {
     /// `rotate`: new values for the secrets asked for (or the pending ones of an interrupted
     /// rotation), then every consumer, credentials first.
     async fn rotate(&self, args: &RotateArgs) -> Result<u8, CliError> {
-        // Which secrets exist and are used is known without reading a single value.
-        let declared = self.load(SecretValues::Unread)?;
+        // Which secrets exist and are used is known without reading a single value (its
+        // warnings are shown by the load that follows, not twice).
+        let declared = load_files(&self.cli.files, &self.registry, &self.options(SecretValues::Unread))?;
         let request = Request::new(args, &declared)?;
         drop(declared);
         let opts = LoadOptions { rotate: request.generated(), ..self.options(SecretValues::Generate) };

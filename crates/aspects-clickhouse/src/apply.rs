@@ -25,14 +25,7 @@ impl Handle {
     ) -> Result<(), ProviderError> {
         tracing::debug!(address = %change.address, action = ?change.action, "apply");
         let kind = kind.kind;
-        let desired = || {
-            desired.ok_or_else(|| {
-                ProviderError::new(format!(
-                    "{}: the engine passed no desired resource to {:?}",
-                    change.address, change.action
-                ))
-            })
-        };
+        let desired = || aspects_engine::provider::desired_for(change, desired);
         match change.action {
             Action::NoOp => Ok(()),
             Action::Adopt => self.adopt(kind, desired()?).await,

@@ -153,6 +153,14 @@ pub trait ProviderWrite: ProviderRead {
     ) -> Result<Box<dyn LockGuard>, ProviderError>;
 }
 
+/// The desired resource a change needs (create, update, adopt, replace), or the error saying
+/// the engine passed none: one message for every provider.
+pub fn desired_for<'r>(change: &Change, desired: Option<&'r Resource>) -> Result<&'r Resource, ProviderError> {
+    desired.ok_or_else(|| {
+        ProviderError::new(format!("{}: the engine passed no desired resource to {:?}", change.address, change.action))
+    })
+}
+
 /// Held while an apply runs. Dropping the process releases it too (the target sees the
 /// connection close), so a killed apply never leaves a stuck lock.
 #[async_trait]

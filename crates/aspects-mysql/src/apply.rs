@@ -37,14 +37,7 @@ impl Handle {
         tracing::debug!(address = %change.address, action = ?change.action, "apply");
         refuse_empty_identity(kind.kind, desired.map(|r| &r.attrs))?;
         refuse_empty_identity(kind.kind, change.old_identity.as_ref())?;
-        let desired = || {
-            desired.ok_or_else(|| {
-                ProviderError::new(format!(
-                    "{}: the engine passed no desired resource to {:?}",
-                    change.address, change.action
-                ))
-            })
-        };
+        let desired = || aspects_engine::provider::desired_for(change, desired);
         match change.action {
             Action::NoOp => Ok(()),
             Action::Adopt => self.adopt(kind.kind, desired()?).await,

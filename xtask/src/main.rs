@@ -12,6 +12,7 @@ mod lms;
 mod loading;
 mod stack;
 mod superset;
+mod upstream;
 mod venv;
 
 use std::path::PathBuf;
@@ -171,7 +172,7 @@ fn demo() -> Result<(), String> {
     let url = |name: &str| &env.iter().find(|(k, _)| k == name).expect("up returns the URL").1;
     eprintln!(
         "\nDemo complete: the Superset metadata database, its user and grants are converged on {}, and the\n\
-         ClickHouse databases, functions, raw event tables and service users on {}.\n\
+         ClickHouse databases, base schema (functions and tables) and service users on {}.\n\
          Its secrets file and journal are in {}. Tear down with `cargo xtask stack down`.",
         url(stack::MYSQL_URL),
         url(clickhouse::URL),

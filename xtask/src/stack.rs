@@ -57,6 +57,7 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
     let mut env = vec![(MYSQL_URL.to_owned(), mysql.clone()), (crate::clickhouse::URL.to_owned(), clickhouse)];
     env.extend(lms);
     env.extend(superset);
+    env.extend(crate::upstream::up()?);
     // The reference plan's endpoint vars, so `aspects -f plans/aspects.toml -f plans/local.toml`
     // reaches this server.
     env.extend(endpoint_vars(&mysql)?);
@@ -75,6 +76,7 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
          #   ASPECTS_STACK_SUPERSET_URL        the Superset (gunicorn) the tests and the demo use\n\
          #   ASPECTS_STACK_SUPERSET_USER,\n\
          #   ASPECTS_STACK_SUPERSET_PASSWORD   its admin user (generated; this file is 0600)\n\
+         #   ASPECTS_STACK_TUTOR_ASPECTS       tutor-contrib-aspects 6.1.0 unpacked (the fidelity test)\n\
          #   ASPECTS_VAR_MYSQL_HOST, _PORT,\n\
          #   ASPECTS_VAR_MYSQL_ROOT_USERNAME   the same server, as plans/aspects.toml's vars\n\
          #   ASPECTS_VAR_CLICKHOUSE_HOST,\n\

@@ -14,7 +14,7 @@ use crate::root;
 /// What pip needs to build mysqlclient (it publishes no Linux wheels).
 pub const MYSQLCLIENT_BUILD_DEPS: &[&str] = &["default-libmysqlclient-dev", "pkg-config", "build-essential"];
 
-fn cache() -> PathBuf {
+pub fn cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))

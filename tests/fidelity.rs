@@ -207,17 +207,23 @@ fn schema_targets() -> Vec<String> {
 }
 
 /// `aspects -f plans/aspects.toml -f plans/local.toml -f overlay.toml ARGS --target ...` on the
-/// schema resources, the databases and functions named for `side`, as that side's deployment.
-fn aspects(s: &Sandbox, side: &str, args: &[&str]) -> aspects_e2e::Run {
+/// schema resources, the databases and functions named for `side`, as that side's deployment;
+/// `provider` adds lines to `[providers.clickhouse]`.
+fn aspects(s: &Sandbox, side: &str, provider: &str, args: &[&str]) -> aspects_e2e::Run {
     let mut overlay = format!(
         "[deployment]\nname = \"{side}dep\"\n\n[providers.mysql]\nurl = \"{mysql}\"\n\n[providers.clickhouse]\n\
-         url = \"{ch}\"\nmeta_database = \"{p}meta\"\nlock_lease_seconds = 2\n\n[vars]\n",
+         url = \"{ch}\"\nmeta_database = \"{p}meta\"\nlock_lease_seconds = 2\n{provider}\n[vars]\n",
         p = s.prefix,
         mysql = mysql_url(),
         ch = url()
     );
     for (key, db) in DATABASES {
         overlay += &format!("{key} = \"{side}{db}\"\n");
+    }
+    // Out of --target, but checked for ownership all the same: names of this side's own, clear of
+    // the demo's deployment on the same servers.
+    for key in ["SUPERSET_DB_NAME", "SUPERSET_DB_USERNAME"] {
+        overlay += &format!("{key} = \"{side}superset\"\n");
     }
     for f in FUNCTIONS {
         overlay += &format!("\n[clickhouse_function.{f}]\nname = \"{side}{f}\"\n");
@@ -240,7 +246,7 @@ fn the_reference_plan_builds_the_schema_tutors_migrations_leave_at_head_and_adop
     let (tutor_side, plan_side) = (format!("{}tutor_", s.prefix), format!("{}plan_", s.prefix));
 
     let statements = build_like_tutor(&tutor_side);
-    let r = aspects(&s, &plan_side, &["apply", "--auto-approve"]);
+    let r = aspects(&s, &plan_side, "", &["apply", "--auto-approve"]);
     assert_eq!(r.code, 0, "{r:?}");
     let tutor = schema(&tutor_side);
     let plan = schema(&plan_side);
@@ -252,7 +258,7 @@ fn the_reference_plan_builds_the_schema_tutors_migrations_leave_at_head_and_adop
     insta::assert_snapshot!("tutor_schema_at_head", listing);
 
     // A Tutor-built install: every object adopted as it is, nothing created, changed or dropped.
-    let r = aspects(&s, &tutor_side, &["plan", "--json"]);
+    let r = aspects(&s, &tutor_side, "", &["plan", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let summary = &doc["verdict"]["summary"];
@@ -263,9 +269,23 @@ fn the_reference_plan_builds_the_schema_tutors_migrations_leave_at_head_and_adop
         "{}",
         r.stdout
     );
-    let r = aspects(&s, &tutor_side, &["apply", "--auto-approve"]);
+    let r = aspects(&s, &tutor_side, "", &["apply", "--auto-approve"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let r = aspects(&s, &tutor_side, &["plan", "--detailed-exitcode"]);
+    let r = aspects(&s, &tutor_side, "", &["plan", "--detailed-exitcode"]);
     assert_eq!(r.code, 0, "adopted, then nothing to do: {r:?}");
     assert_eq!(schema(&tutor_side), tutor, "adoption changed nothing");
+}
+
+/// Cluster mode (Tutor's CLICKHOUSE_CLUSTER_NAME): the stack has no cluster to run the DDL on, but
+/// planning canonicalises every desired CREATE, now with ON CLUSTER and Replicated* engines, with
+/// the server's parser and cuts it apart; the whole schema layer passes (tests/clickhouse_cluster.rs
+/// checks every other statement).
+#[test]
+fn in_cluster_mode_the_reference_schema_passes_the_servers_parser_at_plan_time() {
+    let s = Sandbox::new("fidelity-cluster");
+    let _cleanup = Cleanup(s.prefix.clone());
+    let r = aspects(&s, &format!("{}c_", s.prefix), "cluster = \"aspects\"\n", &["plan", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["verdict"]["summary"]["add"].as_u64(), Some(schema_targets().len() as u64), "{}", r.stdout);
 }

@@ -11,7 +11,7 @@ use aspects_engine::provider::ProviderError;
 use crate::client::{ChError, Handle, code, ident};
 use crate::ddl::{self, Table, column_name};
 use crate::ownership::State;
-use crate::read::{create_function, explicit};
+use crate::read::explicit;
 use crate::schema::{self, DATABASE, FUNCTION, SQL, TABLE, USER, str_attr, str_list};
 
 type Identity = BTreeMap<String, Value>;
@@ -87,7 +87,8 @@ impl Handle {
             }
             return Err(e);
         }
-        self.confirm(kind, &r.address.name, &id, State::Created, &applied(kind, r)).await
+        self.confirm(kind, &r.address.name, &id, State::Created, &applied(kind, r)).await?;
+        self.settle(kind, r).await
     }
 
     async fn destroy(&self, kind: &str, id: &Identity) -> Result<(), ProviderError> {
@@ -100,13 +101,13 @@ impl Handle {
         let on = self.on_cluster();
         let (sql, what, exists) = match kind {
             DATABASE => (
-                format!("CREATE DATABASE {}{on} ENGINE = {}", ident(str_attr(a, "name")), str_attr(a, "engine")),
+                ddl::create_database(str_attr(a, "name"), str_attr(a, "engine"), &on),
                 format!("database {}", ident(str_attr(a, "name"))),
                 code::DATABASE_ALREADY_EXISTS,
             ),
             TABLE => (ddl::create_table(a, &on), table_name(a), code::TABLE_ALREADY_EXISTS),
             FUNCTION => (
-                create_function(a, &on, false),
+                ddl::create_function(a, &on, false),
                 format!("function {}", ident(str_attr(a, "name"))),
                 code::FUNCTION_ALREADY_EXISTS,
             ),
@@ -138,10 +139,14 @@ impl Handle {
 
     async fn update(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
         match kind {
-            TABLE => self.alter_table(r).await,
+            TABLE => {
+                self.alter_table(r).await?;
+                self.settle(kind, r).await
+            }
             FUNCTION => {
-                let sql = create_function(&r.attrs, &self.on_cluster(), true);
-                self.execute(&sql, &[], &format!("replacing function {}", ident(str_attr(&r.attrs, "name")))).await
+                let sql = ddl::create_function(&r.attrs, &self.on_cluster(), true);
+                self.execute(&sql, &[], &format!("replacing function {}", ident(str_attr(&r.attrs, "name")))).await?;
+                self.settle(kind, r).await
             }
             USER => {
                 let what = format!("setting the password of user {}", ident(str_attr(&r.attrs, "name")));
@@ -167,14 +172,8 @@ impl Handle {
         let Some(Some(have)) = live.into_values().next() else {
             return Err(ProviderError::new(format!("{name} is gone or is not a table; run plan again")));
         };
-        let alter = |clause: String| {
-            format!(
-                "ALTER TABLE {}.{}{} {clause}",
-                ident(str_attr(a, "database")),
-                ident(str_attr(a, "name")),
-                self.on_cluster()
-            )
-        };
+        let on = self.on_cluster();
+        let alter = |change: String| ddl::alter_table(str_attr(a, "database"), str_attr(a, "name"), &on, &change);
         for statement in table_changes(&name, &want, &have)? {
             self.execute(&alter(statement), &[], &format!("altering {name}")).await?;
         }
@@ -192,22 +191,18 @@ impl Handle {
     async fn remove(&self, kind: &str, id: &Identity) -> Result<(), ProviderError> {
         let on = self.on_cluster();
         let (sql, what) = match kind {
-            DATABASE => {
-                let name = ident(str_attr(id, "name"));
-                (format!("DROP DATABASE IF EXISTS {name}{on} SYNC"), format!("dropping database {name}"))
-            }
+            DATABASE => (
+                ddl::drop_database(str_attr(id, "name"), &on),
+                format!("dropping database {}", ident(str_attr(id, "name"))),
+            ),
             TABLE => (
-                format!(
-                    "DROP TABLE IF EXISTS {}.{}{on} SYNC",
-                    ident(str_attr(id, "database")),
-                    ident(str_attr(id, "name"))
-                ),
+                ddl::drop_table(str_attr(id, "database"), str_attr(id, "name"), &on),
                 format!("dropping {}", table_name(id)),
             ),
-            FUNCTION => {
-                let name = ident(str_attr(id, "name"));
-                (format!("DROP FUNCTION IF EXISTS {name}{on}"), format!("dropping function {name}"))
-            }
+            FUNCTION => (
+                ddl::drop_function(str_attr(id, "name"), &on),
+                format!("dropping function {}", ident(str_attr(id, "name"))),
+            ),
             USER => {
                 let name = ident(str_attr(id, "name"));
                 (format!("DROP USER IF EXISTS {name}{on}"), format!("dropping user {name}"))
@@ -235,6 +230,13 @@ fn applied(kind: &str, r: &Resource) -> String {
 
 fn table_name(a: &Identity) -> String {
     format!("table {}.{}", ident(str_attr(a, "database")), ident(str_attr(a, "name")))
+}
+
+/// The live table is what `want` describes (both canonical): nothing is left to change.
+pub(crate) fn converged(want: &Table, have: &Table) -> bool {
+    ddl::without_replica_args(&want.engine) == ddl::without_replica_args(&have.engine)
+        && want.clauses == have.clauses
+        && table_changes("", want, have).is_ok_and(|c| c.is_empty())
 }
 
 /// The ALTER clauses that take `have` to `want` (both canonical), in order; an error when that

@@ -249,7 +249,7 @@ impl Handle {
 
     /// ` ON CLUSTER `c`` when a cluster is configured.
     pub(crate) fn on_cluster(&self) -> String {
-        self.cluster.as_deref().map(|c| format!(" ON CLUSTER {}", ident(c))).unwrap_or_default()
+        crate::ddl::on_cluster(self.cluster.as_deref())
     }
 }
 

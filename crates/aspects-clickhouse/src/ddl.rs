@@ -1,7 +1,13 @@
-//! Building the desired DDL and taking apart the server's canonical form of it. The server
-//! formats both sides (`formatQuerySingleLine` for the desired statement, `create_table_query`
-//! for the live table), so the parts compared here are the server's own spelling; this module only
-//! cuts them at top-level clause keywords and commas (outside quotes and brackets).
+//! Every DDL statement this provider sends, as pure functions of the desired attributes, and the
+//! taking apart of the server's canonical form of a table. The server formats both sides
+//! (`formatQuerySingleLine` for the desired statement, `create_table_query` for the live table),
+//! so the parts compared here are the server's own spelling; this module only cuts them at
+//! top-level clause keywords and commas (outside quotes and brackets).
+//!
+//! Cluster mode (`on_cluster` is ` ON CLUSTER `c``, from [`on_cluster`]): every statement carries
+//! the clause, and MergeTree-family engines become `Replicated*` without arguments, as Aspects'
+//! migrations write them (the server fills in its `default_replica_path` and
+//! `default_replica_name`). Public so that tests/ can check every statement with the real parser.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +16,47 @@ use aspects_core::Value;
 use crate::client::{ident, literal};
 use crate::schema::{CLAUSES, str_attr, str_list};
 
+/// ` ON CLUSTER `c`` for a cluster, else nothing.
+pub fn on_cluster(cluster: Option<&str>) -> String {
+    cluster.map(|c| format!(" ON CLUSTER {}", ident(c))).unwrap_or_default()
+}
+
+/// The engine a table is created with: in cluster mode a MergeTree-family engine becomes its
+/// `Replicated*` form, its own arguments kept (`ReplacingMergeTree(dt)` ->
+/// `ReplicatedReplacingMergeTree(dt)`); other engines, and ones already replicated, as written.
+pub fn engine_for(engine: &str, on_cluster: &str) -> String {
+    let name = engine_name(engine);
+    let family = name.ends_with("MergeTree") && !name.starts_with("Replicated") && !name.starts_with("Shared");
+    if on_cluster.is_empty() || !family { engine.to_owned() } else { format!("Replicated{engine}") }
+}
+
+/// A `Replicated*` engine without its ZooKeeper path and replica name. The server writes its
+/// defaults into the stored definition (`'/clickhouse/tables/{uuid}/{shard}', '{replica}'`);
+/// where replicas keep their data is the server's configuration, not the plan's, so both sides
+/// are compared without them.
+pub fn without_replica_args(engine: &str) -> String {
+    let name = engine_name(engine);
+    let inner = engine[name.len()..].trim().strip_prefix('(').and_then(|r| r.strip_suffix(')'));
+    let (true, Some(inner)) = (name.starts_with("Replicated"), inner) else { return engine.to_owned() };
+    let args = split_commas(inner);
+    if args.len() < 2 || !args[..2].iter().all(|a| a.starts_with('\'')) {
+        return engine.to_owned();
+    }
+    if args.len() == 2 { name.to_owned() } else { format!("{name}({})", args[2..].join(", ")) }
+}
+
+fn engine_name(engine: &str) -> &str {
+    engine.split('(').next().unwrap_or_default().trim()
+}
+
+pub fn create_database(name: &str, engine: &str, on_cluster: &str) -> String {
+    format!("CREATE DATABASE {}{on_cluster} ENGINE = {engine}", ident(name))
+}
+
+pub fn drop_database(name: &str, on_cluster: &str) -> String {
+    format!("DROP DATABASE IF EXISTS {}{on_cluster} SYNC", ident(name))
+}
+
 /// `CREATE TABLE` for a `clickhouse_table` resource, as written (the server canonicalises it).
 pub fn create_table(a: &BTreeMap<String, Value>, on_cluster: &str) -> String {
     let mut sql = format!(
@@ -17,7 +64,7 @@ pub fn create_table(a: &BTreeMap<String, Value>, on_cluster: &str) -> String {
         ident(str_attr(a, "database")),
         ident(str_attr(a, "name")),
         str_list(a.get("columns")).join(", "),
-        str_attr(a, "engine")
+        engine_for(str_attr(a, "engine"), on_cluster)
     );
     for (attr, keyword) in CLAUSES {
         if let Some(text) = a.get(*attr).and_then(Value::as_str) {
@@ -31,6 +78,59 @@ pub fn create_table(a: &BTreeMap<String, Value>, on_cluster: &str) -> String {
         sql += &format!(" SETTINGS {}", list.join(", "));
     }
     sql
+}
+
+/// One in-place change (`ADD COLUMN ...`, `MODIFY TTL ...`) of a table.
+pub fn alter_table(database: &str, name: &str, on_cluster: &str, change: &str) -> String {
+    format!("ALTER TABLE {}.{}{on_cluster} {change}", ident(database), ident(name))
+}
+
+pub fn drop_table(database: &str, name: &str, on_cluster: &str) -> String {
+    format!("DROP TABLE IF EXISTS {}.{}{on_cluster} SYNC", ident(database), ident(name))
+}
+
+/// `CREATE FUNCTION` for a `clickhouse_function` resource.
+pub fn create_function(a: &BTreeMap<String, Value>, on_cluster: &str, replace: bool) -> String {
+    let or_replace = if replace { " OR REPLACE" } else { "" };
+    format!("CREATE{or_replace} FUNCTION {}{on_cluster} AS {}", ident(str_attr(a, "name")), str_attr(a, "lambda"))
+}
+
+pub fn drop_function(name: &str, on_cluster: &str) -> String {
+    format!("DROP FUNCTION IF EXISTS {}{on_cluster}", ident(name))
+}
+
+/// The meta database and its records table: on every node in cluster mode, the records
+/// replicated, so any node can serve as the DDL node of a later run.
+pub fn meta_database(meta: &str, on_cluster: &str) -> String {
+    format!("CREATE DATABASE IF NOT EXISTS {}{on_cluster}", ident(meta))
+}
+
+pub fn owned_table(meta: &str, on_cluster: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {}.{}{on_cluster} (\
+         kind String, ident_key String, deployment String, address String, identity String, state String, \
+         applied String, version UInt64, deleted UInt8) \
+         ENGINE = {} ORDER BY (kind, ident_key) \
+         COMMENT 'objects owned by aspects deployments: the row with the highest version per object counts'",
+        ident(meta),
+        ident("owned"),
+        engine_for("ReplacingMergeTree(version, deleted)", on_cluster)
+    )
+}
+
+/// A lock generation table. Never ON CLUSTER: the lock is one node's atomic CREATE (the DDL node
+/// every run talks to), and a distributed DDL would report a lost race per host, not once.
+pub fn lock_generation(meta: &str, table: &str, holder: &str) -> String {
+    format!(
+        "CREATE TABLE {}.{} (expires DateTime64(3), released UInt8) ENGINE = MergeTree ORDER BY expires COMMENT {}",
+        ident(meta),
+        ident(table),
+        literal(holder)
+    )
+}
+
+pub fn drop_lock_generation(meta: &str, table: &str) -> String {
+    format!("DROP TABLE IF EXISTS {}.{}", ident(meta), ident(table))
 }
 
 fn setting_value(v: &Value) -> String {
@@ -214,6 +314,30 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_owned(), v))
         .into();
-        insta::assert_snapshot!(create_table(&a, " ON CLUSTER `c`"), @"CREATE TABLE `d`.`t\\`` ON CLUSTER `c` (a UInt8, b String) ENGINE = MergeTree PARTITION BY b ORDER BY a SETTINGS index_granularity = 1024");
+        insta::assert_snapshot!(create_table(&a, " ON CLUSTER `c`"), @"CREATE TABLE `d`.`t\\`` ON CLUSTER `c` (a UInt8, b String) ENGINE = ReplicatedMergeTree PARTITION BY b ORDER BY a SETTINGS index_granularity = 1024");
+    }
+
+    #[test]
+    fn engines_become_replicated_and_compare_without_the_servers_replica_arguments() {
+        let on = on_cluster(Some("c"));
+        for (plan, cluster) in [
+            ("MergeTree", "ReplicatedMergeTree"),
+            ("ReplacingMergeTree(dt)", "ReplicatedReplacingMergeTree(dt)"),
+            ("ReplicatedMergeTree", "ReplicatedMergeTree"),
+            ("SharedMergeTree", "SharedMergeTree"),
+            ("Memory", "Memory"),
+            ("Log", "Log"),
+        ] {
+            assert_eq!(engine_for(plan, &on), cluster);
+            assert_eq!(engine_for(plan, ""), plan, "one node: as written");
+        }
+        // What the server stores for `ReplicatedReplacingMergeTree(dt)` with its default path and name.
+        let stored = "ReplicatedReplacingMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}', dt)";
+        assert_eq!(without_replica_args(stored), "ReplicatedReplacingMergeTree(dt)");
+        assert_eq!(
+            without_replica_args("ReplicatedMergeTree('/clickhouse/tables/{uuid}/{shard}', '{replica}')"),
+            "ReplicatedMergeTree"
+        );
+        assert_eq!(without_replica_args("ReplacingMergeTree(dt)"), "ReplacingMergeTree(dt)");
     }
 }

@@ -8,11 +8,12 @@
 
 mod apply;
 mod client;
-mod ddl;
+pub mod ddl;
 mod lock;
 mod ownership;
 mod read;
 mod schema;
+mod settle;
 mod user;
 
 pub use client::ClickHouse;

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use aspects_engine::provider::{LockGuard, ProviderError};
 use async_trait::async_trait;
 
-use crate::client::{ChError, Handle, code, col, ident, literal};
+use crate::client::{ChError, Handle, code, col, ident};
+use crate::ddl;
 
 /// The generation table name: zero-padded so names sort like numbers.
 fn table(n: u64) -> String {
@@ -83,13 +84,7 @@ impl Handle {
 
     /// Creates generation `n`: `Ok(false)` when another run created it first.
     async fn create_generation(&self, n: u64, holder: &str) -> Result<bool, ChError> {
-        let sql = format!(
-            "CREATE TABLE {}{} (expires DateTime64(3), released UInt8) ENGINE = MergeTree ORDER BY expires COMMENT {}",
-            self.lock_table(n),
-            self.on_cluster(),
-            literal(holder)
-        );
-        match self.query(&sql, &[]).await {
+        match self.query(&ddl::lock_generation(&self.meta, &table(n), holder), &[]).await {
             Ok(_) => Ok(true),
             Err(ChError { code: code::TABLE_ALREADY_EXISTS, .. }) => Ok(false),
             Err(e) => Err(e),
@@ -126,12 +121,7 @@ impl Handle {
                     if self.current().await.map_err(fail)?.generation == n {
                         for old in (1..n).rev().take(8) {
                             // Best effort: a generation left behind only costs a table.
-                            let _ = self
-                                .query(
-                                    &format!("DROP TABLE IF EXISTS {}{}", self.lock_table(old), self.on_cluster()),
-                                    &[],
-                                )
-                                .await;
+                            let _ = self.query(&ddl::drop_lock_generation(&self.meta, &table(old)), &[]).await;
                         }
                         tracing::debug!(generation = n, "lock taken");
                         return Ok(Lock { handle: self.clone(), generation: n });

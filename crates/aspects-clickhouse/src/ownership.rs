@@ -16,6 +16,7 @@ use aspects_engine::provider::ProviderError;
 use sha2::{Digest, Sha256};
 
 use crate::client::{ChError, Handle, code, col, ident};
+use crate::ddl;
 
 pub use aspects_engine::ownership::{State, identity_json, owned_elsewhere};
 
@@ -44,16 +45,8 @@ impl Handle {
     pub(crate) async fn ensure_meta(&self) -> Result<(), ProviderError> {
         let doing = format!("creating the meta database {}", ident(&self.meta));
         let on = self.on_cluster();
-        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {}{on}", ident(&self.meta)), &[], &doing).await?;
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {}{on} (\
-             kind String, ident_key String, deployment String, address String, identity String, state String, \
-             applied String, version UInt64, deleted UInt8) \
-             ENGINE = ReplacingMergeTree(version, deleted) ORDER BY (kind, ident_key) \
-             COMMENT 'objects owned by aspects deployments: the row with the highest version per object counts'",
-            self.owned_table()
-        );
-        self.execute(&sql, &[], &doing).await
+        self.execute(&ddl::meta_database(&self.meta, &on), &[], &doing).await?;
+        self.execute(&ddl::owned_table(&self.meta, &on), &[], &doing).await
     }
 
     /// The current records, of one kind or all: one query; none when no apply has written yet.

@@ -16,19 +16,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Value};
 use aspects_engine::provider::ProviderError;
 
-use crate::client::{Handle, array_param, attrs, col, ident};
+use crate::client::{Handle, array_param, attrs, col};
 use crate::ddl::{self, Table};
 use crate::ownership::{self, Record, State};
 use crate::schema::{self, CLAUSES, DATABASE, FUNCTION, SQL, TABLE, USER, str_attr, str_list};
 
 /// The settings the server writes into every MergeTree table it creates.
 const IMPLICIT_SETTINGS: &[(&str, &str)] = &[("index_granularity", "8192")];
-
-/// `CREATE FUNCTION` for a `clickhouse_function` resource.
-pub fn create_function(a: &BTreeMap<String, Value>, on_cluster: &str, replace: bool) -> String {
-    let or_replace = if replace { " OR REPLACE" } else { "" };
-    format!("CREATE{or_replace} FUNCTION {}{on_cluster} AS {}", ident(str_attr(a, "name")), str_attr(a, "lambda"))
-}
 
 fn statements(a: &BTreeMap<String, Value>) -> Vec<String> {
     str_list(a.get("statements")).into_iter().map(str::to_owned).collect()
@@ -144,7 +138,8 @@ impl Handle {
                 let columns = Value::List(have.columns.iter().map(|c| Value::from(c.as_str())).collect());
                 a.extend(same_or("columns", want.columns == have.columns, columns).map(|v| ("columns".to_owned(), v)));
                 let engine = Value::from(have.engine.as_str());
-                a.extend(same_or("engine", want.engine == have.engine, engine).map(|v| ("engine".to_owned(), v)));
+                let same_engine = ddl::without_replica_args(&want.engine) == ddl::without_replica_args(&have.engine);
+                a.extend(same_or("engine", same_engine, engine).map(|v| ("engine".to_owned(), v)));
                 for (attr, _) in CLAUSES {
                     let theirs = have.clauses.get(attr).map(|t| Value::from(t.as_str()));
                     let value = if want.clauses.get(attr) == have.clauses.get(attr) {
@@ -218,9 +213,9 @@ impl Handle {
     }
 
     async fn read_functions(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
-        let on = self.on_cluster();
+        // Without ON CLUSTER: the server stores (and reports) each host's statement without it.
         let items: Vec<(&Resource, String)> =
-            desired.iter().map(|r| (r, create_function(&r.attrs, &on, false))).collect();
+            desired.iter().map(|r| (r, ddl::create_function(&r.attrs, "", false))).collect();
         let wanted = self.canonical(&items).await?;
         let found = self.functions(desired.iter().map(|r| str_attr(&r.attrs, "name"))).await?;
         Ok(desired

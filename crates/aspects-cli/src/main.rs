@@ -15,6 +15,11 @@ use clap::Parser;
 use crate::cli::{Cli, Colour};
 use crate::error::CliError;
 
+// Loading and planning thousands of resources is dominated by small allocations (strings,
+// attribute maps): glibc's malloc took a third of the instructions of a 9,000-resource plan.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Usage errors exit 1, not clap's 2: exit 2 means "changes or drift present" to CI.
     let cli = match Cli::try_parse() {

@@ -321,7 +321,7 @@ mod tests {
         let p = plan(vec![change(
             Action::Update,
             vec![
-                attr("params", Some(Value::Json(before)), Some(Value::Json(after))),
+                attr("params", Some(Value::Json(Box::new(before))), Some(Value::Json(Box::new(after)))),
                 attr(
                     "sql",
                     Some(Value::Sql("SELECT a\nFROM t\nWHERE x\n".into())),

@@ -117,10 +117,10 @@ fn coerce_type(v: Value, ty: &AttrType) -> Result<Value, String> {
             .map(|i| coerce_type(i, inner).map_err(|found| format!("a list containing {found}")))
             .collect::<Result<_, _>>()
             .map(Value::List),
-        (AttrType::Json, Value::Str(s)) => {
-            serde_json::from_str(&s).map(Value::Json).map_err(|e| format!("a string that is not JSON ({e})"))
-        }
-        (AttrType::Json, v @ (Value::Map(_) | Value::List(_))) => Ok(Value::Json(v.to_json())),
+        (AttrType::Json, Value::Str(s)) => serde_json::from_str(&s)
+            .map(|j| Value::Json(Box::new(j)))
+            .map_err(|e| format!("a string that is not JSON ({e})")),
+        (AttrType::Json, v @ (Value::Map(_) | Value::List(_))) => Ok(Value::Json(Box::new(v.to_json()))),
         (_, v) => Err(v.type_name().to_owned()),
     }
 }

@@ -297,7 +297,9 @@ impl Loader<'_> {
     fn resource_attr(&mut self, addr: Address, attr: &str, at: &Location, trace: &mut Trace) -> Option<Value> {
         let kind = &addr.kind;
         let Some(raw) = self.resources.get(&addr) else {
-            let same: Vec<String> = self.resources.keys().filter(|a| &a.kind == kind).map(|a| a.name.clone()).collect();
+            let mut same: Vec<String> =
+                self.resources.keys().filter(|a| &a.kind == kind).map(|a| a.name.clone()).collect();
+            same.sort_unstable();
             let hint = did_you_mean(&addr.name, same.iter().map(String::as_str))
                 .map(|h| {
                     h.replace('`', "").replace("did you mean ", &format!("did you mean `{kind}.")).replace('?', "`?")

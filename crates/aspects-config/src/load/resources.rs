@@ -136,7 +136,8 @@ impl<'a> Loader<'a> {
                         NodeValue::Str(s) => s.clone(),
                         v => v.type_name().to_owned(),
                     };
-                    let all: Vec<String> = self.resources.keys().map(ToString::to_string).collect();
+                    let mut all: Vec<String> = self.resources.keys().map(ToString::to_string).collect();
+                    all.sort_unstable();
                     let hint = did_you_mean(&text, all.iter().map(String::as_str))
                         .unwrap_or_else(|| "name a resource declared in the plan as KIND.NAME".into());
                     self.err(

@@ -115,16 +115,17 @@ impl Ctx<'_> {
     async fn plan(&self, args: &PlanArgs) -> Result<u8, CliError> {
         let (mut loaded, planned, rotations) = self.read_only_plan(SecretValues::Generate, &args.targets).await?;
         accept_new_secrets(&mut loaded, &planned, args.allow_new_secrets)?;
-        let doc = saved_plan::document(&planned, &loaded, &rotations);
-        if let Some(out) = &args.out {
-            saved_plan::write(out, &doc)?;
+        // Built only when asked for: for thousands of resources it is a second copy of the plan.
+        let doc = (args.out.is_some() || args.json).then(|| saved_plan::document(&planned, &loaded, &rotations));
+        if let (Some(out), Some(doc)) = (&args.out, &doc) {
+            saved_plan::write(out, doc)?;
             eprintln!(
                 "Saved the plan to {}. Apply exactly this plan with: aspects apply {}",
                 out.display(),
                 out.display()
             );
         }
-        self.print(&planned, args.json.then_some(&doc), &rotations, &loaded);
+        self.print(&planned, doc.as_ref().filter(|_| args.json), &rotations, &loaded);
         let changes = planned.plan.has_changes() || !rotations.is_empty();
         Ok(if args.detailed_exitcode && changes { CHANGES } else { 0 })
     }

@@ -1,8 +1,9 @@
 //! No-op plan benchmark: N MySQL resources (databases, users, grants in equal parts) are applied
 //! once, then planned repeatedly in this process. Prints the median time and the queries issued;
-//! fails when the query count grows with N (N = 1000 under 300 ms is reported). Then the loading
-//! side ([`crate::loading`]). Ratios within one run are what to compare: machines are shared
-//! and noisy.
+//! fails when the query count grows with N (N = 1000 under 300 ms is reported). Then ClickHouse
+//! ([`crate::bench_clickhouse`]: the reference plan's layer, and N synthetic tables) and the
+//! loading side ([`crate::loading`]). Ratios within one run are what to compare: machines are
+//! shared and noisy.
 
 use std::fmt::Write;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use aspects_config::{LoadOptions, Loaded, SecretValues, SourceFile, load_sources
 use aspects_core::{Redactor, Registry};
 use aspects_engine::Connector;
 use aspects_engine::apply::{ApplyOptions, Writers, apply};
-use aspects_engine::plan::{Goal, Readers, plan, queries};
+use aspects_engine::plan::{Goal, Readers, plan};
 
 const SIZES: [usize; 3] = [10, 100, 1000];
 const RUNS: usize = 7;
@@ -36,8 +37,13 @@ pub fn run() -> Result<(), String> {
     let fast = rows.last().is_some_and(|r| r.1 < TARGET_MS);
     println!("\nquery count independent of N: {}", if queries_flat { "yes" } else { "NO" });
     println!("N = 1000 under {TARGET_MS} ms: {}", if fast { "yes" } else { "NO" });
+    let clickhouse = crate::bench_clickhouse::run(&rt, &url)?;
     let loading = crate::loading::run(&url)?;
-    if queries_flat && loading { Ok(()) } else { Err("benchmark limits exceeded (see NO / TOO SLOW above)".into()) }
+    if queries_flat && clickhouse && loading {
+        Ok(())
+    } else {
+        Err("benchmark limits exceeded (see NO / TOO SLOW above)".into())
+    }
 }
 
 pub fn plan_text(n: usize, url: &str) -> String {
@@ -58,11 +64,25 @@ pub fn plan_text(n: usize, url: &str) -> String {
     s
 }
 
+/// The systems a benchmark plan uses, by provider name.
+pub type Systems<'a> = &'a [(&'a str, &'a dyn Connector)];
+
+const MYSQL: Systems<'static> = &[("mysql", &aspects_mysql::MySql)];
+
 fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
+    load_files(&format!("bench{n}"), vec![text], registry)
+}
+
+/// Loads plan texts layered in order, as `name.toml` (secrets beside it, under target/stack).
+pub fn load_files(name: &str, texts: Vec<String>, registry: &Registry) -> Result<Loaded, String> {
     let dir = crate::root().join("target/stack");
-    let files = vec![SourceFile { path: dir.join(format!("bench{n}.toml")), text }];
+    let files = texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| SourceFile { path: dir.join(format!("{name}-{i}.toml")), text })
+        .collect();
     let opts = LoadOptions {
-        secrets_path: Some(dir.join(format!("bench{n}.secrets.toml"))),
+        secrets_path: Some(dir.join(format!("{name}.secrets.toml"))),
         secret_values: SecretValues::Generate,
         vars: Default::default(),
         vars_from_env: false,
@@ -74,11 +94,20 @@ fn load(n: usize, text: String, registry: &Registry) -> Result<Loaded, String> {
     Ok(loaded)
 }
 
-async fn converge(loaded: &Loaded, registry: &Registry, allow_destroy: bool) -> Result<(), String> {
-    let cfg = &loaded.desired.providers["mysql"];
-    let w = aspects_mysql::MySql.connect_write(cfg, &loaded.desired.deployment).await.map_err(|e| e.to_string())?;
-    let writers: Writers = [("mysql".to_owned(), w.clone())].into();
-    let readers: Readers = [("mysql".to_owned(), w as _)].into();
+/// Applies the plan (a setup or, with a plan of no resources and `allow_destroy`, a teardown).
+pub async fn converge(
+    loaded: &Loaded,
+    registry: &Registry,
+    systems: Systems<'_>,
+    allow_destroy: bool,
+) -> Result<(), String> {
+    let (mut writers, mut readers) = (Writers::new(), Readers::new());
+    for (id, connector) in systems {
+        let cfg = &loaded.desired.providers[*id];
+        let w = connector.connect_write(cfg, &loaded.desired.deployment).await.map_err(|e| e.to_string())?;
+        writers.insert((*id).to_owned(), w.clone());
+        readers.insert((*id).to_owned(), w as _);
+    }
     let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None, Goal::Converge)
         .await
         .map_err(|e| e.to_string())?;
@@ -99,29 +128,44 @@ async fn converge(loaded: &Loaded, registry: &Registry, allow_destroy: bool) -> 
 async fn measure(n: usize, url: &str, registry: &Registry) -> Result<(usize, f64, u64), String> {
     let loaded = load(n, plan_text(n, url), registry)?;
     eprintln!("bench: N = {n}: applying once to set up");
-    converge(&loaded, registry, false).await?;
-    let cfg = &loaded.desired.providers["mysql"];
+    converge(&loaded, registry, MYSQL, false).await?;
+    let (ms, issued) = noop_plan(&loaded, registry, MYSQL, "mysql").await?;
+    // Tear down: the same deployment with no resources destroys what it owns.
+    let empty =
+        load(n, format!("[deployment]\nname = \"bench{n}\"\n\n[providers.mysql]\nurl = \"{url}\"\n"), registry)?;
+    converge(&empty, registry, MYSQL, true).await?;
+    Ok((n, ms, issued))
+}
+
+/// The median time of [`RUNS`] no-op plans (connecting included) and the queries one plan sends
+/// to the provider `counted`; an error when the plan is not empty.
+pub async fn noop_plan(
+    loaded: &Loaded,
+    registry: &Registry,
+    systems: Systems<'_>,
+    counted: &str,
+) -> Result<(f64, u64), String> {
     let mut times = Vec::new();
     let mut issued = 0;
     for _ in 0..RUNS {
         let started = Instant::now();
-        let r = aspects_mysql::MySql.connect_read(cfg, &loaded.desired.deployment).await.map_err(|e| e.to_string())?;
-        let readers: Readers = [("mysql".to_owned(), r)].into();
-        let before = queries(&readers);
+        let mut readers = Readers::new();
+        for (id, connector) in systems {
+            let cfg = &loaded.desired.providers[*id];
+            let r = connector.connect_read(cfg, &loaded.desired.deployment).await.map_err(|e| e.to_string())?;
+            readers.insert((*id).to_owned(), r);
+        }
+        let before = readers[counted].queries();
         let planned = plan(&loaded.desired, &loaded.graph, registry, &readers, None, Goal::Converge)
             .await
             .map_err(|e| e.to_string())?;
         times.push(started.elapsed());
-        issued = queries(&readers) - before;
+        issued = readers[counted].queries() - before;
         if planned.plan.has_changes() {
-            return Err(format!("N = {n}: the plan after apply is not empty"));
+            return Err(format!("{}: the plan after apply is not empty", loaded.desired.deployment));
         }
     }
     times.sort();
     let median: Duration = times[RUNS / 2];
-    // Tear down: the same deployment with no resources destroys what it owns.
-    let empty =
-        load(n, format!("[deployment]\nname = \"bench{n}\"\n\n[providers.mysql]\nurl = \"{url}\"\n"), registry)?;
-    converge(&empty, registry, true).await?;
-    Ok((n, median.as_secs_f64() * 1000.0, issued))
+    Ok((median.as_secs_f64() * 1000.0, issued))
 }

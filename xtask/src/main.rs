@@ -7,6 +7,7 @@
 //! - `bench`: the no-op plan and loading benchmarks, in release mode.
 
 mod bench;
+mod bench_clickhouse;
 mod clickhouse;
 mod lms;
 mod loading;

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -67,12 +68,14 @@ pub struct Resource {
     pub address: Address,
     pub provider: ProviderId,
     pub attrs: BTreeMap<String, Value>,
-    pub depends_on: BTreeSet<Address>,
+    /// Shared (like `attr_origins`): the planner's normalised copy of each resource changes only
+    /// its attributes, and thousands of resources would otherwise carry these twice.
+    pub depends_on: Arc<BTreeSet<Address>>,
     /// `file:line:col` of its table, for messages.
     pub origin: String,
     /// `file:line:col` of each attribute's value as written (defaults have none), so a provider
     /// can report a plan-time problem at the attribute.
-    pub attr_origins: BTreeMap<String, String>,
+    pub attr_origins: Arc<BTreeMap<String, String>>,
     /// Names of every secret its attribute values derive from: directly, through vars, or
     /// through another resource's attribute.
     pub secrets: BTreeSet<String>,

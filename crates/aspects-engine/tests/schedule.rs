@@ -132,7 +132,7 @@ struct Planned {
 }
 
 async fn planned(resources: BTreeMap<Address, Resource>, rec: Recorder) -> Planned {
-    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).unwrap();
+    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &*r.depends_on))).unwrap();
     let desired = Desired { deployment: "t".into(), providers: BTreeMap::new(), resources };
     let rec = Arc::new(rec);
     let readers: Readers = [("m".to_owned(), rec.clone() as Arc<dyn ProviderRead>)].into();
@@ -163,7 +163,7 @@ async fn run_with(
                 address: addr(n),
                 provider: "m".into(),
                 attrs: [("name".to_owned(), Value::from(*n))].into(),
-                depends_on: deps.iter().map(|d| addr(d)).collect(),
+                depends_on: std::sync::Arc::new(deps.iter().map(|d| addr(d)).collect()),
                 origin: "test".into(),
                 ..Default::default()
             };

@@ -2,6 +2,7 @@
 //! resolved attributes, its edges and the provider instance that serves it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use aspects_core::{Address, KindSchema, ProviderConfig, Resource};
 
@@ -104,9 +105,9 @@ impl<'a> Loader<'a> {
             address: addr.clone(),
             provider: provider.unwrap_or_default(),
             attrs,
-            depends_on: deps,
+            depends_on: Arc::new(deps),
             origin: self.sources.describe(&header),
-            attr_origins,
+            attr_origins: Arc::new(attr_origins),
             secrets,
             credential_secrets,
         })

@@ -270,7 +270,7 @@ impl AsReader for Arc<dyn ProviderWrite> {
 /// it in production (normalise, batched reads, orphans, moved identities, diff).
 pub async fn plan(h: &impl AsReader, desired: &[Resource]) -> Vec<Step> {
     let resources: BTreeMap<Address, Resource> = desired.iter().map(|r| (r.address.clone(), r.clone())).collect();
-    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &r.depends_on))).expect("test plans form a graph");
+    let graph = Graph::new(resources.iter().map(|(a, r)| (a, &*r.depends_on))).expect("test plans form a graph");
     let desired = Desired { deployment: "test".into(), providers: BTreeMap::new(), resources };
     let registry = Registry::default().with(aspects_mysql::schema());
     let readers: Readers = [(PROVIDER.into(), h.as_reader())].into();

@@ -11,14 +11,22 @@ What is EMULATED (labelled `EMULATION` below; a real server does it otherwise):
   - authentication: chdb always runs queries as `default` and never checks a password. The front
     checks the credentials itself against its own user list (`default` without password, plus the
     users made below) and answers 516 AUTHENTICATION_FAILED like a server does;
-  - SQL users: chdb has no writable access storage (CREATE USER fails whatever the configuration).
-    The front keeps the users in data/access.json and takes CREATE / ALTER / DROP USER itself,
-    after the real parser accepted and canonicalised the statement (formatQuerySingleLine): only
-    the forms `IDENTIFIED WITH sha256_hash BY '...' SALT '...'` or no authentication, names that
-    are XML element names. It writes them to a users.xml and restarts the engine on it, so
-    `system.users` and `SHOW CREATE USER` come from the real engine (storage `users_xml`; the
-    restart empties Memory tables). Users have no privileges (`<grants/>`), and chdb enforces none
-    anyway: every query still runs as `default`;
+  - SQL users, roles and grants (RBAC): chdb has no writable access storage (CREATE USER, CREATE
+    ROLE and GRANT fail whatever the configuration). The front keeps users and roles in
+    data/access.json and takes CREATE / ALTER / DROP USER, CREATE / DROP ROLE, GRANT and REVOKE
+    itself, each only after the real parser accepted and canonicalised it (formatQuerySingleLine).
+    Users: `IDENTIFIED WITH sha256_hash BY '...' SALT '...'` or no authentication, `ADD IDENTIFIED`
+    and `RESET AUTHENTICATION METHODS TO NEW` (several methods per user, as ClickHouse >= 24.9);
+    names must be XML element names. Privileges are kept per user and role as the ordered list of
+    GRANT / REVOKE statements it received (so partial revokes and grant options replay exactly),
+    role grants as a set with their admin option. The front writes all of it to a users.xml and
+    restarts the engine on it, so `system.users`, `system.roles`, `system.grants`,
+    `system.role_grants` and `SHOW GRANTS` come from the real engine, which canonicalises the
+    privileges itself. That engine is a second one, in a child process on an empty data
+    directory, which answers the queries that read access entities and restarts (when the model
+    changed) before such a query; the data engine never restarts (storage `users_xml`; users.xml holds one
+    authentication method, so `system.users` shows only a user's newest one while the front accepts
+    any). chdb enforces no privileges: every query still runs as `default`;
   - one engine connection serves every request, one at a time (a server runs queries in parallel);
     settings sent as URL parameters are set before the query and reset after it; a request with
     `readonly` set runs on a second session that is read-only for good (`readonly` cannot be reset
@@ -41,11 +49,13 @@ import os
 import re
 import signal
 import struct
+import subprocess
 import sys
 import threading
 import time
 import uuid
 import zlib
+from xml.sax.saxutils import escape as xml_escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
@@ -101,14 +111,148 @@ CONFIG = """<clickhouse>
 """
 XML_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 NAME = r"(?P<name>`(?:[^`\\]|\\.)*`|[A-Za-z_][A-Za-z0-9_]*)"
+CLUSTER = r"(?: ON CLUSTER (?:`(?:[^`\\]|\\.)*`|\S+))?"
+AUTH = r"IDENTIFIED WITH sha256_hash BY '(?P<hash>[0-9A-Fa-f]{64})' SALT '(?P<salt>[0-9A-Za-z]*)'"
 CREATE_OR_ALTER = re.compile(
-    r"^(?P<verb>CREATE|ALTER) USER (?P<if>IF NOT EXISTS |IF EXISTS )?" + NAME + r"(?: ON CLUSTER \S+)?"
-    r"(?: IDENTIFIED WITH sha256_hash BY '(?P<hash>[0-9A-Fa-f]{64})' SALT '(?P<salt>[0-9A-Za-z]*)')?$")
-DROP = re.compile(r"^DROP USER (?P<if>IF EXISTS )?(?P<names>.+?)(?: ON CLUSTER \S+)?$")
+    r"^(?P<verb>CREATE|ALTER) USER (?P<if>IF NOT EXISTS |IF EXISTS )?" + NAME + CLUSTER
+    + r"(?: (?P<add>ADD )?" + AUTH + r"| (?P<reset>RESET AUTHENTICATION METHODS TO NEW))?$")
+DROP = re.compile(r"^DROP (?P<what>USER|ROLE) (?P<if>IF EXISTS )?(?P<names>.+?)" + CLUSTER + "$")
+CREATE_ROLE = re.compile(r"^CREATE ROLE (?P<if>IF NOT EXISTS |OR REPLACE )?(?P<names>.+?)" + CLUSTER + "$")
+GRANT_OR_REVOKE = re.compile(r"^(?P<verb>GRANT|REVOKE) (?:ON CLUSTER (?:`(?:[^`\\]|\\.)*`|\S+) )?"
+                             r"(?P<option>GRANT OPTION FOR |ADMIN OPTION FOR )?(?P<rest>.+)$")
+
+
+READS_ACCESS = re.compile(r"system\W+(users|roles|grants|role_grants|user_directories|enabled_roles|current_roles)\b"
+                          r"|\bSHOW\s+(GRANTS|USERS|ROLES|ACCESS|CREATE\s+(USER|ROLE))\b|\bEXISTS\s+(USER|ROLE)\b", re.I)
+READ_ONLY_QUERY = re.compile(r"\s*(SELECT|SHOW|WITH|EXISTS|DESC|DESCRIBE)\b", re.I)
+ACCESS_STATEMENT = re.compile(r"\s*((CREATE|ALTER|DROP)\s+(USER|ROLE)|GRANT|REVOKE)\b", re.I)
+
+
+def load_model(saved):
+    """access.json; an older front kept only users, as name -> null or [hash, salt]."""
+    if "users" in saved and isinstance(saved.get("roles"), dict):
+        return saved
+    return {"users": {n: {"auth": [a] if a else [], "log": [], "roles": {}} for n, a in saved.items()}, "roles": {}}
+
+
+def users_xml(model):
+    """EMULATION: users, roles and grants as a users.xml (default keeps full rights). Every entity
+    gets `<grants>`, even empty: a user without one would hold ALL."""
+    def grants(e):
+        lines = list(e["log"]) + [f"GRANT {quote_ident(r)}" + (" WITH ADMIN OPTION" if admin else "")
+                                  for r, admin in sorted(e["roles"].items())]
+        return "<grants>" + "".join(f"<query>{xml_escape(q)}</query>" for q in lines) + "</grants>"
+
+    out = ["<clickhouse>", "<profiles><default/></profiles>", "<users>",
+           "<default><password></password><access_management>1</access_management></default>"]
+    for name, e in sorted(model["users"].items()):
+        # users.xml holds one method: the newest (the front itself accepts every one).
+        cred = f"<password_sha256_hex>{e['auth'][-1][0]}</password_sha256_hex>" if e["auth"] else "<no_password/>"
+        out.append(f"<{name}>{cred}{grants(e)}</{name}>")
+    out += ["</users>", "<roles>"]
+    out += [f"<{name}>{grants(e)}</{name}>" for name, e in sorted(model["roles"].items())]
+    out += ["</roles>", "</clickhouse>", ""]
+    return "\n".join(out)
+
+
+class AccessEngine:
+    """EMULATION: a second chdb engine, in a child process (chdb is one engine per process), on
+    an empty data directory and the users.xml of the model. It answers the queries that read
+    access entities and restarts on every change in 50-200 ms, while the data engine runs on."""
+
+    def __init__(self, root):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--access-engine", root],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.call({"reload": True})
+
+    def call(self, request):
+        self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline() or b'{"error": "the access engine stopped"}')
+        if "error" in answer:
+            text = answer["error"]
+            m = re.match(r"Code: (\d+)\. ", text)
+            raise QueryError(int(m.group(1)) if m else 1001, text if m else f"Code: 1001. DB::Exception: {text}")
+        return base64.b64decode(answer["out"])
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def access_engine_main(root):
+    """The child side of AccessEngine: one JSON request per line on stdin, one answer per line."""
+    os.chdir(root)
+    with open("ch-config.xml", "w") as f:
+        f.write(CONFIG)
+    url = f"file:{os.path.join(root, 'engine')}?config-file={os.path.join(root, 'ch-config.xml')}"
+    conn = None
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        try:
+            if request.get("reload"):
+                if conn is not None:
+                    conn.close()
+                    conn = None
+                conn = chdb.connect(url)
+                out = b""
+            else:
+                out = conn.query(request["sql"], request["fmt"], params=request.get("params")).bytes() or b""
+            answer = {"out": base64.b64encode(out).decode()}
+        except Exception as e:
+            answer = {"error": str(e)}
+        sys.stdout.buffer.write(json.dumps(answer).encode() + b"\n")
+        sys.stdout.buffer.flush()
+    return 0
 
 
 def unquote(name):
     return re.sub(r"\\(.)", r"\1", name[1:-1]) if name.startswith("`") else name
+
+
+def top_level(text, sep):
+    """Positions of `sep` in the text outside quotes, backticks and brackets."""
+    out, depth, quote, i = [], 0, None, 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "`'\"":
+            quote = c
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif depth == 0 and text.startswith(sep, i):
+            out.append(i)
+        i += 1
+    return out
+
+
+def split_top(text, sep):
+    cuts = top_level(text, sep)
+    starts = [0] + [c + len(sep) for c in cuts]
+    ends = cuts + [len(text)]
+    return [text[a:b] for a, b in zip(starts, ends)]
+
+
+def names_of(text):
+    """A canonical name list (`a, b`); anything else (ALL, EXCEPT, CURRENT_USER) is refused."""
+    out = []
+    for raw in split_top(text, ", "):
+        if not re.fullmatch(r"`(?:[^`\\]|\\.)*`|[A-Za-z_][A-Za-z0-9_]*", raw) or raw in ("ALL", "CURRENT_USER"):
+            return None
+        out.append(unquote(raw))
+    return out
+
+
+def entity():
+    """EMULATION: one user or role. `auth`: [[sha256 hex, salt], ...] (empty = no password);
+    `log`: the privilege GRANT/REVOKE statements in order; `roles`: granted role -> admin option."""
+    return {"auth": [], "log": [], "roles": {}}
 
 
 class Engine:
@@ -119,14 +263,24 @@ class Engine:
         self.root = root
         self.data = os.path.join(root, "engine")
         self.access = os.path.join(root, "access.json")
-        self.users = {"default": None}  # EMULATION: name -> None (no password) or [sha256 hex, salt]
+        # EMULATION: {"users": name -> entity(), "roles": name -> entity()}; `default` stays in users.xml.
+        self.model = {"users": {}, "roles": {}}
         if os.path.exists(self.access):
             with open(self.access) as f:
-                self.users.update(json.load(f))
+                self.model = load_model(json.load(f))
+        # The data engine's users.xml holds only `default`: access entities live in the access
+        # engine, which restarts on every change without disturbing the data.
         with open(os.path.join(root, "ch-config.xml"), "w") as f:
             f.write(CONFIG)
+        with open(os.path.join(root, "users.xml"), "w") as f:
+            f.write(users_xml({"users": {}, "roles": {}}))
+        self.access_lock = threading.Lock()
+        self.access_root = os.path.join(root, "access")
+        os.makedirs(self.access_root, exist_ok=True)
         self.write_users()
+        self.access_engine = AccessEngine(self.access_root)
         self.connect()
+        self.loaded, self.dirty = json.loads(json.dumps(self.model)), False
         names = self.run("SELECT number, errorCodeToName(number) FROM numbers(2000) "
                          "WHERE errorCodeToName(number) != ''", "TSV").decode()
         self.code_of = {name: int(code) for code, name in (line.split("\t") for line in names.splitlines())}
@@ -144,80 +298,196 @@ class Engine:
         self.conn.close()
 
     def write_users(self):
-        """EMULATION: the user list as a users.xml the engine loads (default keeps full rights)."""
-        out = ["<clickhouse>", "<profiles><default/></profiles>", "<users>",
-               "<default><password></password><access_management>1</access_management></default>"]
-        for name, auth in sorted(self.users.items()):
-            if name == "default":
-                continue
-            cred = "<no_password/>" if auth is None else f"<password_sha256_hex>{auth[0]}</password_sha256_hex>"
-            out.append(f"<{name}>{cred}<grants/></{name}>")
-        out += ["</users>", "</clickhouse>", ""]
-        tmp = os.path.join(self.root, "users.xml.tmp")
+        """EMULATION: the model as the access engine's users.xml, and access.json."""
+        tmp = os.path.join(self.access_root, "users.xml.tmp")
         with open(tmp, "w") as f:
-            f.write("\n".join(out))
-        os.replace(tmp, os.path.join(self.root, "users.xml"))
+            f.write(users_xml(self.model))
+        os.replace(tmp, os.path.join(self.access_root, "users.xml"))
         tmp = self.access + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({k: v for k, v in self.users.items() if k != "default"}, f)
+            json.dump(self.model, f)
         os.replace(tmp, self.access)
 
-    def user_statement(self, text, conn):
-        """EMULATION of CREATE / ALTER / DROP USER (see the module docstring)."""
+    def access_statement(self, text, conn):
+        """EMULATION of the RBAC statements (see the module docstring): the real parser judges and
+        canonicalises the statement, the front applies it to a copy of its model, and the engine
+        restarts on the new users.xml (the old one comes back if the engine refuses it)."""
         if conn is self.read_only:
             raise self.error("READONLY", "default: Cannot execute query in readonly mode")
         ok = self.run("SELECT formatQuerySingleLineOrNull({q:String}) AS f", "JSONEachRow", {"q": text})
         canonical = json.loads(ok)["f"]
         if canonical is None:
             self.run("SELECT formatQuerySingleLine({q:String})", "TSV", {"q": text})  # raises the parser's error
-        changed = dict(self.users)
-        if m := CREATE_OR_ALTER.match(canonical):
-            name = unquote(m["name"])
-            if not XML_NAME.match(name) or name == "default":
-                raise self.error("NOT_IMPLEMENTED", f"the emulation cannot manage user {name!r} (users.xml)")
-            exists = name in changed
-            if m["verb"] == "CREATE" and exists:
-                if m["if"]:
-                    return b""
-                raise self.error("ACCESS_ENTITY_ALREADY_EXISTS", f"user `{name}`: cannot insert because user `{name}` already exists in users_xml")
-            if m["verb"] == "ALTER" and not exists:
-                if m["if"]:
-                    return b""
-                raise self.error("UNKNOWN_USER", f"There is no user `{name}` in users_xml")
-            if m["verb"] == "CREATE" or m["hash"]:
-                changed[name] = [m["hash"].lower(), m["salt"]] if m["hash"] else None
-        elif m := DROP.match(canonical):
-            names = [unquote(n.strip()) for n in m["names"].split(", ")]
-            for name in names:
-                if name == "default":
-                    raise self.error("NOT_IMPLEMENTED", "the emulation keeps user `default`")
-                if name not in changed and not m["if"]:
-                    raise self.error("UNKNOWN_USER", f"There is no user `{name}` in users_xml")
-                changed.pop(name, None)
+        model = json.loads(json.dumps(self.model))
+        if canonical.startswith(("GRANT ", "REVOKE ")):
+            self.grant(canonical, model)
+        elif canonical.startswith("CREATE ROLE "):
+            self.create_role(canonical, model)
+        elif canonical.startswith("DROP "):
+            self.drop(canonical, model)
+        elif canonical.startswith("ALTER ROLE "):
+            raise self.unsupported("ALTER ROLE")
         else:
-            raise self.error("NOT_IMPLEMENTED", "the emulation takes only CREATE/ALTER USER ... IDENTIFIED WITH "
-                             "sha256_hash BY '...' SALT '...' (or without IDENTIFIED) and DROP USER")
-        previous, self.users = self.users, changed
-        self.write_users()
-        self.close()
-        try:
-            self.connect()
-        except Exception:
-            self.users = previous
+            self.user(canonical, model)
+        with self.access_lock:
+            self.model = model
             self.write_users()
-            self.connect()
-            raise
+            self.dirty = True
         return b""
 
+    def read_access(self, sql, fmt, params):
+        """EMULATION: a query that reads access entities (system.users/roles/grants/role_grants,
+        SHOW GRANTS ...) runs on the access engine, restarted first if the model changed; so the
+        statements of one apply cost one restart. If the engine refuses the new users.xml, the
+        model goes back to what it last loaded, and this query fails."""
+        with self.access_lock:
+            if self.dirty:
+                self.dirty = False
+                try:
+                    self.access_engine.call({"reload": True})
+                    self.loaded = json.loads(json.dumps(self.model))
+                except QueryError:
+                    self.model = self.loaded
+                    self.write_users()
+                    self.access_engine.call({"reload": True})
+                    raise self.error("BAD_ARGUMENTS", "the emulation could not load the latest users, roles and "
+                                     "grants (the engine's reason is on the front's stderr); they are undone") from None
+            return self.access_engine.call({"sql": sql, "fmt": fmt, "params": params})
+
+    def unsupported(self, what):
+        return self.error("NOT_IMPLEMENTED", f"the emulation does not take {what}")
+
+    def manageable(self, name, what):
+        if not XML_NAME.match(name) or name == "default":
+            raise self.error("NOT_IMPLEMENTED", f"the emulation cannot manage {what} {name!r} (users.xml names)")
+
+    def user(self, canonical, model):
+        users = model["users"]
+        m = CREATE_OR_ALTER.match(canonical)
+        if not m:
+            raise self.unsupported("this form of CREATE/ALTER USER: only IDENTIFIED WITH sha256_hash BY '...' "
+                                   "SALT '...' (or none), ADD IDENTIFIED ... and RESET AUTHENTICATION METHODS TO NEW")
+        name = unquote(m["name"])
+        self.manageable(name, "user")
+        exists = name in users
+        if m["verb"] == "CREATE" and exists:
+            if m["if"]:
+                return
+            raise self.error("ACCESS_ENTITY_ALREADY_EXISTS",
+                             f"user `{name}`: cannot insert because user `{name}` already exists in users_xml")
+        if m["verb"] == "ALTER" and not exists:
+            if m["if"]:
+                return
+            raise self.error("UNKNOWN_USER", f"There is no user `{name}` in user directories")
+        if m["verb"] == "CREATE":
+            if m["add"] or m["reset"]:
+                raise self.unsupported("ADD IDENTIFIED or RESET in CREATE USER")
+            users[name] = entity()
+        method = [m["hash"].lower(), m["salt"]] if m["hash"] else None
+        e = users[name]
+        if m["add"]:
+            e["auth"].append(method)
+        elif m["reset"]:
+            e["auth"] = e["auth"][-1:]
+        elif method:
+            e["auth"] = [method]
+
+    def create_role(self, canonical, model):
+        m = CREATE_ROLE.match(canonical)
+        names = m and names_of(m["names"])
+        if not names:
+            raise self.unsupported("this form of CREATE ROLE: only names, IF NOT EXISTS and OR REPLACE")
+        for name in names:
+            self.manageable(name, "role")
+            if name in model["roles"] and not m["if"]:
+                raise self.error("ACCESS_ENTITY_ALREADY_EXISTS",
+                                 f"role `{name}`: cannot insert because role `{name}` already exists in users_xml")
+            if name not in model["roles"] or m["if"] == "OR REPLACE ":
+                model["roles"][name] = entity()
+
+    def drop(self, canonical, model):
+        m = DROP.match(canonical)
+        names = m and names_of(m["names"])
+        if not names:
+            raise self.unsupported("this form of DROP USER / DROP ROLE")
+        kind = m["what"].lower()
+        table = model["users" if kind == "user" else "roles"]
+        for name in names:
+            if name == "default":
+                raise self.unsupported("dropping user `default`")
+            if name not in table and not m["if"]:
+                code = "UNKNOWN_USER" if kind == "user" else "UNKNOWN_ROLE"
+                raise self.error(code, f"There is no {kind} `{name}` in user directories")
+            table.pop(name, None)
+            if kind == "role":  # a dropped role leaves every grantee
+                for e in list(model["users"].values()) + list(model["roles"].values()):
+                    e["roles"].pop(name, None)
+
+    def grant(self, canonical, model):
+        """GRANT / REVOKE of privileges (appended to each grantee's log, replayed in order by the
+        engine) or of roles (kept as a set with the admin option)."""
+        m = GRANT_OR_REVOKE.match(canonical)
+        verb, option, rest = m["verb"], (m["option"] or "").strip(), m["rest"]
+        flags = []
+        for flag in (" WITH REPLACE OPTION", " WITH GRANT OPTION", " WITH ADMIN OPTION"):
+            if rest.endswith(flag) and verb == "GRANT":
+                rest = rest[:-len(flag)]
+                flags.append(flag.strip())
+        cut = top_level(rest, " TO " if verb == "GRANT" else " FROM ")
+        grantees = names_of(rest[cut[-1] + (4 if verb == "GRANT" else 6):]) if cut else None
+        if not grantees:
+            raise self.unsupported("grantees other than a list of names (ALL, EXCEPT, CURRENT_USER)")
+        what = rest[:cut[-1]]
+        on = top_level(what, " ON ")
+        targets = []
+        for g in grantees:
+            e = model["users"].get(g) or model["roles"].get(g)
+            if e is None:
+                raise self.error("UNKNOWN_USER", f"There is no user or role `{g}` in user directories")
+            targets.append(e)
+        replace = "WITH REPLACE OPTION" in flags
+        if on:  # privileges
+            privileges, obj = what[:on[-1]], what[on[-1] + 4:]
+            if not re.match(r"(\*|`(?:[^`\\]|\\.)*`|[A-Za-z_][A-Za-z0-9_]*)\.", obj):
+                raise self.unsupported("an object without a database (write db.table)")
+            if verb == "GRANT":
+                line = f"GRANT {privileges} ON {obj}" + (" WITH GRANT OPTION" if "WITH GRANT OPTION" in flags else "")
+            else:
+                line = "REVOKE " + (f"{option} " if option else "") + f"{privileges} ON {obj}"
+            for e in targets:
+                if replace:
+                    e["log"] = []
+                e["log"].append(line)
+            return
+        roles = names_of(what)
+        if not roles:
+            raise self.unsupported("this list of roles")
+        for r in roles:
+            if r not in model["roles"]:
+                raise self.error("UNKNOWN_ROLE", f"There is no role `{r}` in user directories")
+        for e in targets:
+            if replace:
+                e["roles"] = {}
+            for r in roles:
+                if verb == "GRANT":
+                    e["roles"][r] = e["roles"].get(r, False) or "WITH ADMIN OPTION" in flags
+                elif option == "ADMIN OPTION FOR":
+                    if r in e["roles"]:
+                        e["roles"][r] = False
+                else:
+                    e["roles"].pop(r, None)
+
     def check(self, user, password):
-        """EMULATION of authentication: sha256(password + salt) against the stored hash."""
-        if user not in self.users:
-            return False
-        stored = self.users[user]
-        if stored is None:
+        """EMULATION of authentication: sha256(password + salt) against each of the user's methods."""
+        if user == "default":
             return password == ""
-        digest, salt = stored
-        return hmac.compare_digest(hashlib.sha256((password + salt).encode()).hexdigest(), digest)
+        e = self.model["users"].get(user)
+        if e is None:
+            return False
+        if not e["auth"]:
+            return password == ""
+        return any(hmac.compare_digest(hashlib.sha256((password + salt).encode()).hexdigest(), digest)
+                   for digest, salt in e["auth"])
 
     def run(self, sql, fmt, params=None, conn=None):
         try:
@@ -238,8 +508,12 @@ class Engine:
 
     def query(self, sql, fmt, database, settings, params):
         readonly = settings.pop("readonly", "0") not in ("", "0")
+        text = sql.decode("utf-8", "replace") if isinstance(sql, bytes) else sql
+        if READS_ACCESS.search(text) and READ_ONLY_QUERY.match(text):
+            with self.lock:
+                self.refuse_multi_statement(sql)
+            return self.read_access(text, fmt, params)
         with self.lock:
-            # Looked up under the lock: a user statement reopens the sessions.
             conn = self.read_only if readonly else self.conn
             self.run(f"USE {quote_ident(database)}", "TSV", conn=conn)
             applied = []
@@ -250,9 +524,8 @@ class Engine:
                     self.run(f"SET {name} = {quote_string(value)}", "TSV", conn=conn)
                     applied.append(name)
                 self.refuse_multi_statement(sql)
-                text = sql.decode("utf-8", "replace") if isinstance(sql, bytes) else sql
-                if re.match(r"\s*(CREATE|ALTER|DROP)\s+USER\b", text, re.I):
-                    return self.user_statement(text, conn)
+                if ACCESS_STATEMENT.match(text):
+                    return self.access_statement(text, conn)
                 return self.run(sql, fmt, params, conn=conn)
             finally:
                 conn = self.read_only if readonly else self.conn
@@ -394,6 +667,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    if sys.argv[1:2] == ["--access-engine"]:
+        return access_engine_main(sys.argv[2])
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--data", required=True)
@@ -420,6 +695,7 @@ def main():
     finally:
         with Handler.engine.lock:
             Handler.engine.close()
+            Handler.engine.access_engine.close()
         try:
             os.remove(args.pid_file)
         except FileNotFoundError:

@@ -32,6 +32,12 @@ pub fn can_login(user: &str, password: &str) -> bool {
     query_as(user, password, "SELECT 1").is_ok()
 }
 
+/// The error code of a login (`X-ClickHouse-Exception-Code`), `None` when it succeeds.
+pub fn login_code(user: &str, password: &str) -> Option<u32> {
+    let err = query_as(user, password, "SELECT 1").err()?;
+    err.strip_prefix("Code: ")?.split('.').next()?.parse().ok()
+}
+
 fn query_as(user: &str, password: &str, sql: &str) -> Result<String, String> {
     let url = url();
     let address = url.trim_start_matches("http://").trim_end_matches('/');
@@ -84,7 +90,7 @@ pub fn sha256_hex(text: &str) -> String {
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
-/// Drops every database, function and user whose name starts with the prefix.
+/// Drops every database, function, user and role whose name starts with the prefix.
 pub fn cleanup(prefix: &str) {
     let like = prefix.replace('_', "\\_");
     let list = |sql: String| query(&sql).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>();
@@ -93,6 +99,9 @@ pub fn cleanup(prefix: &str) {
     }
     for u in list(format!("SELECT name FROM system.users WHERE name LIKE '{like}%'")) {
         let _ = query(&format!("DROP USER IF EXISTS `{u}`"));
+    }
+    for r in list(format!("SELECT name FROM system.roles WHERE name LIKE '{like}%'")) {
+        let _ = query(&format!("DROP ROLE IF EXISTS `{r}`"));
     }
     for f in list(format!("SELECT name FROM system.functions WHERE origin = 'SQLUserDefined' AND name LIKE '{like}%'"))
     {

@@ -12,7 +12,7 @@ use crate::client::{ChError, Handle, code, ident};
 use crate::ddl::{self, Table, column_name};
 use crate::ownership::State;
 use crate::read::explicit;
-use crate::schema::{self, DATABASE, FUNCTION, SQL, TABLE, USER, str_attr, str_list};
+use crate::schema::{self, DATABASE, FUNCTION, GRANT, ROLE, SQL, TABLE, USER, str_attr, str_list};
 
 type Identity = BTreeMap<String, Value>;
 
@@ -34,6 +34,9 @@ impl Handle {
                 let r = desired()?;
                 if change.adopt {
                     self.adopt(kind, r).await?;
+                }
+                if kind == GRANT {
+                    return self.converge_grant(r, Some(change)).await;
                 }
                 self.update(kind, r).await
             }
@@ -106,6 +109,10 @@ impl Handle {
                 code::DATABASE_ALREADY_EXISTS,
             ),
             TABLE => (ddl::create_table(a, &on), table_name(a), code::TABLE_ALREADY_EXISTS),
+            ROLE => {
+                (self.create_role_sql(r), format!("role {}", ident(str_attr(a, "name"))), code::USER_ALREADY_EXISTS)
+            }
+            GRANT => return self.converge_grant(r, None).await,
             FUNCTION => (
                 ddl::create_function(a, &on, false),
                 format!("function {}", ident(str_attr(a, "name"))),
@@ -207,6 +214,11 @@ impl Handle {
                 let name = ident(str_attr(id, "name"));
                 (format!("DROP USER IF EXISTS {name}{on}"), format!("dropping user {name}"))
             }
+            ROLE => {
+                let name = ident(str_attr(id, "name"));
+                (format!("DROP ROLE IF EXISTS {name}{on}"), format!("dropping role {name}"))
+            }
+            GRANT => return self.revoke(id).await,
             // Extra SQL leaves nothing to drop.
             _ => return Ok(()),
         };

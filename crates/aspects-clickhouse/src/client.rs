@@ -10,7 +10,7 @@ use std::time::Duration;
 use aspects_core::{
     Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, Secret, SystemSchema, Value,
 };
-use aspects_engine::provider::{Connector, LockGuard, ProviderError, ProviderRead, ProviderWrite};
+use aspects_engine::provider::{Connector, LockGuard, ProviderError, ProviderRead, ProviderWrite, SecretRotation};
 use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue};
 
@@ -66,6 +66,8 @@ pub mod code {
     /// ACCESS_ENTITY_ALREADY_EXISTS: a user or role of that name exists.
     pub const USER_ALREADY_EXISTS: u32 = 493;
     pub const READONLY: u32 = 164;
+    pub const UNKNOWN_USER: u32 = 192;
+    pub const UNKNOWN_ROLE: u32 = 511;
     /// Login refused: unknown user, wrong password, authentication failed, password required.
     pub const LOGIN: &[u32] = &[192, 193, 194, 516];
 }
@@ -84,6 +86,10 @@ pub struct Handle {
     pub(crate) lease: Duration,
     max_concurrency: usize,
     pub(crate) queries: Arc<AtomicU64>,
+    /// The server's version (major, minor), read at connect.
+    pub(crate) version: (u32, u32),
+    /// The plan's grants, as the last orphan scan saw them (see `grant.rs`).
+    pub(crate) planned_grants: std::sync::Mutex<Vec<Resource>>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -137,7 +143,7 @@ impl Handle {
             base.host_str().unwrap_or_default(),
             base.port_or_known_default().unwrap_or(8123)
         );
-        let handle = Handle {
+        let mut handle = Handle {
             http,
             base,
             read_only,
@@ -150,8 +156,12 @@ impl Handle {
             lease: Duration::from_secs(int("lock_lease_seconds", DEFAULT_LOCK_LEASE)),
             max_concurrency: int("max_concurrency", DEFAULT_MAX_CONCURRENCY) as usize,
             queries: Arc::new(AtomicU64::new(0)),
+            version: (0, 0),
+            planned_grants: std::sync::Mutex::new(Vec::new()),
         };
-        handle.query("SELECT version()", &[]).await.map_err(|e| handle.err(&e, "connecting"))?;
+        let version = handle.query("SELECT version()", &[]).await.map_err(|e| handle.err(&e, "connecting"))?;
+        let mut parts = version.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        handle.version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
         Ok(handle)
     }
 
@@ -304,6 +314,9 @@ impl ProviderRead for Provider {
     fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
         aspects_engine::ownership::fill_defaults(kind, resource)
     }
+    fn secret_rotation(&self, kind: &KindSchema) -> SecretRotation {
+        self.0.secret_rotation(kind)
+    }
     async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         self.0.read(kind, desired).await
     }
@@ -316,6 +329,17 @@ impl ProviderRead for Provider {
 impl ProviderWrite for Provider {
     async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError> {
         self.0.apply(kind, change, desired).await
+    }
+    async fn apply_keeping_old_secret(
+        &self,
+        kind: &KindSchema,
+        change: &Change,
+        desired: &Resource,
+    ) -> Result<(), ProviderError> {
+        self.0.apply_keeping_old_secret(kind, change, desired).await
+    }
+    async fn discard_old_secret(&self, kind: &KindSchema, desired: &Resource) -> Result<(), ProviderError> {
+        self.0.discard_old_secret(kind, desired).await
     }
     async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
         self.0.prune(desired).await

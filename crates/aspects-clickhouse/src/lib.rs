@@ -1,5 +1,5 @@
 //! The ClickHouse provider of `aspects`, over ClickHouse's HTTP interface: databases, tables,
-//! SQL functions and operator-supplied SQL. Desired DDL is canonicalised by the server itself
+//! SQL functions, operator-supplied SQL, users, roles and grants. Desired DDL is canonicalised by the server itself
 //! (`formatQuerySingleLine`, one query per kind) and compared with what the server reports.
 //! Ownership is recorded in the server (`<meta_database>.owned`), and applies take a lease lock
 //! there (ClickHouse has no advisory lock; see ARCHITECTURE.md).
@@ -9,6 +9,7 @@
 mod apply;
 mod client;
 pub mod ddl;
+mod grant;
 mod lock;
 mod ownership;
 mod read;

@@ -19,7 +19,7 @@ use aspects_engine::provider::ProviderError;
 use crate::client::{Handle, array_param, attrs, col};
 use crate::ddl::{self, Table};
 use crate::ownership::{self, Record, State};
-use crate::schema::{self, CLAUSES, DATABASE, FUNCTION, SQL, TABLE, USER, str_attr, str_list};
+use crate::schema::{self, CLAUSES, DATABASE, FUNCTION, GRANT, ROLE, SQL, TABLE, USER, str_attr, str_list};
 
 /// The settings the server writes into every MergeTree table it creates.
 const IMPLICIT_SETTINGS: &[(&str, &str)] = &[("index_granularity", "8192")];
@@ -44,6 +44,8 @@ impl Handle {
             FUNCTION => self.read_functions(desired).await?,
             SQL => self.read_sql(desired, &records).await?,
             USER => self.read_users(desired).await?,
+            ROLE => self.read_roles(desired).await?,
+            GRANT => self.read_grants(desired).await?,
             other => return Err(ProviderError::new(format!("the clickhouse provider has no kind `{other}`"))),
         };
         let owners: BTreeMap<&str, &Record> = records.iter().map(|r| (r.key.as_str(), r)).collect();
@@ -275,6 +277,7 @@ impl Handle {
 
     pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
         let scan = self.scan(desired).await?;
+        let extras = self.grant_extras(desired).await?;
         Ok(scan
             .into_iter()
             .filter(|(rec, exists)| *exists && rec.state.owns())
@@ -286,6 +289,7 @@ impl Handle {
                 reason: "not in the plan".into(),
                 adopted: rec.state == State::Adopted,
             })
+            .chain(extras)
             .collect())
     }
 
@@ -335,6 +339,12 @@ impl Handle {
         } else {
             BTreeSet::new()
         };
+        let roles = if of(ROLE).next().is_some() {
+            let names: Vec<String> = of(ROLE).map(|r| id(r, "name")).collect();
+            self.roles(names.iter().map(String::as_str)).await?
+        } else {
+            BTreeSet::new()
+        };
         let functions = if of(FUNCTION).next().is_some() {
             let names: Vec<String> = of(FUNCTION).map(|r| id(r, "name")).collect();
             self.functions(names.iter().map(String::as_str)).await?
@@ -349,6 +359,7 @@ impl Handle {
                     TABLE => tables.contains_key(&(id(&r, "database"), id(&r, "name"))),
                     FUNCTION => functions.contains_key(&id(&r, "name")),
                     USER => users.contains(&id(&r, "name")),
+                    ROLE => roles.contains(&id(&r, "name")),
                     _ => true,
                 };
                 (r, exists)

@@ -14,6 +14,8 @@ pub const TABLE: &str = "clickhouse_table";
 pub const FUNCTION: &str = "clickhouse_function";
 pub const SQL: &str = "clickhouse_sql";
 pub const USER: &str = "clickhouse_user";
+pub const ROLE: &str = "clickhouse_role";
+pub const GRANT: &str = "clickhouse_grant";
 
 pub const DEFAULT_META_DATABASE: &str = "aspects_meta";
 pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
@@ -66,7 +68,15 @@ pub fn schema() -> SystemSchema {
             .default(DEFAULT_LOCK_LEASE)
             .check(check_lease),
         ],
-        kinds: vec![database_kind(), table_kind(), function_kind(), user_kind(), sql_kind()],
+        kinds: vec![
+            database_kind(),
+            table_kind(),
+            function_kind(),
+            user_kind(),
+            sql_kind(),
+            crate::grant::role_kind(),
+            crate::grant::grant_kind(),
+        ],
     }
 }
 
@@ -194,17 +204,20 @@ fn sql_kind() -> KindSchema {
 
 /// The identity attributes of a resource: the key ownership records and live reads use.
 pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    if kind == GRANT {
+        return crate::grant::identity(attrs);
+    }
     let names: &[&str] = if kind == TABLE { &["database", "name"] } else { &["name"] };
     names.iter().map(|n| ((*n).to_owned(), Value::Str(str_attr(attrs, n).to_owned()))).collect()
 }
 
-fn key(kind: &str, attrs: &BTreeMap<String, Value>) -> String {
+pub(crate) fn key(kind: &str, attrs: &BTreeMap<String, Value>) -> String {
     identity_string(identity(kind, attrs).iter().map(|(k, v)| (k.as_str(), v)))
 }
 
 pub use aspects_core::value::{str_attr, str_list};
 
-fn string(v: &Value) -> Result<&str, String> {
+pub(crate) fn string(v: &Value) -> Result<&str, String> {
     v.as_str().ok_or_else(|| format!("expected a string, found {}", v.type_name()))
 }
 
@@ -217,7 +230,7 @@ fn invisible(c: char) -> bool {
 /// refused is what cannot be a sane file name on the server (ClickHouse keeps one directory per
 /// database and table) or reads as another name: control and invisible characters, a leading
 /// dot, `/`, and lengths the file system cannot hold once escaped.
-fn check_name(v: &Value) -> Result<(), String> {
+pub(crate) fn check_name(v: &Value) -> Result<(), String> {
     let name = string(v)?;
     if name.is_empty() || name.len() > 128 {
         return Err(format!("the name {name:?} must be 1 to 128 bytes long"));

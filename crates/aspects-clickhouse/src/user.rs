@@ -2,14 +2,21 @@
 //! the hash computed here (sha256 of password and salt, the salt 32 random bytes in uppercase hex,
 //! as ClickHouse makes them), so no plaintext crosses the wire. It is verified by an HTTP login as
 //! the user (`SELECT 1`): the server keeps no readable hash (`auth_params` is `{}`).
+//!
+//! Rotation is zero-downtime on ClickHouse >= 24.9, which keeps several authentication methods
+//! per user: the new password is added beside the old one (`ADD IDENTIFIED WITH ...`), every
+//! client moves, then `RESET AUTHENTICATION METHODS TO NEW` keeps only the newest.
 
 use aspects_core::secret::REDACTED;
-use aspects_core::{Live, Resource, Value, Verification};
-use aspects_engine::provider::ProviderError;
+use aspects_core::{Action, Change, KindSchema, Live, Resource, Value, Verification};
+use aspects_engine::provider::{ProviderError, SecretRotation};
 use sha2::{Digest, Sha256};
 
 use crate::client::{ChError, Handle, array_param, attrs, code, col, ident, literal};
-use crate::schema::str_attr;
+use crate::schema::{USER, str_attr};
+
+/// The first version with several authentication methods per user.
+const MULTIPLE_AUTH_METHODS: (u32, u32) = (24, 9);
 
 /// The hash and salt a password is set with.
 pub struct Credential {
@@ -74,12 +81,53 @@ impl Handle {
         Ok(rows.iter().map(|r| col(r, "name")).collect())
     }
 
+    pub(crate) fn secret_rotation(&self, kind: &KindSchema) -> SecretRotation {
+        if kind.kind == USER && self.version >= MULTIPLE_AUTH_METHODS {
+            SecretRotation::Dual
+        } else {
+            SecretRotation::Replace
+        }
+    }
+
+    /// A rotation's first step: the new password beside the current one. A user that does not
+    /// exist yet is simply created.
+    pub(crate) async fn apply_keeping_old_secret(
+        &self,
+        kind: &KindSchema,
+        change: &Change,
+        desired: &Resource,
+    ) -> Result<(), ProviderError> {
+        if self.secret_rotation(kind) != SecretRotation::Dual || change.action != Action::Update {
+            return self.apply(kind, change, Some(desired)).await;
+        }
+        if change.adopt {
+            let id = crate::schema::identity(USER, &desired.attrs);
+            self.claim(USER, &desired.address.name, &id, crate::ownership::State::Adopted).await?;
+        }
+        let what = format!("adding a password to user {}", ident(str_attr(&desired.attrs, "name")));
+        self.set_user_as(desired, "ALTER", "ADD ").await?.map_err(|e| self.err(&e, &what))
+    }
+
+    /// The end of a rotation: only the newest password is kept (a no-op with one).
+    pub(crate) async fn discard_old_secret(&self, kind: &KindSchema, desired: &Resource) -> Result<(), ProviderError> {
+        if self.secret_rotation(kind) != SecretRotation::Dual {
+            return Ok(());
+        }
+        let name = ident(str_attr(&desired.attrs, "name"));
+        let sql = format!("ALTER USER {name}{} RESET AUTHENTICATION METHODS TO NEW", self.on_cluster());
+        self.execute(&sql, &[], &format!("dropping the old passwords of user {name}")).await
+    }
+
     /// `CREATE USER` (fails if it exists) or `ALTER USER` with a new hash and salt.
     pub(crate) async fn set_user(&self, r: &Resource, create: bool) -> Result<Result<(), ChError>, ProviderError> {
+        self.set_user_as(r, if create { "CREATE" } else { "ALTER" }, "").await
+    }
+
+    /// `verb USER name [ON CLUSTER c] [ADD ]IDENTIFIED WITH sha256_hash ...`.
+    async fn set_user_as(&self, r: &Resource, verb: &str, add: &str) -> Result<Result<(), ChError>, ProviderError> {
         let name = str_attr(&r.attrs, "name");
         let cred = Credential::new(password(r));
-        let verb = if create { "CREATE" } else { "ALTER" };
-        let sql = format!("{verb} USER {}{} {}", ident(name), self.on_cluster(), cred.clause());
+        let sql = format!("{verb} USER {}{} {add}{}", ident(name), self.on_cluster(), cred.clause());
         // Never logged: it carries the hash and salt.
         tracing::debug!("statement ({verb} USER {}: text withheld, it carries a password hash)", ident(name));
         let result = self.query(&sql, &[]).await;

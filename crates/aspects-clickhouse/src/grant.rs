@@ -1,0 +1,847 @@
+//! `clickhouse_role` and `clickhouse_grant`: roles, the privileges of a user or role on one
+//! object, and the roles granted to a user or role.
+//!
+//! Grants are compared as rows of `system.grants` / `system.role_grants`, never as `SHOW GRANTS`
+//! text. The server canonicalises both sides: the desired privilege names go through its parser
+//! (`formatQuerySingleLine`: `UPDATE` is `ALTER UPDATE`), and both the desired names and the
+//! live `access_type`s are expanded into the leaf privileges `system.privileges` says they hold,
+//! kept to those the object's level can carry (the server itself stores `ALTER` on a database as
+//! `ALTER TABLE, ALTER DATABASE, ALTER VIEW`). Equal leaf sets are no change, whatever the
+//! spelling. A plan reads grants in four queries whatever their number: privileges, the desired
+//! statements, `system.grants` and `system.role_grants`.
+//!
+//! A managed grantee (a `clickhouse_user` or `clickhouse_role` of the plan) holds exactly what the
+//! plan grants it: privileges on other objects, column privileges, partial revokes and roles the
+//! plan does not declare are shown as `clickhouse_grant` orphans ("privileges beyond the plan")
+//! and taken away by apply (a partial revoke is lifted).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use aspects_core::schema::AttrsError;
+use aspects_core::{Address, AttrSchema, AttrType, Change, KindSchema, Live, Orphan, Resource, Value};
+use aspects_engine::provider::ProviderError;
+
+use crate::client::{Handle, array_param, code, col, ident};
+use crate::ownership;
+use crate::schema::{self, GRANT, ROLE, USER, check_name, str_attr, str_list, string};
+
+pub fn role_kind() -> KindSchema {
+    KindSchema {
+        kind: ROLE,
+        attrs: vec![AttrSchema::new("name", AttrType::String, "Role name.").identity().check(check_name)],
+        data_bearing: false,
+        rank: 1,
+        doc: "A role: privileges and other roles are granted to it with clickhouse_grant.",
+        identity_key: Some(|a| schema::key(ROLE, a)),
+        check: None,
+    }
+}
+
+/// Privileges and role grants are one kind, as `GRANT` is one statement in ClickHouse; a resource
+/// is either `privileges` on `on`, or `roles` (every role the grantee holds, so one granted by
+/// hand is found and revoked).
+pub fn grant_kind() -> KindSchema {
+    KindSchema {
+        kind: GRANT,
+        attrs: vec![
+            optional(AttrSchema::new("user", AttrType::String, "Grantee user (or give `role`).").check(check_name)),
+            optional(AttrSchema::new("role", AttrType::String, "Grantee role (or give `user`).").check(check_name)),
+            optional(
+                AttrSchema::new(
+                    "on",
+                    AttrType::String,
+                    "`*.*`, `db.*` or `db.table` as in GRANT (backticks around a name holding a dot); with `privileges`.",
+                )
+                .check(check_on),
+            ),
+            AttrSchema::new(
+                "privileges",
+                AttrType::List(Box::new(AttrType::String)),
+                "Exactly the privileges held on `on`, as GRANT names them (`SELECT`, `ALTER UPDATE`, `dictGet`): \
+                 missing ones are granted, others revoked.",
+            )
+            .check(check_privileges),
+            AttrSchema::new("grant_option", AttrType::Bool, "WITH GRANT OPTION on every privilege.").default(false),
+            AttrSchema::new(
+                "roles",
+                AttrType::List(Box::new(AttrType::String)),
+                "Exactly the roles the grantee holds (instead of `privileges` and `on`): others are revoked.",
+            )
+            .check(check_roles),
+            AttrSchema::new("admin_option", AttrType::Bool, "WITH ADMIN OPTION on every role.").default(false),
+        ],
+        data_bearing: false,
+        rank: 2,
+        doc: "The privileges of a user or role on one object, or the roles it holds, converged exactly.",
+        identity_key: Some(|a| schema::key(GRANT, a)),
+        check: Some(check_grant),
+    }
+}
+
+/// An identity attribute a resource may leave out (`check_grant` says which it needs).
+fn optional(attr: AttrSchema) -> AttrSchema {
+    AttrSchema { required: false, ..attr.identity() }
+}
+
+/// `user` or `role`, and `on` for privileges (none for role grants).
+pub fn identity(attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    let (attr, name) = grantee(attrs);
+    let mut id = BTreeMap::from([(attr.to_owned(), Value::from(name))]);
+    if let Some(on) = attrs.get("on").and_then(Value::as_str) {
+        let on = Target::parse(on).map_or_else(|_| on.to_owned(), |t| t.to_string());
+        id.insert("on".into(), Value::Str(on));
+    }
+    id
+}
+
+/// (`"user"` or `"role"`, name).
+fn grantee(attrs: &BTreeMap<String, Value>) -> (&'static str, &str) {
+    if attrs.contains_key("role") { ("role", str_attr(attrs, "role")) } else { ("user", str_attr(attrs, "user")) }
+}
+
+fn check_grant(attrs: &BTreeMap<String, Value>) -> Result<(), AttrsError> {
+    let has = |k: &str| attrs.contains_key(k);
+    let err = |attr: Option<&'static str>, message: &str, hint: &str| {
+        Err(AttrsError { attr, message: message.to_owned(), hint: hint.to_owned() })
+    };
+    let both = "write `privileges = [...]` with `on = \"db.*\"`, or `roles = [...]`, in one resource";
+    match (has("user"), has("role")) {
+        (true, true) => return err(Some("role"), "names both a user and a role", "one grantee per resource"),
+        (false, false) => return err(None, "names no grantee", "give `user = \"NAME\"` or `role = \"NAME\"`"),
+        _ => {}
+    }
+    match (has("privileges"), has("on"), has("roles")) {
+        (true, true, false) | (false, false, true) => {}
+        (_, _, true) => return err(Some("roles"), "sets `roles` beside `privileges` or `on`", both),
+        (true, false, _) => return err(Some("privileges"), "sets `privileges` without `on`", both),
+        (false, true, _) => return err(Some("on"), "sets `on` without `privileges`", both),
+        (false, false, false) => return err(None, "grants nothing", both),
+    }
+    if attrs.get("admin_option") == Some(&Value::Bool(true)) && !has("roles") {
+        return err(Some("admin_option"), "sets `admin_option` on privileges", "use `grant_option` for privileges");
+    }
+    if attrs.get("grant_option") == Some(&Value::Bool(true)) && has("roles") {
+        return err(Some("grant_option"), "sets `grant_option` on roles", "use `admin_option` for roles");
+    }
+    Ok(())
+}
+
+fn check_on(v: &Value) -> Result<(), String> {
+    Target::parse(string(v)?).map(drop)
+}
+
+/// Words that would carry a privilege list into another clause.
+const CLAUSE_WORDS: &[&str] = &["ON", "TO", "FROM", "WITH", "GRANT", "REVOKE", "OPTION", "EXCEPT"];
+
+/// A privilege as GRANT names it: words of letters, digits and `_` (the server judges the name).
+fn check_privileges(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of privileges, found {}", v.type_name()))?;
+    if list.is_empty() {
+        return Err("the list is empty; give at least one privilege (a grant of nothing is no grant)".into());
+    }
+    for p in list {
+        let p = string(p)?;
+        let words: Vec<&str> = p.split(' ').collect();
+        let word = |w: &&str| {
+            w.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !CLAUSE_WORDS.iter().any(|k| k.eq_ignore_ascii_case(w))
+        };
+        if !words.iter().all(word) {
+            return Err(format!(
+                "{p:?} is not a privilege name (words of letters, digits and `_`, e.g. \"ALTER UPDATE\"; column lists \
+                 and clauses are not taken)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_roles(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of role names, found {}", v.type_name()))?;
+    list.iter().try_for_each(check_name)
+}
+
+/// The object of a privilege: `*.*`, `db.*` or `db.table`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    pub database: Option<String>,
+    pub table: Option<String>,
+}
+
+impl Target {
+    /// Two parts split at a dot outside backticks; `*` for every database or table.
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let form = "write `*.*`, `db.*` or `db.table` (a name holding a dot in backticks)";
+        let mut parts = Vec::new();
+        let (mut part, mut quoted, mut chars) = (String::new(), None::<bool>, text.chars());
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('`', None) if part.is_empty() => quoted = Some(true),
+                ('`', Some(true)) => quoted = Some(false),
+                ('\\', Some(true)) => part.extend(chars.next()),
+                ('.', None | Some(false)) => {
+                    parts.push((std::mem::take(&mut part), quoted.is_some()));
+                    quoted = None;
+                }
+                (_, Some(false)) => return Err(format!("{text:?}: text after a closing backtick; {form}")),
+                (c, _) => part.push(c),
+            }
+        }
+        if quoted == Some(true) {
+            return Err(format!("{text:?}: a backtick is not closed; {form}"));
+        }
+        parts.push((part, quoted.is_some()));
+        let [(db, db_quoted), (table, table_quoted)] =
+            <[_; 2]>::try_from(parts).map_err(|p: Vec<_>| format!("{text:?} has {} parts; {form}", p.len()))?;
+        let name = |n: String, quoted: bool| -> Result<Option<String>, String> {
+            if n == "*" && !quoted {
+                return Ok(None);
+            }
+            check_name(&Value::Str(n.clone()))?;
+            Ok(Some(n))
+        };
+        let (database, table) = (name(db, db_quoted)?, name(table, table_quoted)?);
+        if database.is_none() && table.is_some() {
+            return Err(format!("{text:?}: a table in every database cannot be granted; {form}"));
+        }
+        Ok(Target { database, table })
+    }
+
+    fn sql(&self) -> String {
+        match (&self.database, &self.table) {
+            (None, _) => "*.*".into(),
+            (Some(d), None) => format!("{}.*", ident(d)),
+            (Some(d), Some(t)) => format!("{}.{}", ident(d), ident(t)),
+        }
+    }
+
+    /// The privilege levels (`system.privileges.level`) an object of this kind can carry.
+    fn holds(&self, level: &str) -> bool {
+        let table = ["TABLE", "DICTIONARY", "VIEW", "COLUMN"];
+        match (&self.database, &self.table) {
+            (None, _) => true,
+            (Some(_), None) => level == "DATABASE" || table.contains(&level),
+            (Some(_), Some(_)) => table.contains(&level),
+        }
+    }
+
+    /// `other` is this object or inside it.
+    fn covers(&self, other: &Target) -> bool {
+        match (&self.database, &self.table) {
+            (None, _) => true,
+            (Some(d), None) => other.database.as_ref() == Some(d),
+            (Some(_), Some(_)) => self == other,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = |n: &str| {
+            let simple = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if simple { n.to_owned() } else { ident(n) }
+        };
+        match (&self.database, &self.table) {
+            (None, _) => write!(f, "*.*"),
+            (Some(d), None) => write!(f, "{}.*", plain(d)),
+            (Some(d), Some(t)) => write!(f, "{}.{}", plain(d), plain(t)),
+        }
+    }
+}
+
+/// The privilege tree of the server (`system.privileges`), to expand names into leaves.
+pub struct Privileges {
+    children: BTreeMap<String, Vec<String>>,
+    level: BTreeMap<String, String>,
+}
+
+impl Privileges {
+    /// The leaf privileges `name` holds that `on` can carry.
+    fn leaves(&self, name: &str, on: &Target) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![name.to_owned()];
+        while let Some(p) = stack.pop() {
+            match self.children.get(&p) {
+                Some(kids) => stack.extend(kids.iter().cloned()),
+                None if on.holds(self.level.get(&p).map_or("", String::as_str)) => {
+                    out.insert(p);
+                }
+                None => {}
+            }
+        }
+        out
+    }
+
+    fn all_leaves<'a>(&self, names: impl IntoIterator<Item = &'a str>, on: &Target) -> BTreeSet<String> {
+        names.into_iter().flat_map(|n| self.leaves(n, on)).collect()
+    }
+}
+
+/// A `(kind attr, name)` grantee.
+type Grantee = (&'static str, String);
+
+/// One row of `system.grants`.
+#[derive(Clone, Debug)]
+struct Row {
+    grantee: Grantee,
+    access: String,
+    target: Target,
+    column: Option<String>,
+    partial: bool,
+    grant_option: bool,
+}
+
+/// What one grantee holds on one object (plain rows only: no column, no partial revoke).
+#[derive(Default)]
+struct Held {
+    access: BTreeSet<String>,
+    leaves: BTreeSet<String>,
+    with_option: BTreeSet<String>,
+}
+
+/// The live grants of some grantees: rows, and role name -> admin option per grantee.
+struct Grants {
+    rows: Vec<Row>,
+    roles: BTreeMap<Grantee, BTreeMap<String, bool>>,
+}
+
+impl Grants {
+    fn held(&self, p: &Privileges, g: &Grantee, on: &Target) -> Option<Held> {
+        let mut held: Option<Held> = None;
+        for r in self.rows.iter().filter(|r| &r.grantee == g && &r.target == on && r.column.is_none() && !r.partial) {
+            let h = held.get_or_insert_with(Held::default);
+            let leaves = p.leaves(&r.access, on);
+            if r.grant_option {
+                h.with_option.extend(leaves.iter().cloned());
+            }
+            h.leaves.extend(leaves);
+            h.access.insert(r.access.clone());
+        }
+        held
+    }
+}
+
+fn flag(row: &serde_json::Map<String, serde_json::Value>, name: &str) -> bool {
+    matches!(col(row, name).as_str(), "1" | "true")
+}
+
+fn nullable(row: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<String> {
+    row.get(name).filter(|v| !v.is_null()).map(|_| col(row, name))
+}
+
+fn list(items: impl IntoIterator<Item = String>) -> Value {
+    Value::List(items.into_iter().map(Value::Str).collect())
+}
+
+fn grantee_of(r: &Resource) -> Grantee {
+    let (attr, name) = grantee(&r.attrs);
+    (attr, name.to_owned())
+}
+
+fn target_of(r: &Resource) -> Result<Target, ProviderError> {
+    Target::parse(str_attr(&r.attrs, "on"))
+        .map_err(|e| ProviderError::new(format!("{} ({}): {e}", r.address, r.origin)))
+}
+
+fn who((attr, name): &Grantee) -> String {
+    format!("{attr} {}", ident(name))
+}
+
+impl Handle {
+    /// Role names that exist, of those given (one query).
+    pub(crate) async fn roles<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<BTreeSet<String>, ProviderError> {
+        let rows = self
+            .rows(
+                "SELECT name FROM system.roles WHERE has({names:Array(String)}, name)",
+                &[("names", &array_param(names))],
+            )
+            .await
+            .map_err(|e| self.err(&e, "reading roles"))?;
+        Ok(rows.iter().map(|r| col(r, "name")).collect())
+    }
+
+    pub(crate) async fn read_roles(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let found = self.roles(desired.iter().map(|r| str_attr(&r.attrs, "name"))).await?;
+        Ok(desired
+            .iter()
+            .map(|r| {
+                let name = str_attr(&r.attrs, "name");
+                found.contains(name).then(|| Live {
+                    attrs: BTreeMap::from([("name".to_owned(), Value::from(name))]),
+                    ..Live::default()
+                })
+            })
+            .collect())
+    }
+
+    async fn privileges(&self) -> Result<Privileges, ProviderError> {
+        let rows = self
+            .rows("SELECT privilege, level, parent_group FROM system.privileges", &[])
+            .await
+            .map_err(|e| self.err(&e, "reading the privilege tree"))?;
+        let mut p = Privileges { children: BTreeMap::new(), level: BTreeMap::new() };
+        for r in &rows {
+            let name = col(r, "privilege");
+            if let Some(parent) = nullable(r, "parent_group") {
+                p.children.entry(parent).or_default().push(name.clone());
+            }
+            p.level.insert(name, col(r, "level"));
+        }
+        Ok(p)
+    }
+
+    /// Everything the grantees hold: two queries.
+    async fn grants(&self, grantees: &BTreeSet<Grantee>) -> Result<Grants, ProviderError> {
+        let names = |kind: &str| array_param(grantees.iter().filter(|g| g.0 == kind).map(|g| g.1.as_str()));
+        let (users, roles) = (names("user"), names("role"));
+        let params = [("users", users.as_str()), ("roles", roles.as_str())];
+        let whose =
+            "has({users:Array(String)}, ifNull(user_name, '')) OR has({roles:Array(String)}, ifNull(role_name, ''))";
+        let of = |r: &serde_json::Map<String, serde_json::Value>| -> Grantee {
+            match nullable(r, "user_name") {
+                Some(u) => ("user", u),
+                None => ("role", col(r, "role_name")),
+            }
+        };
+        let rows = self
+            .rows(
+                &format!(
+                    "SELECT user_name, role_name, access_type, database, table, column, is_partial_revoke, grant_option \
+                     FROM system.grants WHERE {whose}"
+                ),
+                &params,
+            )
+            .await
+            .map_err(|e| self.err(&e, "reading grants"))?;
+        let rows = rows
+            .iter()
+            .map(|r| Row {
+                grantee: of(r),
+                access: col(r, "access_type"),
+                target: Target { database: nullable(r, "database"), table: nullable(r, "table") },
+                column: nullable(r, "column"),
+                partial: flag(r, "is_partial_revoke"),
+                grant_option: flag(r, "grant_option"),
+            })
+            .collect();
+        let granted = self
+            .rows(
+                &format!(
+                    "SELECT user_name, role_name, granted_role_name, with_admin_option FROM system.role_grants WHERE {whose}"
+                ),
+                &params,
+            )
+            .await
+            .map_err(|e| self.err(&e, "reading role grants"))?;
+        let mut roles: BTreeMap<Grantee, BTreeMap<String, bool>> = BTreeMap::new();
+        for r in &granted {
+            roles.entry(of(r)).or_default().insert(col(r, "granted_role_name"), flag(r, "with_admin_option"));
+        }
+        Ok(Grants { rows, roles })
+    }
+
+    /// The desired privileges of each privilege grant in the server's spelling (one query); a
+    /// name the parser refuses, or that the object cannot carry, fails the plan here.
+    async fn desired_privileges(
+        &self,
+        p: &Privileges,
+        desired: &[&Resource],
+    ) -> Result<Vec<(Target, BTreeSet<String>)>, ProviderError> {
+        let mut items = Vec::new();
+        for r in desired {
+            let text = format!(
+                "GRANT {} ON {} TO {}",
+                str_list(r.attrs.get("privileges")).join(", "),
+                target_of(r)?.sql(),
+                ident(grantee(&r.attrs).1)
+            );
+            items.push((*r, text));
+        }
+        let canonical = self.canonical(&items).await?;
+        desired
+            .iter()
+            .zip(canonical)
+            .map(|(r, text)| {
+                let on = target_of(r)?;
+                let names = text.strip_prefix("GRANT ").and_then(|t| t.split(" ON ").next()).unwrap_or_default();
+                let leaves = p.all_leaves(names.split(", "), &on);
+                if leaves.is_empty() {
+                    return Err(ProviderError::new(format!(
+                        "{} ({}): none of these privileges can be granted on {on}",
+                        r.address, r.origin
+                    ))
+                    .with_hint("grant global privileges on `*.*`; nothing was written"));
+                }
+                Ok((on, leaves))
+            })
+            .collect()
+    }
+
+    /// Five queries for every grant of the plan: records (in `read`), privileges, desired
+    /// statements, grants, role grants.
+    pub(crate) async fn read_grants(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let p = self.privileges().await?;
+        let privilege_grants: Vec<&Resource> = desired.iter().filter(|r| r.attrs.contains_key("on")).collect();
+        let mut wanted = self.desired_privileges(&p, &privilege_grants).await?.into_iter();
+        let grantees: BTreeSet<Grantee> = desired.iter().map(grantee_of).collect();
+        let live = self.grants(&grantees).await?;
+        Ok(desired
+            .iter()
+            .map(|r| {
+                let g = grantee_of(r);
+                let mut attrs = identity(&r.attrs);
+                if let Some((on, leaves)) = r.attrs.contains_key("on").then(|| wanted.next()).flatten() {
+                    let held = live.held(&p, &g, &on)?;
+                    let option = r.attrs.get("grant_option") == Some(&Value::Bool(true));
+                    let privileges = if held.leaves == leaves {
+                        r.attrs.get("privileges").cloned().unwrap_or(Value::List(Vec::new()))
+                    } else {
+                        list(held.access)
+                    };
+                    // Some privileges with the option and some without read as the opposite of the plan.
+                    let live_option = if held.with_option.is_empty() {
+                        false
+                    } else if held.with_option == held.leaves {
+                        true
+                    } else {
+                        !option
+                    };
+                    attrs.insert("privileges".into(), privileges);
+                    attrs.insert("grant_option".into(), Value::Bool(live_option));
+                } else {
+                    let held = live.roles.get(&g)?;
+                    let want: BTreeSet<&str> = str_list(r.attrs.get("roles")).into_iter().collect();
+                    let admin = r.attrs.get("admin_option") == Some(&Value::Bool(true));
+                    let roles = if held.keys().map(String::as_str).collect::<BTreeSet<_>>() == want {
+                        r.attrs.get("roles").cloned().unwrap_or(Value::List(Vec::new()))
+                    } else {
+                        list(held.keys().cloned())
+                    };
+                    let live_admin = if held.values().all(|a| *a == admin) { admin } else { !admin };
+                    attrs.insert("roles".into(), roles);
+                    attrs.insert("admin_option".into(), Value::Bool(live_admin));
+                }
+                // The option of the other form is not the server's to have: as the plan says.
+                for other in ["grant_option", "admin_option"] {
+                    if let (false, Some(v)) = (attrs.contains_key(other), r.attrs.get(other)) {
+                        attrs.insert(other.to_owned(), v.clone());
+                    }
+                }
+                Some(Live { attrs, ..Live::default() })
+            })
+            .collect())
+    }
+
+    /// What the plan's users and roles hold beyond its grants, as orphans (three queries, none
+    /// without managed grantees). Remembers the plan's grants, so that a revoke on a wider object
+    /// can give back what the plan grants inside it.
+    pub(crate) async fn grant_extras(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+        let grants: Vec<Resource> = desired.iter().filter(|r| r.address.kind == GRANT).cloned().collect();
+        *self.planned_grants.lock().unwrap_or_else(|e| e.into_inner()) = grants.clone();
+        let managed: BTreeSet<Grantee> = desired
+            .iter()
+            .filter_map(|r| match r.address.kind.as_str() {
+                USER => Some(("user", str_attr(&r.attrs, "name").to_owned())),
+                ROLE => Some(("role", str_attr(&r.attrs, "name").to_owned())),
+                _ => None,
+            })
+            .collect();
+        if managed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let live = self.grants(&managed).await?;
+        let planned: BTreeSet<String> = grants.iter().map(|r| ownership::key(GRANT, &identity(&r.attrs))).collect();
+        let records = self.records(Some(GRANT)).await?;
+        // Grants another deployment records are its business; this one's stale records are
+        // reported by the ownership scan already.
+        let known: BTreeSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
+        // Key -> (identity, address name, what is held, whether it is roles).
+        type Extra = (BTreeMap<String, Value>, String, Vec<String>, bool);
+        let mut beyond: BTreeMap<String, Extra> = BTreeMap::new();
+        let mut note = |id: BTreeMap<String, Value>, name: String, held: Vec<String>, roles: bool| {
+            let k = ownership::key(GRANT, &id);
+            if !planned.contains(&k) && !known.contains(k.as_str()) {
+                beyond.entry(k).or_insert_with(|| (id, name, Vec::new(), roles)).2.extend(held);
+            }
+        };
+        for row in live.rows.iter().filter(|r| managed.contains(&r.grantee)) {
+            let (attr, g) = (row.grantee.0, row.grantee.1.as_str());
+            let mut id = BTreeMap::from([
+                (attr.to_owned(), Value::from(g)),
+                ("on".to_owned(), Value::Str(row.target.to_string())),
+            ]);
+            let mut name = format!("{attr} {g} on {}", row.target);
+            if let Some(c) = &row.column {
+                id.insert("column".into(), Value::from(c.as_str()));
+                name += &format!("({c})");
+            }
+            let mut access = row.access.clone();
+            if row.partial {
+                id.insert("partial_revoke".into(), Value::Bool(true));
+                name = format!("{attr} {g} revoked on {}", &name[name.find(" on ").unwrap_or(0) + 4..]);
+                if row.grant_option {
+                    access = format!("GRANT OPTION FOR {access}");
+                }
+            }
+            note(id, name, vec![access], false);
+        }
+        for (g, roles) in live.roles.iter().filter(|(g, _)| managed.contains(*g)) {
+            let id = BTreeMap::from([(g.0.to_owned(), Value::from(g.1.as_str()))]);
+            note(id, format!("{} {} roles", g.0, g.1), roles.keys().cloned().collect(), true);
+        }
+        Ok(beyond
+            .into_values()
+            .map(|(identity, name, held, roles)| {
+                // What is held goes into the identity too: the revoke needs no second read.
+                let mut identity = identity;
+                identity.insert(if roles { "roles" } else { "privileges" }.into(), list(held));
+                let attrs = identity.clone();
+                Orphan {
+                    address: Address::new(GRANT, name),
+                    identity,
+                    attrs,
+                    provider: self.provider.clone(),
+                    reason: "privileges beyond the plan".into(),
+                    adopted: false,
+                }
+            })
+            .collect())
+    }
+
+    /// `CREATE ROLE`, failing if it exists (so success proves this deployment made it).
+    pub(crate) fn create_role_sql(&self, r: &Resource) -> String {
+        format!("CREATE ROLE {}{}", ident(str_attr(&r.attrs, "name")), self.on_cluster())
+    }
+
+    /// Grants what the resource declares, then revokes what the plan found the grantee holding
+    /// beyond it there (`change`: the values before, for an update). Working from the plan's
+    /// reading keeps an apply to one read of the access tables, at plan time.
+    pub(crate) async fn converge_grant(&self, r: &Resource, change: Option<&Change>) -> Result<(), ProviderError> {
+        let before =
+            |name: &str| change.and_then(|c| c.attrs.iter().find(|a| a.name == name)).and_then(|a| a.before.as_ref());
+        let was_on = |name: &str| before(name) == Some(&Value::Bool(true));
+        let g = grantee_of(r);
+        let to = ident(&g.1);
+        let on = self.on_cluster();
+        let doing = format!("granting to {}", who(&g));
+        if !r.attrs.contains_key("on") {
+            let want: Vec<&str> = str_list(r.attrs.get("roles"));
+            let roles = want.iter().map(|n| ident(n)).collect::<Vec<_>>().join(", ");
+            let admin = r.attrs.get("admin_option") == Some(&Value::Bool(true));
+            if !want.is_empty() {
+                let with = if admin { " WITH ADMIN OPTION" } else { "" };
+                self.execute(&format!("GRANT{on} {roles} TO {to}{with}"), &[], &doing).await?;
+            }
+            let held = str_list(before("roles"));
+            let extra: Vec<String> = held.iter().filter(|k| !want.contains(k)).map(|k| ident(k)).collect();
+            if !extra.is_empty() {
+                self.execute(&format!("REVOKE{on} {} FROM {to}", extra.join(", ")), &[], &doing).await?;
+            }
+            if was_on("admin_option") && !admin && !want.is_empty() {
+                self.execute(&format!("REVOKE{on} ADMIN OPTION FOR {roles} FROM {to}"), &[], &doing).await?;
+            }
+            return Ok(());
+        }
+        let target = target_of(r)?;
+        let option = r.attrs.get("grant_option") == Some(&Value::Bool(true));
+        let with = if option { " WITH GRANT OPTION" } else { "" };
+        let privileges = str_list(r.attrs.get("privileges")).join(", ");
+        self.execute(&format!("GRANT{on} {privileges} ON {} TO {to}{with}", target.sql()), &[], &doing).await?;
+        let mut revoked = false;
+        if let Some(held) = before("privileges") {
+            let p = self.privileges().await?;
+            let (_, want) = self.desired_privileges(&p, &[r]).await?.remove(0);
+            let extra: Vec<String> = p.all_leaves(str_list(Some(held)), &target).difference(&want).cloned().collect();
+            if !extra.is_empty() {
+                self.execute(&format!("REVOKE{on} {} ON {} FROM {to}", extra.join(", "), target.sql()), &[], &doing)
+                    .await?;
+                revoked = true;
+            }
+        }
+        if was_on("grant_option") && !option {
+            let sql = format!("REVOKE{on} GRANT OPTION FOR {privileges} ON {} FROM {to}", target.sql());
+            self.execute(&sql, &[], &doing).await?;
+            revoked = true;
+        }
+        if revoked {
+            self.restore_inside(&g, &target, Some(r)).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes away a grant: the privileges on its object (or the partial revoke, lifted), or
+    /// every role it holds. What is held comes with an orphan the plan found beyond it, and is
+    /// read for a grant that left the plan. A grantee that is gone holds nothing: done.
+    pub(crate) async fn revoke(&self, id: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
+        let (attr, name) = grantee(id);
+        let g: Grantee = (attr, name.to_owned());
+        let to = ident(name);
+        let on = self.on_cluster();
+        let doing = format!("revoking from {}", who(&g));
+        let target = id.get("on").and_then(Value::as_str).map(Target::parse).transpose().map_err(ProviderError::new)?;
+        let column = id.get("column").and_then(Value::as_str);
+        let partial = id.get("partial_revoke") == Some(&Value::Bool(true));
+        let found = id.get("privileges").or_else(|| id.get("roles"));
+        // (privilege or role, with the grant option)
+        let held: Vec<(String, bool)> = match (found, &target) {
+            (Some(list), _) => str_list(Some(list))
+                .into_iter()
+                .map(|a| match a.strip_prefix("GRANT OPTION FOR ") {
+                    Some(a) => (a.to_owned(), true),
+                    None => (a.to_owned(), false),
+                })
+                .collect(),
+            (None, None) => {
+                let live = self.grants(&BTreeSet::from([g.clone()])).await?;
+                live.roles.get(&g).map(|r| r.keys().map(|k| (k.clone(), false)).collect()).unwrap_or_default()
+            }
+            (None, Some(t)) => {
+                let live = self.grants(&BTreeSet::from([g.clone()])).await?;
+                live.rows
+                    .into_iter()
+                    .filter(|r| &r.target == t && r.column.as_deref() == column && r.partial == partial)
+                    .map(|r| (r.access, r.grant_option))
+                    .collect()
+            }
+        };
+        if held.is_empty() {
+            return Ok(());
+        }
+        let statements: Vec<String> = match &target {
+            None => {
+                let roles: Vec<String> = held.iter().map(|(r, _)| ident(r)).collect();
+                vec![format!("REVOKE{on} {} FROM {to}", roles.join(", "))]
+            }
+            Some(t) => {
+                let cols = column.map(|c| format!("({})", ident(c))).unwrap_or_default();
+                let object = format!("ON {}", t.sql());
+                let list = |option: bool| {
+                    held.iter().filter(|(_, o)| *o == option).map(|(a, _)| format!("{a}{cols}")).collect::<Vec<_>>()
+                };
+                let mut out = Vec::new();
+                if !partial {
+                    let all: Vec<String> = held.iter().map(|(a, _)| format!("{a}{cols}")).collect();
+                    out.push(format!("REVOKE{on} {} {object} FROM {to}", all.join(", ")));
+                }
+                // A partial revoke is lifted by granting again what it withholds.
+                for (option, with) in [(false, ""), (true, " WITH GRANT OPTION")] {
+                    let l = list(option);
+                    if partial && !l.is_empty() {
+                        out.push(format!("GRANT{on} {} {object} TO {to}{with}", l.join(", ")));
+                    }
+                }
+                out
+            }
+        };
+        for sql in statements {
+            let result = self.query(&sql, &[]).await;
+            aspects_engine::fault::after_write();
+            match result {
+                Err(e) if matches!(e.code, code::UNKNOWN_USER | code::UNKNOWN_ROLE) => return Ok(()),
+                other => other.map(drop).map_err(|e| self.err(&e, &doing))?,
+            }
+        }
+        if let (Some(t), false) = (&target, partial) {
+            self.restore_inside(&g, t, None).await?;
+        }
+        Ok(())
+    }
+
+    /// A REVOKE on an object also takes the privileges away inside it: grants the plan makes to
+    /// the same grantee on objects within (other than `except`) again.
+    async fn restore_inside(
+        &self,
+        g: &Grantee,
+        wider: &Target,
+        except: Option<&Resource>,
+    ) -> Result<(), ProviderError> {
+        let planned = self.planned_grants.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for r in planned.iter().filter(|r| r.attrs.contains_key("on") && grantee_of(r) == *g) {
+            let inside = Target::parse(str_attr(&r.attrs, "on")).is_ok_and(|t| wider.covers(&t));
+            if inside && except.is_none_or(|e| e.address != r.address) {
+                let option =
+                    if r.attrs.get("grant_option") == Some(&Value::Bool(true)) { " WITH GRANT OPTION" } else { "" };
+                let sql = format!(
+                    "GRANT{} {} ON {} TO {}{option}",
+                    self.on_cluster(),
+                    str_list(r.attrs.get("privileges")).join(", "),
+                    target_of(r)?.sql(),
+                    ident(&g.1)
+                );
+                self.execute(&sql, &[], &format!("granting to {} again", who(g))).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(attr: &str, v: impl Into<Value>) -> Result<(), String> {
+        schema::schema().check_attr(GRANT, attr, &v.into())
+    }
+
+    #[test]
+    fn targets_parse_and_print() {
+        let t = |s: &str| Target::parse(s).map(|t| (t.to_string(), t.sql()));
+        assert_eq!(t("*.*").unwrap(), ("*.*".into(), "*.*".into()));
+        assert_eq!(t("xapi.*").unwrap(), ("xapi.*".into(), "`xapi`.*".into()));
+        assert_eq!(t("system.query_log").unwrap(), ("system.query_log".into(), "`system`.`query_log`".into()));
+        assert!(t("`a.b`.`t``x`").is_err());
+        assert_eq!(t("`a.b`.t-1").unwrap(), ("`a.b`.`t-1`".into(), "`a.b`.`t-1`".into()));
+        // Names always reach SQL quoted: a quote or semicolon in one is only a strange name.
+        assert_eq!(t("a.b'; DROP").unwrap().1, "`a`.`b'; DROP`");
+        for bad in ["xapi", "a.b.c", "*.t", "a.", "`a.b", "a\0.b"] {
+            assert!(Target::parse(bad).is_err(), "{bad:?}");
+        }
+        let (all, db, t1) =
+            (Target::parse("*.*").unwrap(), Target::parse("a.*").unwrap(), Target::parse("a.t").unwrap());
+        assert!(all.covers(&db) && db.covers(&t1) && !t1.covers(&db) && !db.covers(&Target::parse("b.t").unwrap()));
+    }
+
+    #[test]
+    fn privileges_and_forms_are_checked_before_any_read() {
+        let privs = |v: &[&str]| Value::List(v.iter().map(|s| Value::from(*s)).collect());
+        assert_eq!(check("privileges", privs(&["SELECT", "ALTER UPDATE", "dictGet"])), Ok(()));
+        for bad in ["SELECT ON *.* TO evil", "SELECT(a)", "SELECT; DROP", "", "ALL  x", "INSERT WITH"] {
+            assert!(check("privileges", privs(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(check("privileges", privs(&[])).unwrap_err().contains("empty"));
+        let attrs = |pairs: &[(&str, Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let ok = attrs(&[("user", "u".into()), ("on", "a.*".into()), ("privileges", privs(&["SELECT"]))]);
+        assert_eq!(check_grant(&ok), Ok(()));
+        let roles = attrs(&[("role", "r".into()), ("roles", privs(&["a"]))]);
+        assert_eq!(check_grant(&roles), Ok(()));
+        let both = attrs(&[("user", "u".into()), ("role", "r".into()), ("roles", privs(&["a"]))]);
+        assert_eq!(check_grant(&both).unwrap_err().attr, Some("role"));
+        let mixed = attrs(&[("user", "u".into()), ("on", "a.*".into()), ("roles", privs(&["a"]))]);
+        assert_eq!(check_grant(&mixed).unwrap_err().attr, Some("roles"));
+        assert_eq!(identity(&ok).get("on"), Some(&Value::from("a.*")));
+        assert_eq!(identity(&roles).len(), 1);
+    }
+
+    #[test]
+    fn leaves_follow_the_tree_and_the_level() {
+        let p = Privileges {
+            children: BTreeMap::from([
+                ("ALTER".into(), vec!["ALTER TABLE".into(), "ALTER USER".into()]),
+                ("ALTER TABLE".into(), vec!["ALTER UPDATE".into()]),
+            ]),
+            level: [("ALTER UPDATE", "COLUMN"), ("ALTER USER", "GLOBAL"), ("SELECT", "COLUMN")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into(),
+        };
+        let db = Target::parse("d.*").unwrap();
+        assert_eq!(p.leaves("ALTER", &db), BTreeSet::from(["ALTER UPDATE".to_owned()]));
+        assert_eq!(p.leaves("ALTER", &Target::parse("*.*").unwrap()).len(), 2);
+        assert_eq!(p.all_leaves(["ALTER TABLE", "SELECT"], &db).len(), 2);
+    }
+}

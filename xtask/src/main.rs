@@ -173,7 +173,7 @@ fn demo() -> Result<(), String> {
     let url = |name: &str| &env.iter().find(|(k, _)| k == name).expect("up returns the URL").1;
     eprintln!(
         "\nDemo complete: the Superset metadata database, its user and grants are converged on {}, and the\n\
-         ClickHouse databases, base schema (functions and tables) and service users on {}.\n\
+         ClickHouse databases, base schema (functions and tables), service users and their grants on {}.\n\
          Its secrets file and journal are in {}. Tear down with `cargo xtask stack down`.",
         url(stack::MYSQL_URL),
         url(clickhouse::URL),

@@ -305,7 +305,7 @@ impl Ctx<'_> {
         // Before asking: a plan that cannot be applied must not be confirmed first.
         check_destroys(&planned.plan, args.allow_destroy)?;
         if saved.is_none() && !args.exec.auto_approve {
-            confirm(&rotation::verdict(&planned.plan, &found))?;
+            confirm(&rotation::verdict(&planned.plan, &found)).await?;
         }
         prune().await?;
         let journal_path = args.exec.journal.clone().unwrap_or_else(|| journal_path(&self.cli.files[0]));
@@ -493,17 +493,22 @@ fn accept_new_secrets(loaded: &mut Loaded, planned: &Planned, allow: bool) -> Re
 }
 
 /// Asks on the terminal, repeating the verdict: a long plan has scrolled it out of sight.
-fn confirm(verdict: &str) -> Result<(), CliError> {
+async fn confirm(verdict: &str) -> Result<(), CliError> {
     if !std::io::stdin().is_terminal() {
         return Err(CliError::new("apply needs confirmation, but standard input is not a terminal")
             .hint("review the plan above and pass --auto-approve, or apply a saved plan: aspects plan --out FILE; aspects apply FILE"));
     }
     eprint!("\n{verdict}\nDo you want to perform these actions? Only 'yes' will be accepted.\n  Enter a value: ");
     let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
+    // Read off the runtime's one thread: while the operator reads the plan, the locks this run
+    // holds must keep their leases alive (heartbeats are tasks on that thread).
+    let read = tokio::task::spawn_blocking(|| {
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).map(|_| answer)
+    });
+    let answer = read
+        .await
+        .map_err(|e| CliError::new(format!("cannot read the answer: {e}")))?
         .map_err(|e| CliError::new(format!("cannot read the answer: {e}")))?;
     if answer.trim() != "yes" {
         return Err(CliError::new("apply cancelled; nothing was changed"));

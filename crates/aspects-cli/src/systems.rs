@@ -6,7 +6,11 @@ use aspects_core::Registry;
 use aspects_engine::Connector;
 
 pub fn connectors() -> BTreeMap<&'static str, Box<dyn Connector>> {
-    let list: Vec<Box<dyn Connector>> = vec![Box::new(aspects_mysql::MySql), Box::new(aspects_clickhouse::ClickHouse)];
+    let list: Vec<Box<dyn Connector>> = vec![
+        Box::new(aspects_mysql::MySql),
+        Box::new(aspects_clickhouse::ClickHouse),
+        Box::new(aspects_superset::Superset),
+    ];
     list.into_iter().map(|c| (c.schema().system, c)).collect()
 }
 

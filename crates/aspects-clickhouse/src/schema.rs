@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use aspects_core::schema::check_max_concurrency;
+use aspects_core::schema::{check_max_concurrency, invisible};
 use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value, identity_string};
 
 pub const SYSTEM: &str = "clickhouse";
@@ -219,11 +219,6 @@ pub use aspects_core::value::{str_attr, str_list};
 
 pub(crate) fn string(v: &Value) -> Result<&str, String> {
     v.as_str().ok_or_else(|| format!("expected a string, found {}", v.type_name()))
-}
-
-/// Invisible characters that make two names look alike or reorder text.
-fn invisible(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}' | '\u{00ad}')
 }
 
 /// Names are quoted wherever they reach SQL, so quotes and backticks are harmless; what is

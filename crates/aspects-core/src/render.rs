@@ -150,6 +150,8 @@ fn render_change(out: &mut String, c: &Change, p: Painter) {
     // What an adoption takes over, unchanged: identity and current attributes, no sign.
     for a in &c.unchanged {
         let value = match &a.after {
+            // A text built around a secret shows its masked form.
+            Some(v @ Value::Sensitive(_)) => v.to_string(),
             _ if a.sensitive => REDACTED.to_owned(),
             Some(v) => v.to_string(),
             None => continue,
@@ -171,10 +173,18 @@ fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p
     let forces = if a.forces_replace { p.paint(Label::Replace, " # forces replacement") } else { String::new() };
     let sign = p.paint(label, sym);
     if a.sensitive {
+        // Texts built around a secret (a connection URI) show their masked form.
+        let shown = |v: Option<&Value>| v.and_then(Value::as_secret).and_then(|s| s.shown()).map(|s| format!("{s:?}"));
+        let (before, after) = (shown(a.before.as_ref()), shown(a.after.as_ref()));
         let text = match &a.unverifiable {
-            _ if a.after.is_none() || matches!(action, Action::Create | Action::Replace) => REDACTED.to_owned(),
+            _ if a.after.is_none() => before.unwrap_or_else(|| REDACTED.to_owned()),
+            _ if matches!(action, Action::Create | Action::Replace) => after.unwrap_or_else(|| REDACTED.to_owned()),
             Some(why) => format!("(sensitive, cannot verify: {why})"),
-            None => "(sensitive, changed)".to_owned(),
+            None => match (before, after) {
+                (Some(b), Some(n)) if b != n => format!("{b} -> {n}"),
+                (_, Some(n)) => format!("{n} (secret part changed)"),
+                _ => "(sensitive, changed)".to_owned(),
+            },
         };
         let _ = writeln!(out, "      {sign} {name} = {text}{forces}");
         return;
@@ -312,6 +322,41 @@ mod tests {
         let text = render_plan(&p, NO_COLOUR);
         assert!(!text.contains("s3cret"));
         insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn a_secret_inside_a_uri_is_masked_and_the_rest_shown() {
+        let uri = |pw: &str, host: &str| {
+            let shown = format!("db+driver://u:(sensitive)@{host}/x");
+            Some(Value::Sensitive(Secret::with_shown(format!("db+driver://u:{pw}@{host}/x"), shown)))
+        };
+        let p = plan(vec![
+            change(Action::Create, vec![attr("sqlalchemy_uri", None, uri("s3cret-a", "h1"))]),
+            change(Action::Update, vec![attr("sqlalchemy_uri", uri("s3cret-a", "h1"), uri("s3cret-b", "h2"))]),
+            change(Action::Update, vec![attr("sqlalchemy_uri", uri("s3cret-a", "h2"), uri("s3cret-b", "h2"))]),
+        ]);
+        let text = render_plan(&p, NO_COLOUR);
+        assert!(!text.contains("s3cret"), "{text}");
+        insta::assert_snapshot!(text, @r#"
+        Plan: 1 to add, 2 to change, 0 to destroy.
+
+        Symbols: + create, ~ update in place
+
+          # mysql_user.superset will be created
+          + mysql_user.superset {
+              + sqlalchemy_uri = "db+driver://u:(sensitive)@h1/x"
+            }
+
+          # mysql_user.superset will be updated in place
+          ~ mysql_user.superset {
+              ~ sqlalchemy_uri = "db+driver://u:(sensitive)@h1/x" -> "db+driver://u:(sensitive)@h2/x"
+            }
+
+          # mysql_user.superset will be updated in place
+          ~ mysql_user.superset {
+              ~ sqlalchemy_uri = "db+driver://u:(sensitive)@h2/x" (secret part changed)
+            }
+        "#);
     }
 
     #[test]

@@ -216,6 +216,12 @@ impl SystemSchema {
     }
 }
 
+/// Invisible characters that make two names look alike or reorder text (bidi controls,
+/// zero-width characters): refused in every name a provider checks.
+pub fn invisible(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}' | '\u{00ad}')
+}
+
 /// The check of every provider's `max_concurrency`: 1 to 64.
 pub fn check_max_concurrency(v: &Value) -> Result<(), String> {
     match v {

@@ -7,19 +7,44 @@ use std::sync::Arc;
 /// What is printed wherever a secret would be.
 pub const REDACTED: &str = "(sensitive)";
 
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Arc<str>);
+/// Equal when the values are equal; how it is shown plays no part.
+#[derive(Clone)]
+pub struct Secret {
+    value: Arc<str>,
+    /// What plans may show of a text built around secrets (a connection URI): the text with
+    /// every secret part replaced by [`REDACTED`]. `None`: nothing is shown.
+    shown: Option<Arc<str>>,
+}
 
 impl Secret {
     pub fn new(value: impl Into<Arc<str>>) -> Self {
-        Self(value.into())
+        Self { value: value.into(), shown: None }
+    }
+
+    /// A secret whose non-secret parts may be shown: `shown` must hold no secret material
+    /// (the loader builds it from the literal parts of a `${...}` template).
+    pub fn with_shown(value: impl Into<Arc<str>>, shown: impl Into<Arc<str>>) -> Self {
+        Self { value: value.into(), shown: Some(shown.into()) }
     }
 
     /// The plaintext. Call it only where the value must cross a wire or feed a hash.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
+    }
+
+    /// The text with its secret parts masked, when it has non-secret parts worth showing.
+    pub fn shown(&self) -> Option<&str> {
+        self.shown.as_deref()
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -87,7 +87,10 @@ impl Value {
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
             Value::Json(j) => (**j).clone(),
-            Value::Sensitive(_) => serde_json::json!({ "sensitive": true }),
+            Value::Sensitive(s) => match s.shown() {
+                Some(shown) => serde_json::json!({ "sensitive": true, "shown": shown }),
+                None => serde_json::json!({ "sensitive": true }),
+            },
         }
     }
 }
@@ -127,7 +130,10 @@ impl fmt::Display for Value {
             }
             Value::Json(j) => write!(f, "{j}"),
             Value::Sql(s) => write!(f, "{s:?}"),
-            Value::Sensitive(_) => f.write_str(REDACTED),
+            Value::Sensitive(s) => match s.shown() {
+                Some(shown) => write!(f, "{shown:?}"),
+                None => f.write_str(REDACTED),
+            },
         }
     }
 }
@@ -166,5 +172,9 @@ mod tests {
         assert_eq!(v.to_string(), r#"["a", (sensitive)]"#);
         assert_eq!(v.to_json().to_string(), r#"["a",{"sensitive":true}]"#);
         assert!(v.is_sensitive());
+        let uri = Value::Sensitive(Secret::with_shown("db://u:pw@h", "db://u:(sensitive)@h"));
+        assert_eq!(uri.to_string(), r#""db://u:(sensitive)@h""#);
+        assert_eq!(uri.to_json().to_string(), r#"{"sensitive":true,"shown":"db://u:(sensitive)@h"}"#);
+        assert_eq!(uri, Value::Sensitive(Secret::new("db://u:pw@h")), "how it is shown plays no part");
     }
 }

@@ -248,7 +248,7 @@ fn string(v: &Value) -> Result<&str, String> {
 /// alike or reorder text (bidi controls, zero-width characters), and characters outside the
 /// Basic Multilingual Plane (emoji), which MySQL and MariaDB cannot store in a name.
 fn no_control(what: &str, s: &str) -> Result<(), String> {
-    let invisible = |c: char| matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}' | '\u{00ad}');
+    use aspects_core::schema::invisible;
     match s.chars().find(|c| c.is_control() || invisible(*c) || u32::from(*c) > 0xffff) {
         Some(c) if c.is_control() => Err(format!("{what} {s:?} contains the control character {c:?}; remove it")),
         Some(c) if invisible(c) => Err(format!(

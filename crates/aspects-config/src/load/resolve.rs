@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use aspects_core::secret::REDACTED;
 use aspects_core::{Address, Secret, Value};
 
 use super::coerce::written;
@@ -214,18 +215,25 @@ impl Loader<'_> {
             return self.reference(path, &at(*offset, *len), scope, trace);
         }
         let mut out = String::new();
+        // The same text with every secret part masked: what plans show of it.
+        let mut shown = String::new();
         let mut sensitive = false;
         let mut ok = true;
+        let both = |out: &mut String, shown: &mut String, text: &str| {
+            out.push_str(text);
+            shown.push_str(text);
+        };
         for part in &parts {
             match part {
-                Part::Lit(l) => out.push_str(l),
+                Part::Lit(l) => both(&mut out, &mut shown, l),
                 Part::Ref { path, offset, len } => match self.reference(path, &at(*offset, *len), scope, trace) {
-                    Some(Value::Str(v)) => out.push_str(&v),
-                    Some(Value::Int(i)) => out.push_str(&i.to_string()),
-                    Some(Value::Bool(b)) => out.push_str(&b.to_string()),
+                    Some(Value::Str(v)) => both(&mut out, &mut shown, &v),
+                    Some(Value::Int(i)) => both(&mut out, &mut shown, &i.to_string()),
+                    Some(Value::Bool(b)) => both(&mut out, &mut shown, &b.to_string()),
                     Some(Value::Sensitive(secret)) => {
                         sensitive = true;
                         out.push_str(secret.expose());
+                        shown.push_str(secret.shown().unwrap_or(REDACTED));
                     }
                     Some(other) => {
                         self.err(
@@ -246,7 +254,7 @@ impl Loader<'_> {
             }
         }
         // Text built around a secret is itself secret.
-        ok.then(|| if sensitive { Value::Sensitive(Secret::new(out)) } else { Value::Str(out) })
+        ok.then(|| if sensitive { Value::Sensitive(Secret::with_shown(out, shown)) } else { Value::Str(out) })
     }
 
     fn reference(&mut self, path: &[String], at: &Location, scope: Scope, trace: &mut Trace) -> Option<Value> {

@@ -1,0 +1,486 @@
+//! Opening handles and talking to Superset's REST API: a database login (access and refresh
+//! token, refreshed when the access token expires), the CSRF token with the `session` cookie it
+//! is bound to (a cookie jar on the one client), rison list queries paginated by 100, and errors
+//! that carry the HTTP status and Superset's own message, never a request body (user updates
+//! carry passwords) and never the password the handle logs in with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aspects_core::{
+    Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, Secret, SystemSchema, Value,
+};
+use aspects_engine::provider::{Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite};
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value as Json, json};
+use tokio::sync::{Mutex, RwLock};
+
+use crate::records::Records;
+use crate::schema::{self, DEFAULT_LOCK_LEASE, DEFAULT_MAX_CONCURRENCY, ROLE, split_permission, str_list};
+
+/// The Superset system: register it with the engine.
+pub struct Superset;
+
+#[async_trait]
+impl Connector for Superset {
+    fn schema(&self) -> SystemSchema {
+        schema::schema()
+    }
+
+    async fn connect_read(
+        &self,
+        config: &ProviderConfig,
+        deployment: &str,
+    ) -> Result<Arc<dyn ProviderRead>, ProviderError> {
+        Ok(Arc::new(Provider(Arc::new(Handle::connect(config, deployment, true).await?))))
+    }
+
+    async fn connect_write(
+        &self,
+        config: &ProviderConfig,
+        deployment: &str,
+    ) -> Result<Arc<dyn ProviderWrite>, ProviderError> {
+        Ok(Arc::new(Provider(Arc::new(Handle::connect(config, deployment, false).await?))))
+    }
+}
+
+/// Both handles. Planning gets it as a `ProviderRead` opened read-only: every write request is
+/// refused in the client before it is sent.
+pub struct Provider(Arc<Handle>);
+
+/// A failed request: the HTTP status (`None` when Superset was not reached) and its message.
+#[derive(Debug)]
+pub struct SsError {
+    pub status: Option<StatusCode>,
+    pub message: String,
+}
+
+struct Tokens {
+    access: String,
+    refresh: String,
+}
+
+/// What both handles share. Not `Debug`: it holds the password.
+pub struct Handle {
+    http: reqwest::Client,
+    /// Without cookies: login probes must not replace the session the CSRF token is bound to.
+    probe: reqwest::Client,
+    base: String,
+    read_only: bool,
+    pub(crate) target: String,
+    user: String,
+    password: Secret,
+    tokens: RwLock<Tokens>,
+    csrf: Mutex<Option<String>>,
+    pub(crate) provider: ProviderId,
+    pub(crate) deployment: String,
+    pub(crate) lease: Duration,
+    max_concurrency: usize,
+    pub(crate) queries: Arc<AtomicU64>,
+    /// The permission catalogue, learnt at connect time: `PERMISSION on VIEW` <-> id.
+    pub(crate) permission_ids: BTreeMap<String, i64>,
+    pub(crate) permission_names: BTreeMap<i64, String>,
+    /// This deployment's records as last written (write handles only; writes run under the lock).
+    pub(crate) records: Mutex<Option<Records>>,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Database creates and updates test the connection from Superset, which may take a while.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Superset's `FAB_API_MAX_PAGE_SIZE`: larger pages are silently cut to it.
+const PAGE: usize = 100;
+
+impl Handle {
+    async fn connect(config: &ProviderConfig, deployment: &str, read_only: bool) -> Result<Handle, ProviderError> {
+        let attr = |name: &str| config.attrs.get(name);
+        let id = &config.id;
+        let Some(Value::Str(url)) = attr("url") else {
+            return Err(ProviderError::new(format!("[providers.{id}] needs `url`")));
+        };
+        let parsed = url::Url::parse(url).map_err(|e| ProviderError::new(format!("[providers.{id}] `url`: {e}")))?;
+        let target = format!(
+            "{}://{}:{}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default(),
+            parsed.port_or_known_default().unwrap_or(80)
+        );
+        let password = match attr("password") {
+            Some(Value::Sensitive(s)) => s.clone(),
+            _ => return Err(ProviderError::new(format!("[providers.{id}] needs `password` from [secrets]"))),
+        };
+        let build = |cookies: bool| {
+            reqwest::Client::builder()
+                .cookie_store(cookies)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .map_err(|e| ProviderError::new(format!("cannot set up HTTP for Superset: {e}")))
+        };
+        let int = |name: &str, default: i64| match attr(name) {
+            Some(Value::Int(n)) if *n > 0 => *n as u64,
+            _ => default as u64,
+        };
+        let mut handle = Handle {
+            http: build(true)?,
+            probe: build(false)?,
+            base: url.trim_end_matches('/').to_owned(),
+            read_only,
+            target,
+            user: attr("username").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            password,
+            tokens: RwLock::new(Tokens { access: String::new(), refresh: String::new() }),
+            csrf: Mutex::new(None),
+            provider: id.clone(),
+            deployment: deployment.to_owned(),
+            lease: Duration::from_secs(int("lock_lease_seconds", DEFAULT_LOCK_LEASE)),
+            max_concurrency: int("max_concurrency", DEFAULT_MAX_CONCURRENCY) as usize,
+            queries: Arc::new(AtomicU64::new(0)),
+            permission_ids: BTreeMap::new(),
+            permission_names: BTreeMap::new(),
+            records: Mutex::new(None),
+        };
+        handle.login().await?;
+        handle.learn_permissions().await?;
+        Ok(handle)
+    }
+
+    /// Logs the provider user in: a fresh access and refresh token.
+    async fn login(&self) -> Result<(), ProviderError> {
+        let body =
+            json!({"username": self.user, "password": self.password.expose(), "provider": "db", "refresh": true});
+        let answer = self.send(&self.http, Method::POST, "/api/v1/security/login", Some(&body), None).await;
+        let tokens = match answer {
+            Ok(t) => t,
+            Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
+                return Err(ProviderError::new(format!(
+                    "Superset at {} refused the login of the provider user '{}': {}",
+                    self.target, self.user, e.message
+                ))
+                .with_hint("check `username` and the secret behind `password` in [providers.superset]"));
+            }
+            Err(e) => return Err(self.err(&e, "logging in")),
+        };
+        let token = |k: &str| tokens.get(k).and_then(Json::as_str).unwrap_or_default().to_owned();
+        *self.tokens.write().await = Tokens { access: token("access_token"), refresh: token("refresh_token") };
+        Ok(())
+    }
+
+    /// A new access token from the refresh token, or a new login when that is refused too.
+    async fn refresh(&self) -> Result<(), ProviderError> {
+        let refresh = self.tokens.read().await.refresh.clone();
+        match self.send(&self.http, Method::POST, "/api/v1/security/refresh", None, Some(&refresh)).await {
+            Ok(answer) if answer.get("access_token").is_some_and(Json::is_string) => {
+                self.tokens.write().await.access = answer["access_token"].as_str().unwrap_or_default().to_owned();
+                Ok(())
+            }
+            _ => self.login().await,
+        }
+    }
+
+    /// One request with `bearer`; the answer's JSON body. Never logs a body.
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+        bearer: Option<&str>,
+    ) -> Result<Json, SsError> {
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(%method, path, "request");
+        let mut request =
+            client.request(method.clone(), format!("{}{path}", self.base)).header("Accept", "application/json");
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if method != Method::GET && bearer.is_some() && path != "/api/v1/security/refresh" {
+            request = request.header("X-CSRFToken", self.csrf.lock().await.clone().unwrap_or_default());
+        }
+        if let Some(body) = body {
+            request = request.header("Content-Type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| SsError { status: None, message: reqwest_reason(e) })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| SsError { status: Some(status), message: reqwest_reason(e) })?;
+        let json: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        if status.is_success() {
+            return Ok(json);
+        }
+        Err(SsError { status: Some(status), message: message_of(&json, status) })
+    }
+
+    /// An authenticated request: refreshes the token once when Superset says it expired; writes
+    /// carry the CSRF token (fetched once per handle, with its session cookie).
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<&Json>) -> Result<Json, SsError> {
+        let write = method != Method::GET;
+        if write && self.read_only {
+            return Err(SsError {
+                status: None,
+                message: "this handle is read-only: plan and drift never write".into(),
+            });
+        }
+        if write && self.csrf.lock().await.is_none() {
+            let access = self.tokens.read().await.access.clone();
+            let answer =
+                self.send(&self.http, Method::GET, "/api/v1/security/csrf_token/", None, Some(&access)).await?;
+            *self.csrf.lock().await = answer.get("result").and_then(Json::as_str).map(str::to_owned);
+        }
+        let access = self.tokens.read().await.access.clone();
+        match self.send(&self.http, method.clone(), path, body, Some(&access)).await {
+            // The access token expired (15 minutes by default): refresh it and send again, once.
+            Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
+                self.refresh().await.map_err(|p| SsError { status: None, message: p.message })?;
+                let access = self.tokens.read().await.access.clone();
+                self.send(&self.http, method, path, body, Some(&access)).await
+            }
+            other => other,
+        }
+    }
+
+    /// A write request: a crash point for the fault hook.
+    pub(crate) async fn write(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Json>,
+        doing: &str,
+    ) -> Result<Json, ProviderError> {
+        let result = self.call(method, path, body).await;
+        aspects_engine::fault::after_write();
+        result.map_err(|e| self.err(&e, doing))
+    }
+
+    /// Every row of a list endpoint (`path` ends in `/`), 100 per request. `filters` are rison
+    /// `(col:..,opr:..,value:..)` items, already quoted.
+    pub(crate) async fn list(&self, path: &str, columns: &[&str], filters: &[String]) -> Result<Vec<Json>, SsError> {
+        let mut out = Vec::new();
+        for page in 0.. {
+            let mut q = format!("(page:{page},page_size:{PAGE}");
+            if !columns.is_empty() {
+                q.push_str(&format!(",columns:!({})", columns.join(",")));
+            }
+            if !filters.is_empty() {
+                q.push_str(&format!(",filters:!({})", filters.join(",")));
+            }
+            q.push(')');
+            let query: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
+            let answer = self.call(Method::GET, &format!("{path}?q={query}"), None).await?;
+            let rows = answer.get("result").and_then(Json::as_array).cloned().unwrap_or_default();
+            let count = answer.get("count").and_then(Json::as_u64).unwrap_or(0) as usize;
+            let done = rows.len() < PAGE || out.len() + rows.len() >= count;
+            out.extend(rows);
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Logs in as `user` with `password` on a cookie-less client: whether Superset accepts it.
+    pub(crate) async fn probe_login(&self, user: &str, password: &str) -> Result<bool, SsError> {
+        let body = json!({"username": user, "password": password, "provider": "db", "refresh": false});
+        match self.send(&self.probe, Method::POST, "/api/v1/security/login", Some(&body), None).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The permission catalogue (`permissions-resources`): a few requests per run.
+    async fn learn_permissions(&mut self) -> Result<(), ProviderError> {
+        let rows = self
+            .list("/api/v1/security/permissions-resources/", &[], &[])
+            .await
+            .map_err(|e| self.err(&e, "reading the permission catalogue"))?;
+        for row in rows {
+            let (Some(id), Some(p), Some(v)) = (
+                row.get("id").and_then(Json::as_i64),
+                row.pointer("/permission/name").and_then(Json::as_str),
+                row.pointer("/view_menu/name").and_then(Json::as_str),
+            ) else {
+                continue;
+            };
+            let name = format!("{p} on {v}");
+            self.permission_ids.insert(name.clone(), id);
+            self.permission_names.insert(id, name);
+        }
+        Ok(())
+    }
+
+    /// `doing` is a phrase like "creating role 'x'".
+    pub(crate) fn err(&self, e: &SsError, doing: &str) -> ProviderError {
+        let target = &self.target;
+        match e.status {
+            None => ProviderError::new(format!("{doing} on Superset at {target} failed: {}", e.message))
+                .with_hint("is Superset running? check `url` in [providers.superset]"),
+            Some(StatusCode::FORBIDDEN) => ProviderError::new(format!(
+                "Superset at {target} refused {doing} to the provider user '{}': {}",
+                self.user, e.message
+            ))
+            .with_hint("the provider user needs the Admin role"),
+            Some(status) => ProviderError::new(format!(
+                "{doing} on Superset at {target} failed: HTTP {}: {}",
+                status.as_u16(),
+                e.message
+            )),
+        }
+    }
+}
+
+/// What Superset said: `message` (text or field errors), `errors[].message`, or JWT's `msg`.
+fn message_of(body: &Json, status: StatusCode) -> String {
+    let text = match body {
+        Json::Object(o) => match (o.get("message"), o.get("errors"), o.get("msg")) {
+            (Some(Json::String(m)), _, _) => m.clone(),
+            (Some(m), _, _) => m.to_string(),
+            (_, Some(Json::Array(errors)), _) => {
+                errors.iter().filter_map(|e| e.get("message").and_then(Json::as_str)).collect::<Vec<_>>().join("; ")
+            }
+            (_, _, Some(Json::String(m))) => m.clone(),
+            _ => String::new(),
+        },
+        _ => String::new(),
+    };
+    if text.is_empty() { status.canonical_reason().unwrap_or("no message").to_owned() } else { text }
+}
+
+/// What reqwest says, with the chain of causes (connection refused ...), never the URL's query.
+fn reqwest_reason(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
+/// A rison string: always quoted, `!` and `'` escaped with `!`.
+pub fn rison(s: &str) -> String {
+    format!("'{}'", s.replace('!', "!!").replace('\'', "!'"))
+}
+
+/// A rison filter item.
+pub fn filter(col: &str, opr: &str, value: &str) -> String {
+    format!("(col:{col},opr:{opr},value:{})", rison(value))
+}
+
+/// Attribute maps from pairs.
+pub fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// A sorted, de-duplicated list of strings: how role names and permissions compare.
+pub fn sorted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Value {
+    let set: std::collections::BTreeSet<&str> = items.into_iter().collect();
+    Value::List(set.into_iter().map(Value::from).collect())
+}
+
+#[async_trait]
+impl ProviderRead for Provider {
+    fn target(&self) -> String {
+        self.0.target.clone()
+    }
+    fn max_concurrency(&self) -> usize {
+        self.0.max_concurrency
+    }
+    fn queries(&self) -> u64 {
+        self.0.queries.load(Ordering::Relaxed)
+    }
+    /// Defaults, then sets as sorted lists (Superset keeps no order of roles or permissions).
+    fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
+        aspects_engine::ownership::fill_defaults(kind, resource);
+        for list in ["permissions", "roles"] {
+            if let Some(v) = resource.attrs.get(list) {
+                let sorted = sorted_list(str_list(Some(v)));
+                resource.attrs.insert(list.to_owned(), sorted);
+            }
+        }
+    }
+    /// Permissions Superset does not know, and database URIs that cannot be read.
+    fn check(&self, kind: &KindSchema, resource: &Resource) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        if kind.kind == ROLE {
+            let unknown: Vec<&str> = str_list(resource.get("permissions"))
+                .into_iter()
+                .filter(|p| !self.0.permission_ids.contains_key(*p))
+                .collect();
+            if let Some(first) = unknown.first() {
+                let view = split_permission(first).map_or("", |(_, v)| v);
+                out.push(
+                    Invalid::new(
+                        "permissions",
+                        format!(
+                            "Superset at {} has no permission {}{}",
+                            self.0.target,
+                            unknown.iter().take(5).map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "),
+                            if unknown.len() > 5 { format!(" (and {} more)", unknown.len() - 5) } else { String::new() }
+                        ),
+                    )
+                    .with_hint(format!(
+                        "names are `PERMISSION on VIEW` as Superset lists them (Settings > List Roles); `superset init` \
+                         creates the standard ones; check the spelling of {view:?}"
+                    )),
+                );
+            }
+        }
+        if let Some(uri) = resource.get("sqlalchemy_uri").and_then(Value::as_secret)
+            && let Err(why) = crate::uri::check(uri.expose())
+        {
+            out.push(Invalid::new("sqlalchemy_uri", why).with_hint(
+                "write it as DIALECT+DRIVER://USER:${secrets.NAME}@HOST:PORT/DATABASE, e.g. \
+                 clickhousedb+connect://ch_report:${secrets.CH_REPORT}@clickhouse:8123/xapi",
+            ));
+        }
+        out
+    }
+    async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        self.0.read(kind, desired).await
+    }
+    async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+        self.0.orphans(desired).await
+    }
+}
+
+#[async_trait]
+impl ProviderWrite for Provider {
+    async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError> {
+        self.0.apply(kind, change, desired).await
+    }
+    async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
+        self.0.prune(desired).await
+    }
+    async fn lock(
+        &self,
+        holder: &str,
+        wait: Duration,
+        waiting: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Box<dyn LockGuard>, ProviderError> {
+        Ok(Box::new(self.0.lock(holder, wait, waiting).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rison_quotes_everything() {
+        assert_eq!(rison("it's 100%!"), "'it!'s 100%!!'");
+        assert_eq!(filter("name", "eq", "a b"), "(col:name,opr:eq,value:'a b')");
+    }
+
+    #[test]
+    fn messages_come_from_superset() {
+        let m = |j: Json| message_of(&j, StatusCode::BAD_REQUEST);
+        assert_eq!(m(json!({"message": "Not found"})), "Not found");
+        assert_eq!(m(json!({"message": {"email": ["bad"]}})), r#"{"email":["bad"]}"#);
+        assert_eq!(m(json!({"errors": [{"message": "a"}, {"message": "b"}]})), "a; b");
+        assert_eq!(m(json!({"msg": "Token has expired"})), "Token has expired");
+        assert_eq!(m(Json::Null), "Bad Request");
+    }
+}

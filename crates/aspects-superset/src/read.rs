@@ -1,0 +1,301 @@
+//! Reading live state: one list per kind (100 objects a request), plus what cannot be listed —
+//! a login probe per existing user (the password is never read back) and the masked URI of each
+//! existing database (`/connection`, the only place Superset shows it). Orphans and pruning read
+//! this deployment's records (records.rs).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Secret, Value, Verification};
+use aspects_engine::ownership::{State, mark_owner};
+use aspects_engine::provider::ProviderError;
+use reqwest::Method;
+use serde_json::Value as Json;
+
+use crate::client::{Handle, SsError, attrs, filter, sorted_list};
+use crate::schema::{DATABASE, ROLE, USER, identity, identity_attr, str_attr};
+use crate::uri;
+
+/// A role as listed, with its permission ids.
+pub struct RoleRow {
+    pub id: i64,
+    pub name: String,
+    pub permissions: Vec<i64>,
+}
+
+/// A database as listed: its id, its attributes without the URI, and its `extra` JSON.
+pub struct DatabaseRow {
+    pub id: i64,
+    pub attrs: BTreeMap<String, Value>,
+    pub extra: serde_json::Map<String, Json>,
+}
+
+/// The key a database keeps its URI fingerprint under, inside `extra`.
+pub const MARKER: &str = "aspects";
+
+fn text(row: &Json, key: &str) -> String {
+    row.get(key).and_then(Json::as_str).unwrap_or_default().to_owned()
+}
+
+fn id_of(row: &Json) -> i64 {
+    row.get("id").and_then(Json::as_i64).unwrap_or_default()
+}
+
+impl Handle {
+    pub(crate) async fn read(
+        &self,
+        kind: &KindSchema,
+        desired: &[Resource],
+    ) -> Result<Vec<Option<Live>>, ProviderError> {
+        if desired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = self.all_records().await?;
+        let mut live = match kind.kind {
+            ROLE => self.read_roles(desired).await?,
+            USER => self.read_users(desired).await?,
+            DATABASE => self.read_databases(desired).await?,
+            other => return Err(ProviderError::new(format!("the superset provider has no kind `{other}`"))),
+        };
+        let key = identity_attr(kind.kind);
+        for (l, r) in live.iter_mut().zip(desired) {
+            let Some(l) = l else { continue };
+            let object = (kind.kind.to_owned(), str_attr(&r.attrs, key).to_owned());
+            for owner in &records {
+                if let Some(record) = owner.entries.get(&object) {
+                    mark_owner(l, &self.deployment, &owner.deployment, record.state);
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    /// Every role with its permission ids (Superset's `roles/search/`, which lists them).
+    pub(crate) async fn roles(&self) -> Result<Vec<RoleRow>, ProviderError> {
+        let rows =
+            self.list("/api/v1/security/roles/search/", &[], &[]).await.map_err(|e| self.err(&e, "reading roles"))?;
+        Ok(rows
+            .iter()
+            .map(|r| RoleRow {
+                id: id_of(r),
+                name: text(r, "name"),
+                permissions: r
+                    .get("permission_ids")
+                    .and_then(Json::as_array)
+                    .map(|ids| ids.iter().filter_map(Json::as_i64).collect())
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn read_roles(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let roles: BTreeMap<String, RoleRow> = self.roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+        Ok(desired
+            .iter()
+            .map(|r| {
+                let role = roles.get(str_attr(&r.attrs, "name"))?;
+                let names: Vec<String> = role
+                    .permissions
+                    .iter()
+                    .map(|id| self.permission_names.get(id).cloned().unwrap_or_else(|| format!("(permission #{id})")))
+                    .collect();
+                let permissions = sorted_list(names.iter().map(String::as_str));
+                Some(Live {
+                    attrs: attrs([("name", Value::from(role.name.as_str())), ("permissions", permissions)]),
+                    ..Live::default()
+                })
+            })
+            .collect())
+    }
+
+    /// Every user: username -> (id, attributes without the password).
+    pub(crate) async fn users(&self) -> Result<BTreeMap<String, (i64, BTreeMap<String, Value>)>, ProviderError> {
+        let columns = ["id", "username", "first_name", "last_name", "email", "active", "roles.name"];
+        let rows =
+            self.list("/api/v1/security/users/", &columns, &[]).await.map_err(|e| self.err(&e, "reading users"))?;
+        Ok(rows
+            .iter()
+            .map(|u| {
+                let roles: Vec<String> = u
+                    .get("roles")
+                    .and_then(Json::as_array)
+                    .map(|rs| rs.iter().map(|r| text(r, "name")).collect())
+                    .unwrap_or_default();
+                let a = attrs([
+                    ("username", Value::from(text(u, "username"))),
+                    ("first_name", Value::from(text(u, "first_name"))),
+                    ("last_name", Value::from(text(u, "last_name"))),
+                    ("email", Value::from(text(u, "email"))),
+                    ("active", Value::Bool(u.get("active").and_then(Json::as_bool).unwrap_or(false))),
+                    ("roles", sorted_list(roles.iter().map(String::as_str))),
+                ]);
+                (text(u, "username"), (id_of(u), a))
+            })
+            .collect())
+    }
+
+    /// One list, then a login probe per existing user. Superset refuses every login of an
+    /// inactive user, so an inactive user's password cannot be verified: it counts as matching
+    /// when the plan keeps the user inactive, and is set again when the plan activates it.
+    async fn read_users(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let users = self.users().await?;
+        let mut out = Vec::with_capacity(desired.len());
+        for r in desired {
+            let name = str_attr(&r.attrs, "username");
+            let Some((_, a)) = users.get(name) else {
+                out.push(None);
+                continue;
+            };
+            let password = r.get("password").and_then(Value::as_secret).map_or("", Secret::expose);
+            let verified = if a.get("active") != Some(&Value::Bool(true)) {
+                if r.get("active") == Some(&Value::Bool(true)) { Verification::Differs } else { Verification::Matches }
+            } else {
+                match self.probe_login(name, password).await {
+                    Ok(true) => Verification::Matches,
+                    Ok(false) => Verification::Differs,
+                    Err(e) => Verification::Unknown(format!("the login probe failed: {}", e.message)),
+                }
+            };
+            out.push(Some(Live {
+                attrs: a.clone(),
+                verified: [("password".to_owned(), verified)].into(),
+                ..Live::default()
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Every database connection (without its URI), or the ones with `uuid`.
+    pub(crate) async fn databases(&self, uuid: Option<&str>) -> Result<BTreeMap<String, DatabaseRow>, SsError> {
+        let columns = ["id", "uuid", "database_name", "expose_in_sqllab", "allow_run_async", "allow_dml", "extra"];
+        let filters: Vec<String> = uuid.map(|u| filter("uuid", "eq", u)).into_iter().collect();
+        let rows = self.list("/api/v1/database/", &columns, &filters).await?;
+        Ok(rows
+            .iter()
+            .map(|d| {
+                let flag = |k: &str| Value::Bool(d.get(k).and_then(Json::as_bool).unwrap_or(false));
+                let a = attrs([
+                    ("uuid", Value::from(text(d, "uuid"))),
+                    ("database_name", Value::from(text(d, "database_name"))),
+                    ("expose_in_sqllab", flag("expose_in_sqllab")),
+                    ("allow_run_async", flag("allow_run_async")),
+                    ("allow_dml", flag("allow_dml")),
+                ]);
+                let extra = serde_json::from_str(&text(d, "extra")).ok().and_then(|j: Json| j.as_object().cloned());
+                (text(d, "uuid"), DatabaseRow { id: id_of(d), attrs: a, extra: extra.unwrap_or_default() })
+            })
+            .collect())
+    }
+
+    /// One list, then the masked URI of each existing database. The URI matches when the masked
+    /// forms are equal and the fingerprint in `extra` is one of the plan's whole URI.
+    async fn read_databases(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let found = self.databases(None).await.map_err(|e| self.err(&e, "reading databases"))?;
+        let mut out = Vec::with_capacity(desired.len());
+        for r in desired {
+            let Some(row) = found.get(str_attr(&r.attrs, "uuid")) else {
+                out.push(None);
+                continue;
+            };
+            let path = format!("/api/v1/database/{}/connection", row.id);
+            let connection =
+                self.call(Method::GET, &path, None).await.map_err(|e| self.err(&e, "reading a database"))?;
+            let live_masked = connection.pointer("/result/sqlalchemy_uri").and_then(Json::as_str).unwrap_or_default();
+            let want = r.get("sqlalchemy_uri").and_then(Value::as_secret).map_or("", Secret::expose);
+            let marker = row.extra.get(MARKER).and_then(|m| m.get("uri")).and_then(Json::as_str).unwrap_or_default();
+            let same = uri::masked(want) == live_masked && uri::matches(marker, want);
+            let value = match r.get("sqlalchemy_uri") {
+                Some(v) if same => v.clone(),
+                _ => Value::Sensitive(Secret::with_shown(live_masked, uri::shown(live_masked))),
+            };
+            let mut a = row.attrs.clone();
+            a.insert("sqlalchemy_uri".into(), value);
+            out.push(Some(Live { attrs: a, ..Live::default() }));
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+        Ok(self
+            .scan(desired)
+            .await?
+            .into_iter()
+            .filter(|s| s.exists && s.state.owns())
+            .map(|s| {
+                let identity: BTreeMap<String, Value> = [(identity_attr(&s.kind).to_owned(), Value::from(s.id))].into();
+                Orphan {
+                    address: Address::new(s.kind, s.name),
+                    attrs: identity.clone(),
+                    identity,
+                    provider: self.provider.clone(),
+                    reason: "not in the plan".into(),
+                    adopted: s.state == State::Adopted,
+                }
+            })
+            .collect())
+    }
+
+    /// Drops this deployment's records that prove nothing: the object is gone, or a create was
+    /// claimed but never confirmed and the plan no longer names it.
+    pub(crate) async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
+        let mut pruned = 0;
+        for s in self.scan(desired).await? {
+            if !s.exists || !s.state.owns() {
+                self.set_record(&s.kind, &s.id, None).await?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    /// This deployment's records that `desired` does not name, each with whether its object
+    /// exists (one list per kind that has such records).
+    async fn scan(&self, desired: &[Resource]) -> Result<Vec<Scanned>, ProviderError> {
+        let named: BTreeSet<(String, String)> = desired
+            .iter()
+            .map(|r| {
+                let kind = r.address.kind.as_str();
+                (
+                    kind.to_owned(),
+                    identity(kind, &r.attrs)
+                        .into_values()
+                        .next()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        let own = self.own_records().await?;
+        let left: Vec<(&(String, String), &crate::records::Record)> =
+            own.entries.iter().filter(|(k, _)| !named.contains(*k)).collect();
+        let has = |kind: &str| left.iter().any(|((k, _), _)| k == kind);
+        let roles: BTreeSet<String> =
+            if has(ROLE) { self.roles().await?.into_iter().map(|r| r.name).collect() } else { BTreeSet::new() };
+        let users: BTreeSet<String> =
+            if has(USER) { self.users().await?.into_keys().collect() } else { BTreeSet::new() };
+        let databases: BTreeSet<String> = if has(DATABASE) {
+            self.databases(None).await.map_err(|e| self.err(&e, "reading databases"))?.into_keys().collect()
+        } else {
+            BTreeSet::new()
+        };
+        Ok(left
+            .into_iter()
+            .map(|((kind, id), record)| {
+                let exists = match kind.as_str() {
+                    ROLE => roles.contains(id),
+                    USER => users.contains(id),
+                    DATABASE => databases.contains(id),
+                    _ => true,
+                };
+                Scanned { kind: kind.clone(), id: id.clone(), name: record.name.clone(), state: record.state, exists }
+            })
+            .collect())
+    }
+}
+
+struct Scanned {
+    kind: String,
+    id: String,
+    name: String,
+    state: State,
+    exists: bool,
+}

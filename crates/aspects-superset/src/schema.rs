@@ -1,0 +1,306 @@
+//! The `superset` system as plan files see it: the `[providers.superset]` block and the kinds,
+//! with the load-time checks that keep names from reaching Superset malformed. Whether a
+//! permission exists is judged at plan time against Superset's own catalogue (`check` in
+//! client.rs), before any write.
+
+use std::collections::BTreeMap;
+
+use aspects_core::schema::{check_max_concurrency, invisible};
+use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value, identity_string};
+
+pub const SYSTEM: &str = "superset";
+pub const ROLE: &str = "superset_role";
+pub const USER: &str = "superset_user";
+pub const DATABASE: &str = "superset_database";
+
+pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
+pub const DEFAULT_LOCK_LEASE: i64 = 30;
+
+pub use aspects_core::value::{str_attr, str_list};
+
+pub fn schema() -> SystemSchema {
+    SystemSchema {
+        system: SYSTEM,
+        provider_attrs: vec![
+            AttrSchema::new(
+                "url",
+                AttrType::String,
+                "Superset's address without credentials, e.g. `http://127.0.0.1:8088`.",
+            )
+            .required()
+            .check(check_url),
+            AttrSchema::new("username", AttrType::String, "The Superset user aspects logs in as (an Admin).")
+                .required()
+                .check(check_name),
+            AttrSchema {
+                sensitive: true,
+                ..AttrSchema::new("password", AttrType::String, "That user's password, from `[secrets]`.").required()
+            },
+            AttrSchema::new("max_concurrency", AttrType::Int, "Requests this provider sends at once during apply.")
+                .default(DEFAULT_MAX_CONCURRENCY)
+                .check(check_max_concurrency),
+            AttrSchema::new(
+                "lock_lease_seconds",
+                AttrType::Int,
+                "How long the apply lock survives its holder without a heartbeat (a killed apply blocks others this \
+                 long); renewed before every change.",
+            )
+            .default(DEFAULT_LOCK_LEASE)
+            .check(check_lease),
+        ],
+        kinds: vec![role_kind(), user_kind(), database_kind()],
+    }
+}
+
+fn role_kind() -> KindSchema {
+    KindSchema {
+        kind: ROLE,
+        attrs: vec![
+            AttrSchema::new("name", AttrType::String, "Role name, e.g. `Instructor`.").identity().check(check_role),
+            AttrSchema::new(
+                "permissions",
+                AttrType::List(Box::new(AttrType::String)),
+                "The role's exact permission set, each `PERMISSION on VIEW` as Superset lists them (e.g. \
+                 \"can_read on Dashboard\", \"menu_access on SQL Lab\"); permissions beyond these are removed.",
+            )
+            .default(Value::List(Vec::new()))
+            .check(check_permissions),
+        ],
+        data_bearing: false,
+        rank: 0,
+        doc: "A role and its exact permission set (Tutor's `fab import-roles` only ever adds).",
+        identity_key: None,
+        check: None,
+    }
+}
+
+fn user_kind() -> KindSchema {
+    KindSchema {
+        kind: USER,
+        attrs: vec![
+            AttrSchema::new("username", AttrType::String, "The login name.").identity().check(check_name),
+            AttrSchema::new("first_name", AttrType::String, "First name (Superset requires one).")
+                .required()
+                .check(check_text),
+            AttrSchema::new("last_name", AttrType::String, "Last name (Superset requires one).")
+                .required()
+                .check(check_text),
+            AttrSchema::new("email", AttrType::String, "E-mail address, unique in Superset.")
+                .required()
+                .check(check_email),
+            AttrSchema::new("active", AttrType::Bool, "Whether the user may log in.").default(true),
+            AttrSchema::new("roles", AttrType::List(Box::new(AttrType::String)), "The user's exact roles, by name.")
+                .required()
+                .check(check_roles),
+            AttrSchema::new(
+                "password",
+                AttrType::String,
+                "The password, from `[secrets]`: verified by logging in as the user (never read back), set again \
+                 when the login fails, changed by `aspects rotate`.",
+            )
+            .write_only_secret()
+            .required(),
+        ],
+        data_bearing: false,
+        rank: 1,
+        doc: "A database-authenticated user: names, e-mail, active flag, roles and password.",
+        identity_key: None,
+        check: None,
+    }
+}
+
+fn database_kind() -> KindSchema {
+    KindSchema {
+        kind: DATABASE,
+        attrs: vec![
+            AttrSchema::new("uuid", AttrType::String, "The connection's UUID (what asset bundles refer to).")
+                .identity()
+                .check(check_uuid),
+            AttrSchema::new("database_name", AttrType::String, "The name Superset shows, unique in Superset.")
+                .required()
+                .check(check_text),
+            AttrSchema {
+                sensitive: true,
+                ..AttrSchema::new(
+                    "sqlalchemy_uri",
+                    AttrType::String,
+                    "The SQLAlchemy URI with the password from `[secrets]` inside it, e.g. \
+                     \"clickhousedb+connect://ch_report:${secrets.CH_REPORT}@clickhouse:8123/xapi\". Plans show it \
+                     with the password masked; rotating that secret updates the connection.",
+                )
+                .required()
+            },
+            AttrSchema::new("expose_in_sqllab", AttrType::Bool, "Offered in SQL Lab.").default(true),
+            AttrSchema::new("allow_run_async", AttrType::Bool, "Queries run asynchronously (needs Celery).")
+                .default(false),
+            AttrSchema::new("allow_dml", AttrType::Bool, "SQL Lab may run statements other than SELECT.")
+                .default(false),
+        ],
+        data_bearing: false,
+        rank: 0,
+        doc: "A database connection. Superset tests the connection on every create and update, so the database \
+              must be reachable from Superset when it is applied.",
+        identity_key: None,
+        check: None,
+    }
+}
+
+/// The identity attributes of a resource of `kind`.
+pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    let name = identity_attr(kind);
+    [(name.to_owned(), Value::from(str_attr(attrs, name)))].into()
+}
+
+pub fn identity_attr(kind: &str) -> &'static str {
+    match kind {
+        USER => "username",
+        DATABASE => "uuid",
+        _ => "name",
+    }
+}
+
+/// `name = "x"`, as messages show an identity.
+pub fn describe(kind: &str, id: &BTreeMap<String, Value>) -> String {
+    format!("{kind} {}", identity_string(id.iter().map(|(k, v)| (k.as_str(), v))))
+}
+
+fn string(v: &Value) -> Result<&str, String> {
+    v.as_str().ok_or_else(|| format!("expected a string, found {}", v.type_name()))
+}
+
+/// Text Superset stores and shows: no control or invisible characters, 1 to `max` characters.
+fn text(what: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.trim().is_empty() || s.chars().count() > max {
+        return Err(format!("{what} {s:?} must be 1 to {max} characters long"));
+    }
+    match s.chars().find(|c| c.is_control() || invisible(*c)) {
+        Some(c) => {
+            Err(format!("{what} {s:?} contains U+{:04X} (a control or invisible character); remove it", u32::from(c)))
+        }
+        None => Ok(()),
+    }
+}
+
+fn check_text(v: &Value) -> Result<(), String> {
+    text("the text", string(v)?, 250)
+}
+
+fn check_name(v: &Value) -> Result<(), String> {
+    text("the name", string(v)?, 250)
+}
+
+/// Role names are at most 64 characters in Flask-AppBuilder.
+fn check_role(v: &Value) -> Result<(), String> {
+    text("the role name", string(v)?, 64)
+}
+
+fn check_roles(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of role names, found {}", v.type_name()))?;
+    if list.is_empty() {
+        return Err("Superset requires at least one role per user; name one, e.g. [\"Gamma\"]".into());
+    }
+    list.iter().try_for_each(check_role)
+}
+
+fn check_email(v: &Value) -> Result<(), String> {
+    let s = string(v)?;
+    text("the e-mail address", s, 320)?;
+    match s.split_once('@') {
+        Some((user, domain)) if !user.is_empty() && !domain.is_empty() && !s.contains(char::is_whitespace) => Ok(()),
+        _ => Err(format!("{s:?} is not an e-mail address (user@domain)")),
+    }
+}
+
+/// `PERMISSION on VIEW`: the permission is a word (`can_read`, `menu_access`), the view any text.
+pub fn split_permission(s: &str) -> Option<(&str, &str)> {
+    let (permission, view) = s.split_once(" on ")?;
+    let word = !permission.is_empty() && permission.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (word && !view.trim().is_empty()).then_some((permission, view))
+}
+
+fn check_permissions(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of permissions, found {}", v.type_name()))?;
+    for p in list {
+        let s = string(p)?;
+        text("the permission", s, 500)?;
+        if split_permission(s).is_none() {
+            return Err(format!("{s:?} is not `PERMISSION on VIEW`; write e.g. \"can_read on Dashboard\""));
+        }
+    }
+    Ok(())
+}
+
+fn check_uuid(v: &Value) -> Result<(), String> {
+    let s = string(v)?;
+    let groups: Vec<&str> = s.split('-').collect();
+    let lens = groups.iter().map(|g| g.len()).collect::<Vec<_>>();
+    if lens == [8, 4, 4, 4, 12] && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit())) {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a UUID; write it as 8-4-4-4-12 hexadecimal digits"))
+    }
+}
+
+fn check_lease(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Int(n) if (2..=3600).contains(n) => Ok(()),
+        Value::Int(n) => Err(format!("lock_lease_seconds = {n} is out of range; use 2 to 3600")),
+        other => Err(format!("expected an integer, found {}", other.type_name())),
+    }
+}
+
+/// `http(s)://HOST[:PORT][/PATH]` with no credentials in it. The error never quotes the URL.
+fn check_url(v: &Value) -> Result<(), String> {
+    let text = string(v)?;
+    let form = "write it as `http://HOST:8088`, with `username` and `password` beside it";
+    let url = url::Url::parse(text).map_err(|e| format!("cannot read the URL: {e}; {form}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("this is not a Superset HTTP URL; {form}"));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+        return Err(format!("the URL must hold no credentials and no query; {form}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(kind: &str, attr: &str, v: impl Into<Value>) -> Result<(), String> {
+        schema().check_attr(kind, attr, &v.into())
+    }
+
+    fn list(items: &[&str]) -> Value {
+        Value::List(items.iter().map(|s| Value::from(*s)).collect())
+    }
+
+    #[test]
+    fn hostile_input_is_refused() {
+        assert_eq!(check(ROLE, "name", "Instructor - fr_CA"), Ok(()));
+        for bad in ["", " ", "a\0b", "ad\u{202e}min", &"x".repeat(65)] {
+            assert!(check(ROLE, "name", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(check(ROLE, "permissions", list(&["can_read on Dashboard", "menu_access on SQL Lab"])), Ok(()));
+        for bad in ["can_read", "can read on Chart", " on Chart", "can_read on  "] {
+            assert!(check(ROLE, "permissions", list(&[bad])).is_err(), "{bad:?}");
+        }
+        assert!(check(USER, "roles", list(&[])).unwrap_err().contains("at least one role"));
+        assert!(check(USER, "email", "no-at-sign").is_err());
+        assert!(check(USER, "email", "a b@c").is_err());
+        assert_eq!(check(DATABASE, "uuid", "21174b6c-4d40-4958-8161-d6c3cf5e77b6"), Ok(()));
+        assert!(check(DATABASE, "uuid", "21174b6c-4d40-4958-8161").is_err());
+        assert_eq!(check("provider", "url", "http://127.0.0.1:8088"), Ok(()));
+        let err = check("provider", "url", "http://admin:hunter2@h:8088").unwrap_err();
+        assert!(err.contains("no credentials") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn permissions_split_at_the_first_on() {
+        assert_eq!(
+            split_permission("datasource_access on [db].[t on x]"),
+            Some(("datasource_access", "[db].[t on x]"))
+        );
+        assert_eq!(split_permission("can_read"), None);
+    }
+}

@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use aspects_config::SecretStore;
-use aspects_e2e::{Run, Sandbox, can_login, read_tree};
+use aspects_e2e::{Run, Sandbox, assert_no_secret, can_login};
 
 /// Two accounts share one generated secret; a third uses another one and must never move.
 const SHARED: &str = r#"
@@ -58,17 +58,6 @@ fn pending(s: &Sandbox, name: &str) -> Option<String> {
 fn logins(s: &Sandbox, password: &str) -> [bool; 2] {
     let p = &s.prefix;
     [can_login(&format!("{p}reader"), password), can_login(&format!("{p}writer"), password)]
-}
-
-/// No value the secrets file ever held may appear in output, the journal or a saved plan.
-fn assert_no_secret(s: &Sandbox, values: &[&str], runs: &[&Run]) {
-    let files = read_tree(&s.dir).replace(&std::fs::read_to_string(s.secrets_path()).unwrap(), "");
-    for v in values {
-        assert!(!files.contains(v), "a secret value is in a file under the sandbox");
-        for r in runs {
-            assert!(!r.all().contains(v), "a secret value is in the output: {r:?}");
-        }
-    }
 }
 
 #[test]

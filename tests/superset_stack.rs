@@ -1,26 +1,10 @@
 //! The stack's Superset is the real one and answers the REST API the way the Superset provider
 //! will use it: a database login, then a CSRF token that works only with its session cookie.
 
-use aspects_e2e::{block_on, optional_stack_env};
+use aspects_e2e::block_on;
+use aspects_e2e::superset::stack as superset;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-
-/// The stack's Superset and its admin, or None (the test skips) outside CI when the stack has no
-/// Superset. In CI (`CI` set, as .ci/run does) a missing Superset fails the test.
-fn superset() -> Option<(String, String, String)> {
-    let Some(url) = optional_stack_env("ASPECTS_STACK_SUPERSET_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "ASPECTS_STACK_SUPERSET_URL is not set in CI: `cargo xtask stack up` must start Superset"
-        );
-        eprintln!("skipped: no ASPECTS_STACK_SUPERSET_URL (run `cargo xtask stack up` to start Superset)");
-        return None;
-    };
-    let user = optional_stack_env("ASPECTS_STACK_SUPERSET_USER").expect("the stack exports the user with the URL");
-    let password =
-        optional_stack_env("ASPECTS_STACK_SUPERSET_PASSWORD").expect("the stack exports the password with the URL");
-    Some((url, user, password))
-}
 
 async fn login(client: &Client, url: &str, user: &str, password: &str) -> (StatusCode, Value) {
     let response = client

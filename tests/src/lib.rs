@@ -5,6 +5,7 @@
 //! creates, so tests run in parallel and repeated runs never collide.
 
 pub mod clickhouse;
+pub mod superset;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -196,6 +197,18 @@ impl Drop for Sandbox {
         let _ = std::thread::spawn(move || block_on(cleanup(&prefix))).join();
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// No value the secrets file ever held may appear in output, the journal or a saved plan: every
+/// file under the sandbox but the secrets file, and every run's output.
+pub fn assert_no_secret(s: &Sandbox, values: &[&str], runs: &[&Run]) {
+    let files = read_tree(&s.dir).replace(&std::fs::read_to_string(s.secrets_path()).unwrap_or_default(), "");
+    for v in values {
+        assert!(!files.contains(v), "a secret value is in a file under the sandbox");
+        for r in runs {
+            assert!(!r.all().contains(v), "a secret value is in the output: {r:?}");
         }
     }
 }

@@ -265,14 +265,7 @@ impl Handle {
 
 /// What reqwest says, with the chain of causes (connection refused ...), never the URL's query.
 fn reqwest_reason(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    out
+    aspects_engine::provider::error_chain(&e.without_url())
 }
 
 /// An identifier in backticks, with `\` and `` ` `` escaped (ClickHouse's backslash escaping).

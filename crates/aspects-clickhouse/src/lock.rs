@@ -18,8 +18,9 @@
 //! makes one owner per object hold for the records (see `ownership.rs`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use aspects_engine::lock::LeaseWait;
 use aspects_engine::provider::{LockGuard, ProviderError};
 use async_trait::async_trait;
 
@@ -110,8 +111,7 @@ impl Handle {
             format!("the aspects lock of {} on {} (deployment '{}')", ident(&self.meta), self.target, self.deployment);
         let fail = |e: ChError| self.err(&e, &format!("taking {what}"));
         let holder = format!("{holder} (deployment '{}')", self.deployment);
-        let deadline = Instant::now() + wait;
-        let mut told = false;
+        let mut wait = LeaseWait::new(what.clone(), wait, self.lease, waiting);
         loop {
             let cur = self.current().await.map_err(fail)?;
             if !cur.live {
@@ -131,20 +131,7 @@ impl Handle {
                 }
                 continue;
             }
-            let by = format!("{} for {}s", cur.holder, cur.age);
-            if Instant::now() >= deadline {
-                return Err(ProviderError::locked(format!("{what} is locked by {by} (waited {}s)", wait.as_secs()))
-                    .with_hint(format!(
-                        "another apply is running; wait for it or pass --lock-timeout DURATION; a killed run's lock \
-                         frees itself after lock_lease_seconds ({}s)",
-                        self.lease.as_secs()
-                    )));
-            }
-            if !told {
-                waiting(format!("{what} is locked by {by}; waiting up to {}s for it", wait.as_secs()));
-                told = true;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            wait.busy(&format!("{} for {}s", cur.holder, cur.age)).await?;
         }
     }
 }

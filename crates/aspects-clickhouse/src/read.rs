@@ -14,11 +14,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Value};
+use aspects_engine::ownership::unplanned;
 use aspects_engine::provider::ProviderError;
 
 use crate::client::{Handle, array_param, attrs, col};
 use crate::ddl::{self, Table};
-use crate::ownership::{self, Record, State};
+use crate::ownership::{self, Record};
 use crate::schema::{self, CLAUSES, DATABASE, FUNCTION, GRANT, ROLE, SQL, TABLE, USER, str_attr, str_list};
 
 /// The settings the server writes into every MergeTree table it creates.
@@ -281,13 +282,9 @@ impl Handle {
         Ok(scan
             .into_iter()
             .filter(|(rec, exists)| *exists && rec.state.owns())
-            .map(|(rec, _)| Orphan {
-                address: Address::new(rec.kind.clone(), rec.name.clone()),
-                attrs: rec.identity.clone(),
-                identity: rec.identity,
-                provider: self.provider.clone(),
-                reason: "not in the plan".into(),
-                adopted: rec.state == State::Adopted,
+            .map(|(rec, _)| {
+                let address = Address::new(rec.kind.clone(), rec.name.clone());
+                unplanned(address, rec.identity.clone(), rec.identity, &self.provider, rec.state)
             })
             .chain(extras)
             .collect())

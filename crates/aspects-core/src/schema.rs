@@ -222,6 +222,23 @@ pub fn invisible(c: char) -> bool {
     matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{061c}' | '\u{feff}' | '\u{00ad}')
 }
 
+/// `lock_lease_seconds`, for providers whose target has no advisory lock and whose apply lock is
+/// a lease (ClickHouse, Superset): 2 to 3600 seconds.
+pub fn lock_lease_attr(default: i64) -> AttrSchema {
+    AttrSchema::new(
+        "lock_lease_seconds",
+        AttrType::Int,
+        "How long the apply lock survives its holder without a heartbeat (a killed apply blocks others this \
+         long); renewed before every change.",
+    )
+    .default(default)
+    .check(|v| match v {
+        Value::Int(n) if (2..=3600).contains(n) => Ok(()),
+        Value::Int(n) => Err(format!("lock_lease_seconds = {n} is out of range; use 2 to 3600")),
+        other => Err(format!("expected an integer, found {}", other.type_name())),
+    })
+}
+
 /// The check of every provider's `max_concurrency`: 1 to 64.
 pub fn check_max_concurrency(v: &Value) -> Result<(), String> {
     match v {

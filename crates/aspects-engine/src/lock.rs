@@ -1,35 +1,56 @@
 //! Taking every target's advisory lock before an apply, in a fixed order so two runs that share
 //! targets cannot deadlock each other, and checking they are still held before each change.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aspects_core::ProviderId;
 
 use crate::EngineError;
 use crate::apply::Writers;
-use crate::provider::LockGuard;
+use crate::provider::{LockGuard, ProviderError};
 
 pub struct Locks(Vec<(ProviderId, String, Box<dyn LockGuard>)>);
 
 /// `waiting` hears, per busy target, who holds the lock while this run waits for it.
+///
+/// A lock with a lease (ClickHouse, Superset) taken early can run out while this run waits for a
+/// later target's lock. Once all are held, each is checked (which renews a lease); when one was
+/// lost meanwhile, everything is released and taken again, within the same `wait`.
 pub async fn lock_all(
     writers: &Writers,
     holder: &str,
     wait: Duration,
     waiting: &(dyn Fn(String) + Send + Sync),
 ) -> Result<Locks, EngineError> {
-    let mut held = Vec::new();
-    // BTreeMap iteration order is the fixed order.
-    for (id, w) in writers {
-        match w.lock(holder, wait, waiting).await {
-            Ok(g) => held.push((id.clone(), w.target(), g)),
-            Err(error) => {
-                Locks(held).release().await;
-                return Err(EngineError::Provider { provider: id.clone(), target: w.target(), error });
+    let deadline = Instant::now() + wait;
+    loop {
+        let mut held = Vec::new();
+        // BTreeMap iteration order is the fixed order.
+        for (id, w) in writers {
+            match w.lock(holder, deadline.saturating_duration_since(Instant::now()), waiting).await {
+                Ok(g) => held.push((id.clone(), w.target(), g)),
+                Err(error) => {
+                    Locks(held).release().await;
+                    return Err(EngineError::Provider { provider: id.clone(), target: w.target(), error });
+                }
             }
         }
+        let mut lost = None;
+        if held.len() > 1 {
+            for (id, target, guard) in &held {
+                if let Err(error) = guard.check().await {
+                    lost = Some(EngineError::Provider { provider: id.clone(), target: target.clone(), error });
+                    break;
+                }
+            }
+        }
+        let Some(error) = lost else { return Ok(Locks(held)) };
+        Locks(held).release().await;
+        if Instant::now() >= deadline {
+            return Err(error);
+        }
+        tracing::debug!("a lock taken early was lost while waiting for a later one: taking them again");
     }
-    Ok(Locks(held))
 }
 
 impl Locks {
@@ -49,5 +70,44 @@ impl Locks {
         for (.., g) in self.0.into_iter().rev() {
             g.release().await;
         }
+    }
+}
+
+/// How a lease lock (a target without advisory locks: ClickHouse, Superset) waits while another
+/// run holds it: it says so once, polls, and gives up at the deadline with the holder's name.
+pub struct LeaseWait<'a> {
+    what: String,
+    wait: Duration,
+    lease: Duration,
+    deadline: Instant,
+    told: bool,
+    waiting: &'a (dyn Fn(String) + Send + Sync),
+}
+
+impl<'a> LeaseWait<'a> {
+    /// `what` names the lock ("the aspects lock of ..."), `lease` is `lock_lease_seconds`.
+    pub fn new(what: String, wait: Duration, lease: Duration, waiting: &'a (dyn Fn(String) + Send + Sync)) -> Self {
+        Self { what, wait, lease, deadline: Instant::now() + wait, told: false, waiting }
+    }
+
+    /// The lock is held `by` someone else: waits a moment before the next look, or fails once the
+    /// wait is over (a `locked` error naming the holder).
+    pub async fn busy(&mut self, by: &str) -> Result<(), ProviderError> {
+        let (what, secs) = (&self.what, self.wait.as_secs());
+        if Instant::now() >= self.deadline {
+            return Err(ProviderError::locked(format!("{what} is locked by {by} (waited {secs}s)")).with_hint(
+                format!(
+                    "another apply is running; wait for it or pass --lock-timeout DURATION; a killed run's lock frees \
+                 itself after lock_lease_seconds ({}s) without a heartbeat",
+                    self.lease.as_secs()
+                ),
+            ));
+        }
+        if !self.told {
+            (self.waiting)(format!("{what} is locked by {by}; waiting up to {secs}s for it"));
+            self.told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        Ok(())
     }
 }

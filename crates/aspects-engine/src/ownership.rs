@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use aspects_core::{KindSchema, Live, Resource, Value};
+use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Value};
 
 use crate::provider::ProviderError;
 
@@ -97,6 +97,25 @@ pub fn mark_owner(live: &mut Live, deployment: &str, owner: &str, state: State) 
         live.owned = state.owns();
     } else {
         live.other_owner = Some(owner.to_owned());
+    }
+}
+
+/// An object a record says this deployment owns and the plan no longer names: what `orphans()`
+/// returns for it (destroyed, or released when it was adopted).
+pub fn unplanned(
+    address: Address,
+    identity: BTreeMap<String, Value>,
+    attrs: BTreeMap<String, Value>,
+    provider: &str,
+    state: State,
+) -> Orphan {
+    Orphan {
+        address,
+        identity,
+        attrs,
+        provider: provider.to_owned(),
+        reason: "not in the plan".into(),
+        adopted: state == State::Adopted,
     }
 }
 

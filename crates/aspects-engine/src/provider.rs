@@ -153,6 +153,18 @@ pub trait ProviderWrite: ProviderRead {
     ) -> Result<Box<dyn LockGuard>, ProviderError>;
 }
 
+/// An error with its chain of causes ("error sending request: connection refused"), for
+/// messages about a target that could not be reached. Callers strip URLs with queries first.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    out
+}
+
 /// The desired resource a change needs (create, update, adopt, replace), or the error saying
 /// the engine passed none: one message for every provider.
 pub fn desired_for<'r>(change: &Change, desired: Option<&'r Resource>) -> Result<&'r Resource, ProviderError> {

@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Secret, Value, Verification};
 use aspects_engine::few_joined;
+use aspects_engine::ownership::unplanned;
 use aspects_engine::provider::ProviderError;
 
 use crate::connect::{Handle, int, placeholders, text};
 use crate::flavour::Flavour;
-use crate::ownership::{self, Record, State};
+use crate::ownership::{self, Record};
 use crate::password;
 use crate::privileges::GRANT_OPTION;
 use crate::schema::{self, DATABASE, GRANT, USER, canonical_host, str_attr, str_list};
@@ -499,14 +500,7 @@ impl Handle {
         let Scan { records, beyond } = self.scan(desired).await?;
         let owned = records.into_iter().filter_map(|(rec, live)| {
             let attrs = live.filter(|_| rec.state.owns())?;
-            Some(Orphan {
-                address: Address::new(rec.kind, rec.name),
-                identity: rec.identity,
-                attrs,
-                provider: self.provider.clone(),
-                reason: "not in the plan".into(),
-                adopted: rec.state == State::Adopted,
-            })
+            Some(unplanned(Address::new(rec.kind, rec.name), rec.identity, attrs, &self.provider, rec.state))
         });
         Ok(owned.chain(beyond).collect())
     }

@@ -5,10 +5,12 @@
 //! whole sets, which Superset replaces: extras go in the same request.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aspects_core::{Action, Change, KindSchema, Resource, Secret, Value};
 use aspects_engine::ownership::State;
-use aspects_engine::provider::{ProviderError, desired_for};
+use aspects_engine::provider::{LockGuard, ProviderError, ProviderWrite, desired_for};
+use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value as Json, json};
 
@@ -32,13 +34,9 @@ fn secret<'r>(r: &'r Resource, name: &str) -> &'r str {
     r.get(name).and_then(Value::as_secret).map_or("", Secret::expose)
 }
 
-impl Handle {
-    pub(crate) async fn apply(
-        &self,
-        kind: &KindSchema,
-        change: &Change,
-        desired: Option<&Resource>,
-    ) -> Result<(), ProviderError> {
+#[async_trait]
+impl ProviderWrite for Handle {
+    async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError> {
         tracing::debug!(address = %change.address, action = ?change.action, "apply");
         let kind = kind.kind;
         let desired = || desired_for(change, desired);
@@ -89,6 +87,31 @@ impl Handle {
         }
     }
 
+    /// Drops this deployment's records that prove nothing: the object is gone, or a create was
+    /// claimed but never confirmed and the plan no longer names it.
+    async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
+        let mut pruned = 0;
+        for s in self.scan(desired).await? {
+            if !s.exists || !s.state.owns() {
+                self.set_record(&s.kind, &s.id, None).await?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
+    async fn lock(
+        &self,
+        holder: &str,
+        wait: Duration,
+        waiting: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<Box<dyn LockGuard>, ProviderError> {
+        let me = self.me.upgrade().ok_or_else(|| ProviderError::new("the Superset handle is gone"))?;
+        Ok(Box::new(me.take_lock(holder, wait, waiting).await?))
+    }
+}
+
+impl Handle {
     /// Claim, create (Superset refuses a duplicate), confirm. A failed create drops the claim.
     async fn create(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
         let id = str_attr(&r.attrs, identity_attr(kind)).to_owned();
@@ -106,7 +129,12 @@ impl Handle {
     async fn make(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
         let what = describe(kind, &crate::schema::identity(kind, &r.attrs));
         let doing = format!("creating {what}");
+        // A duplicate is a 500 ("Fatal error", or the database's unique-key message) or a 422.
         let appeared = |e: ProviderError| {
+            let duplicate = ["Fatal error", "Duplicate", "UNIQUE", "already exists", "must be unique"];
+            if !duplicate.iter().any(|d| e.message.contains(d)) {
+                return e;
+            }
             e.with_hint(format!(
                 "if {what} appeared after the plan was read, this deployment did not create it and recorded nothing; \
                  run plan again: it offers to adopt it"

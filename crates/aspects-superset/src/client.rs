@@ -5,21 +5,19 @@
 //! carry passwords) and never the password the handle logs in with.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use aspects_core::{
-    Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, Secret, SystemSchema, Value,
-};
-use aspects_engine::provider::{Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite};
+use aspects_core::{ProviderConfig, ProviderId, Secret, SystemSchema, Value};
+use aspects_engine::provider::{Connector, ProviderError, ProviderRead, ProviderWrite};
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value as Json, json};
 use tokio::sync::{Mutex, RwLock};
 
 use crate::records::Records;
-use crate::schema::{self, DEFAULT_LOCK_LEASE, DEFAULT_MAX_CONCURRENCY, ROLE, split_permission, str_list};
+use crate::schema::{self, DEFAULT_LOCK_LEASE, DEFAULT_MAX_CONCURRENCY};
 
 /// The Superset system: register it with the engine.
 pub struct Superset;
@@ -35,7 +33,7 @@ impl Connector for Superset {
         config: &ProviderConfig,
         deployment: &str,
     ) -> Result<Arc<dyn ProviderRead>, ProviderError> {
-        Ok(Arc::new(Provider(Arc::new(Handle::connect(config, deployment, true).await?))))
+        Ok(Handle::connect(config, deployment, true).await?)
     }
 
     async fn connect_write(
@@ -43,13 +41,9 @@ impl Connector for Superset {
         config: &ProviderConfig,
         deployment: &str,
     ) -> Result<Arc<dyn ProviderWrite>, ProviderError> {
-        Ok(Arc::new(Provider(Arc::new(Handle::connect(config, deployment, false).await?))))
+        Ok(Handle::connect(config, deployment, false).await?)
     }
 }
-
-/// Both handles. Planning gets it as a `ProviderRead` opened read-only: every write request is
-/// refused in the client before it is sent.
-pub struct Provider(Arc<Handle>);
 
 /// A failed request: the HTTP status (`None` when Superset was not reached) and its message.
 #[derive(Debug)]
@@ -63,8 +57,11 @@ struct Tokens {
     refresh: String,
 }
 
-/// What both handles share. Not `Debug`: it holds the password.
+/// Both handles. Planning gets it as a `ProviderRead` opened read-only: every write request is
+/// refused in the client before it is sent. Not `Debug`: it holds the password.
 pub struct Handle {
+    /// Itself, for the lock guard, which outlives the borrow `lock` is called with.
+    pub(crate) me: Weak<Handle>,
     http: reqwest::Client,
     /// Without cookies: login probes must not replace the session the CSRF token is bound to.
     probe: reqwest::Client,
@@ -78,7 +75,7 @@ pub struct Handle {
     pub(crate) provider: ProviderId,
     pub(crate) deployment: String,
     pub(crate) lease: Duration,
-    max_concurrency: usize,
+    pub(crate) max_concurrency: usize,
     pub(crate) queries: Arc<AtomicU64>,
     /// The permission catalogue, learnt at connect time: `PERMISSION on VIEW` <-> id.
     pub(crate) permission_ids: BTreeMap<String, i64>,
@@ -94,7 +91,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const PAGE: usize = 100;
 
 impl Handle {
-    async fn connect(config: &ProviderConfig, deployment: &str, read_only: bool) -> Result<Handle, ProviderError> {
+    async fn connect(config: &ProviderConfig, deployment: &str, read_only: bool) -> Result<Arc<Handle>, ProviderError> {
         let attr = |name: &str| config.attrs.get(name);
         let id = &config.id;
         let Some(Value::Str(url)) = attr("url") else {
@@ -124,6 +121,7 @@ impl Handle {
             _ => default as u64,
         };
         let mut handle = Handle {
+            me: Weak::new(),
             http: build(true)?,
             probe: build(false)?,
             base: url.trim_end_matches('/').to_owned(),
@@ -144,7 +142,7 @@ impl Handle {
         };
         handle.login().await?;
         handle.learn_permissions().await?;
-        Ok(handle)
+        Ok(Arc::new_cyclic(|me| Handle { me: me.clone(), ..handle }))
     }
 
     /// Logs the provider user in: a fresh access and refresh token.
@@ -349,14 +347,7 @@ fn message_of(body: &Json, status: StatusCode) -> String {
 
 /// What reqwest says, with the chain of causes (connection refused ...), never the URL's query.
 fn reqwest_reason(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    out
+    aspects_engine::provider::error_chain(&e.without_url())
 }
 
 /// A rison string: always quoted, `!` and `'` escaped with `!`.
@@ -378,90 +369,6 @@ pub fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Valu
 pub fn sorted_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Value {
     let set: std::collections::BTreeSet<&str> = items.into_iter().collect();
     Value::List(set.into_iter().map(Value::from).collect())
-}
-
-#[async_trait]
-impl ProviderRead for Provider {
-    fn target(&self) -> String {
-        self.0.target.clone()
-    }
-    fn max_concurrency(&self) -> usize {
-        self.0.max_concurrency
-    }
-    fn queries(&self) -> u64 {
-        self.0.queries.load(Ordering::Relaxed)
-    }
-    /// Defaults, then sets as sorted lists (Superset keeps no order of roles or permissions).
-    fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
-        aspects_engine::ownership::fill_defaults(kind, resource);
-        for list in ["permissions", "roles"] {
-            if let Some(v) = resource.attrs.get(list) {
-                let sorted = sorted_list(str_list(Some(v)));
-                resource.attrs.insert(list.to_owned(), sorted);
-            }
-        }
-    }
-    /// Permissions Superset does not know, and database URIs that cannot be read.
-    fn check(&self, kind: &KindSchema, resource: &Resource) -> Vec<Invalid> {
-        let mut out = Vec::new();
-        if kind.kind == ROLE {
-            let unknown: Vec<&str> = str_list(resource.get("permissions"))
-                .into_iter()
-                .filter(|p| !self.0.permission_ids.contains_key(*p))
-                .collect();
-            if let Some(first) = unknown.first() {
-                let view = split_permission(first).map_or("", |(_, v)| v);
-                out.push(
-                    Invalid::new(
-                        "permissions",
-                        format!(
-                            "Superset at {} has no permission {}{}",
-                            self.0.target,
-                            unknown.iter().take(5).map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "),
-                            if unknown.len() > 5 { format!(" (and {} more)", unknown.len() - 5) } else { String::new() }
-                        ),
-                    )
-                    .with_hint(format!(
-                        "names are `PERMISSION on VIEW` as Superset lists them (Settings > List Roles); `superset init` \
-                         creates the standard ones; check the spelling of {view:?}"
-                    )),
-                );
-            }
-        }
-        if let Some(uri) = resource.get("sqlalchemy_uri").and_then(Value::as_secret)
-            && let Err(why) = crate::uri::check(uri.expose())
-        {
-            out.push(Invalid::new("sqlalchemy_uri", why).with_hint(
-                "write it as DIALECT+DRIVER://USER:${secrets.NAME}@HOST:PORT/DATABASE, e.g. \
-                 clickhousedb+connect://ch_report:${secrets.CH_REPORT}@clickhouse:8123/xapi",
-            ));
-        }
-        out
-    }
-    async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
-        self.0.read(kind, desired).await
-    }
-    async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
-        self.0.orphans(desired).await
-    }
-}
-
-#[async_trait]
-impl ProviderWrite for Provider {
-    async fn apply(&self, kind: &KindSchema, change: &Change, desired: Option<&Resource>) -> Result<(), ProviderError> {
-        self.0.apply(kind, change, desired).await
-    }
-    async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
-        self.0.prune(desired).await
-    }
-    async fn lock(
-        &self,
-        holder: &str,
-        wait: Duration,
-        waiting: &(dyn Fn(String) + Send + Sync),
-    ) -> Result<Box<dyn LockGuard>, ProviderError> {
-        Ok(Box::new(self.0.lock(holder, wait, waiting).await?))
-    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aspects_engine::lock::LeaseWait;
 use aspects_engine::provider::{LockGuard, ProviderError};
 use async_trait::async_trait;
 use reqwest::Method;
@@ -82,7 +83,7 @@ impl Handle {
                 Some(Generation { n, id: r.get("id")?.as_i64()?, description })
             })
             .collect();
-        out.sort_by(|a, b| b.n.cmp(&a.n));
+        out.sort_by_key(|g| std::cmp::Reverse(g.n));
         Ok(out)
     }
 
@@ -100,7 +101,7 @@ impl Handle {
         }
     }
 
-    pub(crate) async fn lock(
+    pub(crate) async fn take_lock(
         self: &Arc<Self>,
         holder: &str,
         wait: Duration,
@@ -109,8 +110,7 @@ impl Handle {
         let what = format!("the aspects lock of Superset at {} (deployment '{}')", self.target, self.deployment);
         let fail = |e: SsError| self.err(&e, &format!("taking {what}"));
         let holder = format!("{holder} (deployment '{}')", self.deployment);
-        let deadline = Instant::now() + wait;
-        let mut told = false;
+        let mut wait = LeaseWait::new(what.clone(), wait, self.lease, waiting);
         // The highest generation as first seen unchanged, and since when (this run's clock).
         let mut watched: Option<(Generation, Instant)> = None;
         loop {
@@ -154,20 +154,7 @@ impl Handle {
                 continue;
             }
             let by = top.map(|g| g.description).unwrap_or_default();
-            if Instant::now() >= deadline {
-                return Err(ProviderError::locked(format!("{what} is {by} (waited {}s)", wait.as_secs())).with_hint(
-                    format!(
-                        "another apply is running; wait for it or pass --lock-timeout DURATION; a killed run's lock \
-                         frees itself {}s (lock_lease_seconds) after the next run starts waiting",
-                        self.lease.as_secs()
-                    ),
-                ));
-            }
-            if !told {
-                waiting(format!("{what} is {by}; waiting up to {}s for it", wait.as_secs()));
-                told = true;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            wait.busy(by.strip_prefix("held by ").unwrap_or(&by)).await?;
         }
     }
 }

@@ -4,15 +4,17 @@
 //! this deployment's records (records.rs).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 
 use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Secret, Value, Verification};
 use aspects_engine::ownership::{State, mark_owner};
-use aspects_engine::provider::ProviderError;
+use aspects_engine::provider::{Invalid, ProviderError, ProviderRead};
+use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::Value as Json;
 
 use crate::client::{Handle, SsError, attrs, filter, sorted_list};
-use crate::schema::{DATABASE, ROLE, USER, identity, identity_attr, str_attr};
+use crate::schema::{DATABASE, ROLE, USER, identity, identity_attr, split_permission, str_attr, str_list};
 use crate::uri;
 
 /// A role as listed, with its permission ids.
@@ -41,34 +43,6 @@ fn id_of(row: &Json) -> i64 {
 }
 
 impl Handle {
-    pub(crate) async fn read(
-        &self,
-        kind: &KindSchema,
-        desired: &[Resource],
-    ) -> Result<Vec<Option<Live>>, ProviderError> {
-        if desired.is_empty() {
-            return Ok(Vec::new());
-        }
-        let records = self.all_records().await?;
-        let mut live = match kind.kind {
-            ROLE => self.read_roles(desired).await?,
-            USER => self.read_users(desired).await?,
-            DATABASE => self.read_databases(desired).await?,
-            other => return Err(ProviderError::new(format!("the superset provider has no kind `{other}`"))),
-        };
-        let key = identity_attr(kind.kind);
-        for (l, r) in live.iter_mut().zip(desired) {
-            let Some(l) = l else { continue };
-            let object = (kind.kind.to_owned(), str_attr(&r.attrs, key).to_owned());
-            for owner in &records {
-                if let Some(record) = owner.entries.get(&object) {
-                    mark_owner(l, &self.deployment, &owner.deployment, record.state);
-                }
-            }
-        }
-        Ok(live)
-    }
-
     /// Every role with its permission ids (Superset's `roles/search/`, which lists them).
     pub(crate) async fn roles(&self) -> Result<Vec<RoleRow>, ProviderError> {
         let rows =
@@ -214,42 +188,9 @@ impl Handle {
         Ok(out)
     }
 
-    pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
-        Ok(self
-            .scan(desired)
-            .await?
-            .into_iter()
-            .filter(|s| s.exists && s.state.owns())
-            .map(|s| {
-                let identity: BTreeMap<String, Value> = [(identity_attr(&s.kind).to_owned(), Value::from(s.id))].into();
-                Orphan {
-                    address: Address::new(s.kind, s.name),
-                    attrs: identity.clone(),
-                    identity,
-                    provider: self.provider.clone(),
-                    reason: "not in the plan".into(),
-                    adopted: s.state == State::Adopted,
-                }
-            })
-            .collect())
-    }
-
-    /// Drops this deployment's records that prove nothing: the object is gone, or a create was
-    /// claimed but never confirmed and the plan no longer names it.
-    pub(crate) async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
-        let mut pruned = 0;
-        for s in self.scan(desired).await? {
-            if !s.exists || !s.state.owns() {
-                self.set_record(&s.kind, &s.id, None).await?;
-                pruned += 1;
-            }
-        }
-        Ok(pruned)
-    }
-
     /// This deployment's records that `desired` does not name, each with whether its object
     /// exists (one list per kind that has such records).
-    async fn scan(&self, desired: &[Resource]) -> Result<Vec<Scanned>, ProviderError> {
+    pub(crate) async fn scan(&self, desired: &[Resource]) -> Result<Vec<Scanned>, ProviderError> {
         let named: BTreeSet<(String, String)> = desired
             .iter()
             .map(|r| {
@@ -292,10 +233,113 @@ impl Handle {
     }
 }
 
-struct Scanned {
-    kind: String,
-    id: String,
-    name: String,
-    state: State,
-    exists: bool,
+pub(crate) struct Scanned {
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub state: State,
+    pub exists: bool,
+}
+
+#[async_trait]
+impl ProviderRead for Handle {
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+    fn max_concurrency(&self) -> usize {
+        self.max_concurrency
+    }
+    fn queries(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
+    }
+    /// Defaults, then sets as sorted lists (Superset keeps no order of roles or permissions).
+    fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
+        aspects_engine::ownership::fill_defaults(kind, resource);
+        for list in ["permissions", "roles"] {
+            if let Some(v) = resource.attrs.get(list) {
+                let sorted = sorted_list(str_list(Some(v)));
+                resource.attrs.insert(list.to_owned(), sorted);
+            }
+        }
+    }
+    /// Permissions Superset does not know, and database URIs that cannot be read.
+    fn check(&self, kind: &KindSchema, resource: &Resource) -> Vec<Invalid> {
+        let mut out = Vec::new();
+        if kind.kind == ROLE {
+            let unknown: Vec<&str> = str_list(resource.get("permissions"))
+                .into_iter()
+                .filter(|p| !self.permission_ids.contains_key(*p))
+                .collect();
+            if let Some(first) = unknown.first() {
+                let view = split_permission(first).map_or("", |(_, v)| v);
+                out.push(
+                    Invalid::new(
+                        "permissions",
+                        format!(
+                            "Superset at {} has no permission {}{}",
+                            self.target,
+                            unknown.iter().take(5).map(|p| format!("{p:?}")).collect::<Vec<_>>().join(", "),
+                            if unknown.len() > 5 { format!(" (and {} more)", unknown.len() - 5) } else { String::new() }
+                        ),
+                    )
+                    .with_hint(format!(
+                        "names are `PERMISSION on VIEW` as Superset lists them (Settings > List Roles); `superset init` \
+                         creates the standard ones; check the spelling of {view:?}"
+                    )),
+                );
+            }
+        }
+        if let Some(uri) = resource.get("sqlalchemy_uri").and_then(Value::as_secret)
+            && let Err(why) = crate::uri::check(uri.expose())
+        {
+            out.push(Invalid::new("sqlalchemy_uri", why).with_hint(
+                "write it as DIALECT+DRIVER://USER:${secrets.NAME}@HOST:PORT/DATABASE, e.g. \
+                 clickhousedb+connect://ch_report:${secrets.CH_REPORT}@clickhouse:8123/xapi",
+            ));
+        }
+        out
+    }
+    async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        if desired.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = self.all_records().await?;
+        let mut live = match kind.kind {
+            ROLE => self.read_roles(desired).await?,
+            USER => self.read_users(desired).await?,
+            DATABASE => self.read_databases(desired).await?,
+            other => return Err(ProviderError::new(format!("the superset provider has no kind `{other}`"))),
+        };
+        let key = identity_attr(kind.kind);
+        for (l, r) in live.iter_mut().zip(desired) {
+            let Some(l) = l else { continue };
+            let object = (kind.kind.to_owned(), str_attr(&r.attrs, key).to_owned());
+            for owner in &records {
+                if let Some(record) = owner.entries.get(&object) {
+                    mark_owner(l, &self.deployment, &owner.deployment, record.state);
+                }
+            }
+        }
+        Ok(live)
+    }
+
+    async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+        Ok(self
+            .scan(desired)
+            .await?
+            .into_iter()
+            .filter(|s| s.exists && s.state.owns())
+            .map(|s| {
+                let identity: BTreeMap<String, Value> = [(identity_attr(&s.kind).to_owned(), Value::from(s.id))].into();
+                Orphan {
+                    address: Address::new(s.kind, s.name),
+                    attrs: identity.clone(),
+                    identity,
+                    provider: self.provider.clone(),
+                    reason: "not in the plan".into(),
+                    adopted: s.state == State::Adopted,
+                }
+            })
+            .collect())
+    }
 }

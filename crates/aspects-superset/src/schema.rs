@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use aspects_core::schema::{check_max_concurrency, invisible};
+use aspects_core::schema::{check_max_concurrency, invisible, lock_lease_attr};
 use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value, identity_string};
 
 pub const SYSTEM: &str = "superset";
@@ -39,14 +39,7 @@ pub fn schema() -> SystemSchema {
             AttrSchema::new("max_concurrency", AttrType::Int, "Requests this provider sends at once during apply.")
                 .default(DEFAULT_MAX_CONCURRENCY)
                 .check(check_max_concurrency),
-            AttrSchema::new(
-                "lock_lease_seconds",
-                AttrType::Int,
-                "How long the apply lock survives its holder without a heartbeat (a killed apply blocks others this \
-                 long); renewed before every change.",
-            )
-            .default(DEFAULT_LOCK_LEASE)
-            .check(check_lease),
+            lock_lease_attr(DEFAULT_LOCK_LEASE),
         ],
         kinds: vec![role_kind(), user_kind(), database_kind()],
     }
@@ -238,14 +231,6 @@ fn check_uuid(v: &Value) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{s:?} is not a UUID; write it as 8-4-4-4-12 hexadecimal digits"))
-    }
-}
-
-fn check_lease(v: &Value) -> Result<(), String> {
-    match v {
-        Value::Int(n) if (2..=3600).contains(n) => Ok(()),
-        Value::Int(n) => Err(format!("lock_lease_seconds = {n} is out of range; use 2 to 3600")),
-        other => Err(format!("expected an integer, found {}", other.type_name())),
     }
 }
 

@@ -264,17 +264,48 @@ fn a_uri_changed_by_hand_is_shown_masked_and_reverted() {
     assert_no_secret(&s, &[&secret(&s, "report")], &[&plan]);
 }
 
+/// The Superset objects alone, the connection to a ClickHouse user made beforehand: a killed
+/// run leaves only Superset's lock behind (2 s lease).
+const SUPERSET_ONLY: &str = r#"
+[superset_role.instructor]
+name = "@@Instructor"
+permissions = ["can_read on Dashboard", "can_read on Chart"]
+
+[superset_user.lms]
+username = "@@lms"
+first_name = "LMS"
+last_name = "User"
+email = "@@lms@example.com"
+roles = ["${superset_role.instructor.name}", "Gamma"]
+password = "${secrets.lms}"
+
+[superset_database.clickhouse]
+uuid = "@@UUID"
+database_name = "@@OpenedX Clickhouse"
+sqlalchemy_uri = "clickhousedb+connect://@@report:${secrets.report}@@@CH/default"
+"#;
+
 /// A crash right after each write of an apply, in turn, then an apply without the hook: it
-/// converges every time and ownership is exactly the plan's objects.
+/// converges every time and the records name exactly the plan's objects.
 #[test]
 fn a_crash_after_any_write_then_apply_converges() {
-    let Some(s) = layer("ss-crash", LAYER) else { return };
+    let Some(mut s) = layer("ss-crash", SUPERSET_ONLY) else { return };
+    s.0.set_env("REPORT_PW", "crash-Report-1");
+    let secrets = "lms = { generate = 24 }\nreport = { env = \"REPORT_PW\" }\n";
+    let body = std::fs::read_to_string(s.path("aspects.toml")).unwrap();
+    let body = &body[body.find("[superset_role").unwrap()..];
+    s.write("aspects.toml", &plan(&s, secrets, body));
+    // The ClickHouse user the connection logs in as, from a plan of its own.
+    let ch = "[secrets]\nreport = { env = \"REPORT_PW\" }\n\n[clickhouse_user.report]\nname = \"@@report\"\npassword = \"${secrets.report}\"\n";
+    s.write("clickhouse.toml", &aspects_e2e::clickhouse::plan(&s, ch));
+    let r = s.run(&["-f", "clickhouse.toml", "apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+
     let api = Api::new();
     let p = s.prefix.clone();
     let mut k = 1;
     loop {
         cleanup(&p);
-        aspects_e2e::clickhouse::cleanup(&p);
         let mut crashing = s.command(&["apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "120s"]);
         crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
         let r: Run = crashing.output().unwrap().into();
@@ -283,17 +314,14 @@ fn a_crash_after_any_write_then_apply_converges() {
             break;
         }
         assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
-        // The killed run's lease (2 s in these plans) runs out while the next run waits.
+        // The killed run's lease (2 s) runs out while the next run waits.
         apply(&s);
         assert_no_changes(&s);
         assert!(api.can_login(&format!("{p}lms"), &secret(&s, "lms")), "k = {k}");
         let records = api.list("/api/v1/css_template/", "template_name", &format!("aspects records: {p}dep"));
         let css = records[0]["css"].as_str().unwrap();
-        assert_eq!(
-            css.matches("\"state\":\"created\"").count() + css.matches("\"state\":\"adopted\"").count(),
-            3,
-            "k = {k}: {css}"
-        );
+        let owned = css.matches("\"state\":\"created\"").count() + css.matches("\"state\":\"adopted\"").count();
+        assert_eq!(owned, 3, "k = {k}: {css}");
         k += 1;
     }
 }

@@ -26,20 +26,28 @@ pub fn stack() -> Option<(String, String, String)> {
 /// The env variable a sandbox passes the admin password in (never a process argument).
 pub const ADMIN_PASSWORD_ENV: &str = "SS_ADMIN_PASSWORD";
 
-/// A plan file for a Superset sandbox: its deployment, the Superset provider (lease 2 s) and the
-/// ClickHouse provider (the sandbox's own meta database). `secrets` are more `[secrets]` lines;
-/// `@@` in either is the prefix.
+/// A plan file for a Superset sandbox: its deployment and the Superset provider (lease 2 s),
+/// plus, when the body has ClickHouse resources, the ClickHouse provider (the sandbox's own meta
+/// database; lease 10 s, since a run also waits for Superset's lock, which every test shares).
+/// `secrets` are more `[secrets]` lines; `@@` in either is the prefix.
 pub fn plan(s: &Sandbox, secrets: &str, body: &str) -> String {
     let (url, user, _) = stack().expect("a Superset");
+    let clickhouse = if body.contains("[clickhouse_") {
+        format!(
+            "[providers.clickhouse]\nurl = \"{}\"\nmeta_database = \"{}meta\"\nlock_lease_seconds = 10\n\n",
+            crate::clickhouse::url(),
+            s.prefix
+        )
+    } else {
+        String::new()
+    };
     format!(
         "[deployment]\nname = \"{p}dep\"\n\n[secrets]\nss_admin = {{ env = \"{ADMIN_PASSWORD_ENV}\" }}\n{secrets}\n\
          [providers.superset]\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"${{secrets.ss_admin}}\"\n\
-         lock_lease_seconds = 2\n\n[providers.clickhouse]\nurl = \"{ch}\"\nmeta_database = \"{p}meta\"\n\
-         lock_lease_seconds = 2\n\n{}",
+         lock_lease_seconds = 2\n\n{clickhouse}{}",
         body.replace("@@", &s.prefix),
         secrets = secrets.replace("@@", &s.prefix),
         p = s.prefix,
-        ch = crate::clickhouse::url(),
     )
 }
 

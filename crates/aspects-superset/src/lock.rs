@@ -9,9 +9,9 @@
 //!   for a whole lease without seeing a heartbeat, create `aspects-lock-<n+1>`; losing that race
 //!   is an error on create, and the loser looks again. The winner checks that no higher
 //!   generation appeared and deletes the ones below its own;
-//! - holding it: `check` (before every change) fails when a higher generation exists or this
-//!   run's last heartbeat is older than the lease by its own clock, and otherwise writes the next
-//!   heartbeat into the group's description. No clock is compared across machines: a contender
+//! - holding it: a background task writes a heartbeat into the group's description every
+//!   quarter lease; `check` (before every change) fails when a higher generation exists or no
+//!   heartbeat succeeded for a lease by this run's clock. No clock is compared across machines: a contender
 //!   measures "no heartbeat for a lease" on its own clock, the holder "my heartbeat is older than
 //!   a lease" on its own;
 //! - `kill -9`: nothing beats any more; a contender takes over one lease after it first looked.
@@ -43,13 +43,34 @@ fn name(n: u64) -> String {
 
 /// Held while an apply runs (it outlives a borrow of the handle, hence the `Arc`).
 pub struct Lock {
-    handle: Arc<Handle>,
+    beat: Arc<Beat>,
     generation: u64,
+    /// Writes a heartbeat every quarter lease, so a run that spends long between two changes
+    /// (reading live state, a slow request to another target) keeps its lease.
+    beating: tokio::task::JoinHandle<()>,
+}
+
+/// What the heartbeat writes, and when it last succeeded.
+struct Beat {
+    handle: Arc<Handle>,
     group: i64,
     holder: String,
-    beat: AtomicU64,
-    /// When this run last wrote a heartbeat, by its own clock.
+    count: AtomicU64,
+    /// When the last successful heartbeat was sent, by this run's clock.
     renewed: Mutex<Instant>,
+}
+
+impl Beat {
+    async fn write(&self) -> Result<(), SsError> {
+        let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        // Timed from before the write: a contender sees the beat no earlier than this, so this
+        // run's lease ends no later than a contender's watch does.
+        let sent = Instant::now();
+        let body = json!({"description": description(&self.holder, count)});
+        self.handle.call(Method::PUT, &format!("{GROUPS}{}", self.group), Some(&body)).await?;
+        *self.renewed.lock().await = sent;
+        Ok(())
+    }
 }
 
 /// One generation as listed.
@@ -138,14 +159,24 @@ impl Handle {
                             let _ = self.call(Method::DELETE, &format!("{GROUPS}{}", old.id), None).await;
                         }
                         tracing::debug!(generation = n, "lock taken");
-                        return Ok(Lock {
+                        let beat = Arc::new(Beat {
                             handle: self.clone(),
-                            generation: n,
                             group,
                             holder,
-                            beat: AtomicU64::new(0),
+                            count: AtomicU64::new(0),
                             renewed: Mutex::new(sent),
                         });
+                        let (every, background) = (self.lease / 4, beat.clone());
+                        let beating = tokio::spawn(async move {
+                            loop {
+                                tokio::time::sleep(every).await;
+                                if let Err(e) = background.write().await {
+                                    // `check` fails once no beat succeeded for a lease.
+                                    tracing::debug!("lock heartbeat: {}", e.message);
+                                }
+                            }
+                        });
+                        return Ok(Lock { beat, generation: n, beating });
                     }
                     // A later generation beat this one (this run was slower than a lease): yield.
                     let body = json!({"description": format!("released by {holder}")});
@@ -161,12 +192,10 @@ impl Handle {
 
 #[async_trait]
 impl LockGuard for Lock {
-    /// Fails when a later generation exists or this run's heartbeat is older than the lease;
-    /// otherwise writes the next heartbeat.
+    /// Fails when a later generation exists or no heartbeat succeeded for a lease (one request).
     async fn check(&self) -> Result<(), ProviderError> {
-        let h = &self.handle;
+        let h = &self.beat.handle;
         let what = format!("the aspects lock of Superset at {}", h.target);
-        let mut renewed = self.renewed.lock().await;
         let all = h.generations().await.map_err(|e| h.err(&e, &format!("checking {what}")))?;
         if let Some(top) = all.first().filter(|g| g.n != self.generation) {
             return Err(ProviderError::new(format!(
@@ -174,27 +203,20 @@ impl LockGuard for Lock {
                 top.description
             )));
         }
-        if renewed.elapsed() >= h.lease {
+        if self.beat.renewed.lock().await.elapsed() >= h.lease {
             return Err(ProviderError::new(format!(
                 "this run's lease on {what} ran out ({}s without a heartbeat), so another run may take it",
                 h.lease.as_secs()
             )));
         }
-        let beat = self.beat.fetch_add(1, Ordering::Relaxed) + 1;
-        // Timed from before the write: a contender sees the beat no earlier than this, so this
-        // run's lease ends no later than a contender's watch does.
-        let sent = Instant::now();
-        let body = json!({"description": description(&self.holder, beat)});
-        h.call(Method::PUT, &format!("{GROUPS}{}", self.group), Some(&body))
-            .await
-            .map_err(|e| h.err(&e, &format!("renewing {what}")))?;
-        *renewed = sent;
         Ok(())
     }
 
     async fn release(self: Box<Self>) {
-        let body = json!({"description": format!("released by {}", self.holder)});
-        if let Err(e) = self.handle.call(Method::PUT, &format!("{GROUPS}{}", self.group), Some(&body)).await {
+        self.beating.abort();
+        let body = json!({"description": format!("released by {}", self.beat.holder)});
+        let path = format!("{GROUPS}{}", self.beat.group);
+        if let Err(e) = self.beat.handle.call(Method::PUT, &path, Some(&body)).await {
             tracing::warn!("releasing the lock: {}", e.message);
         }
     }

@@ -84,12 +84,13 @@ mod tests {
 
     #[test]
     fn the_password_and_only_it_is_masked() {
-        let uri = "clickhousedb+connect://ch_report:p@ss:w/rd@127.0.0.1:8123/xapi?x=1";
-        // A `/` in a password must be percent-encoded in a URI; the authority ends at the first.
+        // Special characters in a password are percent-encoded in a URI: `@`, `:` and `/` never
+        // appear raw in it.
+        let uri = "clickhousedb+connect://ch_report:p%40ss%3Aw%2Frd@127.0.0.1:8123/xapi?x=1";
         let plain = "clickhousedb+connect://ch_report:s3cret@127.0.0.1:8123/xapi";
         assert_eq!(masked(plain), format!("clickhousedb+connect://ch_report:{MASK}@127.0.0.1:8123/xapi"));
         assert_eq!(shown(&masked(plain)), "clickhousedb+connect://ch_report:(sensitive)@127.0.0.1:8123/xapi");
-        assert!(!masked(uri).contains("ss:w"), "{}", masked(uri));
+        assert_eq!(masked(uri), format!("clickhousedb+connect://ch_report:{MASK}@127.0.0.1:8123/xapi?x=1"));
         assert_eq!(masked("sqlite:///x.db"), "sqlite:///x.db");
         assert_eq!(masked("mysql://u@h/d"), "mysql://u@h/d");
         assert_eq!(masked("clickhousedb://default:@h/d"), "clickhousedb://default:@h/d");

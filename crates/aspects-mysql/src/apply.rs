@@ -9,11 +9,11 @@ use aspects_engine::provider::{ProviderError, SecretRotation};
 
 use crate::connect::Handle;
 use crate::flavour::Flavour;
-use crate::ownership::State;
 use crate::password;
 use crate::privileges::{self, GRANT_OPTION, LevelSets};
 use crate::schema::{self, DATABASE, GRANT, USER, str_attr, str_list};
 use crate::sql::{self, On, ident};
+use aspects_sql::records::State;
 
 type Identity = BTreeMap<String, Value>;
 
@@ -59,8 +59,8 @@ impl Handle {
                         let old = schema::identity(kind.kind, old);
                         // An adopted object existed before this deployment: moving away from it
                         // releases it, as `destroy` does, instead of dropping it.
-                        if self.own_state(kind.kind, &old).await? == Some(State::Adopted) {
-                            self.forget(kind.kind, &old).await
+                        if self.db.own_state(kind.kind, &old).await? == Some(State::Adopted) {
+                            self.db.forget(kind.kind, &old).await
                         } else {
                             self.destroy(kind.kind, &old).await
                         }
@@ -80,7 +80,7 @@ impl Handle {
                     self.destroy(kind.kind, &id).await
                 } else {
                     // Released: this deployment stops owning it; the object stays as it is.
-                    self.forget(kind.kind, &id).await
+                    self.db.forget(kind.kind, &id).await
                 }
             }
         }
@@ -141,30 +141,19 @@ impl Handle {
 
     /// Records ownership of an object that exists.
     async fn adopt(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
-        self.claim(kind, &r.address.name, &schema::identity(kind, &r.attrs), State::Adopted).await
+        self.db.claim(kind, &r.address.name, &schema::identity(kind, &r.attrs), State::Adopted).await
     }
 
-    /// Claims the object, creates it with a statement that fails if it exists (so a success
-    /// proves this deployment made it), then confirms the record. A failed create drops the
-    /// claim: a record never outlives a create that did not happen.
+    /// Claims, creates with a statement that fails if the object exists, confirms
+    /// (`Server::create_owned`).
     async fn create(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
-        let id = schema::identity(kind, &r.attrs);
-        self.claim(kind, &r.address.name, &id, State::Creating).await?;
-        if let Err(e) = self.make(kind, r).await {
-            if let Err(forget) = self.forget(kind, &id).await {
-                // The claim stays `creating`, which proves nothing: the next apply claims it again,
-                // or prunes it once the resource has left the plan.
-                tracing::warn!("{forget}");
-            }
-            return Err(e);
-        }
-        self.confirm_created(kind, &id).await
+        self.db.create_owned(kind, &r.address.name, &schema::identity(kind, &r.attrs), self.make(kind, r)).await
     }
 
     /// Removes the object, then its ownership record.
     async fn destroy(&self, kind: &str, id: &Identity) -> Result<(), ProviderError> {
         self.remove(kind, id).await?;
-        self.forget(kind, id).await
+        self.db.forget(kind, id).await
     }
 
     async fn make(&self, kind: &str, r: &Resource) -> Result<(), ProviderError> {
@@ -184,11 +173,11 @@ impl Handle {
                     sql += &format!(" COLLATE {}", ident(str_attr(a, "collation")));
                 }
                 let doing = format!("creating database {}", ident(name));
-                match self.sql.execute(&sql, false).await {
+                match self.db.sql.execute(&sql, false).await {
                     Err(e) if crate::error::number(&e) == Some(DATABASE_EXISTS) => {
-                        Err(exists(self.sql.err(&e, &doing), format!("database {}", ident(name))))
+                        Err(exists(self.db.sql.err(&e, &doing), format!("database {}", ident(name))))
                     }
-                    r => r.map_err(|e| self.sql.err(&e, &doing)),
+                    r => r.map_err(|e| self.db.sql.err(&e, &doing)),
                 }
             }
             USER => {
@@ -223,7 +212,8 @@ impl Handle {
                     return Ok(());
                 }
                 let name = str_attr(a, "name");
-                self.sql
+                self.db
+                    .sql
                     .run(
                         &format!("ALTER DATABASE {}{clauses}", ident(name)),
                         &format!("altering database {}", ident(name)),
@@ -290,17 +280,18 @@ impl Handle {
             (_, true) => format!("setting the password of user {account}, keeping the old one"),
         };
         let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();
-        self.sql
+        self.db
+            .sql
             .execute(&sql, true)
             .await
-            .map_err(|e| (self.sql.endpoint.error(&e, &doing, &secrets), crate::error::number(&e)))
+            .map_err(|e| (self.db.sql.endpoint.error(&e, &doing, &secrets), crate::error::number(&e)))
     }
 
     /// `ALTER USER ... DISCARD OLD PASSWORD`: the secondary password a rotation kept stops
     /// working. Repeating it is harmless.
     async fn discard_old_password(&self, a: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
         let account = sql::account(str_attr(a, "user"), str_attr(a, "host"));
-        self.sql.run(&discard_sql(&account), &format!("discarding the old password of user {account}"), &[]).await
+        self.db.sql.run(&discard_sql(&account), &format!("discarding the old password of user {account}"), &[]).await
     }
 
     /// GRANT what is missing, then REVOKE what is beyond the plan.
@@ -315,8 +306,8 @@ impl Handle {
         let add: BTreeSet<String> = want.difference(have).cloned().collect();
         let drop: BTreeSet<String> = have.difference(want).cloned().collect();
         if let Some(sql) = grant_sql(&self.levels, on, &account, &add) {
-            self.sql.execute(&sql, false).await.map_err(|e| {
-                let err = self.sql.err(&e, &format!("granting on {on} to {account}"));
+            self.db.sql.execute(&sql, false).await.map_err(|e| {
+                let err = self.db.sql.err(&e, &format!("granting on {on} to {account}"));
                 match crate::error::number(&e) {
                     Some(1133) => err.with_hint(format!(
                         "user {account} does not exist: declare it as a mysql_user or create it first"
@@ -329,7 +320,7 @@ impl Handle {
             })?;
         }
         if let Some(sql) = revoke_sql(on, &account, &drop) {
-            self.sql.run(&sql, &format!("revoking on {on} from {account}"), &[]).await?;
+            self.db.sql.run(&sql, &format!("revoking on {on} from {account}"), &[]).await?;
         }
         Ok(())
     }
@@ -339,7 +330,8 @@ impl Handle {
         match kind {
             DATABASE => {
                 let name = str_attr(id, "name");
-                self.sql
+                self.db
+                    .sql
                     .run(
                         &format!("DROP DATABASE IF EXISTS {}", ident(name)),
                         &format!("dropping database {}", ident(name)),
@@ -349,7 +341,10 @@ impl Handle {
             }
             USER => {
                 let account = sql::account(str_attr(id, "user"), str_attr(id, "host"));
-                self.sql.run(&format!("DROP USER IF EXISTS {account}"), &format!("dropping user {account}"), &[]).await
+                self.db
+                    .sql
+                    .run(&format!("DROP USER IF EXISTS {account}"), &format!("dropping user {account}"), &[])
+                    .await
             }
             GRANT => {
                 let (user, host) = (str_attr(id, "user"), str_attr(id, "host"));
@@ -363,10 +358,10 @@ impl Handle {
                 let Some(sql) = revoke_sql(&on, &account, &all) else {
                     return Ok(());
                 };
-                match self.sql.execute(&sql, false).await {
+                match self.db.sql.execute(&sql, false).await {
                     Ok(()) => Ok(()),
                     Err(e) if crate::error::number(&e).is_some_and(|n| NOTHING_TO_REVOKE.contains(&n)) => Ok(()),
-                    Err(e) => Err(self.sql.err(&e, &format!("revoking everything on {on} from {account}"))),
+                    Err(e) => Err(self.db.sql.err(&e, &format!("revoking everything on {on} from {account}"))),
                 }
             }
             other => Err(ProviderError::new(format!("the mysql provider has no kind `{other}`"))),

@@ -116,13 +116,13 @@ impl Handle {
     /// `*.*` is not refused: a global grant reaches everything anyway, and says so.
     fn check_meta(&self, on: &On) -> Option<Invalid> {
         let (On::Database(db) | On::Table(db, _)) = on else { return None };
-        sql::pattern_matches(db, &self.meta).then(|| {
+        sql::pattern_matches(db, &self.db.meta).then(|| {
             Invalid::new(
                 "on",
                 format!(
                     "on = \"{on}\" reaches the meta database `{}`, where ownership records live: its grantee could \
                      forge them",
-                    self.meta
+                    self.db.meta
                 ),
             )
             .with_hint(

@@ -12,7 +12,7 @@ use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId,
 use aspects_engine::provider::{
     Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite, SecretRotation,
 };
-use aspects_sql::Sql;
+use aspects_sql::{Server, Sql};
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::mysql::MySqlConnectOptions;
@@ -48,7 +48,7 @@ impl Connector for MySql {
         deployment: &str,
     ) -> Result<Arc<dyn ProviderWrite>, ProviderError> {
         let handle = Handle::connect(config, deployment, false).await?;
-        handle.ensure_meta().await?;
+        handle.db.ensure_meta().await?;
         Ok(Arc::new(Writer(handle)))
     }
 }
@@ -61,13 +61,12 @@ pub struct Writer(Handle);
 
 /// What both handles share. Deliberately not `Debug`: the connect options hold the password.
 pub struct Handle {
-    /// The pool, the provider's own connect options (for the lock's dedicated connection), the
-    /// server and user named in messages, the statement counter.
-    pub(crate) sql: Sql,
+    /// The pool (with the provider's own connect options, for the lock's dedicated connection,
+    /// the server and user named in messages, the statement counter), the meta database with
+    /// the ownership records and lock, and the deployment.
+    pub(crate) db: Server,
     /// `mysql` or `mysql.lms`, for the orphans this handle reports.
     pub(crate) provider: ProviderId,
-    pub(crate) deployment: String,
-    pub(crate) meta: String,
     max_concurrency: usize,
     pub(crate) flavour: Flavour,
     /// Rounds of a new `caching_sha2_password` hash: the server's
@@ -112,10 +111,8 @@ impl Handle {
         let max_connections = if read_only { 2 } else { max_concurrency as u32 + 1 };
         let sql = Sql::connect(options, &error::MYSQL, max_connections, read_only).await?;
         let mut handle = Handle {
-            sql,
+            db: Server { sql, meta, deployment: deployment.to_owned(), lock_prefix: "aspects" },
             provider: config.id.clone(),
-            deployment: deployment.to_owned(),
-            meta,
             max_concurrency,
             flavour: Flavour::parse("MariaDB"),
             sha2_rounds: password::CACHING_SHA2_ROUNDS,
@@ -133,7 +130,8 @@ impl Handle {
     /// needs these and they cannot change while we run.
     async fn learn_server(&mut self) -> Result<(), ProviderError> {
         let doing = "reading server capabilities";
-        let rows = self.sql.rows("SELECT VERSION(), CURRENT_USER()", &[]).await.map_err(|e| self.sql.err(&e, doing))?;
+        let rows =
+            self.db.sql.rows("SELECT VERSION(), CURRENT_USER()", &[]).await.map_err(|e| self.db.sql.err(&e, doing))?;
         let (version, current) = match rows.first() {
             Some(r) => (text(r, 0)?, text(r, 1)?),
             None => Default::default(),
@@ -144,6 +142,7 @@ impl Handle {
             self.current = (user.to_owned(), host.to_lowercase());
         }
         self.auth_plugins = self
+            .db
             .sql
             .rows(
                 "SELECT PLUGIN_NAME FROM information_schema.PLUGINS \
@@ -151,28 +150,30 @@ impl Handle {
                 &[],
             )
             .await
-            .map_err(|e| self.sql.err(&e, doing))?
+            .map_err(|e| self.db.sql.err(&e, doing))?
             .iter()
             .map(|r| Ok(text(r, 0)?.to_lowercase()))
             .collect::<Result<_, ProviderError>>()?;
         // MariaDB 10.10+ adds FULL_COLLATION_NAME (the name a database reports) as column 3.
         self.collations = self
+            .db
             .sql
             .rows("SELECT * FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY", &[])
             .await
-            .map_err(|e| self.sql.err(&e, doing))?
+            .map_err(|e| self.db.sql.err(&e, doing))?
             .iter()
             .map(|r| Ok((text(r, if r.len() > 2 { 2 } else { 0 })?.to_lowercase(), text(r, 1)?.to_lowercase())))
             .collect::<Result<_, ProviderError>>()?;
         self.charsets = self
+            .db
             .sql
             .rows("SELECT CHARACTER_SET_NAME, DEFAULT_COLLATE_NAME FROM information_schema.CHARACTER_SETS", &[])
             .await
-            .map_err(|e| self.sql.err(&e, doing))?
+            .map_err(|e| self.db.sql.err(&e, doing))?
             .iter()
             .map(|r| Ok((text(r, 0)?.to_lowercase(), text(r, 1)?.to_lowercase())))
             .collect::<Result<_, ProviderError>>()?;
-        let columns = self.sql
+        let columns = self.db.sql
             .rows(
                 "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'mysql' \
                  AND ((TABLE_NAME = 'db' AND COLUMN_NAME LIKE '%\\_priv') OR (TABLE_NAME = 'tables_priv' AND COLUMN_NAME = 'Table_priv')) \
@@ -180,7 +181,7 @@ impl Handle {
                 &[],
             )
             .await
-            .map_err(|e| self.sql.err(&e, doing))?;
+            .map_err(|e| self.db.sql.err(&e, doing))?;
         let columns = columns
             .iter()
             .map(|r| Ok((text(r, 0)?, text(r, 1)?, text(r, 2)?)))
@@ -192,19 +193,21 @@ impl Handle {
         if self.flavour.mysql8() {
             // Absent before 8.0.24 (no row). Kept to whole thousands: the stored form only
             // records rounds / 1000.
-            self.sql.count();
+            self.db.sql.count();
             let rounds = sqlx::raw_sql("SHOW GLOBAL VARIABLES LIKE 'caching_sha2_password_digest_rounds'")
-                .fetch_all(&self.sql.pool)
+                .fetch_all(&self.db.sql.pool)
                 .await
-                .map_err(|e| self.sql.err(&e, doing))?;
+                .map_err(|e| self.db.sql.err(&e, doing))?;
             if let Some(r) = rounds.first() {
                 let n: u32 = text(r, 1)?.parse().unwrap_or(password::CACHING_SHA2_ROUNDS);
                 self.sha2_rounds = (n / 1000 * 1000).max(password::CACHING_SHA2_ROUNDS);
             }
         }
-        self.sql.count();
-        let privileges =
-            sqlx::raw_sql("SHOW PRIVILEGES").fetch_all(&self.sql.pool).await.map_err(|e| self.sql.err(&e, doing))?;
+        self.db.sql.count();
+        let privileges = sqlx::raw_sql("SHOW PRIVILEGES")
+            .fetch_all(&self.db.sql.pool)
+            .await
+            .map_err(|e| self.db.sql.err(&e, doing))?;
         let names = privileges.iter().map(|r| text(r, 0)).collect::<Result<Vec<_>, _>>()?;
         self.levels.set_global(names.iter().map(String::as_str));
         self.levels.fill_missing();
@@ -218,13 +221,13 @@ macro_rules! provider_read {
         #[async_trait]
         impl ProviderRead for $handle {
             fn target(&self) -> String {
-                self.0.sql.endpoint.target.clone()
+                self.0.db.sql.endpoint.target.clone()
             }
             fn max_concurrency(&self) -> usize {
                 self.0.max_concurrency
             }
             fn queries(&self) -> u64 {
-                self.0.sql.queries.load(Ordering::Relaxed)
+                self.0.db.sql.queries.load(Ordering::Relaxed)
             }
             fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
                 self.0.normalise(kind, resource)
@@ -273,7 +276,7 @@ impl ProviderWrite for Writer {
         wait: Duration,
         waiting: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Box<dyn LockGuard>, ProviderError> {
-        Ok(Box::new(self.0.lock(holder, wait, waiting).await?))
+        Ok(Box::new(self.0.db.lock(holder, wait, waiting).await?))
     }
 }
 
@@ -306,7 +309,7 @@ mod tests {
         let h = Handle::connect(&config(), "ro", true).await.unwrap();
         let name = format!("t{}_read_only", std::process::id());
         let err =
-            h.sql.run(&format!("CREATE DATABASE {}", ident(&name)), "creating a database", &[]).await.unwrap_err();
+            h.db.sql.run(&format!("CREATE DATABASE {}", ident(&name)), "creating a database", &[]).await.unwrap_err();
         assert!(err.message.contains("Cannot execute statement in a READ ONLY transaction"), "{err}");
         assert!(err.message.contains("this handle is read-only"), "{err}");
         assert!(h.schemata(&[&name]).await.unwrap().is_empty());
@@ -321,9 +324,9 @@ mod tests {
         let sql = format!("CREATE USER OOPS BY '{pw}' AS '{hash}'");
         let forms = password::secret_forms(pw);
         let secrets: Vec<&str> = forms.iter().map(String::as_str).collect();
-        let raw = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&h.sql.pool).await.unwrap_err();
+        let raw = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone())).execute(&h.db.sql.pool).await.unwrap_err();
         assert!(raw.to_string().contains(pw), "the server does echo the statement: {raw}");
-        let err = h.sql.run(&sql, "creating a user", &secrets).await.unwrap_err();
+        let err = h.db.sql.run(&sql, "creating a user", &secrets).await.unwrap_err();
         assert!(!err.message.contains(pw) && !err.message.contains(&hash), "{err}");
         assert!(err.message.contains("near (statement text withheld)"), "{err}");
         assert!(err.message.contains("MySQL error 1064"), "{err}");

@@ -81,10 +81,11 @@ impl Handle {
         let one: Vec<&str> = accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]).collect();
         let binds: Vec<&str> = (0..5).flat_map(|_| one.iter().copied()).collect();
         let rows = self
+            .db
             .sql
             .rows(&query, &binds)
             .await
-            .map_err(|e| self.sql.err(&e, "reading roles, column, routine and proxy privileges from mysql.*"))?;
+            .map_err(|e| self.db.sql.err(&e, "reading roles, column, routine and proxy privileges from mysql.*"))?;
         let mut extras = Extras::new();
         for r in &rows {
             let col = |i| text(r, i);
@@ -116,10 +117,11 @@ impl Handle {
         if self.flavour.partial_revokes() {
             // Its own query: a JSON value in the UNION above would mix collations.
             let rows = self
+                .db
                 .sql
                 .rows(&restrictions_sql(accounts.len()), &one)
                 .await
-                .map_err(|e| self.sql.err(&e, "reading partial revokes from mysql.user"))?;
+                .map_err(|e| self.db.sql.err(&e, "reading partial revokes from mysql.user"))?;
             for r in &rows {
                 let account = (text(r, 0)?, text(r, 1)?);
                 if !accounts.contains(&account) {
@@ -152,7 +154,7 @@ impl Handle {
             return Ok(());
         };
         let sql = revoke_sql(self.flavour.mariadb, extra, privileges, &sql::account(user, host));
-        self.sql.run(&sql, &format!("revoking {extra} from {}", sql::account(user, host)), &[]).await
+        self.db.sql.run(&sql, &format!("revoking {extra} from {}", sql::account(user, host)), &[]).await
     }
 }
 

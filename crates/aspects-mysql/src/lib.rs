@@ -1,5 +1,6 @@
 //! The MySQL/MariaDB provider of `aspects`: databases, users and grants, converged exactly, with
-//! ownership recorded in the server (`<meta_database>.owned`) and a `GET_LOCK` advisory lock.
+//! ownership recorded in the server (`<meta_database>.owned`) and a `GET_LOCK` advisory lock
+//! (both in `aspects_sql`, shared with the LMS provider).
 //!
 //! Register [`MySql`] with the engine; [`schema()`] is what plan files are checked against.
 
@@ -9,8 +10,6 @@ mod connect;
 mod error;
 mod extra;
 mod flavour;
-mod lock;
-mod ownership;
 mod password;
 mod privileges;
 mod read;

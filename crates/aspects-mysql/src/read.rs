@@ -10,11 +10,11 @@ use aspects_engine::provider::ProviderError;
 
 use crate::connect::{Handle, int, placeholders, text};
 use crate::flavour::Flavour;
-use crate::ownership::{self, Record};
 use crate::password;
 use crate::privileges::GRANT_OPTION;
 use crate::schema::{self, DATABASE, GRANT, USER, canonical_host, str_attr, str_list};
 use crate::sql::{self, On};
+use aspects_sql::records::{self as ownership, Record, State};
 
 /// `(user, host)` of an account.
 type Account = (String, String);
@@ -121,17 +121,9 @@ impl Handle {
                 return Err(ProviderError::new(format!("the mysql provider has no kind `{other}`")));
             }
         };
-        if live.iter().any(Option::is_some) {
-            let owners = self.owners(kind.kind).await?;
-            for (l, r) in live.iter_mut().zip(desired) {
-                let (Some(l), Some(owner)) =
-                    (l, owners.get(&ownership::key(kind.kind, &schema::identity(kind.kind, &r.attrs))))
-                else {
-                    continue;
-                };
-                aspects_engine::ownership::mark_owner(l, &self.deployment, &owner.deployment, owner.state);
-            }
-        }
+        self.db
+            .mark_owners(kind.kind, &mut live, desired.iter().map(|r| schema::identity(kind.kind, &r.attrs)))
+            .await?;
         Ok(live)
     }
 
@@ -163,7 +155,7 @@ impl Handle {
              WHERE SCHEMA_NAME IN ({})",
             placeholders(names.len())
         );
-        let rows = self.sql.rows(&sql, names).await.map_err(|e| self.sql.err(&e, "reading databases"))?;
+        let rows = self.db.sql.rows(&sql, names).await.map_err(|e| self.db.sql.err(&e, "reading databases"))?;
         let wanted: BTreeSet<&str> = names.iter().copied().collect();
         let mut found = BTreeMap::new();
         for r in &rows {
@@ -231,7 +223,8 @@ impl Handle {
         }
         let sql = accounts_sql(self.flavour, accounts.len());
         let binds: Vec<&str> = accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]).collect();
-        let rows = self.sql.rows(&sql, &binds).await.map_err(|e| self.sql.err(&e, "reading users from mysql.user"))?;
+        let rows =
+            self.db.sql.rows(&sql, &binds).await.map_err(|e| self.db.sql.err(&e, "reading users from mysql.user"))?;
         let wanted: BTreeSet<&Account> = accounts.iter().collect();
         let mut found = BTreeMap::new();
         for r in &rows {
@@ -276,10 +269,11 @@ impl Handle {
             binds.extend(accounts.iter().flat_map(|(u, h)| [u.as_str(), h.as_str()]));
         }
         let rows = self
+            .db
             .sql
             .rows(&sql, &binds)
             .await
-            .map_err(|e| self.sql.err(&e, "reading privileges from information_schema"))?;
+            .map_err(|e| self.db.sql.err(&e, "reading privileges from information_schema"))?;
         let wanted: BTreeSet<&str> = grantees.iter().map(String::as_str).collect();
         let mut held = Privileges::new();
         for r in &rows {
@@ -318,7 +312,7 @@ impl Handle {
             })
             .collect();
         let account = |id: &BTreeMap<String, Value>| (str_attr(id, "user").to_owned(), str_attr(id, "host").to_owned());
-        let all = self.owned_records().await?;
+        let all = self.db.owned_records().await?;
         // A managed user without a record is being adopted: losing privileges it holds today
         // is a surprise, so its revocations say so.
         let owned_users: BTreeSet<Account> =
@@ -398,10 +392,11 @@ impl Handle {
         let others: BTreeSet<String> = if held.is_empty() {
             BTreeSet::new()
         } else {
-            self.owners(GRANT)
+            self.db
+                .owners(GRANT)
                 .await?
                 .into_iter()
-                .filter(|(_, o)| o.deployment != self.deployment)
+                .filter(|(_, o)| o.deployment != self.db.deployment)
                 .map(|(k, _)| k)
                 .collect()
         };
@@ -512,7 +507,7 @@ impl Handle {
         for (rec, live) in records {
             if live.is_none() || !rec.state.owns() {
                 tracing::debug!(kind = rec.kind, address = rec.name, "pruning an ownership record that proves nothing");
-                self.forget(&rec.kind, &rec.identity).await?;
+                self.db.forget(&rec.kind, &rec.identity).await?;
                 pruned += 1;
             }
         }

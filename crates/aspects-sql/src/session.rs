@@ -115,6 +115,22 @@ impl Sql {
     pub async fn run(&self, sql: &str, doing: &str, secrets: &[&str]) -> Result<(), ProviderError> {
         self.execute(sql, !secrets.is_empty()).await.map_err(|e| self.endpoint.error(&e, doing, secrets))
     }
+
+    /// A write with its values bound, never spliced into the SQL text (so secret values stay out
+    /// of statement text); a crash point like every write (`aspects_engine::fault`). Returns the
+    /// rows it affected; `secrets` are scrubbed from any error (a duplicate-key error quotes
+    /// the value).
+    pub async fn write(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::MySql, sqlx::mysql::MySqlArguments>,
+        doing: &str,
+        secrets: &[&str],
+    ) -> Result<u64, ProviderError> {
+        self.count();
+        let result = query.execute(&self.pool).await;
+        aspects_engine::fault::after_write();
+        result.map(|r| r.rows_affected()).map_err(|e| self.endpoint.error(&e, doing, secrets))
+    }
 }
 
 /// A text column. Servers type some names as binary strings (MySQL 8's `mysql.user`); those

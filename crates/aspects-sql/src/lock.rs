@@ -14,8 +14,9 @@ use sqlx::mysql::MySqlRow;
 use sqlx::{ConnectOptions, Connection, Executor, MySqlConnection, Row};
 use tokio::sync::Mutex;
 
-use crate::connect::{Handle, int};
-use aspects_sql::quote::SESSION_SQL_MODE;
+use crate::Server;
+use crate::quote::SESSION_SQL_MODE;
+use crate::session::int;
 
 /// Held while an apply runs; the lock lives as long as `conn`.
 pub struct Lock {
@@ -28,13 +29,13 @@ pub struct Lock {
     what: String,
 }
 
-/// `aspects:<deployment>`, hashed when longer than the 64 characters MySQL allows a lock name.
-pub fn lock_name(deployment: &str) -> String {
-    let name = format!("aspects:{deployment}");
+/// `<prefix>:<deployment>`, hashed when longer than the 64 characters MySQL allows a lock name.
+pub fn lock_name(prefix: &str, deployment: &str) -> String {
+    let name = format!("{prefix}:{deployment}");
     if name.chars().count() <= 64 {
         name
     } else {
-        format!("aspects:{}", hex::encode(Sha1::digest(deployment.as_bytes()).as_slice()))
+        format!("{prefix}:{}", hex::encode(Sha1::digest(deployment.as_bytes()).as_slice()))
     }
 }
 
@@ -52,14 +53,14 @@ enum Busy {
     Held(String),
 }
 
-impl Handle {
-    pub(crate) async fn lock(
+impl Server {
+    pub async fn lock(
         &self,
         holder: &str,
         wait: Duration,
         waiting: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Lock, ProviderError> {
-        let name = lock_name(&self.deployment);
+        let name = lock_name(self.lock_prefix, &self.deployment);
         let what = format!("deployment '{}' on {}", self.deployment, self.sql.endpoint.target);
         let doing = format!("taking the lock of deployment '{}'", self.deployment);
         let fail = |e: sqlx::Error| self.sql.err(&e, &doing);
@@ -200,8 +201,9 @@ mod tests {
 
     #[test]
     fn lock_names_fit_mysql() {
-        assert_eq!(lock_name("prod"), "aspects:prod");
-        let long = lock_name(&"x".repeat(100));
+        assert_eq!(lock_name("aspects", "prod"), "aspects:prod");
+        let long = lock_name("aspects", &"x".repeat(100));
         assert!(long.starts_with("aspects:") && long.len() == 48);
+        assert_eq!(lock_name("aspects-lms", "prod"), "aspects-lms:prod");
     }
 }

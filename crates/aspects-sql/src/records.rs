@@ -1,18 +1,21 @@
 //! Ownership records in the target itself (`<meta_database>.owned`), so a plan only ever deletes
 //! what some apply of the same deployment created or adopted, and the engine stays stateless.
+//! One design for every provider on a MySQL-protocol server: the table's unique key on (kind,
+//! object) decides concurrent claims between deployments.
 
 use std::collections::BTreeMap;
 
-use aspects_core::Value;
+use aspects_core::{Live, Value};
 use aspects_engine::provider::ProviderError;
 use sha1::{Digest, Sha1};
 use sqlx::mysql::MySqlRow;
 
-use crate::connect::{Handle, text};
+use crate::Server;
 use crate::error;
-use crate::sql::ident;
+use crate::quote::ident;
+use crate::session::text;
 
-pub use aspects_engine::ownership::{State, identity_json, owned_elsewhere};
+pub use aspects_engine::ownership::{State, identity_json, mark_owner, owned_elsewhere};
 
 /// One record of this deployment: the resource name it was made under and its identity.
 pub struct Record {
@@ -45,18 +48,18 @@ const DUPLICATE: u16 = 1062;
 /// A column the table does not have (yet).
 const UNKNOWN_COLUMN: u16 = 1054;
 
-impl Handle {
-    fn owned_table(&self) -> String {
+impl Server {
+    pub fn owned_table(&self) -> String {
         format!("{}.{}", ident(&self.meta), ident("owned"))
     }
 
-    pub(crate) fn locks_table(&self) -> String {
+    pub fn locks_table(&self) -> String {
         format!("{}.{}", ident(&self.meta), ident("locks"))
     }
 
     /// Creates the meta database and its tables, or brings tables made by an older version up to
     /// date; only write handles call this.
-    pub(crate) async fn ensure_meta(&self) -> Result<(), ProviderError> {
+    pub async fn ensure_meta(&self) -> Result<(), ProviderError> {
         let doing = format!("creating the meta database {}", ident(&self.meta));
         self.sql
             .run(
@@ -191,7 +194,7 @@ impl Handle {
 
     /// Who records what for one kind: identity key -> owners (one query; none when the meta
     /// tables do not exist). Every deployment's records, so a conflict can be refused.
-    pub(crate) async fn owners(&self, kind: &str) -> Result<BTreeMap<String, Owner>, ProviderError> {
+    pub async fn owners(&self, kind: &str) -> Result<BTreeMap<String, Owner>, ProviderError> {
         let sql = format!("SELECT ident_key, deployment, {{state}} FROM {} WHERE kind = ?", self.owned_table());
         self.records_query(&sql, kind)
             .await?
@@ -201,7 +204,7 @@ impl Handle {
     }
 
     /// How this deployment records one object, if it does.
-    pub(crate) async fn own_state(
+    pub async fn own_state(
         &self,
         kind: &str,
         identity: &BTreeMap<String, Value>,
@@ -226,7 +229,7 @@ impl Handle {
     }
 
     /// Every record of this deployment (one query).
-    pub(crate) async fn owned_records(&self) -> Result<Vec<Record>, ProviderError> {
+    pub async fn owned_records(&self) -> Result<Vec<Record>, ProviderError> {
         let sql = format!(
             "SELECT kind, address, identity, {{state}}, ident_key FROM {} WHERE deployment = ? ORDER BY kind, address",
             self.owned_table()
@@ -252,7 +255,7 @@ impl Handle {
     /// Claims an object for this deployment: `Creating` before a create, `Adopted` for an object
     /// that exists. The unique key decides between deployments claiming at the same moment; the
     /// loser gets an error naming the owner and has changed nothing.
-    pub(crate) async fn claim(
+    pub async fn claim(
         &self,
         kind: &str,
         name: &str,
@@ -298,6 +301,49 @@ impl Handle {
         .with_hint("run apply again"))
     }
 
+    /// Claims the object, runs `make` (a create that fails if the object exists, so a success
+    /// proves this deployment made it), then confirms the record. A failed create drops the
+    /// claim: a record never outlives a create that did not happen.
+    pub async fn create_owned(
+        &self,
+        kind: &str,
+        name: &str,
+        identity: &BTreeMap<String, Value>,
+        make: impl Future<Output = Result<(), ProviderError>>,
+    ) -> Result<(), ProviderError> {
+        self.claim(kind, name, identity, State::Creating).await?;
+        if let Err(e) = make.await {
+            if let Err(forget) = self.forget(kind, identity).await {
+                // The claim stays `creating`, which proves nothing: the next apply claims it again,
+                // or prunes it once the resource has left the plan.
+                tracing::warn!("{forget}");
+            }
+            return Err(e);
+        }
+        self.confirm_created(kind, identity).await
+    }
+
+    /// Marks each object read for a desired resource (`live`, in the order of `identities`) as
+    /// this deployment's or another's, from the records of `kind` (one query, none when nothing
+    /// exists).
+    pub async fn mark_owners(
+        &self,
+        kind: &str,
+        live: &mut [Option<Live>],
+        identities: impl Iterator<Item = BTreeMap<String, Value>>,
+    ) -> Result<(), ProviderError> {
+        if live.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let owners = self.owners(kind).await?;
+        for (l, id) in live.iter_mut().zip(identities) {
+            if let (Some(l), Some(owner)) = (l, owners.get(&key(kind, &id))) {
+                mark_owner(l, &self.deployment, &owner.deployment, owner.state);
+            }
+        }
+        Ok(())
+    }
+
     /// A write to the records: a crash point like any other write (see `aspects_engine::fault`).
     async fn write_record(&self, sql: &str, binds: &[&str]) -> Result<Vec<MySqlRow>, sqlx::Error> {
         let result = self.sql.rows(sql, binds).await;
@@ -306,11 +352,7 @@ impl Handle {
     }
 
     /// A claimed object was created by us: the record now proves it.
-    pub(crate) async fn confirm_created(
-        &self,
-        kind: &str,
-        identity: &BTreeMap<String, Value>,
-    ) -> Result<(), ProviderError> {
+    pub async fn confirm_created(&self, kind: &str, identity: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
         let sql =
             format!("UPDATE {} SET state = ? WHERE deployment = ? AND kind = ? AND ident_key = ?", self.owned_table());
         self.write_record(&sql, &[State::Created.as_str(), &self.deployment, kind, &key(kind, identity)])
@@ -320,7 +362,7 @@ impl Handle {
     }
 
     /// Drops a record; done after the object is gone, after a failed create, or to release it.
-    pub(crate) async fn forget(&self, kind: &str, identity: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
+    pub async fn forget(&self, kind: &str, identity: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
         let sql = format!("DELETE FROM {} WHERE deployment = ? AND kind = ? AND ident_key = ?", self.owned_table());
         self.write_record(&sql, &[&self.deployment, kind, &key(kind, identity)]).await.map(drop).map_err(|e| {
             self.sql.err(&e, &format!("removing the ownership record of {kind} {}", identity_json(identity)))

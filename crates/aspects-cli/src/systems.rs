@@ -10,6 +10,7 @@ pub fn connectors() -> BTreeMap<&'static str, Box<dyn Connector>> {
         Box::new(aspects_mysql::MySql),
         Box::new(aspects_clickhouse::ClickHouse),
         Box::new(aspects_superset::Superset),
+        Box::new(aspects_lms::Lms),
     ];
     list.into_iter().map(|c| (c.schema().system, c)).collect()
 }

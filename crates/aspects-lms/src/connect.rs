@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, SystemSchema, Value};
 use aspects_engine::provider::{Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite};
-use aspects_sql::{Server, Sql, System};
+use aspects_sql::{Server, System};
 use async_trait::async_trait;
-use sqlx::mysql::MySqlConnectOptions;
 
 use crate::fernet;
-use crate::schema::{self, DEFAULT_MAX_CONCURRENCY, DEFAULT_META_DATABASE, ROUTER};
+use crate::schema::{self, DEFAULT_META_DATABASE, ROUTER};
 
 pub static LMS: System = System {
     server: "the LMS database",
@@ -20,6 +19,10 @@ pub static LMS: System = System {
     privileges: "the provider user needs SELECT, INSERT, UPDATE, DELETE on the LMS's database and CREATE, SELECT, \
                  INSERT, UPDATE, DELETE on the meta database (`meta_database`); e.g. \
                  `GRANT ALL ON aspects_lms_meta.* TO 'openedx'@'%'`",
+    meta_default: DEFAULT_META_DATABASE,
+    // Its own lock name: the MySQL provider may lock the same server in the same apply.
+    lock_prefix: "aspects-lms",
+    url_check: schema::check_lms_url,
 };
 
 /// The LMS system: register it with the engine.
@@ -63,32 +66,15 @@ pub struct Handle {
 
 impl Handle {
     async fn connect(config: &ProviderConfig, deployment: &str, read_only: bool) -> Result<Handle, ProviderError> {
+        let (db, max_concurrency) = Server::connect(config, deployment, &LMS, read_only).await?;
         let attr = |name: &str| config.attrs.get(name);
-        let url = attr("url")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ProviderError::new(format!("[providers.{}] needs `url`", config.id)))?;
-        let mut options: MySqlConnectOptions =
-            url.parse().map_err(|e| ProviderError::new(format!("[providers.{}] `url`: {e}", config.id)))?;
-        match attr("password") {
-            Some(Value::Sensitive(s)) => options = options.password(s.expose()),
-            Some(Value::Str(s)) => options = options.password(s),
-            _ => {}
-        }
-        let max_concurrency = match attr("max_concurrency") {
-            Some(Value::Int(n)) if *n > 0 => *n as usize,
-            _ => DEFAULT_MAX_CONCURRENCY as usize,
-        };
-        let meta = attr("meta_database").and_then(Value::as_str).unwrap_or(DEFAULT_META_DATABASE).to_owned();
         let fernet = match attr("fernet_key") {
             Some(Value::Sensitive(s)) => Some(fernet::Key::derive(s.expose())),
             Some(Value::Str(s)) => Some(fernet::Key::derive(s)),
             _ => None,
         };
-        let max_connections = if read_only { 2 } else { max_concurrency as u32 + 1 };
-        let sql = Sql::connect(options, &LMS, max_connections, read_only).await?;
         Ok(Handle {
-            // Its own lock name: the MySQL provider may lock the same server in the same apply.
-            db: Server { sql, meta, deployment: deployment.to_owned(), lock_prefix: "aspects-lms" },
+            db,
             provider: config.id.clone(),
             max_concurrency,
             fernet,

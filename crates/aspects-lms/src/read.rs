@@ -4,9 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Value, Verification};
+use aspects_core::{KindSchema, Live, Orphan, Resource, Value, Verification};
 use aspects_engine::provider::ProviderError;
-use aspects_sql::records::{self, Record, State};
+use aspects_sql::records::{self, Record, Stale};
 
 use crate::connect::Handle;
 use crate::schema::{self, APPLICATION, FLAG, ROUTER, USER, identity, key_attr};
@@ -83,10 +83,7 @@ impl Handle {
 
     /// Records of this deployment that `desired` does not name, with the object each names
     /// (absent when it is gone): one query for the records and one per kind.
-    async fn stale(
-        &self,
-        desired: &[Resource],
-    ) -> Result<Vec<(Record, Option<BTreeMap<String, Value>>)>, ProviderError> {
+    async fn stale(&self, desired: &[Resource]) -> Result<Vec<Stale>, ProviderError> {
         let wanted: BTreeSet<(String, String)> = desired
             .iter()
             .map(|r| {
@@ -117,36 +114,13 @@ impl Handle {
         Ok(out)
     }
 
-    /// Owned objects the plan no longer names. Records that prove nothing (the object is gone,
-    /// or its create was never confirmed) are left to [`Self::prune_records`].
+    /// Owned objects the plan no longer names.
     pub(crate) async fn orphans_of(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
-        Ok(self
-            .stale(desired)
-            .await?
-            .into_iter()
-            .filter_map(|(rec, attrs)| {
-                let attrs = attrs.filter(|_| rec.state.owns())?;
-                Some(Orphan {
-                    address: Address::new(rec.kind, rec.name),
-                    identity: rec.identity,
-                    attrs,
-                    provider: self.provider.clone(),
-                    reason: "not in the plan".into(),
-                    adopted: rec.state == State::Adopted,
-                })
-            })
-            .collect())
+        Ok(records::orphans(self.stale(desired).await?, &self.provider).collect())
     }
 
+    /// Drops the records [`Self::orphans_of`] does not show.
     pub(crate) async fn prune_records(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
-        let mut pruned = 0;
-        for (rec, attrs) in self.stale(desired).await? {
-            if attrs.is_none() || !rec.state.owns() {
-                tracing::debug!(kind = rec.kind, address = rec.name, "pruning an ownership record that proves nothing");
-                self.db.forget(&rec.kind, &rec.identity).await?;
-                pruned += 1;
-            }
-        }
-        Ok(pruned)
+        self.db.prune(self.stale(desired).await?).await
     }
 }

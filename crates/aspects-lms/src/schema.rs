@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use aspects_core::schema::check_max_concurrency;
 use aspects_core::{AttrSchema, AttrType, AttrsError, KindSchema, SystemSchema, Value};
 use aspects_sql::names::{check_db_name, check_url, no_control, string};
 
@@ -17,7 +16,6 @@ pub const FLAG: &str = "lms_waffle_flag";
 /// database, so nothing they ever add can collide with these records (a table inside `openedx`
 /// could: any installed app may name its tables freely).
 pub const DEFAULT_META_DATABASE: &str = "aspects_lms_meta";
-pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
 
 /// The one attribute that identifies an object of each kind (what the LMS looks it up by).
 pub fn key_attr(kind: &str) -> &'static str {
@@ -37,46 +35,32 @@ pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String,
 pub fn schema() -> SystemSchema {
     SystemSchema {
         system: SYSTEM,
-        provider_attrs: vec![
-            AttrSchema::new(
-                "url",
-                AttrType::String,
+        provider_attrs: [
+            aspects_sql::names::provider_attrs(
                 "The LMS database, without a password: `mysql://USER@HOST:PORT/openedx`.",
-            )
-            .required()
-            .check(check_lms_url),
-            AttrSchema {
-                sensitive: true,
-                ..AttrSchema::new("password", AttrType::String, "The database user's password, from `[secrets]`.")
-            },
-            AttrSchema::new("max_concurrency", AttrType::Int, "Statements this provider runs at once during apply.")
-                .default(DEFAULT_MAX_CONCURRENCY)
-                .check(check_max_concurrency),
-            AttrSchema::new(
-                "meta_database",
-                AttrType::String,
-                "Database on the LMS's server holding this tool's ownership records and lock holder rows (never \
-                 the LMS's own database).",
-            )
-            .default(DEFAULT_META_DATABASE)
-            .check(check_db_name),
-            AttrSchema {
-                sensitive: true,
-                ..AttrSchema::new(
-                    "fernet_key",
-                    AttrType::String,
-                    "The first entry of the LMS's FERNET_KEYS (its SECRET_KEY when unset), from `[secrets]`: \
+                check_lms_url,
+                DEFAULT_META_DATABASE,
+            ),
+            vec![
+                AttrSchema {
+                    sensitive: true,
+                    ..AttrSchema::new(
+                        "fernet_key",
+                        AttrType::String,
+                        "The first entry of the LMS's FERNET_KEYS (its SECRET_KEY when unset), from `[secrets]`: \
                      RouterConfiguration's credentials are encrypted with it. Needed by lms_router_configuration.",
-                )
-            },
-            AttrSchema::new(
-                "hash_client_secrets",
-                AttrType::Bool,
-                "Store OAuth client secrets hashed (django-oauth-toolkit >= 2). edx-platform pins 1.x, which \
+                    )
+                },
+                AttrSchema::new(
+                    "hash_client_secrets",
+                    AttrType::Bool,
+                    "Store OAuth client secrets hashed (django-oauth-toolkit >= 2). edx-platform pins 1.x, which \
                  stores them in plain text. Either stored form is verified.",
-            )
-            .default(false),
-        ],
+                )
+                .default(false),
+            ],
+        ]
+        .concat(),
         kinds: vec![user_kind(), flag_kind(), application_kind(), router_kind()],
     }
 }
@@ -261,7 +245,7 @@ fn check_router(attrs: &BTreeMap<String, Value>) -> Result<(), AttrsError> {
     }
 }
 
-fn check_lms_url(v: &Value) -> Result<(), String> {
+pub fn check_lms_url(v: &Value) -> Result<(), String> {
     check_url(v)?;
     let url = url::Url::parse(string(v)?).map_err(|e| e.to_string())?;
     match url.path().trim_matches('/') {

@@ -47,7 +47,6 @@ pub async fn find(h: &Handle, keys: &[&str]) -> Result<BTreeMap<String, Found>, 
 /// Inserts the flag unless one with that name exists (then `false`).
 pub async fn make(h: &Handle, r: &Resource) -> Result<bool, ProviderError> {
     let name = r.str("name").unwrap_or_default();
-    let b = |a| flag(r, a).unwrap_or(false);
     let made =
         h.db.sql
             .write(
@@ -60,13 +59,7 @@ pub async fn make(h: &Handle, r: &Resource) -> Result<bool, ProviderError> {
                 .bind(name)
                 .bind(flag(r, "everyone"))
                 .bind(r.str("percent"))
-                .bind(b("testing"))
-                .bind(b("superusers"))
-                .bind(b("staff"))
-                .bind(b("authenticated"))
-                .bind(r.str("languages").unwrap_or_default())
-                .bind(b("rollout"))
-                .bind(r.str("note").unwrap_or_default())
+                .bind_options(r)
                 .bind(name),
                 &format!("creating waffle flag {name}"),
                 &[],
@@ -78,7 +71,6 @@ pub async fn make(h: &Handle, r: &Resource) -> Result<bool, ProviderError> {
 /// Sets what the plan gives, all at once (so the flag never passes through a mixed state).
 pub async fn update(h: &Handle, _changed: &[&str], r: &Resource) -> Result<(), ProviderError> {
     let name = r.str("name").unwrap_or_default();
-    let b = |a| flag(r, a).unwrap_or(false);
     // `everyone` and `percent` not given: kept as they are.
     h.db.sql
         .write(
@@ -91,13 +83,7 @@ pub async fn update(h: &Handle, _changed: &[&str], r: &Resource) -> Result<(), P
             .bind(flag(r, "everyone"))
             .bind(r.get("percent").is_some())
             .bind(r.str("percent"))
-            .bind(b("testing"))
-            .bind(b("superusers"))
-            .bind(b("staff"))
-            .bind(b("authenticated"))
-            .bind(r.str("languages").unwrap_or_default())
-            .bind(b("rollout"))
-            .bind(r.str("note").unwrap_or_default())
+            .bind_options(r)
             .bind(name),
             &format!("updating waffle flag {name}"),
             &[],
@@ -117,4 +103,25 @@ pub async fn remove(h: &Handle, name: &str) -> Result<(), ProviderError> {
         h.db.sql.write(sqlx::query(sql).bind(name), &doing, &[]).await?;
     }
     Ok(())
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::MySql, sqlx::mysql::MySqlArguments>;
+
+/// Binds the options every write sets, in the column order `testing, superusers, staff,
+/// authenticated, languages, rollout, note`.
+trait BindOptions<'q> {
+    fn bind_options(self, r: &'q Resource) -> Self;
+}
+
+impl<'q> BindOptions<'q> for Query<'q> {
+    fn bind_options(self, r: &'q Resource) -> Self {
+        let b = |a| flag(r, a).unwrap_or(false);
+        self.bind(b("testing"))
+            .bind(b("superusers"))
+            .bind(b("staff"))
+            .bind(b("authenticated"))
+            .bind(r.str("languages").unwrap_or_default())
+            .bind(b("rollout"))
+            .bind(r.str("note").unwrap_or_default())
+    }
 }

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, SystemSchema, Value};
+use aspects_core::{Change, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, SystemSchema};
 use aspects_engine::provider::{
     Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite, SecretRotation,
 };
-use aspects_sql::{Server, Sql};
+use aspects_sql::Server;
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::mysql::MySqlConnectOptions;
 
 pub(crate) use aspects_sql::{int, placeholders, text};
 
@@ -23,7 +22,7 @@ use crate::error;
 use crate::flavour::Flavour;
 use crate::password;
 use crate::privileges::LevelSets;
-use crate::schema::{self, DEFAULT_MAX_CONCURRENCY, DEFAULT_META_DATABASE};
+use crate::schema;
 
 /// The MySQL/MariaDB system: register it with the engine.
 pub struct MySql;
@@ -85,33 +84,9 @@ pub struct Handle {
 
 impl Handle {
     async fn connect(config: &ProviderConfig, deployment: &str, read_only: bool) -> Result<Handle, ProviderError> {
-        let url = match config.attrs.get("url") {
-            Some(Value::Str(url)) => url.as_str(),
-            _ => {
-                return Err(ProviderError::new(format!("[providers.{}] needs `url`", config.id)));
-            }
-        };
-        let check = schema::schema().provider_attrs.into_iter().find(|a| a.name == "url").and_then(|a| a.check);
-        if let Some(Err(e)) = check.map(|f| f(&Value::from(url))) {
-            return Err(ProviderError::new(format!("[providers.{}] `url`: {e}", config.id)));
-        }
-        let mut options: MySqlConnectOptions =
-            url.parse().map_err(|e| ProviderError::new(format!("[providers.{}] `url`: {e}", config.id)))?;
-        match config.attrs.get("password") {
-            Some(Value::Sensitive(s)) => options = options.password(s.expose()),
-            Some(Value::Str(s)) => options = options.password(s),
-            _ => {}
-        }
-        let max_concurrency = match config.attrs.get("max_concurrency") {
-            Some(Value::Int(n)) if *n > 0 => *n as usize,
-            _ => DEFAULT_MAX_CONCURRENCY as usize,
-        };
-        let meta =
-            config.attrs.get("meta_database").and_then(Value::as_str).unwrap_or(DEFAULT_META_DATABASE).to_owned();
-        let max_connections = if read_only { 2 } else { max_concurrency as u32 + 1 };
-        let sql = Sql::connect(options, &error::MYSQL, max_connections, read_only).await?;
+        let (db, max_concurrency) = Server::connect(config, deployment, &error::MYSQL, read_only).await?;
         let mut handle = Handle {
-            db: Server { sql, meta, deployment: deployment.to_owned(), lock_prefix: "aspects" },
+            db,
             provider: config.id.clone(),
             max_concurrency,
             flavour: Flavour::parse("MariaDB"),
@@ -284,6 +259,7 @@ impl ProviderWrite for Writer {
 mod tests {
     use super::*;
     use crate::sql::ident;
+    use aspects_core::Value;
 
     /// The test server (`aspects_e2e::mysql_url`), as a provider block. These tests need
     /// private access to send SQL the public API never would.

@@ -11,4 +11,7 @@ pub static MYSQL: System = System {
     privileges: "the provider user needs CREATE USER, every privilege it grants WITH GRANT OPTION, SELECT on the \
                  `mysql` schema and CREATE, ALTER, SELECT, INSERT, UPDATE, DELETE on the meta database; \
                  e.g. `GRANT ALL PRIVILEGES ON *.* TO 'admin'@'%' WITH GRANT OPTION`",
+    meta_default: crate::schema::DEFAULT_META_DATABASE,
+    lock_prefix: "aspects",
+    url_check: aspects_sql::names::check_url,
 };

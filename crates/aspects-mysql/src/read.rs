@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aspects_core::{Address, KindSchema, Live, Orphan, Resource, Secret, Value, Verification};
 use aspects_engine::few_joined;
-use aspects_engine::ownership::unplanned;
 use aspects_engine::provider::ProviderError;
 
 use crate::connect::{Handle, int, placeholders, text};
@@ -14,7 +13,7 @@ use crate::password;
 use crate::privileges::GRANT_OPTION;
 use crate::schema::{self, DATABASE, GRANT, USER, canonical_host, str_attr, str_list};
 use crate::sql::{self, On};
-use aspects_sql::records::{self as ownership, Record, State};
+use aspects_sql::records::{self as ownership, Record};
 
 /// `(user, host)` of an account.
 type Account = (String, String);
@@ -493,25 +492,13 @@ impl Handle {
     /// confirmed) are not shown: apply prunes them without counting them as destroys.
     pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
         let Scan { records, beyond } = self.scan(desired).await?;
-        let owned = records.into_iter().filter_map(|(rec, live)| {
-            let attrs = live.filter(|_| rec.state.owns())?;
-            Some(unplanned(Address::new(rec.kind, rec.name), rec.identity, attrs, &self.provider, rec.state))
-        });
-        Ok(owned.chain(beyond).collect())
+        Ok(ownership::orphans(records, &self.provider).chain(beyond).collect())
     }
 
     /// Drops the records [`Self::orphans`] does not show; returns how many.
     pub(crate) async fn prune(&self, desired: &[Resource]) -> Result<usize, ProviderError> {
         let Scan { records, .. } = self.scan(desired).await?;
-        let mut pruned = 0;
-        for (rec, live) in records {
-            if live.is_none() || !rec.state.owns() {
-                tracing::debug!(kind = rec.kind, address = rec.name, "pruning an ownership record that proves nothing");
-                self.db.forget(&rec.kind, &rec.identity).await?;
-                pruned += 1;
-            }
-        }
-        Ok(pruned)
+        self.db.prune(records).await
     }
 }
 
@@ -555,7 +542,7 @@ fn privileges_sql(flavour: Flavour, n: usize) -> String {
 struct Scan {
     /// Records of this deployment the plan does not name, with the object's attributes when it
     /// exists.
-    records: Vec<(Record, Option<BTreeMap<String, Value>>)>,
+    records: Vec<ownership::Stale>,
     /// Privileges managed users hold that nothing records.
     beyond: Vec<Orphan>,
 }

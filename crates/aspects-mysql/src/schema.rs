@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use aspects_core::schema::check_max_concurrency;
 use aspects_core::{AttrSchema, AttrType, AttrsError, KindSchema, SystemSchema, Value, identity_string};
 
 use crate::password;
@@ -18,35 +17,16 @@ pub const GRANT: &str = "mysql_grant";
 pub const OLD_PASSWORD_ACCEPTED: &str = "old_password_accepted";
 
 pub const DEFAULT_META_DATABASE: &str = "aspects_meta";
-pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
 
 /// The system schema: provider attributes and kinds, in dependency order.
 pub fn schema() -> SystemSchema {
     SystemSchema {
         system: SYSTEM,
-        provider_attrs: vec![
-            AttrSchema::new(
-                "url",
-                AttrType::String,
-                "Server address without a password, e.g. `mysql://root@127.0.0.1:3306`.",
-            )
-            .required()
-            .check(check_url),
-            AttrSchema {
-                sensitive: true,
-                ..AttrSchema::new("password", AttrType::String, "The admin user's password, from `[secrets]`.")
-            },
-            AttrSchema::new("max_concurrency", AttrType::Int, "Statements this provider runs at once during apply.")
-                .default(DEFAULT_MAX_CONCURRENCY)
-                .check(check_max_concurrency),
-            AttrSchema::new(
-                "meta_database",
-                AttrType::String,
-                "Database holding this tool's ownership records and lock holder rows.",
-            )
-            .default(DEFAULT_META_DATABASE)
-            .check(check_db_name),
-        ],
+        provider_attrs: aspects_sql::names::provider_attrs(
+            "Server address without a password, e.g. `mysql://root@127.0.0.1:3306`.",
+            check_url,
+            DEFAULT_META_DATABASE,
+        ),
         kinds: vec![database_kind(), user_kind(), grant_kind()],
     }
 }

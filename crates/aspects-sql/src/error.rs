@@ -14,6 +14,13 @@ pub struct System {
     pub block: &'static str,
     /// The hint when the provider's own user lacks a privilege: what it needs.
     pub privileges: &'static str,
+    /// The meta database when `meta_database` is not given.
+    pub meta_default: &'static str,
+    /// The `GET_LOCK` name's prefix: server-wide, so two providers that may lock one server in
+    /// one apply need different prefixes (MySQL `aspects`, the LMS `aspects-lms`).
+    pub lock_prefix: &'static str,
+    /// The load-time check of `url`, run again at connect time for callers that skip loading.
+    pub url_check: aspects_core::schema::Check,
 }
 
 /// One server as a provider reaches it, for messages.
@@ -65,7 +72,7 @@ impl Endpoint {
     /// failed statement carried.
     pub fn error(&self, e: &sqlx::Error, doing: &str, secrets: &[&str]) -> ProviderError {
         let Endpoint { target, admin, system } = self;
-        let System { server, block, privileges } = system;
+        let System { server, block, privileges, .. } = system;
         match e {
             sqlx::Error::Io(io) => ProviderError::new(format!("cannot reach {server} at {target} while {doing}: {io}"))
                 .with_hint(format!("is the server running? check `url` in {block}")),

@@ -60,7 +60,7 @@ impl Server {
         wait: Duration,
         waiting: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Lock, ProviderError> {
-        let name = lock_name(self.lock_prefix, &self.deployment);
+        let name = lock_name(self.sql.endpoint.system.lock_prefix, &self.deployment);
         let what = format!("deployment '{}' on {}", self.deployment, self.sql.endpoint.target);
         let doing = format!("taking the lock of deployment '{}'", self.deployment);
         let fail = |e: sqlx::Error| self.sql.err(&e, &doing);

@@ -1,7 +1,34 @@
 //! Load-time checks of what names a MySQL-protocol server and how a provider reaches it: the
 //! server URL (never with a password) and database names. Shared by the MySQL and LMS providers.
 
-use aspects_core::Value;
+use aspects_core::schema::Check;
+use aspects_core::schema::check_max_concurrency;
+use aspects_core::{AttrSchema, AttrType, Value};
+
+/// What every `[providers.X]` block of a MySQL-protocol provider takes: the server `url` (checked
+/// by `url_check`, documented by `url_doc`), the login's `password`, `max_concurrency` and the
+/// `meta_database` holding the ownership records and lock holder rows.
+pub fn provider_attrs(url_doc: &'static str, url_check: Check, meta_default: &'static str) -> Vec<AttrSchema> {
+    vec![
+        AttrSchema::new("url", AttrType::String, url_doc).required().check(url_check),
+        AttrSchema {
+            sensitive: true,
+            ..AttrSchema::new("password", AttrType::String, "The login user's password, from `[secrets]`.")
+        },
+        AttrSchema::new("max_concurrency", AttrType::Int, "Statements this provider runs at once during apply.")
+            .default(DEFAULT_MAX_CONCURRENCY)
+            .check(check_max_concurrency),
+        AttrSchema::new(
+            "meta_database",
+            AttrType::String,
+            "Database holding this tool's ownership records and lock holder rows.",
+        )
+        .default(meta_default)
+        .check(check_db_name),
+    ]
+}
+
+pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
 
 pub fn string(v: &Value) -> Result<&str, String> {
     v.as_str().ok_or_else(|| format!("expected a string, found {}", v.type_name()))

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use aspects_core::{Live, Value};
+use aspects_core::{Address, Live, Orphan, ProviderId, Value};
 use aspects_engine::provider::ProviderError;
 use sha1::{Digest, Sha1};
 use sqlx::mysql::MySqlRow;
@@ -15,7 +15,7 @@ use crate::error;
 use crate::quote::ident;
 use crate::session::text;
 
-pub use aspects_engine::ownership::{State, identity_json, mark_owner, owned_elsewhere};
+pub use aspects_engine::ownership::{State, identity_json, mark_owner, owned_elsewhere, unplanned};
 
 /// One record of this deployment: the resource name it was made under and its identity.
 pub struct Record {
@@ -25,6 +25,20 @@ pub struct Record {
     /// Its `ident_key` as stored: [`key`] of `kind` and `identity`, not recomputed per record.
     pub key: String,
     pub state: State,
+}
+
+/// A record of this deployment the plan no longer names, with the attributes of its object
+/// when that exists.
+pub type Stale = (Record, Option<BTreeMap<String, Value>>);
+
+/// The orphans stale records show: objects that exist and that a record proves this deployment
+/// owns. The rest (object gone, create never confirmed) prove nothing: [`Server::prune`] drops
+/// them without counting them as destroys.
+pub fn orphans(stale: Vec<Stale>, provider: &ProviderId) -> impl Iterator<Item = Orphan> + '_ {
+    stale.into_iter().filter_map(move |(rec, attrs)| {
+        let attrs = attrs.filter(|_| rec.state.owns())?;
+        Some(unplanned(Address::new(rec.kind, rec.name), rec.identity, attrs, provider, rec.state))
+    })
 }
 
 /// Who records an object: a deployment and how far it got.
@@ -342,6 +356,19 @@ impl Server {
             }
         }
         Ok(())
+    }
+
+    /// Drops the stale records [`orphans`] does not show; returns how many.
+    pub async fn prune(&self, stale: Vec<Stale>) -> Result<usize, ProviderError> {
+        let mut pruned = 0;
+        for (rec, attrs) in stale {
+            if attrs.is_none() || !rec.state.owns() {
+                tracing::debug!(kind = rec.kind, address = rec.name, "pruning an ownership record that proves nothing");
+                self.forget(&rec.kind, &rec.identity).await?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
     }
 
     /// A write to the records: a crash point like any other write (see `aspects_engine::fault`).

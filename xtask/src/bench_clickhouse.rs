@@ -1,6 +1,7 @@
 //! ClickHouse no-op plan benchmark, in this process against the stack's ClickHouse: the reference
 //! plan's ClickHouse layer (plans/aspects.toml with plans/local.toml, as the demo runs it, under a
-//! deployment and object names of its own), then N = 10 / 50 / 200 synthetic tables. Each is
+//! deployment and object names of its own), then N = 10 / 50 / 200 synthetic tables and
+//! N = 10 / 100 / 1000 synthetic grants (ten per user). Each is
 //! applied once and planned [`crate::bench`]'s number of times; prints the median ms, the
 //! ClickHouse queries per plan and the ratio to N = 10, and fails when the query count grows with N.
 
@@ -12,6 +13,7 @@ use tokio::runtime::Runtime;
 use crate::bench::{Systems, converge, load_files, noop_plan};
 
 const SIZES: [usize; 3] = [10, 50, 200];
+const GRANT_SIZES: [usize; 3] = [10, 100, 1000];
 const CLICKHOUSE: Systems<'static> = &[("clickhouse", &aspects_clickhouse::ClickHouse)];
 const BOTH: Systems<'static> = &[("mysql", &aspects_mysql::MySql), ("clickhouse", &aspects_clickhouse::ClickHouse)];
 /// Shared by every benchmark deployment, clear of the demo's and the tests' meta databases.
@@ -25,16 +27,21 @@ pub fn run(rt: &Runtime, mysql_url: &str) -> Result<bool, String> {
     let (count, ms, queries) = rt.block_on(reference(&registry, &url, mysql_url))?;
     println!("\nno-op plan, the reference plan's ClickHouse layer ({count} resources; MySQL read alongside)");
     println!("{ms:>10.1} ms {queries:>9} ClickHouse queries");
-    let mut rows = Vec::new();
-    for n in SIZES {
-        rows.push(rt.block_on(synthetic(n, &registry, &url))?);
+    let mut flat = true;
+    for (what, sizes, bench) in
+        [("tables", SIZES, Bench::Tables), ("grants (ten per user)", GRANT_SIZES, Bench::Grants)]
+    {
+        let mut rows = Vec::new();
+        for n in sizes {
+            rows.push(rt.block_on(synthetic(bench, n, &registry, &url))?);
+        }
+        println!("\nno-op plan, ClickHouse provider, N synthetic {what} (median, connect included)");
+        println!("{:>6} {:>10} {:>9} {:>12}", "N", "ms", "queries", "ms / ms(10)");
+        for (n, ms, q) in &rows {
+            println!("{n:>6} {ms:>10.1} {q:>9} {:>12.2}", ms / rows[0].1);
+        }
+        flat &= rows.iter().all(|r| r.2 == rows[0].2);
     }
-    println!("\nno-op plan, ClickHouse provider, N synthetic tables (median, connect included)");
-    println!("{:>6} {:>10} {:>9} {:>12}", "N", "ms", "queries", "ms / ms(10)");
-    for (n, ms, q) in &rows {
-        println!("{n:>6} {ms:>10.1} {q:>9} {:>12.2}", ms / rows[0].1);
-    }
-    let flat = rows.iter().all(|r| r.2 == rows[0].2);
     println!("\nClickHouse query count independent of N: {}", if flat { "yes" } else { "NO" });
     Ok(flat)
 }
@@ -77,25 +84,57 @@ async fn reference(registry: &Registry, url: &str, mysql_url: &str) -> Result<(u
     Ok((count, ms, queries))
 }
 
-/// One database and `n` tables: (n, median ms, ClickHouse queries).
-async fn synthetic(n: usize, registry: &Registry, url: &str) -> Result<(usize, f64, u64), String> {
+#[derive(Clone, Copy)]
+enum Bench {
+    /// One database and `n` tables.
+    Tables,
+    /// `n` grants, ten per user, each on a database of its own (which need not exist).
+    Grants,
+}
+
+/// (n, median ms, ClickHouse queries).
+async fn synthetic(bench: Bench, n: usize, registry: &Registry, url: &str) -> Result<(usize, f64, u64), String> {
+    let name = match bench {
+        Bench::Tables => format!("benchch{n}"),
+        Bench::Grants => format!("benchgr{n}"),
+    };
     let head = format!(
-        "[deployment]\nname = \"benchch{n}\"\n\n[providers.clickhouse]\nurl = \"{url}\"\nmeta_database = \"{META}\"\n\n"
+        "[deployment]\nname = \"{name}\"\n\n[providers.clickhouse]\nurl = \"{url}\"\nmeta_database = \"{META}\"\n\n"
     );
-    let mut text = head.clone() + &format!("[clickhouse_database.d]\nname = \"benchch{n}\"\n\n");
-    for i in 0..n {
-        let _ = writeln!(
-            text,
-            "[clickhouse_table.t{i}]\ndatabase = \"${{clickhouse_database.d.name}}\"\nname = \"t{i}\"\n\
-             columns = [\"id UInt64\", \"at DateTime\", \"v String\"]\norder_by = \"(id, at)\"\n\
-             ttl = \"at + INTERVAL 1 YEAR\"\n"
-        );
+    let mut text = head.clone();
+    match bench {
+        Bench::Tables => {
+            let _ = writeln!(text, "[clickhouse_database.d]\nname = \"{name}\"\n");
+            for i in 0..n {
+                let _ = writeln!(
+                    text,
+                    "[clickhouse_table.t{i}]\ndatabase = \"${{clickhouse_database.d.name}}\"\nname = \"t{i}\"\n\
+                     columns = [\"id UInt64\", \"at DateTime\", \"v String\"]\norder_by = \"(id, at)\"\n\
+                     ttl = \"at + INTERVAL 1 YEAR\"\n"
+                );
+            }
+        }
+        Bench::Grants => {
+            text += "[secrets]\npw = { generate = 24 }\n\n";
+            for u in 0..n.div_ceil(10) {
+                let _ =
+                    writeln!(text, "[clickhouse_user.u{u}]\nname = \"{name}_u{u}\"\npassword = \"${{secrets.pw}}\"\n");
+            }
+            for i in 0..n {
+                let _ = writeln!(
+                    text,
+                    "[clickhouse_grant.g{i}]\nuser = \"${{clickhouse_user.u{}.name}}\"\non = \"{name}_d{i}.*\"\n\
+                     privileges = [\"SELECT\", \"INSERT\", \"UPDATE\"]\n",
+                    i / 10
+                );
+            }
+        }
     }
-    let loaded = load_files(&format!("benchch{n}"), vec![text], registry)?;
-    eprintln!("bench: N = {n} ClickHouse tables: applying once to set up");
+    let loaded = load_files(&name, vec![text], registry)?;
+    eprintln!("bench: {name}: applying once to set up");
     converge(&loaded, registry, CLICKHOUSE, false).await?;
     let measured = noop_plan(&loaded, registry, CLICKHOUSE, "clickhouse").await;
-    let empty = load_files(&format!("benchch{n}"), vec![head], registry)?;
+    let empty = load_files(&name, vec![head], registry)?;
     converge(&empty, registry, CLICKHOUSE, true).await?;
     let (ms, queries) = measured?;
     Ok((n, ms, queries))

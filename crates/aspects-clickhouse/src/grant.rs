@@ -447,23 +447,35 @@ impl Handle {
     }
 
     /// The desired privileges of each privilege grant in the server's spelling (one query); a
-    /// name the parser refuses, or that the object cannot carry, fails the plan here.
+    /// name the parser refuses, or that the object cannot carry, fails the plan here (naming the
+    /// first resource with that list).
     async fn desired_privileges(
         &self,
         p: &Privileges,
         desired: &[&Resource],
     ) -> Result<Vec<(Target, BTreeSet<String>)>, ProviderError> {
+        // Each distinct privilege list is asked about once per object level (on a stand-in
+        // object of that level): the query stays small however many grants repeat a list.
+        let mut asked: BTreeMap<(String, u8), usize> = BTreeMap::new();
         let mut items = Vec::new();
+        let mut index = Vec::with_capacity(desired.len());
         for r in desired {
-            let text = format!(
-                "GRANT {} ON {} TO {}",
-                str_list(r.attrs.get("privileges")).join(", "),
-                target_of(r)?.sql(),
-                ident(grantee(&r.attrs).1)
-            );
-            items.push((*r, text));
+            let privileges = str_list(r.attrs.get("privileges")).join(", ");
+            let on = target_of(r)?;
+            let (level, stand_in) = match (&on.database, &on.table) {
+                (None, _) => (0, "*.*"),
+                (Some(_), None) => (1, "d.*"),
+                (Some(_), Some(_)) => (2, "d.t"),
+            };
+            let next = items.len();
+            let i = *asked.entry((privileges.clone(), level)).or_insert(next);
+            if i == next {
+                items.push((*r, format!("GRANT {privileges} ON {stand_in} TO g")));
+            }
+            index.push(i);
         }
-        let canonical = self.canonical(&items).await?;
+        let answers = self.canonical(&items).await?;
+        let canonical = index.into_iter().map(|i| answers[i].clone());
         desired
             .iter()
             .zip(canonical)

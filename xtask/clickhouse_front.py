@@ -160,12 +160,32 @@ class AccessEngine:
     an empty data directory and the users.xml of the model. It answers the queries that read
     access entities and restarts on every change in 50-200 ms, while the data engine runs on."""
 
+    # chdb does not give back the memory of an engine it closes: a child that reloaded all day
+    # grew to 9 GB. So a reload starts a new child every RELOADS_PER_CHILD reloads.
+    RELOADS_PER_CHILD = 20
+
     def __init__(self, root):
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--access-engine", root],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.root = root
+        self.proc = None
+        self.reloads = 0
         self.call({"reload": True})
 
+    def spawn(self):
+        if self.proc is not None:
+            self.close()
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--access-engine", self.root],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.reloads = 0
+
     def call(self, request):
+        dead = self.proc is None or self.proc.poll() is not None
+        if request.get("reload"):
+            if dead or self.reloads >= self.RELOADS_PER_CHILD:
+                self.spawn()
+            self.reloads += 1
+        elif dead:
+            # A child that died (killed, out of memory) comes back on the users.xml last written.
+            self.call({"reload": True})
         self.proc.stdin.write(json.dumps(request).encode() + b"\n")
         self.proc.stdin.flush()
         answer = json.loads(self.proc.stdout.readline() or b'{"error": "the access engine stopped"}')
@@ -176,7 +196,10 @@ class AccessEngine:
         return base64.b64decode(answer["out"])
 
     def close(self):
-        self.proc.stdin.close()
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
         self.proc.wait(timeout=10)
 
 

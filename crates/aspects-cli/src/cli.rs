@@ -60,6 +60,9 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// Print the resource graph.
     Graph(GraphArgs),
+    /// Write every file resource's rendered content under a folder, in the layout it has under
+    /// its provider's root. Touches no service, runs no on_change, changes no secret.
+    Render(RenderArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -177,6 +180,14 @@ pub struct GraphArgs {
     /// (paste into Markdown, e.g. a GitHub comment).
     #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
     pub format: GraphFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// The folder to write into (created if missing). The files hold their secrets in clear:
+    /// keep it private.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

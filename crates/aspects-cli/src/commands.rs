@@ -20,7 +20,8 @@ use aspects_saved_plan as saved_plan;
 use serde_json::json;
 
 use crate::cli::{
-    ApplyArgs, Cli, Command, DestroyArgs, DriftArgs, GraphArgs, GraphFormat, PlanArgs, RotateArgs, RunArgs, Targets,
+    ApplyArgs, Cli, Command, DestroyArgs, DriftArgs, GraphArgs, GraphFormat, PlanArgs, RenderArgs, RotateArgs, RunArgs,
+    Targets,
 };
 use crate::error::CliError;
 use crate::rotation::{self, Request};
@@ -41,6 +42,7 @@ pub async fn run(cli: &Cli, colour: bool) -> Result<u8, CliError> {
         Command::Rotate(a) => ctx.rotate(a).await,
         Command::Destroy(a) => ctx.destroy(a).await,
         Command::Graph(a) => ctx.graph(a),
+        Command::Render(a) => ctx.render(a),
     }
 }
 
@@ -109,6 +111,19 @@ impl Ctx<'_> {
             GraphFormat::Dot => print!("{}", loaded.graph.to_dot()),
             GraphFormat::Mermaid => print!("{}", loaded.graph.to_mermaid()),
         }
+        Ok(0)
+    }
+
+    /// Secrets are read, never generated: a rendered file must hold values the secrets file keeps.
+    fn render(&self, args: &RenderArgs) -> Result<u8, CliError> {
+        let loaded = self.load(SecretValues::Existing)?;
+        let redactor = Redactor::new(loaded.secrets.iter().map(|s| s.value.clone()));
+        let written = aspects_files::render_all(&loaded.desired, &args.out)
+            .map_err(|e| CliError::new(redactor.scrub(&e.message)))?;
+        for path in &written {
+            println!("{}", path.display());
+        }
+        eprintln!("Rendered {} into {}.", count(written.len(), "file"), args.out.display());
         Ok(0)
     }
 

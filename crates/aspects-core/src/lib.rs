@@ -9,6 +9,7 @@ pub mod render;
 pub mod resource;
 pub mod schema;
 pub mod secret;
+pub mod text;
 pub mod value;
 
 pub use diff::{Action, AttrChange, Change, Plan};
@@ -18,4 +19,5 @@ pub use schema::{
     identity_string,
 };
 pub use secret::{Redactor, Secret};
+pub use text::Text;
 pub use value::Value;

@@ -4,11 +4,12 @@
 
 use std::fmt::Write;
 
-use similar::{ChangeTag, TextDiff};
+use similar::ChangeTag;
 
 use crate::diff::{Action, AttrChange, Change, Plan};
 use crate::resource::Address;
 use crate::secret::REDACTED;
+use crate::text::Text;
 use crate::value::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,16 +207,19 @@ fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p
         }
         (Some(Value::Sql(b)), Some(Value::Sql(n))) => {
             let _ = writeln!(out, "      {sign} {name} = <<SQL{forces}");
-            let diff = TextDiff::from_lines(b.as_str(), n.as_str());
-            for ch in diff.iter_all_changes() {
-                let (s, l) = match ch.tag() {
-                    ChangeTag::Insert => ("+", Label::Create),
-                    ChangeTag::Delete => ("-", Label::Delete),
-                    ChangeTag::Equal => (" ", Label::Dim),
-                };
-                let _ = writeln!(out, "          {} {}", p.paint(l, s), ch.value().trim_end_matches('\n'));
-            }
+            let (b, n) = (Text::plain(b.as_str()), Text::plain(n.as_str()));
+            line_diff(out, &b, &n, p);
             out.push_str("        SQL\n");
+        }
+        (b @ (Some(Value::Text(_)) | None), Some(Value::Text(n))) => {
+            let empty = Text::default();
+            let b = match b {
+                Some(Value::Text(b)) => b,
+                _ => &empty,
+            };
+            let _ = writeln!(out, "      {sign} {name} = <<TEXT{forces}");
+            line_diff(out, b, n, p);
+            out.push_str("        TEXT\n");
         }
         (Some(b), Some(n)) => {
             let _ = writeln!(out, "      {sign} {name} = {b} -> {n}{forces}");
@@ -224,6 +228,25 @@ fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p
             let _ = writeln!(out, "      {sign} {name} = {n}{forces}");
         }
         (None, None) => {}
+    }
+}
+
+/// A unified line diff: plaintext lines are compared, their masked forms printed, so a changed
+/// secret shows as a changed line without its value.
+fn line_diff(out: &mut String, before: &Text, after: &Text, p: Painter) {
+    let (b, n) = (before.lines(), after.lines());
+    let bp: Vec<&str> = b.iter().map(|(t, _)| *t).collect();
+    let np: Vec<&str> = n.iter().map(|(t, _)| *t).collect();
+    let diff = similar::capture_diff_slices(similar::Algorithm::Myers, &bp, &np);
+    for op in diff {
+        for ch in op.iter_changes(&bp, &np) {
+            let (s, l, line) = match ch.tag() {
+                ChangeTag::Insert => ("+", Label::Create, &n[ch.new_index().unwrap_or_default()].1),
+                ChangeTag::Delete => ("-", Label::Delete, &b[ch.old_index().unwrap_or_default()].1),
+                ChangeTag::Equal => (" ", Label::Dim, &b[ch.old_index().unwrap_or_default()].1),
+            };
+            let _ = writeln!(out, "          {} {}", p.paint(l, s), line.trim_end_matches('\n'));
+        }
     }
 }
 

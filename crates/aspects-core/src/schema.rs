@@ -72,6 +72,9 @@ pub struct AttrSchema {
     pub sensitive: bool,
     /// Cannot be read back; the provider verifies it instead (passwords).
     pub write_only: bool,
+    /// Not a secret itself, but may hold secrets among its values (a template's context): the
+    /// provider keeps them masked wherever they end up (`Value::Text` spans).
+    pub embeds_secrets: bool,
     /// Provider-specific validation of a resolved value; the message says what is wrong and how
     /// to write it instead. Runs at load time, so errors carry file:line:col.
     pub check: Option<Check>,
@@ -91,6 +94,7 @@ impl AttrSchema {
             update: UpdateMode::InPlace,
             sensitive: false,
             write_only: false,
+            embeds_secrets: false,
             check: None,
             warn: None,
             doc,
@@ -121,6 +125,11 @@ impl AttrSchema {
     }
     pub fn forces_replace(mut self) -> Self {
         self.update = UpdateMode::Replace;
+        self
+    }
+    /// May hold secrets among its values (see [`AttrSchema::embeds_secrets`]).
+    pub fn embeds_secrets(mut self) -> Self {
+        self.embeds_secrets = true;
         self
     }
     /// A secret that can be verified but not read back.
@@ -176,11 +185,6 @@ impl KindSchema {
                 self.attrs.iter().filter(|a| a.identity).filter_map(|a| attrs.get(a.name).map(|v| (a.name, v))),
             ),
         }
-    }
-
-    /// The `system` part of `system_object`.
-    pub fn system(&self) -> &'static str {
-        self.kind.split_once('_').map_or(self.kind, |(s, _)| s)
     }
 }
 
@@ -270,6 +274,12 @@ impl Registry {
 
     pub fn kind(&self, kind: &str) -> Option<&KindSchema> {
         self.systems.values().flat_map(|s| &s.kinds).find(|k| k.kind == kind)
+    }
+
+    /// The system that declares `kind` (`file` and `ralph_auth` belong to `files`), whose
+    /// `[providers.X]` block serves it by default.
+    pub fn system_of(&self, kind: &str) -> Option<&'static str> {
+        self.systems.values().find(|s| s.kinds.iter().any(|k| k.kind == kind)).map(|s| s.system)
     }
 
     pub fn kind_names(&self) -> impl Iterator<Item = &'static str> + '_ {

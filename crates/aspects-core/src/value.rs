@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::secret::{REDACTED, Secret};
+use crate::text::Text;
 
 #[derive(Clone, PartialEq)]
 pub enum Value {
@@ -20,6 +21,9 @@ pub enum Value {
     Sql(String),
     /// Anything derived from a secret. Compared only through a provider's verifier or equality.
     Sensitive(Secret),
+    /// Text that embeds secrets in places (a rendered file): shown and diffed by line with
+    /// those spans masked.
+    Text(Text),
 }
 
 /// A string attribute, empty when absent (the loader made required ones present).
@@ -57,6 +61,7 @@ impl Value {
     pub fn is_sensitive(&self) -> bool {
         match self {
             Value::Sensitive(_) => true,
+            Value::Text(t) => t.is_sensitive(),
             Value::List(l) => l.iter().any(Value::is_sensitive),
             Value::Map(m) => m.values().any(Value::is_sensitive),
             _ => false,
@@ -74,6 +79,7 @@ impl Value {
             Value::Json(_) => "a JSON document",
             Value::Sql(_) => "SQL text",
             Value::Sensitive(_) => "a secret",
+            Value::Text(_) => "text",
         }
     }
 
@@ -91,6 +97,7 @@ impl Value {
                 Some(shown) => serde_json::json!({ "sensitive": true, "shown": shown }),
                 None => serde_json::json!({ "sensitive": true }),
             },
+            Value::Text(t) => J::String(t.masked()),
         }
     }
 }
@@ -134,6 +141,7 @@ impl fmt::Display for Value {
                 Some(shown) => write!(f, "{shown:?}"),
                 None => f.write_str(REDACTED),
             },
+            Value::Text(t) => write!(f, "{:?}", t.masked()),
         }
     }
 }

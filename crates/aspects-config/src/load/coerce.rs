@@ -44,7 +44,7 @@ impl Loader<'_> {
         loc: &Location,
         secrets: &BTreeSet<String>,
     ) -> Option<Value> {
-        if !attr.sensitive && (v.is_sensitive() || !secrets.is_empty()) {
+        if !attr.sensitive && !attr.embeds_secrets && (v.is_sensitive() || !secrets.is_empty()) {
             // An identity built from a secret would be sent, and shown, as something else: MariaDB
             // made the anonymous account from `user = "app_${secrets.U}"`.
             let from: Vec<String> = secrets.iter().map(|s| format!("secrets.{s}")).collect();

@@ -100,7 +100,8 @@ impl<'a> Loader<'a> {
         }
         let Trace { mut deps, secrets } = trace;
         deps.extend(self.explicit_depends(table));
-        let provider = self.provider_for(addr, schema.system(), table, &header, providers);
+        let system = self.registry.system_of(&addr.kind).unwrap_or_default();
+        let provider = self.provider_for(addr, system, table, &header, providers);
         (ok && provider.is_some()).then(|| Resource {
             address: addr.clone(),
             provider: provider.unwrap_or_default(),

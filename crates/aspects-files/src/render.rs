@@ -1,0 +1,97 @@
+//! Rendering a file's template with its `context`, as Tutor does (Jinja, undefined names are
+//! errors, no autoescaping), into a [`Text`] whose secret spans are marked.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aspects_core::{Redactor, Resource, Secret, Text, Value};
+use minijinja::{Environment, UndefinedBehavior};
+
+/// The rendered content of a `file` resource, or why it cannot be rendered (secrets scrubbed).
+pub fn render(resource: &Resource, templates: Option<&Path>) -> Result<Text, String> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    if let Some(dir) = templates {
+        env.set_loader(minijinja::path_loader(dir));
+    }
+    let mut secrets = Vec::new();
+    let context = match resource.get("context") {
+        Some(Value::Map(m)) => m.iter().map(|(k, v)| (k.clone(), to_jinja(v, &mut secrets))).collect(),
+        _ => BTreeMap::new(),
+    };
+    let rendered = match (resource.str("content"), resource.str("template")) {
+        (Some(inline), _) => env.render_str(inline, &context),
+        (None, Some(name)) if templates.is_none() => {
+            return Err(format!(
+                "template {name:?} needs the provider's `templates` folder; set templates = \"...\" in [providers.files]"
+            ));
+        }
+        (None, Some(name)) => env.get_template(name).and_then(|t| t.render(&context)),
+        (None, None) => Ok(String::new()),
+    };
+    rendered.map(|text| Text::with_secrets(text, &secrets)).map_err(|e| {
+        // A template error may quote a value it was given.
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            msg.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        Redactor::new(secrets).scrub(&msg)
+    })
+}
+
+/// A plan value as a template value; secrets are exposed to the template (the file needs them)
+/// and collected, so their spans in the output are marked.
+fn to_jinja(v: &Value, secrets: &mut Vec<Secret>) -> minijinja::Value {
+    match v {
+        Value::Str(s) | Value::Sql(s) => minijinja::Value::from(s.as_str()),
+        Value::Int(i) => minijinja::Value::from(*i),
+        Value::Bool(b) => minijinja::Value::from(*b),
+        Value::List(l) => l.iter().map(|i| to_jinja(i, secrets)).collect::<Vec<_>>().into(),
+        Value::Map(m) => m.iter().map(|(k, i)| (k.clone(), to_jinja(i, secrets))).collect::<BTreeMap<_, _>>().into(),
+        Value::Json(j) => minijinja::Value::from_serialize(&**j),
+        Value::Sensitive(s) => {
+            secrets.push(s.clone());
+            minijinja::Value::from(s.expose())
+        }
+        Value::Text(t) => minijinja::Value::from(t.expose()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(content: &str, context: Vec<(&str, Value)>) -> Resource {
+        let context = context.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        Resource {
+            attrs: [("content".to_owned(), Value::from(content)), ("context".to_owned(), Value::Map(context))].into(),
+            ..Resource::default()
+        }
+    }
+
+    #[test]
+    fn tutor_syntax_renders_and_secrets_are_spans() {
+        let r = file(
+            "db={{ RALPH_DATABASE }}\n{% if RUN_RALPH %}pw={{ PW }}{% endif %}\nup={{ RALPH_DATABASE|upper }}\n",
+            vec![
+                ("RALPH_DATABASE", Value::from("xapi")),
+                ("RUN_RALPH", Value::Bool(true)),
+                ("PW", Value::Sensitive(Secret::new("s3cr3t-value"))),
+            ],
+        );
+        let t = render(&r, None).unwrap();
+        assert_eq!(t.expose(), "db=xapi\npw=s3cr3t-value\nup=XAPI\n");
+        assert_eq!(t.masked(), "db=xapi\npw=(sensitive)\nup=XAPI\n");
+    }
+
+    #[test]
+    fn undefined_names_are_errors_without_secrets() {
+        let r = file("{{ PW }} {{ MISSING }}", vec![("PW", Value::Sensitive(Secret::new("s3cr3t-value")))]);
+        let e = render(&r, None).unwrap_err();
+        assert!(e.contains("undefined"), "{e}");
+        assert!(!e.contains("s3cr3t"));
+    }
+}

@@ -222,3 +222,58 @@ fn render_writes_every_file_and_touches_nothing_else() {
     assert!(!s.path("out2/ralph/ralph.env").exists());
     assert_no_secret(&s, &[&bad], &[SECRET]);
 }
+
+const RALPH_AUTH: &str = r#"
+[secrets]
+RALPH_LMS_PASSWORD = { env = "RALPH_LMS_PASSWORD" }
+
+[ralph_auth.users]
+path = "ralph/auth.json"
+bcrypt_cost = 4
+users = [
+  { username = "lms", password = "${secrets.RALPH_LMS_PASSWORD}", scopes = ["statements/write", "statements/read/mine"], agent = { mbox = "mailto:lms@example.com" } },
+]
+on_change = ["sh", "-c", "echo changed >> ../../hook.log"]
+"#;
+
+#[test]
+fn ralph_auth_hashes_verify_are_kept_byte_identical_and_a_new_password_rehashes() {
+    let mut s = sandbox("files-ralph-auth");
+    s.write("aspects.toml", &plan(&s, RALPH_AUTH));
+    s.set_env("RALPH_LMS_PASSWORD", SECRET);
+    let first = ok(&s, &["plan"]);
+    assert!(first.stdout.contains("password = (sensitive)"), "{first:?}");
+    let apply = ok(&s, &["apply", "--auto-approve"]);
+    let path = s.path("root/ralph/auth.json");
+    let written = std::fs::read_to_string(&path).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&written).unwrap();
+    let hash = doc[0]["hash"].as_str().unwrap().to_owned();
+    assert!(hash.starts_with("$2b$04$"), "{written}");
+    assert_eq!(doc[0]["agent"]["mbox"], "mailto:lms@example.com");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777, 0o600);
+    let again = ok(&s, &["plan"]);
+    assert!(again.stdout.contains("No changes"), "{again:?}");
+    ok(&s, &["apply", "--auto-approve"]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), written, "a hash that verifies is kept byte for byte");
+    assert_eq!(hooks(&s), 1);
+
+    // A hand-added user is drift; a new password rehashes and restarts.
+    let mut tampered = doc.clone();
+    tampered
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"username": "intruder", "hash": hash, "scopes": [], "agent": {"mbox": "mailto:i@x"}}));
+    std::fs::write(&path, serde_json::to_string(&tampered).unwrap()).unwrap();
+    assert_eq!(s.run(&["drift"]).code, 2);
+    ok(&s, &["apply", "--auto-approve"]);
+    assert!(!std::fs::read_to_string(&path).unwrap().contains("intruder"));
+    let next = "Pw-new-7d1b9a3c5e2f4a6b8c0d";
+    s.set_env("RALPH_LMS_PASSWORD", next);
+    let rotated = s.run(&["drift"]);
+    assert_eq!(rotated.code, 2, "{rotated:?}");
+    let applied = ok(&s, &["apply", "--auto-approve"]);
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_ne!(doc[0]["hash"].as_str().unwrap(), hash);
+    assert_eq!(hooks(&s), 3);
+    assert_no_secret(&s, &[&first, &apply, &again, &rotated, &applied], &[SECRET, next, &hash, &hash[7..]]);
+}

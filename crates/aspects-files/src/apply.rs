@@ -14,7 +14,7 @@ use aspects_engine::ownership::{State, identity_json, owned_elsewhere};
 use aspects_engine::provider::{ProviderError, desired_for};
 
 use crate::provider::Handle;
-use crate::schema::{FILE, parse_mode};
+use crate::schema::parse_mode;
 use crate::state::{self, Record, Records};
 
 /// Owner and group ids to set, each only when the plan names it.
@@ -66,7 +66,7 @@ async fn write(h: &Handle, r: &Resource) -> Result<(), ProviderError> {
         all.iter().filter(|(d, _)| **d != h.deployment).find_map(|(d, recs)| recs.files.get(&key).map(|rec| (d, rec)))
     {
         let id = identity_json(&[("path".to_owned(), Value::from(key.as_str()))].into());
-        return Err(owned_elsewhere(FILE, &id, other, rec.state()));
+        return Err(owned_elsewhere(&r.address.kind, &id, other, rec.state()));
     }
     let mut records = all.get(&h.deployment).cloned().unwrap_or_default();
     let current = match std::fs::read(&path) {
@@ -80,6 +80,7 @@ async fn write(h: &Handle, r: &Resource) -> Result<(), ProviderError> {
     // 1. Claim, and mark the hook due, before the content moves.
     let existed = current.is_some();
     let rec = records.files.entry(key.clone()).or_insert_with(|| Record {
+        kind: r.address.kind.clone(),
         name: r.address.name.clone(),
         state: if existed { State::Adopted } else { State::Creating }.as_str().to_owned(),
         sha256: String::new(),

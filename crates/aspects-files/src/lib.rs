@@ -10,6 +10,7 @@
 mod apply;
 mod paths;
 mod provider;
+mod ralph;
 mod render;
 mod schema;
 pub mod state;

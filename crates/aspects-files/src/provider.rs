@@ -17,9 +17,9 @@ use aspects_engine::ownership::{State, fill_defaults, mark_owner};
 use aspects_engine::provider::{Connector, Invalid, LockGuard, ProviderError, ProviderRead, ProviderWrite};
 use async_trait::async_trait;
 
-use crate::schema::{self, FILE, parse_mode};
+use crate::schema::{self, FILE, RALPH_AUTH, parse_mode};
 use crate::state::{self, Records};
-use crate::{paths, render};
+use crate::{paths, ralph, render};
 
 /// The files system: register it with the engine.
 pub struct Files;
@@ -100,6 +100,16 @@ impl Handle {
     /// The rendered content (normalising already rendered it; a template error is reported by
     /// `check` before anything runs).
     pub(crate) fn content(&self, r: &Resource) -> Result<Text, ProviderError> {
+        if r.address.kind == RALPH_AUTH {
+            // Hashes that still verify are kept: the file as it is now is an input.
+            let live = self.full_path(r).ok().and_then(|p| std::fs::read(p).ok());
+            let cost = match r.get("bcrypt_cost") {
+                Some(Value::Int(n)) => u32::try_from(*n).unwrap_or(12),
+                _ => 12,
+            };
+            return ralph::content(r, live.as_deref(), cost)
+                .map_err(|e| ProviderError::new(format!("{}: {e}", r.address)));
+        }
         match r.get("content") {
             Some(Value::Text(t)) => Ok(t.clone()),
             _ => render::render(r, self.templates.as_deref())
@@ -122,16 +132,9 @@ impl Handle {
             Err(e) => return Err(ProviderError::new(format!("{}: reading {}: {e}", r.address, path.display()))),
         };
         let meta = std::fs::metadata(&path).map_err(|e| ProviderError::new(format!("{}: {e}", path.display())))?;
-        let desired = self.content(r)?;
-        // Live text is masked with the desired secrets and with those the last write put there.
-        let mut content = Text::with_secrets(String::from_utf8_lossy(&bytes), []);
-        for s in desired.spans() {
-            content.mark(&desired.expose()[s.clone()]);
-        }
         let mut live = Live::default();
         let mine = all.get(&self.deployment).and_then(|recs| recs.files.get(&key));
         if let Some(rec) = mine {
-            rec.mask(&mut content);
             mark_owner(&mut live, &self.deployment, &self.deployment, rec.state());
         }
         for (owner, recs) in all.iter().filter(|(d, _)| **d != self.deployment) {
@@ -141,9 +144,24 @@ impl Handle {
         }
         let mut attrs = BTreeMap::from([
             ("path".to_owned(), r.get("path").cloned().unwrap_or_else(|| Value::from(key.as_str()))),
-            ("content".to_owned(), Value::Text(content)),
             ("mode".to_owned(), Value::Str(format!("{:04o}", meta.permissions().mode() & 0o7777))),
         ]);
+        if r.address.kind == RALPH_AUTH {
+            attrs.insert("users".into(), ralph::live_users(r, &bytes));
+            attrs.extend(r.get("bcrypt_cost").map(|c| ("bcrypt_cost".to_owned(), c.clone())));
+        } else {
+            // Masked with the desired secrets and with whatever sits where the last write put one.
+            let mut content = Text::plain(String::from_utf8_lossy(&bytes));
+            if let Some(Value::Text(desired)) = r.get("content") {
+                for s in desired.spans() {
+                    content.mark(&desired.expose()[s.clone()]);
+                }
+            }
+            if let Some(rec) = mine {
+                rec.mask(&mut content);
+            }
+            attrs.insert("content".into(), Value::Text(content));
+        }
         if r.get("owner").is_some() {
             let user = nix::unistd::User::from_uid(meta.uid().into()).ok().flatten();
             attrs.insert("owner".into(), Value::Str(user.map_or_else(|| meta.uid().to_string(), |u| u.name)));
@@ -181,7 +199,9 @@ impl ProviderRead for Handle {
             resource.attrs.insert("mode".into(), Value::Str(format!("{mode:04o}")));
         }
         // The rendered text is what is compared; its sources are inputs, not live properties.
-        if let Ok(text) = render::render(resource, self.templates.as_deref()) {
+        if resource.address.kind == FILE
+            && let Ok(text) = render::render(resource, self.templates.as_deref())
+        {
             resource.attrs.insert("content".into(), Value::Text(text));
             resource.attrs.remove("template");
             resource.attrs.remove("context");
@@ -195,7 +215,7 @@ impl ProviderRead for Handle {
                 Invalid::new("path", e).with_hint("write a path inside the provider's root, with no links on the way"),
             );
         }
-        if !matches!(r.get("content"), Some(Value::Text(_))) {
+        if r.address.kind == FILE && !matches!(r.get("content"), Some(Value::Text(_))) {
             let attr = if r.get("template").is_some() { "template" } else { "content" };
             if let Err(e) = render::render(r, self.templates.as_deref()) {
                 out.push(Invalid::new(attr, format!("the template does not render: {e}")).with_hint(
@@ -233,7 +253,7 @@ impl ProviderRead for Handle {
             }
             let identity = BTreeMap::from([("path".to_owned(), Value::from(path.as_str()))]);
             out.push(Orphan {
-                address: Address::new(FILE, rec.name.clone()),
+                address: Address::new(rec.kind.clone(), rec.name.clone()),
                 attrs: identity.clone(),
                 identity,
                 provider: self.id.clone(),
@@ -315,7 +335,7 @@ impl LockGuard for Lock {
 /// written paths.
 pub fn render_all(desired: &Desired, out: &Path) -> Result<Vec<PathBuf>, ProviderError> {
     let mut written = Vec::new();
-    for r in desired.resources.values().filter(|r| r.address.kind == FILE) {
+    for r in desired.resources.values().filter(|r| [FILE, RALPH_AUTH].contains(&r.address.kind.as_str())) {
         let config = desired.providers.get(&r.provider).ok_or_else(|| ProviderError::new("no provider"))?;
         let handle = Handle::new(config, &desired.deployment);
         let path = handle.full_path(r)?;

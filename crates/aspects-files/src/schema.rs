@@ -7,6 +7,7 @@ use aspects_core::{AttrSchema, AttrType, KindSchema, SystemSchema, Value};
 
 pub const SYSTEM: &str = "files";
 pub const FILE: &str = "file";
+pub const RALPH_AUTH: &str = "ralph_auth";
 pub const DEFAULT_MODE: &str = "0644";
 
 pub fn schema() -> SystemSchema {
@@ -38,57 +39,104 @@ pub fn schema() -> SystemSchema {
                 .default(4)
                 .check(check_max_concurrency),
         ],
-        kinds: vec![file_kind()],
+        kinds: vec![file_kind(), ralph_auth_kind()],
     }
+}
+
+/// What every file kind has: where it lives, its mode and owner, the hook.
+fn file_attrs(mode: &'static str, source: Vec<AttrSchema>) -> Vec<AttrSchema> {
+    let mut attrs = vec![
+        AttrSchema::new(
+            "path",
+            AttrType::String,
+            "Where the file lives: relative to the provider's root, or absolute inside it.",
+        )
+        .identity()
+        .check(check_path),
+    ];
+    attrs.extend(source);
+    attrs.extend([
+        AttrSchema::new("mode", AttrType::String, "Permission bits in octal, e.g. \"0640\".")
+            .default(mode)
+            .check(check_mode),
+        AttrSchema::new("owner", AttrType::String, "User name owning the file (default: left as created)."),
+        AttrSchema::new("group", AttrType::String, "Group name owning the file (default: left as created)."),
+        AttrSchema::new(
+            "on_change",
+            AttrType::List(Box::new(AttrType::String)),
+            "A command (program and arguments, no shell) run once after the content changed, e.g. a restart. \
+             It gets no secret: read them from the file.",
+        )
+        .check(check_argv),
+    ]);
+    attrs
 }
 
 fn file_kind() -> KindSchema {
     KindSchema {
         kind: FILE,
-        attrs: vec![
-            AttrSchema::new(
-                "path",
-                AttrType::String,
-                "Where the file lives: relative to the provider's root, or absolute inside it.",
-            )
-            .identity()
-            .check(check_path),
-            AttrSchema::new(
-                "content",
-                AttrType::String,
-                "An inline Jinja template (Tutor's syntax: `{{ NAME }}`, filters, `{% if %}`), rendered with `context`.",
-            ),
-            AttrSchema::new(
-                "template",
-                AttrType::String,
-                "A template file under the provider's `templates` folder, rendered with `context`.",
-            )
-            .check(check_relative),
-            AttrSchema::new(
-                "context",
-                AttrType::Map,
-                "The template's variables, under Tutor's names: `{ RALPH_DATABASE = \"${vars.RALPH_DATABASE}\" }`. \
-                 Values may be secrets; they are masked wherever they appear in the rendered content.",
-            )
-            .embeds_secrets(),
-            AttrSchema::new("mode", AttrType::String, "Permission bits in octal, e.g. \"0640\".")
-                .default(DEFAULT_MODE)
-                .check(check_mode),
-            AttrSchema::new("owner", AttrType::String, "User name owning the file (default: left as created)."),
-            AttrSchema::new("group", AttrType::String, "Group name owning the file (default: left as created)."),
-            AttrSchema::new(
-                "on_change",
-                AttrType::List(Box::new(AttrType::String)),
-                "A command (program and arguments, no shell) run once after the content changed, e.g. a restart. \
-                 It gets no secret: read them from the file.",
-            )
-            .check(check_argv),
-        ],
+        attrs: file_attrs(
+            DEFAULT_MODE,
+            vec![
+                AttrSchema::new(
+                    "content",
+                    AttrType::String,
+                    "An inline Jinja template (Tutor's syntax: `{{ NAME }}`, filters, `{% if %}`), rendered with `context`.",
+                ),
+                AttrSchema::new(
+                    "template",
+                    AttrType::String,
+                    "A template file under the provider's `templates` folder, rendered with `context`.",
+                )
+                .check(check_relative),
+                AttrSchema::new(
+                    "context",
+                    AttrType::Map,
+                    "The template's variables, under Tutor's names: `{ RALPH_DATABASE = \"${vars.RALPH_DATABASE}\" }`. \
+                     Values may be secrets; they are masked wherever they appear in the rendered content.",
+                )
+                .embeds_secrets(),
+            ],
+        ),
         data_bearing: false,
         rank: 0,
         doc: "A file rendered from a template, written atomically; removing it from the plan deletes it.",
         identity_key: None,
         check: Some(one_source),
+    }
+}
+
+fn ralph_auth_kind() -> KindSchema {
+    KindSchema {
+        kind: RALPH_AUTH,
+        attrs: file_attrs(
+            "0600",
+            vec![
+                AttrSchema::new(
+                    "users",
+                    AttrType::List(Box::new(AttrType::Map)),
+                    "Ralph's users: `{ username, password = \"${secrets.X}\", scopes = [...], agent = { mbox = \"mailto:...\" } }`. \
+                     Hashed with bcrypt here; a hash that still verifies is kept.",
+                )
+                .required()
+                .embeds_secrets(),
+                AttrSchema::new("bcrypt_cost", AttrType::Int, "bcrypt cost of new hashes (4 to 31).")
+                    .default(12)
+                    .check(check_cost),
+            ],
+        ),
+        data_bearing: false,
+        rank: 0,
+        doc: "Ralph's auth.json (HTTP Basic users); restart Ralph from on_change, as it reads the file once.",
+        identity_key: None,
+        check: Some(crate::ralph::check_users),
+    }
+}
+
+fn check_cost(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Int(n) if (4..=31).contains(n) => Ok(()),
+        other => Err(format!("{other} is not a bcrypt cost; use 4 to 31 (Ralph's own is 12)")),
     }
 }
 

@@ -24,7 +24,9 @@ pub struct Records {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Record {
-    /// The resource's name in the plan, so an orphan is shown under its address.
+    /// The resource's kind and name in the plan, so an orphan is shown under its address.
+    #[serde(default = "file_kind")]
+    pub kind: String,
     pub name: String,
     /// `creating`, `created` or `adopted` (see ARCHITECTURE.md).
     pub state: String,
@@ -65,6 +67,10 @@ impl SecretLine {
         gaps.push(at..end);
         Some(gaps)
     }
+}
+
+fn file_kind() -> String {
+    crate::schema::FILE.to_owned()
 }
 
 impl Record {
@@ -168,6 +174,7 @@ mod tests {
         let old = Secret::new("old-secret");
         let written = Text::with_secrets("user=a\npass=old-secret\n", [&old]);
         let mut record = Record {
+            kind: "file".into(),
             name: "x".into(),
             state: "created".into(),
             sha256: String::new(),

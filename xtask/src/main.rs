@@ -11,6 +11,7 @@ mod bench_clickhouse;
 mod clickhouse;
 mod lms;
 mod loading;
+mod ralph;
 mod stack;
 mod superset;
 mod upstream;

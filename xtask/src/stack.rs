@@ -53,10 +53,12 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
     let lms = crate::lms::up(&mysql)?;
     let clickhouse = crate::clickhouse::up()?;
     let superset = crate::superset::up(&mysql)?;
+    let ralph = crate::ralph::up(&clickhouse)?;
     let demo = demo_dir();
     let mut env = vec![(MYSQL_URL.to_owned(), mysql.clone()), (crate::clickhouse::URL.to_owned(), clickhouse)];
     env.extend(lms);
     env.extend(superset);
+    env.extend(ralph);
     env.extend(crate::upstream::up()?);
     // The reference plan's endpoint vars, so `aspects -f plans/aspects.toml -f plans/local.toml`
     // reaches this server.
@@ -76,6 +78,8 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
          #   ASPECTS_STACK_SUPERSET_URL        the Superset (gunicorn) the tests and the demo use\n\
          #   ASPECTS_STACK_SUPERSET_USER,\n\
          #   ASPECTS_STACK_SUPERSET_PASSWORD   its admin user (generated; this file is 0600)\n\
+         #   ASPECTS_STACK_RALPH_URL           the Ralph LRS (uvicorn, ClickHouse backend on xapi.xapi_events_all)\n\
+         #   ASPECTS_STACK_RALPH_RESTART       restarts it (the on_change of its auth file, target/stack/ralph/auth.json)\n\
          #   ASPECTS_STACK_TUTOR_ASPECTS       tutor-contrib-aspects 6.1.0 unpacked (the fidelity test)\n\
          #   ASPECTS_VAR_MYSQL_HOST, _PORT,\n\
          #   ASPECTS_VAR_MYSQL_ROOT_USERNAME   the same server, as plans/aspects.toml's vars\n\
@@ -133,6 +137,7 @@ pub fn create_private(path: &Path) -> Result<fs::File, String> {
 pub fn down() -> Result<(), String> {
     // Superset first: its workers hold connections to the MariaDB.
     crate::superset::down();
+    crate::ralph::down();
     match running() {
         Some((pid, port)) => {
             stop(pid);
@@ -165,6 +170,7 @@ pub fn status() -> Result<(), String> {
     crate::lms::status(named.or_else(|| running().map(|(_, port)| private_url(port))));
     crate::clickhouse::status();
     crate::superset::status();
+    crate::ralph::status();
     Ok(())
 }
 

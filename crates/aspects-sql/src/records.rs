@@ -242,13 +242,16 @@ impl Server {
         }
     }
 
-    /// Every record of this deployment (one query).
+    /// Every record of this deployment (one query), in kind and address order. Sorted here, not
+    /// by the server: with the identity TEXT column in every row, MariaDB's filesort of 9,000
+    /// records took 139 ms of a 9,000-resource no-op plan.
     pub async fn owned_records(&self) -> Result<Vec<Record>, ProviderError> {
         let sql = format!(
-            "SELECT kind, address, identity, {{state}}, ident_key FROM {} WHERE deployment = ? ORDER BY kind, address",
+            "SELECT kind, address, identity, {{state}}, ident_key FROM {} WHERE deployment = ?",
             self.owned_table()
         );
-        self.records_query(&sql, &self.deployment)
+        let mut records = self
+            .records_query(&sql, &self.deployment)
             .await?
             .iter()
             .map(|r| {
@@ -263,7 +266,9 @@ impl Server {
                 };
                 Ok(Record { kind, name, identity, key, state: State::parse(&state) })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_unstable_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        Ok(records)
     }
 
     /// Claims an object for this deployment: `Creating` before a create, `Adopted` for an object

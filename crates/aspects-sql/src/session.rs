@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use aspects_engine::provider::ProviderError;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions, MySqlRow};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, MySqlPool, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Execute, Executor, MySqlPool, Row};
 
-use crate::error::{Endpoint, System};
+use crate::error::{self, Endpoint, System};
 use crate::quote::SESSION_SQL_MODE;
 
 /// How long to wait for a connection before calling the server unreachable.
@@ -126,12 +126,34 @@ impl Sql {
         doing: &str,
         secrets: &[&str],
     ) -> Result<u64, ProviderError> {
-        self.count();
-        let result = query.execute(&self.pool).await;
+        let mut query = query;
+        let fail = |e: &sqlx::Error| self.endpoint.error(e, doing, secrets);
+        let arguments = query.take_arguments().map_err(|e| fail(&sqlx::Error::Encode(e)))?.unwrap_or_default();
+        let sql = query.sql();
+        let mut attempt = 0;
+        let result = loop {
+            self.count();
+            let result = sqlx::query_with(sql.clone(), arguments.clone()).execute(&self.pool).await;
+            match result {
+                Err(e) if attempt < CONFLICT_RETRIES && error::number(&e).is_some_and(|n| CONFLICT.contains(&n)) => {
+                    attempt += 1;
+                    tracing::debug!(attempt, doing, "write lost a lock conflict; retrying");
+                    tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
+                }
+                result => break result,
+            }
+        };
         aspects_engine::fault::after_write();
-        result.map(|r| r.rows_affected()).map_err(|e| self.endpoint.error(&e, doing, secrets))
+        result.map(|r| r.rows_affected()).map_err(|e| fail(&e))
     }
 }
+
+/// Errors where the server rolled the statement back because a concurrent one won a lock:
+/// deadlock (1213), and 1467, which InnoDB returns instead when the deadlock is on a table's
+/// AUTO-INC lock (two `INSERT ... SELECT ... WHERE NOT EXISTS` into one table, each holding the
+/// other's gap). The statement had no effect, so running it again is safe.
+const CONFLICT: &[u16] = &[1213, 1467];
+const CONFLICT_RETRIES: u32 = 4;
 
 /// A text column. Servers type some names as binary strings (MySQL 8's `mysql.user`); those
 /// are read as bytes. A surprise is an error, never a panic.

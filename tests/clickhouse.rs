@@ -490,3 +490,34 @@ fn rotating_a_service_password_keeps_the_old_one_until_every_client_moved() {
         assert!(!seen.contains(v.as_str()), "a password leaked");
     }
 }
+
+#[test]
+fn users_sql_cannot_change_are_refused_at_plan_naming_what_to_do() {
+    // The real column values: `default` comes from users.xml, a user made by SQL does not.
+    let s = layer("ch-xml-user", "");
+    let p = &s.prefix;
+    sql(&[&format!("CREATE USER {p}byhand")]);
+    assert_eq!(one("SELECT storage FROM system.users WHERE name = 'default'").as_deref(), Some("users_xml"));
+    let made = one(&format!("SELECT storage FROM system.users WHERE name = '{p}byhand'")).unwrap();
+    assert!(made == "local_directory" || made == "replicated", "{made}");
+    let user = |name: &str| {
+        format!(
+            "[secrets]\npw = {{ generate = 24 }}\n\n[clickhouse_user.u]\nname = \"{name}\"\npassword = \"${{secrets.pw}}\"\n"
+        )
+    };
+    // A user made by SQL is planned (its password differs: an update).
+    s.write("aspects.toml", &plan(&s, &user("@@byhand")));
+    assert_eq!(s.run(&["plan", "--detailed-exitcode"]).code, 2);
+    // One from users.xml is refused at the resource, before any write, saying what to do.
+    s.write("aspects.toml", &plan(&s, &user("default")));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    // From the resource on: the server's URL before it differs between stacks.
+    let at = r.stderr.find("clickhouse_user.u (").expect("the refusal names the resource");
+    insta::assert_snapshot!("users_xml_user_refused", s.scrub(&r.stderr[at..]));
+    let grant = "[clickhouse_grant.g]\nuser = \"default\"\non = \"system.*\"\nprivileges = [\"SELECT\"]\n";
+    s.write("aspects.toml", &plan(&s, grant));
+    let r = s.run(&["plan"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("clickhouse_grant.g (") && r.stderr.contains("user `default` is defined by"), "{r:?}");
+}

@@ -24,9 +24,14 @@ What is EMULATED (labelled `EMULATION` below; a real server does it otherwise):
     `system.role_grants` and `SHOW GRANTS` come from the real engine, which canonicalises the
     privileges itself. That engine is a second one, in a child process on an empty data
     directory, which answers the queries that read access entities and restarts (when the model
-    changed) before such a query; the data engine never restarts (storage `users_xml`; users.xml holds one
+    changed) before such a query; the data engine never restarts (users.xml holds one
     authentication method, so `system.users` shows only a user's newest one while the front accepts
     any). chdb enforces no privileges: every query still runs as `default`;
+  - the `storage` of users and roles: chdb loads one users.xml and nothing else, so every entity
+    would show `users_xml`. A server keeps SQL-made users and roles in `local_directory` and only
+    the users its users.xml defines (here `default`) in `users_xml`, and SQL can alter only the
+    former. The front answers `system.users` and `system.roles` from views of them that say so
+    (the query is rewritten to read the views; see STORAGE_VIEWS);
   - one engine connection serves every request, one at a time (a server runs queries in parallel);
     settings sent as URL parameters are set before the query and reset after it; a request with
     `readonly` set runs on a second session that is read-only for good (`readonly` cannot be reset
@@ -128,6 +133,24 @@ READ_ONLY_QUERY = re.compile(r"\s*(SELECT|SHOW|WITH|EXISTS|DESC|DESCRIBE)\b", re
 ACCESS_STATEMENT = re.compile(r"\s*((CREATE|ALTER|DROP)\s+(USER|ROLE)|GRANT|REVOKE)\b", re.I)
 
 
+# EMULATION: the users a server's users.xml defines (read-only to SQL); every other entity was made
+# by SQL, so a server keeps it in its writable `local_directory` storage.
+XML_USERS = ("default",)
+# Access-engine views that show each entity's storage as a server would; reads of the system
+# tables are rewritten to them (the views keep every column, in order).
+STORAGE_VIEWS = [
+    "CREATE DATABASE IF NOT EXISTS emulated_access ENGINE = Memory",
+    "CREATE OR REPLACE VIEW emulated_access.users AS SELECT * REPLACE (if(name IN ("
+    + ", ".join(f"'{n}'" for n in XML_USERS) + "), 'users_xml', 'local_directory') AS storage) FROM system.users",
+    "CREATE OR REPLACE VIEW emulated_access.roles AS SELECT * REPLACE ('local_directory' AS storage) FROM system.roles",
+]
+SYSTEM_STORAGE_TABLE = re.compile(r"(?:\bsystem|`system`)\s*\.\s*(?:`(users|roles)`|(users|roles)\b)", re.I)
+
+
+def with_storage_views(sql):
+    return SYSTEM_STORAGE_TABLE.sub(lambda m: "emulated_access." + (m[1] or m[2]).lower(), sql)
+
+
 def load_model(saved):
     """access.json; an older front kept only users, as name -> null or [hash, salt]."""
     if "users" in saved and isinstance(saved.get("roles"), dict):
@@ -218,6 +241,8 @@ def access_engine_main(root):
                     conn.close()
                     conn = None
                 conn = chdb.connect(url)
+                for sql in STORAGE_VIEWS:
+                    conn.query(sql)
                 out = b""
             else:
                 out = conn.query(request["sql"], request["fmt"], params=request.get("params")).bytes() or b""
@@ -375,7 +400,7 @@ class Engine:
                     self.access_engine.call({"reload": True})
                     raise self.error("BAD_ARGUMENTS", "the emulation could not load the latest users, roles and "
                                      "grants (the engine's reason is on the front's stderr); they are undone") from None
-            return self.access_engine.call({"sql": sql, "fmt": fmt, "params": params})
+            return self.access_engine.call({"sql": with_storage_views(sql), "fmt": fmt, "params": params})
 
     def unsupported(self, what):
         return self.error("NOT_IMPLEMENTED", f"the emulation does not take {what}")
@@ -397,7 +422,7 @@ class Engine:
             if m["if"]:
                 return
             raise self.error("ACCESS_ENTITY_ALREADY_EXISTS",
-                             f"user `{name}`: cannot insert because user `{name}` already exists in users_xml")
+                             f"user `{name}`: cannot insert because user `{name}` already exists in local_directory")
         if m["verb"] == "ALTER" and not exists:
             if m["if"]:
                 return
@@ -424,7 +449,7 @@ class Engine:
             self.manageable(name, "role")
             if name in model["roles"] and not m["if"]:
                 raise self.error("ACCESS_ENTITY_ALREADY_EXISTS",
-                                 f"role `{name}`: cannot insert because role `{name}` already exists in users_xml")
+                                 f"role `{name}`: cannot insert because role `{name}` already exists in local_directory")
             if name not in model["roles"] or m["if"] == "OR REPLACE ":
                 model["roles"][name] = entity()
 

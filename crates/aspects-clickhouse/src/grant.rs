@@ -25,6 +25,7 @@ use aspects_engine::provider::ProviderError;
 use crate::client::{Handle, array_param, code, col, ident};
 use crate::ownership;
 use crate::schema::{self, GRANT, ROLE, USER, check_name, str_attr, str_list, string};
+use crate::user::{check_manageable, refuse};
 
 pub fn role_kind() -> KindSchema {
     KindSchema {
@@ -351,33 +352,19 @@ fn who((attr, name): &Grantee) -> String {
 }
 
 impl Handle {
-    /// Role names that exist, of those given (one query).
-    pub(crate) async fn roles<'a>(
-        &self,
-        names: impl IntoIterator<Item = &'a str>,
-    ) -> Result<BTreeSet<String>, ProviderError> {
-        let rows = self
-            .rows(
-                "SELECT name FROM system.roles WHERE has({names:Array(String)}, name)",
-                &[("names", &array_param(names))],
-            )
-            .await
-            .map_err(|e| self.err(&e, "reading roles"))?;
-        Ok(rows.iter().map(|r| col(r, "name")).collect())
-    }
-
     pub(crate) async fn read_roles(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         let found = self.roles(desired.iter().map(|r| str_attr(&r.attrs, "name"))).await?;
-        Ok(desired
+        desired
             .iter()
             .map(|r| {
                 let name = str_attr(&r.attrs, "name");
-                found.contains(name).then(|| Live {
+                check_manageable(r, &format!("role {}", ident(name)), found.get(name))?;
+                Ok(found.contains_key(name).then(|| Live {
                     attrs: BTreeMap::from([("name".to_owned(), Value::from(name))]),
                     ..Live::default()
-                })
+                }))
             })
-            .collect())
+            .collect()
     }
 
     async fn privileges(&self) -> Result<Privileges, ProviderError> {
@@ -495,13 +482,20 @@ impl Handle {
             .collect()
     }
 
-    /// Five queries for every grant of the plan: records (in `read`), privileges, desired
-    /// statements, grants, role grants.
+    /// Seven queries for every grant of the plan: records (in `read`), privileges, desired
+    /// statements, grantee users and roles, grants, role grants.
     pub(crate) async fn read_grants(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         let p = self.privileges().await?;
         let privilege_grants: Vec<&Resource> = desired.iter().filter(|r| r.attrs.contains_key("on")).collect();
         let mut wanted = self.desired_privileges(&p, &privilege_grants).await?.into_iter();
         let grantees: BTreeSet<Grantee> = desired.iter().map(grantee_of).collect();
+        let named = |kind: &'static str| grantees.iter().filter(move |g| g.0 == kind).map(|g| g.1.as_str());
+        let (users, roles) = (self.users(named("user")).await?, self.roles(named("role")).await?);
+        for r in desired {
+            let g = grantee_of(r);
+            let found = if g.0 == "user" { users.get(&g.1) } else { roles.get(&g.1) };
+            refuse(r, found.and_then(|e| e.read_only_storage(&who(&g))))?;
+        }
         let live = self.grants(&grantees).await?;
         Ok(desired
             .iter()

@@ -334,13 +334,13 @@ impl Handle {
             let names: Vec<String> = of(USER).map(|r| id(r, "name")).collect();
             self.users(names.iter().map(String::as_str)).await?
         } else {
-            BTreeSet::new()
+            BTreeMap::new()
         };
         let roles = if of(ROLE).next().is_some() {
             let names: Vec<String> = of(ROLE).map(|r| id(r, "name")).collect();
             self.roles(names.iter().map(String::as_str)).await?
         } else {
-            BTreeSet::new()
+            BTreeMap::new()
         };
         let functions = if of(FUNCTION).next().is_some() {
             let names: Vec<String> = of(FUNCTION).map(|r| id(r, "name")).collect();
@@ -355,8 +355,8 @@ impl Handle {
                     DATABASE => databases.contains_key(&id(&r, "name")),
                     TABLE => tables.contains_key(&(id(&r, "database"), id(&r, "name"))),
                     FUNCTION => functions.contains_key(&id(&r, "name")),
-                    USER => users.contains(&id(&r, "name")),
-                    ROLE => roles.contains(&id(&r, "name")),
+                    USER => users.contains_key(&id(&r, "name")),
+                    ROLE => roles.contains_key(&id(&r, "name")),
                     _ => true,
                 };
                 (r, exists)

@@ -3,7 +3,7 @@
 //! Every test skips outside CI when the stack has no Superset.
 
 use aspects_config::SecretStore;
-use aspects_e2e::superset::{ADMIN_PASSWORD_ENV, Api, cleanup, plan, stack, uuid};
+use aspects_e2e::superset::{ADMIN_PASSWORD_ENV, Api, Ss, apply, assert_no_changes, cleanup, plan, run, stack, uuid};
 use aspects_e2e::{Run, Sandbox, assert_no_secret};
 use reqwest::Method;
 use serde_json::json;
@@ -36,23 +36,6 @@ database_name = "@@OpenedX Clickhouse"
 sqlalchemy_uri = "clickhousedb+connect://${clickhouse_user.report.name}:${secrets.report}@@@CH/${clickhouse_database.xapi.name}"
 "#;
 
-/// A sandbox whose Superset and ClickHouse objects go when it does.
-struct Ss(Sandbox);
-
-impl Drop for Ss {
-    fn drop(&mut self) {
-        cleanup(&self.0.prefix);
-        aspects_e2e::clickhouse::cleanup(&self.0.prefix);
-    }
-}
-
-impl std::ops::Deref for Ss {
-    type Target = Sandbox;
-    fn deref(&self) -> &Sandbox {
-        &self.0
-    }
-}
-
 fn layer(name: &str, body: &str) -> Option<Ss> {
     let (_, _, admin) = stack()?;
     let mut s = Sandbox::new(name);
@@ -62,26 +45,6 @@ fn layer(name: &str, body: &str) -> Option<Ss> {
     let body = body.replace("@@@CH", &format!("@{ch}")).replace("@@UUID", &uuid(&s));
     s.write("aspects.toml", &plan(&s, SECRETS, &body));
     Some(Ss(s))
-}
-
-/// Every run waits for the lock: Superset has one apply lock for every deployment on it, and
-/// the tests run in parallel.
-fn run(s: &Sandbox, args: &[&str]) -> Run {
-    let waits = matches!(args.first(), Some(&("apply" | "destroy" | "rotate")));
-    let lock: &[&str] = if waits { &["--lock-timeout", "120s"] } else { &[] };
-    s.run(&[args, lock].concat())
-}
-
-fn apply(s: &Sandbox) -> Run {
-    let r = run(s, &["apply", "--auto-approve"]);
-    assert_eq!(r.code, 0, "{r:?}");
-    r
-}
-
-fn assert_no_changes(s: &Sandbox) -> Run {
-    let r = s.run(&["plan", "--detailed-exitcode"]);
-    assert_eq!(r.code, 0, "a plan after apply must be empty: {r:?}");
-    r
 }
 
 fn secret(s: &Sandbox, name: &str) -> String {

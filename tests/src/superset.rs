@@ -4,7 +4,7 @@
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{Sandbox, block_on, optional_stack_env};
+use crate::{Run, Sandbox, block_on, optional_stack_env};
 
 /// The stack's Superset: (url, admin user, admin password), or None (the test skips) outside CI
 /// when the stack has no Superset. In CI (`CI` set, as .ci/run does) a missing Superset fails.
@@ -49,6 +49,43 @@ pub fn plan(s: &Sandbox, secrets: &str, body: &str) -> String {
         secrets = secrets.replace("@@", &s.prefix),
         p = s.prefix,
     )
+}
+
+/// A sandbox whose Superset and ClickHouse objects go when it does.
+pub struct Ss(pub Sandbox);
+
+impl Drop for Ss {
+    fn drop(&mut self) {
+        cleanup(&self.0.prefix);
+        crate::clickhouse::cleanup(&self.0.prefix);
+    }
+}
+
+impl std::ops::Deref for Ss {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.0
+    }
+}
+
+/// A command of the binary; apply, destroy and rotate wait for the lock: Superset has one apply
+/// lock for every deployment on it, and the tests run in parallel.
+pub fn run(s: &Sandbox, args: &[&str]) -> Run {
+    let waits = matches!(args.first(), Some(&("apply" | "destroy" | "rotate")));
+    let lock: &[&str] = if waits { &["--lock-timeout", "120s"] } else { &[] };
+    s.run(&[args, lock].concat())
+}
+
+pub fn apply(s: &Sandbox) -> Run {
+    let r = run(s, &["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    r
+}
+
+pub fn assert_no_changes(s: &Sandbox) -> Run {
+    let r = s.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(r.code, 0, "a plan after apply must be empty: {r:?}");
+    r
 }
 
 /// A UUID of the sandbox's own, so parallel tests never share a database connection.
@@ -148,22 +185,35 @@ async fn send(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-/// Deletes what a sandbox made in Superset: its roles, users and databases (named with its
-/// prefix) and its deployment's records.
+/// Deletes what a sandbox made in Superset: its dashboards, charts, datasets, users, databases
+/// and roles (named with its prefix, or, for datasets, on its databases) and its deployment's
+/// records and asset markers.
 pub fn cleanup(prefix: &str) {
     if stack().is_none() {
         return;
     }
     let api = Api::new();
-    for (path, column) in [
-        ("/api/v1/security/users/", "username"),
-        ("/api/v1/database/", "database_name"),
-        ("/api/v1/security/roles/", "name"),
-        ("/api/v1/css_template/", "template_name"),
-    ] {
-        let prefix = if column == "template_name" { format!("aspects records: {prefix}") } else { prefix.to_owned() };
-        for row in api.list(path, column, &prefix) {
+    let delete = |path: &str, rows: Vec<Value>| {
+        for row in rows {
             api.call(Method::DELETE, &format!("{path}{}", row["id"]), None);
         }
+    };
+    delete("/api/v1/dashboard/", api.list("/api/v1/dashboard/", "dashboard_title", prefix));
+    delete("/api/v1/chart/", api.list("/api/v1/chart/", "slice_name", prefix));
+    // Datasets of physical tables keep the table's name: found through their connection.
+    for db in api.list("/api/v1/database/", "database_name", prefix) {
+        let q = format!("(filters:!((col:database,opr:rel_o_m,value:{})),page_size:100)", db["id"]);
+        delete(
+            "/api/v1/dataset/",
+            api.get(&format!("/api/v1/dataset/?q={q}"))["result"].as_array().cloned().unwrap_or_default(),
+        );
+    }
+    delete("/api/v1/dataset/", api.list("/api/v1/dataset/", "table_name", prefix));
+    delete("/api/v1/security/users/", api.list("/api/v1/security/users/", "username", prefix));
+    delete("/api/v1/database/", api.list("/api/v1/database/", "database_name", prefix));
+    delete("/api/v1/security/roles/", api.list("/api/v1/security/roles/", "name", prefix));
+    for marker in ["aspects records: ", "aspects assets: "] {
+        let templates = api.list("/api/v1/css_template/", "template_name", &format!("{marker}{prefix}"));
+        delete("/api/v1/css_template/", templates);
     }
 }

@@ -190,8 +190,14 @@ fn render_attr(out: &mut String, action: Action, a: &AttrChange, width: usize, p
         let _ = writeln!(out, "      {sign} {name} = {text}{forces}");
         return;
     }
+    let empty = serde_json::Value::Object(serde_json::Map::new());
     match (&a.before, &a.after) {
-        (Some(Value::Json(b)), Some(Value::Json(n))) => {
+        // A new document of many keys (an asset bundle) shows one line per key, not one line.
+        (b @ (Some(Value::Json(_)) | None), Some(Value::Json(n))) if b.is_some() || n.is_object() => {
+            let b = match b {
+                Some(Value::Json(b)) => b,
+                _ => &empty,
+            };
             let _ = writeln!(out, "      {sign} {name} = {{{forces}");
             let mut lines = Vec::new();
             json_diff(&mut lines, "", b, n);
@@ -250,6 +256,16 @@ fn line_diff(out: &mut String, before: &Text, after: &Text, p: Painter) {
     }
 }
 
+/// A JSON value on one plan line: an object or array longer than a line is summarised.
+fn brief(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    match v {
+        serde_json::Value::Object(m) if text.len() > 80 => format!("{{… {} keys}}", m.len()),
+        serde_json::Value::Array(a) if text.len() > 80 => format!("[… {} items]", a.len()),
+        _ => text,
+    }
+}
+
 /// Structural diff of two JSON documents: one line per changed leaf path.
 fn json_diff(out: &mut Vec<(char, String)>, path: &str, before: &serde_json::Value, after: &serde_json::Value) {
     use serde_json::Value as J;
@@ -261,12 +277,12 @@ fn json_diff(out: &mut Vec<(char, String)>, path: &str, before: &serde_json::Val
             for (k, bv) in b {
                 match a.get(k) {
                     Some(av) => json_diff(out, &join(k), bv, av),
-                    None => out.push(('-', format!("{}: {bv}", join(k)))),
+                    None => out.push(('-', format!("{}: {}", join(k), brief(bv)))),
                 }
             }
             for (k, av) in a {
                 if !b.contains_key(k) {
-                    out.push(('+', format!("{}: {av}", join(k))));
+                    out.push(('+', format!("{}: {}", join(k), brief(av))));
                 }
             }
         }
@@ -275,13 +291,15 @@ fn json_diff(out: &mut Vec<(char, String)>, path: &str, before: &serde_json::Val
                 let p = format!("{path}[{i}]");
                 match (b.get(i), a.get(i)) {
                     (Some(bv), Some(av)) => json_diff(out, &p, bv, av),
-                    (Some(bv), None) => out.push(('-', format!("{p}: {bv}"))),
-                    (None, Some(av)) => out.push(('+', format!("{p}: {av}"))),
+                    (Some(bv), None) => out.push(('-', format!("{p}: {}", brief(bv)))),
+                    (None, Some(av)) => out.push(('+', format!("{p}: {}", brief(av)))),
                     (None, None) => {}
                 }
             }
         }
-        (b, a) if b != a => out.push(('~', format!("{}: {b} -> {a}", if path.is_empty() { "." } else { path }))),
+        (b, a) if b != a => {
+            out.push(('~', format!("{}: {} -> {}", if path.is_empty() { "." } else { path }, brief(b), brief(a))))
+        }
         _ => {}
     }
 }
@@ -398,6 +416,17 @@ mod tests {
             ],
         )]);
         insta::assert_snapshot!(render_plan(&p, NO_COLOUR));
+    }
+
+    #[test]
+    fn a_new_document_shows_one_line_per_key_and_long_values_briefly() {
+        let long: serde_json::Map<String, serde_json::Value> =
+            (0..12).map(|i| (format!("key_{i}"), serde_json::json!("a value of some length"))).collect();
+        let doc = serde_json::json!({"chart 1 \"A\"": long, "chart 2 \"B\"": {"x": 1}});
+        let p = plan(vec![change(Action::Create, vec![attr("assets", None, Some(Value::Json(Box::new(doc))))])]);
+        let shown = render_plan(&p, NO_COLOUR);
+        assert!(shown.contains("+ chart 1 \"A\": {… 12 keys}"), "{shown}");
+        assert!(shown.contains("+ chart 2 \"B\": {\"x\":1}"), "{shown}");
     }
 
     #[test]

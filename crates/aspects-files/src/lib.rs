@@ -11,7 +11,7 @@ mod apply;
 mod paths;
 mod provider;
 mod ralph;
-mod render;
+pub mod render;
 mod schema;
 pub mod state;
 

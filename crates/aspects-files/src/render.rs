@@ -9,17 +9,9 @@ use minijinja::{Environment, UndefinedBehavior};
 
 /// The rendered content of a `file` resource, or why it cannot be rendered (secrets scrubbed).
 pub fn render(resource: &Resource, templates: Option<&Path>) -> Result<Text, String> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_keep_trailing_newline(true);
-    if let Some(dir) = templates {
-        env.set_loader(minijinja::path_loader(dir));
-    }
+    let env = environment(templates);
     let mut secrets = Vec::new();
-    let context = match resource.get("context") {
-        Some(Value::Map(m)) => m.iter().map(|(k, v)| (k.clone(), to_jinja(v, &mut secrets))).collect(),
-        _ => BTreeMap::new(),
-    };
+    let context = context(resource.get("context"), &mut secrets);
     let rendered = match (resource.str("content"), resource.str("template")) {
         (Some(inline), _) => env.render_str(inline, &context),
         (None, Some(name)) if templates.is_none() => {
@@ -30,16 +22,50 @@ pub fn render(resource: &Resource, templates: Option<&Path>) -> Result<Text, Str
         (None, Some(name)) => env.get_template(name).and_then(|t| t.render(&context)),
         (None, None) => Ok(String::new()),
     };
-    rendered.map(|text| Text::with_secrets(text, &secrets)).map_err(|e| {
-        // A template error may quote a value it was given.
-        let mut msg = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            msg.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        Redactor::new(secrets).scrub(&msg)
-    })
+    rendered.map(|text| Text::with_secrets(text, &secrets)).map_err(|e| error_message(&e, &secrets))
+}
+
+/// The Jinja environment of every template aspects renders (Tutor's semantics: undefined names
+/// are errors, no autoescaping, the trailing newline kept), `include` reading from `templates`.
+/// An include name with `..` or a leading `/` is refused with a message saying so (minijinja's
+/// own loader would only say "not found").
+pub fn environment(templates: Option<&Path>) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    if let Some(dir) = templates {
+        let load = minijinja::path_loader(dir);
+        env.set_loader(move |name: &str| {
+            if name.starts_with('/') || name.split(['/', '\\']).any(|part| part == "..") {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("include {name:?} leaves the templates folder; name files inside it"),
+                ));
+            }
+            load(name)
+        });
+    }
+    env
+}
+
+/// A `context` attribute as template variables; its secrets are exposed to the template and
+/// collected into `secrets`, so the caller can mark or scrub them.
+pub fn context(context: Option<&Value>, secrets: &mut Vec<Secret>) -> BTreeMap<String, minijinja::Value> {
+    match context {
+        Some(Value::Map(m)) => m.iter().map(|(k, v)| (k.clone(), to_jinja(v, secrets))).collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// A template error with its causes, the given secrets scrubbed (an error may quote a value).
+pub fn error_message(e: &minijinja::Error, secrets: &[Secret]) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    Redactor::new(secrets.to_vec()).scrub(&msg)
 }
 
 /// A plan value as a template value; secrets are exposed to the template (the file needs them)

@@ -17,7 +17,7 @@ use serde_json::{Value as Json, json};
 use crate::client::{Handle, SsError, filter};
 use crate::read::MARKER;
 use crate::records::Record;
-use crate::schema::{DATABASE, ROLE, USER, describe, identity_attr, str_attr, str_list};
+use crate::schema::{ASSETS, DATABASE, ROLE, USER, describe, identity_attr, str_attr, str_list};
 use crate::uri;
 
 type Identity = BTreeMap<String, Value>;
@@ -52,6 +52,13 @@ impl ProviderWrite for Handle {
                 let r = desired()?;
                 if change.adopt {
                     self.claim(kind, &id_of(&r.attrs), &r.address.name, State::Adopted).await?;
+                }
+                if kind == ASSETS {
+                    let before = change.attrs.iter().find(|a| a.name == "assets").and_then(|a| match &a.before {
+                        Some(Value::Json(j)) => Some(&**j),
+                        _ => None,
+                    });
+                    return self.sync_assets(r, before).await;
                 }
                 let password = change.attrs.iter().any(|a| a.name == "password");
                 self.update(kind, r, password).await
@@ -160,6 +167,7 @@ impl Handle {
                 body["uuid"] = json!(str_attr(&r.attrs, "uuid"));
                 self.write(Method::POST, DATABASES, Some(&body), &doing).await.map(drop).map_err(appeared)
             }
+            ASSETS => self.sync_assets(r, None).await,
             other => Err(ProviderError::new(format!("the superset provider cannot create a `{other}`"))),
         }
     }
@@ -198,6 +206,9 @@ impl Handle {
 
     /// Deletes the object; already gone counts as done.
     async fn remove(&self, kind: &str, id: &str) -> Result<(), ProviderError> {
+        if kind == ASSETS {
+            return self.remove_assets(id).await;
+        }
         let what = describe(kind, &[(identity_attr(kind).to_owned(), Value::from(id))].into());
         let found = match kind {
             ROLE => self.find(ROLES, "name", id).await?.map(|n| format!("{ROLES}{n}")),

@@ -52,6 +52,20 @@ pub struct SsError {
     pub message: String,
 }
 
+/// What a request carries.
+pub(crate) enum Payload<'a> {
+    None,
+    Json(&'a Json),
+    /// A multipart form (the asset import): named fields, in order.
+    Form(Vec<(&'static str, Field)>),
+}
+
+pub(crate) enum Field {
+    /// A text field; a `Secret` because the import's `passwords` field holds passwords.
+    Text(Secret),
+    Zip(Vec<u8>),
+}
+
 struct Tokens {
     access: String,
     refresh: String,
@@ -82,6 +96,8 @@ pub struct Handle {
     pub(crate) permission_names: BTreeMap<i64, String>,
     /// This deployment's records as last written (write handles only; writes run under the lock).
     pub(crate) records: Mutex<Option<Records>>,
+    /// Each `superset_assets` resource's rendered bundle, by address: rendered once per run.
+    pub(crate) bundles: std::sync::Mutex<BTreeMap<String, Arc<Vec<crate::assets::Asset>>>>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,6 +155,7 @@ impl Handle {
             permission_ids: BTreeMap::new(),
             permission_names: BTreeMap::new(),
             records: Mutex::new(None),
+            bundles: std::sync::Mutex::new(BTreeMap::new()),
         };
         handle.login().await?;
         handle.learn_permissions().await?;
@@ -187,6 +204,20 @@ impl Handle {
         body: Option<&Json>,
         bearer: Option<&str>,
     ) -> Result<Json, SsError> {
+        let payload = body.map_or(Payload::None, Payload::Json);
+        let bytes = self.request(client, method, path, &payload, bearer).await?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Json::Null))
+    }
+
+    /// One request with `bearer`; the answer's body. Never logs a body.
+    async fn request(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+        payload: &Payload<'_>,
+        bearer: Option<&str>,
+    ) -> Result<Vec<u8>, SsError> {
         self.queries.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(%method, path, "request");
         let mut request =
@@ -195,24 +226,55 @@ impl Handle {
             request = request.bearer_auth(token);
         }
         if method != Method::GET && bearer.is_some() && path != "/api/v1/security/refresh" {
-            request = request.header("X-CSRFToken", self.csrf.lock().await.clone().unwrap_or_default());
+            // The importer checks the Referer like a browser form (CSRF protection).
+            request = request
+                .header("X-CSRFToken", self.csrf.lock().await.clone().unwrap_or_default())
+                .header("Referer", format!("{}/", self.base));
         }
-        if let Some(body) = body {
-            request = request.header("Content-Type", "application/json").body(body.to_string());
-        }
+        request = match payload {
+            Payload::None => request,
+            Payload::Json(body) => request.header("Content-Type", "application/json").body(body.to_string()),
+            Payload::Form(fields) => {
+                let mut form = reqwest::multipart::Form::new();
+                for (name, value) in fields.iter() {
+                    form = match value {
+                        Field::Text(text) => form.text(*name, text.expose().to_owned()),
+                        Field::Zip(bytes) => form.part(
+                            *name,
+                            reqwest::multipart::Part::bytes(bytes.clone())
+                                .file_name("bundle.zip")
+                                .mime_str("application/zip")
+                                .map_err(|e| SsError { status: None, message: reqwest_reason(e) })?,
+                        ),
+                    };
+                }
+                request.multipart(form)
+            }
+        };
         let response = request.send().await.map_err(|e| SsError { status: None, message: reqwest_reason(e) })?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| SsError { status: Some(status), message: reqwest_reason(e) })?;
-        let json: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        let bytes = response.bytes().await.map_err(|e| SsError { status: Some(status), message: reqwest_reason(e) })?;
         if status.is_success() {
-            return Ok(json);
+            return Ok(bytes.to_vec());
         }
+        let json: Json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
         Err(SsError { status: Some(status), message: message_of(&json, status) })
     }
 
     /// An authenticated request: refreshes the token once when Superset says it expired; writes
     /// carry the CSRF token (fetched once per handle, with its session cookie).
     pub(crate) async fn call(&self, method: Method, path: &str, body: Option<&Json>) -> Result<Json, SsError> {
+        let bytes = self.call_with(method, path, &body.map_or(Payload::None, Payload::Json)).await?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(Json::Null))
+    }
+
+    /// [`Handle::call`] with any payload, answering the raw body (an export zip).
+    pub(crate) async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        payload: &Payload<'_>,
+    ) -> Result<Vec<u8>, SsError> {
         let write = method != Method::GET;
         if write && self.read_only {
             return Err(SsError {
@@ -227,12 +289,12 @@ impl Handle {
             *self.csrf.lock().await = answer.get("result").and_then(Json::as_str).map(str::to_owned);
         }
         let access = self.tokens.read().await.access.clone();
-        match self.send(&self.http, method.clone(), path, body, Some(&access)).await {
+        match self.request(&self.http, method.clone(), path, payload, Some(&access)).await {
             // The access token expired (15 minutes by default): refresh it and send again, once.
             Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
                 self.refresh().await.map_err(|p| SsError { status: None, message: p.message })?;
                 let access = self.tokens.read().await.access.clone();
-                self.send(&self.http, method, path, body, Some(&access)).await
+                self.request(&self.http, method, path, payload, Some(&access)).await
             }
             other => other,
         }

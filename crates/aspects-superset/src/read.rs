@@ -14,7 +14,9 @@ use reqwest::Method;
 use serde_json::Value as Json;
 
 use crate::client::{Handle, SsError, attrs, filter, sorted_list};
-use crate::schema::{DATABASE, ROLE, USER, identity, identity_attr, split_permission, str_attr, str_list};
+use crate::schema::{
+    ASSETS, DATABASE, ROLE, USER, deployment_scoped, identity, identity_attr, split_permission, str_attr, str_list,
+};
 use crate::uri;
 
 /// A role as listed, with its permission ids.
@@ -218,6 +220,7 @@ impl Handle {
         } else {
             BTreeSet::new()
         };
+        let bundles = if has(ASSETS) { self.bundles_recorded().await? } else { BTreeSet::new() };
         Ok(left
             .into_iter()
             .map(|((kind, id), record)| {
@@ -225,6 +228,7 @@ impl Handle {
                     ROLE => roles.contains(id),
                     USER => users.contains(id),
                     DATABASE => databases.contains(id),
+                    ASSETS => bundles.contains(id),
                     _ => true,
                 };
                 Scanned { kind: kind.clone(), id: id.clone(), name: record.name.clone(), state: record.state, exists }
@@ -252,9 +256,13 @@ impl ProviderRead for Handle {
     fn queries(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
     }
-    /// Defaults, then sets as sorted lists (Superset keeps no order of roles or permissions).
+    /// Defaults, then sets as sorted lists (Superset keeps no order of roles or permissions);
+    /// an asset bundle is rendered.
     fn normalise(&self, kind: &KindSchema, resource: &mut Resource) {
         aspects_engine::ownership::fill_defaults(kind, resource);
+        if kind.kind == ASSETS {
+            self.normalise_assets(resource);
+        }
         for list in ["permissions", "roles"] {
             if let Some(v) = resource.attrs.get(list) {
                 let sorted = sorted_list(str_list(Some(v)));
@@ -262,8 +270,12 @@ impl ProviderRead for Handle {
             }
         }
     }
-    /// Permissions Superset does not know, and database URIs that cannot be read.
+    /// Permissions Superset does not know, database URIs that cannot be read, asset bundles
+    /// that do not load.
     fn check(&self, kind: &KindSchema, resource: &Resource) -> Vec<Invalid> {
+        if kind.kind == ASSETS {
+            return self.check_assets(resource);
+        }
         let mut out = Vec::new();
         if kind.kind == ROLE {
             let unknown: Vec<&str> = str_list(resource.get("permissions"))
@@ -308,13 +320,14 @@ impl ProviderRead for Handle {
             ROLE => self.read_roles(desired).await?,
             USER => self.read_users(desired).await?,
             DATABASE => self.read_databases(desired).await?,
+            ASSETS => self.read_assets(desired).await?,
             other => return Err(ProviderError::new(format!("the superset provider has no kind `{other}`"))),
         };
         let key = identity_attr(kind.kind);
         for (l, r) in live.iter_mut().zip(desired) {
             let Some(l) = l else { continue };
             let object = (kind.kind.to_owned(), str_attr(&r.attrs, key).to_owned());
-            for owner in &records {
+            for owner in records.iter().filter(|o| !deployment_scoped(kind.kind) || o.deployment == self.deployment) {
                 if let Some(record) = owner.entries.get(&object) {
                     mark_owner(l, &self.deployment, &owner.deployment, record.state);
                 }

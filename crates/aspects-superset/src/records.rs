@@ -16,6 +16,7 @@ use reqwest::Method;
 use serde_json::{Value as Json, json};
 
 use crate::client::{Handle, filter};
+use crate::schema::deployment_scoped;
 
 const PREFIX: &str = "aspects records: ";
 const TEMPLATES: &str = "/api/v1/css_template/";
@@ -104,7 +105,8 @@ impl Handle {
     /// exists), refusing one another deployment records. Runs under the apply lock, so the
     /// owner read here is still the owner when the record is written.
     pub(crate) async fn claim(&self, kind: &str, id: &str, name: &str, state: State) -> Result<(), ProviderError> {
-        for other in self.all_records().await?.iter().filter(|r| r.deployment != self.deployment) {
+        let others = if deployment_scoped(kind) { Vec::new() } else { self.all_records().await? };
+        for other in others.iter().filter(|r| r.deployment != self.deployment) {
             if let Some(r) = other.entries.get(&(kind.to_owned(), id.to_owned())) {
                 return Err(owned_elsewhere(kind, &json!({ "id": id }).to_string(), &other.deployment, r.state));
             }

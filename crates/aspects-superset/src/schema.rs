@@ -12,6 +12,7 @@ pub const SYSTEM: &str = "superset";
 pub const ROLE: &str = "superset_role";
 pub const USER: &str = "superset_user";
 pub const DATABASE: &str = "superset_database";
+pub const ASSETS: &str = "superset_assets";
 
 pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
 pub const DEFAULT_LOCK_LEASE: i64 = 30;
@@ -41,7 +42,7 @@ pub fn schema() -> SystemSchema {
                 .check(check_max_concurrency),
             lock_lease_attr(DEFAULT_LOCK_LEASE),
         ],
-        kinds: vec![role_kind(), user_kind(), database_kind()],
+        kinds: vec![role_kind(), user_kind(), database_kind(), assets_kind()],
     }
 }
 
@@ -138,6 +139,65 @@ fn database_kind() -> KindSchema {
     }
 }
 
+fn assets_kind() -> KindSchema {
+    KindSchema {
+        kind: ASSETS,
+        attrs: vec![
+            AttrSchema::new(
+                "name",
+                AttrType::String,
+                "Names this bundle: its fingerprints live in the CSS template `aspects assets: DEPLOYMENT/NAME`.",
+            )
+            .identity()
+            .check(check_name),
+            AttrSchema::new(
+                "directory",
+                AttrType::String,
+                "Folder of Superset v1 YAML assets (databases, datasets, charts, dashboards; the kind is read from \
+                 each file, as Aspects does), relative to the plan file. Each file is a Jinja template.",
+            )
+            .required()
+            .check(check_folder),
+            AttrSchema::new(
+                "templates",
+                AttrType::String,
+                "Folder that `{% include %}` names start from (Tutor: the plugin's `templates` folder), relative to \
+                 the plan file. Default: `directory`.",
+            )
+            .check(check_folder),
+            AttrSchema::new(
+                "context",
+                AttrType::Map,
+                "The templates' variables, under Tutor's names: `{ DBT_PROFILE_TARGET_DATABASE = \"reporting\" }`. \
+                 A database password may come from a secret inside a URI: it is sent in the import's `passwords` \
+                 field, never inside the bundle.",
+            )
+            .embeds_secrets(),
+            AttrSchema::new(
+                "locales",
+                AttrType::List(Box::new(AttrType::String)),
+                "Aspects' SUPERSET_DASHBOARD_LOCALES: each dataset, chart and dashboard is also imported once per \
+                 locale, as Aspects expands them.",
+            )
+            .default(Value::List(Vec::new()))
+            .check(check_locales),
+            AttrSchema::new(
+                "assets",
+                AttrType::Json,
+                "Computed, not written: every asset of the rendered bundle by kind, UUID and title, compared by key \
+                 and path.",
+            ),
+        ],
+        // Deleting the bundle deletes its database connections too.
+        data_bearing: true,
+        rank: 2,
+        doc: "A directory of Superset v1 YAML assets, rendered with Jinja and imported; assets this bundle \
+              imported and no longer holds are deleted (database connections only with the whole bundle).",
+        identity_key: None,
+        check: None,
+    }
+}
+
 /// The identity attributes of a resource of `kind`.
 pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
     let name = identity_attr(kind);
@@ -150,6 +210,12 @@ pub fn identity_attr(kind: &str) -> &'static str {
         DATABASE => "uuid",
         _ => "name",
     }
+}
+
+/// Whether objects of `kind` are named within a deployment (an asset bundle: its markers carry
+/// the deployment's name; the assets in it have one owner, checked per asset).
+pub fn deployment_scoped(kind: &str) -> bool {
+    kind == ASSETS
 }
 
 /// `name = "x"`, as messages show an identity.
@@ -218,6 +284,31 @@ fn check_permissions(v: &Value) -> Result<(), String> {
         text("the permission", s, 500)?;
         if split_permission(s).is_none() {
             return Err(format!("{s:?} is not `PERMISSION on VIEW`; write e.g. \"can_read on Dashboard\""));
+        }
+    }
+    Ok(())
+}
+
+/// A folder path (the operator's: relative to the plan file, or absolute).
+fn check_folder(v: &Value) -> Result<(), String> {
+    let s = string(v)?;
+    if s.is_empty() || s.contains('\0') {
+        return Err("the folder path is empty or contains a NUL byte".into());
+    }
+    Ok(())
+}
+
+/// Locales as Aspects writes them (`en`, `fr_CA`, `es-419`): they end up in UUIDs, slugs and
+/// role names.
+fn check_locales(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of locales, found {}", v.type_name()))?;
+    for l in list {
+        let s = string(l)?;
+        let ok = (2..=16).contains(&s.len())
+            && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !ok {
+            return Err(format!("{s:?} is not a locale; write e.g. \"fr_CA\" or \"es-419\""));
         }
     }
     Ok(())

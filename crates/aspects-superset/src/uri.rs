@@ -31,6 +31,13 @@ pub fn masked(uri: &str) -> String {
     }
 }
 
+/// The password inside `uri`, percent-decoded (the importer's `passwords` field takes it raw).
+pub fn password(uri: &str) -> Option<String> {
+    let (start, at) = userinfo(uri)?;
+    let (_, encoded) = uri[start..at].split_once(':')?;
+    Some(percent_encoding::percent_decode_str(encoded).decode_utf8_lossy().into_owned())
+}
+
 /// A masked URI as plans show it.
 pub fn shown(masked: &str) -> String {
     match userinfo(masked) {
@@ -90,6 +97,8 @@ mod tests {
         let plain = "clickhousedb+connect://ch_report:s3cret@127.0.0.1:8123/xapi";
         assert_eq!(masked(plain), format!("clickhousedb+connect://ch_report:{MASK}@127.0.0.1:8123/xapi"));
         assert_eq!(shown(&masked(plain)), "clickhousedb+connect://ch_report:(sensitive)@127.0.0.1:8123/xapi");
+        assert_eq!(password(uri).as_deref(), Some("p@ss:w/rd"));
+        assert_eq!(password("mysql://u@h/d"), None);
         assert_eq!(masked(uri), format!("clickhousedb+connect://ch_report:{MASK}@127.0.0.1:8123/xapi?x=1"));
         assert_eq!(masked("sqlite:///x.db"), "sqlite:///x.db");
         assert_eq!(masked("mysql://u@h/d"), "mysql://u@h/d");

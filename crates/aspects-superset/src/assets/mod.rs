@@ -1,0 +1,344 @@
+//! `superset_assets`: a folder of Superset v1 YAML assets, rendered (bundle.rs), compared per
+//! asset by UUID (compare.rs) and imported through `POST /api/v1/assets/import/`.
+//!
+//! "Nothing changed" is decided from list metadata alone: one list per kind (uuid and
+//! `changed_on`, ~0.25 s for the whole Aspects bundle) and the bundle's markers (markers.rs).
+//! Only an asset whose marker does not match (its content or password in the plan moved, or
+//! someone saved it in Superset since) is read back, through Superset's export of that kind,
+//! and compared structurally. Apply imports only the assets that differ (`sparse`: the rest of
+//! the bundle stays as it is), deletes the owned ones the bundle no longer holds (dashboards,
+//! then charts, then datasets; database connections are released, never deleted by an update)
+//! and records the markers of what it imported.
+
+mod archive;
+mod bundle;
+mod compare;
+mod markers;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aspects_core::{Live, Resource, Secret, Value};
+use aspects_engine::provider::{Invalid, ProviderError};
+use reqwest::{Method, StatusCode};
+use serde_json::{Map, Value as Json};
+
+pub use bundle::Asset;
+use bundle::{Inputs, Kind, key};
+use markers::Markers;
+
+use crate::client::{Field, Handle, Payload, SsError};
+use crate::schema::{str_attr, str_list};
+
+/// The live side of an asset whose export equals the plan but whose marker does not match.
+const UNRECORDED: &str = "(reads equal, but not as aspects recorded it: saved in Superset since, or a new password)";
+/// The live side of an owned asset the bundle no longer holds.
+const LEAVING: &str = "(no longer in the bundle: deleted)";
+const RELEASED: &str = "(no longer in the bundle: the connection is kept and no longer managed; only destroying the \
+                        whole bundle, with --allow-destroy, deletes connections)";
+
+/// An asset as its kind's list shows it.
+struct Listed {
+    id: i64,
+    changed_on: String,
+    title: String,
+}
+
+/// The folder a path attribute names, relative to the plan file the resource is written in.
+fn folder(r: &Resource, attr: &str) -> Option<PathBuf> {
+    let path = str_attr(&r.attrs, attr);
+    if path.is_empty() {
+        return None;
+    }
+    // `origin` is `file:line:col`.
+    let plan_dir = r.origin.rsplitn(3, ':').nth(2).and_then(|f| Path::new(f).parent()).map(Path::to_owned);
+    Some(plan_dir.unwrap_or_default().join(path))
+}
+
+fn expose(s: Option<&Secret>) -> Option<&str> {
+    s.map(Secret::expose)
+}
+
+impl Handle {
+    /// The resource's rendered bundle, rendered once per handle.
+    pub(crate) fn bundle(&self, r: &Resource) -> Result<Arc<Vec<Asset>>, String> {
+        let address = r.address.to_string();
+        if let Some(b) = self.bundles.lock().expect("not poisoned").get(&address) {
+            return Ok(b.clone());
+        }
+        let directory = folder(r, "directory").unwrap_or_default();
+        let inputs = Inputs {
+            templates: folder(r, "templates").unwrap_or_else(|| directory.clone()),
+            directory,
+            context: r.get("context"),
+            locales: str_list(r.get("locales")).into_iter().map(str::to_owned).collect(),
+        };
+        let assets = Arc::new(bundle::load(&inputs)?);
+        self.bundles.lock().expect("not poisoned").insert(address, assets.clone());
+        Ok(assets)
+    }
+
+    /// The comparable form of every asset, as the `assets` attribute (left out when the bundle
+    /// does not render: `check` reports why).
+    pub(crate) fn normalise_assets(&self, r: &mut Resource) {
+        if let Ok(assets) = self.bundle(r) {
+            let map: Map<String, Json> =
+                assets.iter().map(|a| (a.key(), compare::comparable(a.kind, &a.content))).collect();
+            r.attrs.insert("assets".into(), Value::Json(Box::new(Json::Object(map))));
+        }
+    }
+
+    pub(crate) fn check_assets(&self, r: &Resource) -> Vec<Invalid> {
+        match self.bundle(r) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![Invalid::new("directory", format!("the asset bundle does not load: {e}")).with_hint(
+                "each file is one YAML mapping rendered as a Jinja template: every name it uses must be in `context` \
+                 (Tutor's names), `{% include %}`d files must be under `templates`, and Superset's own Jinja must \
+                 stay inside {% raw %}...{% endraw %}",
+            )],
+        }
+    }
+
+    /// Every asset of `kind`: uuid -> id, `changed_on` and title (a page per 100).
+    async fn listed(&self, kind: Kind) -> Result<BTreeMap<String, Listed>, ProviderError> {
+        // Superset lists databases with `changed_on`, the others with `changed_on_utc`.
+        let changed = if kind == Kind::Database { "changed_on" } else { "changed_on_utc" };
+        let rows = self
+            .list(kind.api(), &["id", "uuid", changed, kind.title_key()], &[])
+            .await
+            .map_err(|e| self.err(&e, &format!("listing {}s", kind.word())))?;
+        let text = |row: &Json, k: &str| row.get(k).and_then(Json::as_str).unwrap_or_default().to_owned();
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let listed = Listed {
+                    id: row.get("id").and_then(Json::as_i64).unwrap_or_default(),
+                    changed_on: text(row, changed),
+                    title: text(row, kind.title_key()),
+                };
+                (text(row, "uuid"), listed)
+            })
+            .collect())
+    }
+
+    async fn list_all(&self) -> Result<BTreeMap<Kind, BTreeMap<String, Listed>>, ProviderError> {
+        let mut out = BTreeMap::new();
+        for kind in Kind::ALL {
+            out.insert(kind, self.listed(kind).await?);
+        }
+        Ok(out)
+    }
+
+    /// The comparable form of the `kind` assets with these ids, by uuid, from Superset's export
+    /// (the same YAML the importer takes), 100 ids a request.
+    async fn exported(&self, kind: Kind, ids: &[i64]) -> Result<BTreeMap<String, Json>, ProviderError> {
+        let mut out = BTreeMap::new();
+        for chunk in ids.chunks(100) {
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let path = format!("{}export/?q=!({list})", kind.api());
+            let doing = format!("exporting {}s to compare them", kind.word());
+            let bytes = self.call_with(Method::GET, &path, &Payload::None).await.map_err(|e| self.err(&e, &doing))?;
+            for content in
+                archive::read_export(&bytes, kind).map_err(|e| ProviderError::new(format!("{doing}: {e}")))?
+            {
+                let uuid = content.get("uuid").and_then(Json::as_str).unwrap_or_default().to_ascii_lowercase();
+                out.insert(uuid, compare::comparable(kind, &content));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses assets another bundle (of any deployment) owns: one object, one owner.
+    fn owned_elsewhere(&self, name: &str, assets: &[Asset], all: &[Markers]) -> Result<(), ProviderError> {
+        for m in all.iter().filter(|m| (m.deployment.as_str(), m.name.as_str()) != (self.deployment.as_str(), name)) {
+            if let Some(a) = assets.iter().find(|a| m.assets.contains_key(&a.uuid)) {
+                return Err(ProviderError::new(format!(
+                    "{} {} ({}) belongs to the bundle {:?} of deployment `{}` on Superset at {}",
+                    a.kind.word(),
+                    a.uuid,
+                    a.source,
+                    m.name,
+                    m.deployment,
+                    self.target
+                ))
+                .with_hint("one asset has one owner: remove it from one of the bundles, or give it another uuid"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn read_assets(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
+        let all = self.all_markers().await?;
+        let listed = self.list_all().await?;
+        let mut out = Vec::with_capacity(desired.len());
+        for r in desired {
+            let name = str_attr(&r.attrs, "name");
+            let assets = self.bundle(r).map_err(|e| ProviderError::new(format!("{}: {e}", r.address)))?;
+            self.owned_elsewhere(name, &assets, &all)?;
+            let Some(ours) = all.iter().find(|m| m.deployment == self.deployment && m.name == name) else {
+                out.push(None);
+                continue;
+            };
+            let empty = Map::new();
+            let want = match r.get("assets") {
+                Some(Value::Json(j)) => j.as_object().unwrap_or(&empty),
+                _ => &empty,
+            };
+            let mut live = Map::new();
+            let mut moved: BTreeMap<Kind, Vec<(i64, &Asset)>> = BTreeMap::new();
+            for a in assets.iter() {
+                let (Some(l), Some(w)) = (listed[&a.kind].get(&a.uuid), want.get(&a.key())) else { continue };
+                let fingerprint = compare::fingerprint(&ours.salt, w, &a.roles, expose(a.password.as_ref()));
+                let marker = compare::marker(&fingerprint, &l.changed_on);
+                if ours.assets.get(&a.uuid).is_some_and(|(_, m)| *m == marker) {
+                    live.insert(a.key(), w.clone());
+                } else {
+                    moved.entry(a.kind).or_default().push((l.id, a));
+                }
+            }
+            for (kind, items) in moved {
+                let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
+                let mut exported = self.exported(kind, &ids).await?;
+                for (_, a) in items {
+                    let (key, w) = (a.key(), &want[&a.key()]);
+                    // Gone since it was listed: absent.
+                    let Some(got) = exported.remove(&a.uuid) else { continue };
+                    let got = compare::project(got, w);
+                    live.insert(key, if &got == w { Json::String(UNRECORDED.into()) } else { got });
+                }
+            }
+            let held: BTreeSet<&str> = assets.iter().map(|a| a.uuid.as_str()).collect();
+            for (uuid, (kind, _)) in ours.assets.iter().filter(|(u, _)| !held.contains(u.as_str())) {
+                if let Some(l) = listed[kind].get(uuid) {
+                    let why = if *kind == Kind::Database { RELEASED } else { LEAVING };
+                    live.insert(key(*kind, uuid, &l.title), Json::String(why.into()));
+                }
+            }
+            let mut attrs: BTreeMap<String, Value> =
+                r.attrs.iter().filter(|(k, _)| *k != "assets").map(|(k, v)| (k.clone(), v.clone())).collect();
+            attrs.insert("assets".into(), Value::Json(Box::new(Json::Object(live))));
+            out.push(Some(Live { attrs, ..Live::default() }));
+        }
+        Ok(out)
+    }
+
+    /// Imports what differs from `before` (the live side the plan read; everything when
+    /// `None`), deletes the owned assets the bundle no longer holds, records the markers.
+    pub(crate) async fn sync_assets(&self, r: &Resource, before: Option<&Json>) -> Result<(), ProviderError> {
+        let name = str_attr(&r.attrs, "name");
+        let assets = self.bundle(r).map_err(|e| ProviderError::new(format!("{}: {e}", r.address)))?;
+        let all = self.all_markers().await?;
+        self.owned_elsewhere(name, &assets, &all)?;
+        let mut ours = all
+            .into_iter()
+            .find(|m| m.deployment == self.deployment && m.name == name)
+            .unwrap_or_else(|| Markers::new(&self.deployment, name));
+        let comparable: BTreeMap<String, Json> =
+            assets.iter().map(|a| (a.uuid.clone(), compare::comparable(a.kind, &a.content))).collect();
+        let import: Vec<&Asset> =
+            assets.iter().filter(|a| before.and_then(|b| b.get(a.key())) != Some(&comparable[&a.uuid])).collect();
+        if !import.is_empty() {
+            self.import(&import).await?;
+        }
+        let held: BTreeSet<&str> = assets.iter().map(|a| a.uuid.as_str()).collect();
+        let leaving: Vec<(String, Kind)> =
+            ours.assets.iter().filter(|(u, _)| !held.contains(u.as_str())).map(|(u, (k, _))| (u.clone(), *k)).collect();
+        if import.is_empty() && leaving.is_empty() {
+            return Ok(());
+        }
+        // Connections are released: only a whole bundle's destroy deletes them.
+        let deleting: Vec<(String, Kind)> = leaving.iter().filter(|(_, k)| *k != Kind::Database).cloned().collect();
+        self.delete_assets(&deleting).await?;
+        let listed = self.list_all().await?;
+        let imported: BTreeSet<&str> = import.iter().map(|a| a.uuid.as_str()).collect();
+        let mut recorded = BTreeMap::new();
+        for a in assets.iter() {
+            let entry = if imported.contains(a.uuid.as_str()) {
+                let Some(l) = listed[&a.kind].get(&a.uuid) else { continue };
+                let fingerprint =
+                    compare::fingerprint(&ours.salt, &comparable[&a.uuid], &a.roles, expose(a.password.as_ref()));
+                (a.kind, compare::marker(&fingerprint, &l.changed_on))
+            } else {
+                match ours.assets.get(&a.uuid) {
+                    Some(old) => old.clone(),
+                    None => continue,
+                }
+            };
+            recorded.insert(a.uuid.clone(), entry);
+        }
+        ours.assets = recorded;
+        self.write_markers(&mut ours).await
+    }
+
+    /// One import request: the zip of `assets` (sparse: the importer finds the rest of the
+    /// bundle in Superset) and the passwords of its databases.
+    async fn import(&self, assets: &[&Asset]) -> Result<(), ProviderError> {
+        let zip = archive::import_zip(assets.iter().copied()).map_err(ProviderError::new)?;
+        let passwords: Map<String, Json> = assets
+            .iter()
+            .filter_map(|a| Some((a.zip_path.clone(), Json::String(a.password.as_ref()?.expose().to_owned()))))
+            .collect();
+        let form = Payload::Form(vec![
+            ("bundle", Field::Zip(zip)),
+            ("passwords", Field::Text(Secret::new(Json::Object(passwords).to_string()))),
+            ("overwrite", Field::Text(Secret::new("true"))),
+            ("sparse", Field::Text(Secret::new("true"))),
+        ]);
+        let result = self.call_with(Method::POST, "/api/v1/assets/import/", &form).await;
+        aspects_engine::fault::after_write();
+        result.map(drop).map_err(|e| {
+            self.err(&e, &format!("importing {} assets", assets.len())).with_hint(
+                "Superset says why only in its own log (an import fails whole, nothing of it stays): look there for \
+                 the first error",
+            )
+        })
+    }
+
+    /// Deletes assets (dashboards, then charts, then datasets, then connections): one request
+    /// per kind, connections one by one (Superset has no bulk delete for them). Gone counts as done.
+    async fn delete_assets(&self, assets: &[(String, Kind)]) -> Result<(), ProviderError> {
+        if assets.is_empty() {
+            return Ok(());
+        }
+        let listed = self.list_all().await?;
+        for kind in Kind::ALL.into_iter().rev() {
+            let ids: Vec<i64> =
+                assets.iter().filter(|(_, k)| *k == kind).filter_map(|(u, _)| Some(listed[&kind].get(u)?.id)).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let paths: Vec<String> = if kind == Kind::Database {
+                ids.iter().map(|id| format!("{}{id}", kind.api())).collect()
+            } else {
+                let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                vec![format!("{}?q=!({list})", kind.api())]
+            };
+            for path in paths {
+                let result = self.call(Method::DELETE, &path, None).await;
+                aspects_engine::fault::after_write();
+                match result {
+                    Ok(_) | Err(SsError { status: Some(StatusCode::NOT_FOUND), .. }) => {}
+                    Err(e) => return Err(self.err(&e, &format!("deleting {}s", kind.word()))),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Destroys a bundle: every asset it owns, connections included, then its markers.
+    pub(crate) async fn remove_assets(&self, name: &str) -> Result<(), ProviderError> {
+        let all = self.all_markers().await?;
+        let Some(ours) = all.into_iter().find(|m| m.deployment == self.deployment && m.name == name) else {
+            return Ok(());
+        };
+        let owned: Vec<(String, Kind)> = ours.assets.iter().map(|(u, (k, _))| (u.clone(), *k)).collect();
+        self.delete_assets(&owned).await?;
+        self.delete_markers(&ours).await
+    }
+
+    /// The names of this deployment's bundles that have markers.
+    pub(crate) async fn bundles_recorded(&self) -> Result<BTreeSet<String>, ProviderError> {
+        Ok(self.all_markers().await?.into_iter().filter(|m| m.deployment == self.deployment).map(|m| m.name).collect())
+    }
+}

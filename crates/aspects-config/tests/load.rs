@@ -444,3 +444,60 @@ fn a_later_file_replaces_a_secret_source_whole_and_can_unset_an_optional_attribu
     let Err(e) = load(&[BASE, "[db_user.app]\nuser = false\n"]) else { panic!("expected an error") };
     assert!(e.contains("`user` must be a string, not a boolean"), "{e}");
 }
+
+#[test]
+fn when_false_takes_a_resource_out_of_the_plan_and_its_secrets_out_of_reach() {
+    let switch = r#"
+[vars]
+RUN_APP = true
+
+[secrets]
+only_app = { env = "ASPECTS_TEST_SURELY_UNSET_VAR" }
+
+[db_user.app]
+when = "${vars.RUN_APP}"
+password = "${secrets.only_app}"
+"#;
+    // Switched on, the user needs its secret.
+    let Err(e) = load(&[BASE, switch]) else { panic!("expected the unset secret to be reported") };
+    assert!(e.contains("ASPECTS_TEST_SURELY_UNSET_VAR"), "{e}");
+    // Off (from the command line, as a string like ASPECTS_VAR_RUN_APP=false): not in the plan,
+    // not in the graph, and its secret is never read.
+    let vars = [("RUN_APP".to_owned(), "False".to_owned())].into();
+    let files = [BASE, switch]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| SourceFile { path: dir().join(format!("when{i}.toml")), text: (*t).to_owned() })
+        .collect();
+    let l = load_with(files, vars).unwrap();
+    assert!(!l.desired.resources.contains_key(&Address::new("db_user", "app")));
+    assert_eq!(l.graph.order(), [Address::new("db_database", "main")]);
+    assert!(l.secrets.is_empty(), "{:?}", l.secrets.iter().map(|s| &s.name).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_reference_to_a_switched_off_resource_says_where_it_was_switched_off() {
+    let plan = "[db_database.main]\nwhen = false\n\n[db_database.other]\nname = \"x\"\ndepends_on = [\"db_database.main\"]\n";
+    let Err(e) = load(&[BASE, plan]) else { panic!("expected db_user.app's reference to fail") };
+    assert!(e.contains("reference to `db_database.main`, which is switched off (when = false at"), "{e}");
+    assert!(e.contains("layer1.toml:2:8"), "{e}");
+    // db_user.app refers to it twice; depends_on only orders, so it is simply dropped.
+    assert_eq!(e.matches("error:").count(), 2, "{e}");
+    assert!(!e.contains("depends_on"), "{e}");
+}
+
+#[test]
+fn when_must_be_a_boolean_from_vars() {
+    for (value, expected) in [
+        ("\"yes\"", "`when` of db_database.main must be true or false"),
+        ("\"${secrets.pw}\"", "`when` of db_database.main must be true or false"),
+        ("\"${db_user.app.user}\"", "refers to a resource, which is not allowed here"),
+        ("3", "`when` of db_database.main must be true or false"),
+    ] {
+        let Err(e) = load(&[BASE, &format!("[db_database.main]\nwhen = {value}\n")]) else {
+            panic!("when = {value} must be refused")
+        };
+        assert!(e.contains(expected), "when = {value}: {e}");
+        assert!(e.contains("layer1.toml:2:"), "when = {value}: {e}");
+    }
+}

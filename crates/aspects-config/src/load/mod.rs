@@ -163,6 +163,7 @@ pub fn load_sources(files: Vec<SourceFile>, registry: &Registry, opts: &LoadOpti
         vars: Vars::default(),
         secrets: Secrets::new(store),
         resources: HashMap::new(),
+        disabled: HashMap::new(),
         attr_values: Vec::new(),
         stack: Vec::new(),
         too_deep: false,
@@ -225,6 +226,8 @@ struct Loader<'a> {
     /// B-tree of thousands of addresses made those lookups a tenth of a large plan's load. Every
     /// pass that reports or builds in order sorts first.
     resources: HashMap<Address, RawResource<'a>>,
+    /// Resources switched off by `when = false`, with where it says so.
+    disabled: HashMap<Address, Location>,
     /// Resolved attributes with what they were built from (memoised: references reuse them),
     /// by resource id and the attribute's position in its kind: no key is built or hashed for
     /// what runs once per attribute and per reference.
@@ -251,6 +254,11 @@ impl<'a> Loader<'a> {
 
     fn err(&mut self, d: Diagnostic) {
         self.diags.push(d);
+    }
+
+    /// Declared in the plan, switched on or off.
+    fn declared(&self, addr: &Address) -> bool {
+        self.resources.contains_key(addr) || self.disabled.contains_key(addr)
     }
 
     fn run(&mut self, root: &'a Table) -> Option<(Desired, Graph)> {
@@ -293,6 +301,7 @@ impl<'a> Loader<'a> {
         for name in names {
             self.var(&name, None, &mut BTreeSet::new());
         }
+        self.switch_off();
         let mut addrs: Vec<Address> = self.resources.keys().cloned().collect();
         addrs.sort_unstable();
         let mut resources = BTreeMap::new();

@@ -304,6 +304,14 @@ impl Loader<'_> {
     /// `${KIND.NAME.ATTR}`: another resource's attribute, and an edge to that resource.
     fn resource_attr(&mut self, addr: Address, attr: &str, at: &Location, trace: &mut Trace) -> Option<Value> {
         let kind = &addr.kind;
+        if let Some(off) = self.disabled.get(&addr) {
+            let off = self.sources.describe(off);
+            self.err(
+                Diagnostic::new(format!("reference to `{addr}`, which is switched off (when = false at {off})"), Some(at.clone()))
+                    .hint("switch it on, or switch off this resource too with the same `when` value"),
+            );
+            return None;
+        }
         let Some(raw) = self.resources.get(&addr) else {
             let mut same: Vec<String> =
                 self.resources.keys().filter(|a| &a.kind == kind).map(|a| a.name.clone()).collect();

@@ -4,16 +4,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use aspects_core::{Address, KindSchema, ProviderConfig, Resource};
+use aspects_core::{Address, KindSchema, ProviderConfig, Resource, Value};
 
 use super::coerce::written;
-use super::resolve::Trace;
+use super::resolve::{Scope, Trace};
 use super::{Loader, RawResource, valid_ident};
 use crate::source::{Diagnostic, did_you_mean};
 use crate::tree::{Entry, NodeValue, Table};
 
 /// Keys of a resource table that are not attributes of its kind.
-const META_ATTRS: [&str; 2] = ["provider", "depends_on"];
+const META_ATTRS: [&str; 3] = ["provider", "depends_on", "when"];
+
+const WHEN_HINT: &str = "when = true, false or a var holding one: when = \"${vars.RUN_RALPH}\"";
 
 impl<'a> Loader<'a> {
     pub(super) fn collect_resources(&mut self, entry: &'a Entry, schema: &'a KindSchema) {
@@ -40,6 +42,45 @@ impl<'a> Loader<'a> {
             let id = self.attr_values.len();
             self.attr_values.push(Vec::new());
             self.resources.insert(addr, RawResource { schema, table: body, header: e.key_loc.clone(), id });
+        }
+    }
+
+    /// Takes out every resource whose `when` is false (a literal or a var, like Tutor's
+    /// RUN_RALPH), before anything refers to it: it is then not in the plan at all, so what it
+    /// owns goes the way of any resource removed from the plan. Remembered, so a reference to it
+    /// says why it is missing.
+    pub(super) fn switch_off(&mut self) {
+        let mut addrs: Vec<Address> =
+            self.resources.iter().filter(|(_, r)| r.table.get("when").is_some()).map(|(a, _)| a.clone()).collect();
+        addrs.sort_unstable();
+        for addr in addrs {
+            let table: &'a Table = self.resources[&addr].table;
+            let e = table.get("when").expect("filtered on it");
+            let mut trace = Trace::default();
+            let value = self.resolve(&e.node, Scope::NoResources, &mut trace);
+            let on = match value {
+                _ if !trace.secrets.is_empty() => None,
+                Some(Value::Bool(b)) => Some(b),
+                Some(Value::Str(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+                Some(Value::Str(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+                // Already reported by resolving.
+                None => continue,
+                Some(_) => None,
+            };
+            match on {
+                Some(true) => {}
+                Some(false) => {
+                    self.resources.remove(&addr);
+                    self.disabled.insert(addr, e.node.loc.clone());
+                }
+                None => self.err(
+                    Diagnostic::new(
+                        format!("`when` of {addr} must be true or false (from a literal or vars)"),
+                        Some(e.node.loc.clone()),
+                    )
+                    .hint(WHEN_HINT),
+                ),
+            }
         }
     }
 
@@ -128,10 +169,12 @@ impl<'a> Loader<'a> {
         let mut out = Vec::new();
         for item in items {
             let found = match &item.value {
-                NodeValue::Str(s) => Address::parse(s).filter(|a| self.resources.contains_key(a)),
+                NodeValue::Str(s) => Address::parse(s).filter(|a| self.declared(a)),
                 _ => None,
             };
             match found {
+                // Switched off: there is nothing to wait for.
+                Some(a) if self.disabled.contains_key(&a) => {}
                 Some(a) => out.push(a),
                 None => {
                     let text = match &item.value {

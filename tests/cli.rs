@@ -343,13 +343,23 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
     // On ClickHouse the site file also names its own meta database: the function names are fixed,
     // and another deployment's records of them are not this one's business.
     let name = format!("{}superset", s.prefix);
+    // The LMS rows' names are Tutor's fixed ones: the site file renames them too, and its files go
+    // to a folder of its own.
     let site = s.write(
         "site.toml",
         &format!(
-            "[deployment]\nname = \"{p}local\"\n\n[providers.clickhouse]\nmeta_database = \"{p}meta\"\n",
+            "[deployment]\nname = \"{p}local\"\n\n[providers.clickhouse]\nmeta_database = \"{p}meta\"\n\n\
+             [lms_user.superset]\nusername = \"{p}superset\"\n\n[lms_user.aspects]\nusername = \"{p}aspects\"\n\n\
+             [lms_oauth_application.superset_sso]\nname = \"{p}sso\"\n\n\
+             [lms_oauth_application.superset_sso_dev]\nname = \"{p}sso-dev\"\n\n\
+             [lms_router_configuration.ralph]\nroute_url = \"http://ralph:8100/xAPI/{p}\"\n",
             p = s.prefix
         ),
     );
+    s.set_env("ASPECTS_VAR_SUPERSET_OAUTH2_CLIENT_ID", &format!("{}sso", s.prefix));
+    s.set_env("ASPECTS_VAR_SUPERSET_OAUTH2_CLIENT_ID_DEV", &format!("{}sso-dev", s.prefix));
+    s.set_env("ASPECTS_VAR_ASPECTS_CONFIG_ROOT", &s.path("files").display().to_string());
+    s.set_env("ASPECTS_STACK_LMS_FERNET_KEY", &aspects_e2e::stack_env("ASPECTS_STACK_LMS_FERNET_KEY"));
     s.set_env("ASPECTS_VAR_SUPERSET_DB_NAME", &name);
     s.set_env("ASPECTS_VAR_SUPERSET_DB_USERNAME", &name);
     let ch = aspects_e2e::clickhouse::url();
@@ -393,7 +403,9 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
     let mut declared: Vec<&str> = text
         .lines()
         .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
-        .filter(|a| a.contains('.') && !a.starts_with("providers.") && !a.starts_with("clickhouse_function."))
+        .filter(|a| {
+            a.contains('.') && !["providers.", "vars.", "clickhouse_function."].iter().any(|p| a.starts_with(p))
+        })
         .collect();
     declared.sort();
     let want: Vec<(&str, &str)> = declared.into_iter().map(|a| (a, "create")).collect();

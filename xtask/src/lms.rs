@@ -18,6 +18,9 @@ pub const DB_URL: &str = "ASPECTS_STACK_LMS_DB_URL";
 /// The python of the fixture's venv: tests read rows back through the real Django models with
 /// `$ASPECTS_STACK_LMS_PYTHON fixtures/lms/manage.py shell -c ...`.
 pub const PYTHON: &str = "ASPECTS_STACK_LMS_PYTHON";
+/// The fixture's FERNET_KEYS[0] (fixtures/lms/lms_fixture/settings.py: a test value, never beside
+/// a real LMS), for the reference plan's OPENEDX_FERNET_KEY on the stack.
+pub const FERNET_KEY: &str = "ASPECTS_STACK_LMS_FERNET_KEY";
 const DATABASE: &str = "openedx";
 
 fn project() -> PathBuf {
@@ -51,7 +54,11 @@ pub fn up(mysql: &str) -> Result<Vec<(String, String)>, String> {
         "stack: LMS schema in database {DATABASE}: {applied} migrations applied in {} ms (fixtures/lms)",
         started.elapsed().as_millis()
     );
-    Ok(vec![(DB_URL.to_owned(), url), (PYTHON.to_owned(), python.display().to_string())])
+    Ok(vec![
+        (DB_URL.to_owned(), url),
+        (PYTHON.to_owned(), python.display().to_string()),
+        (FERNET_KEY.to_owned(), "aspects-lms-schema-fixture-fernet-key".to_owned()),
+    ])
 }
 
 /// Which migrations the database holds, for `stack status`.

@@ -173,11 +173,16 @@ fn demo() -> Result<(), String> {
     step("what scheduled CI runs (exit 0 in sync, 2 drift)", &["drift"], &[0])?;
     let url = |name: &str| &env.iter().find(|(k, _)| k == name).expect("up returns the URL").1;
     eprintln!(
-        "\nDemo complete: the Superset metadata database, its user and grants are converged on {}, and the\n\
-         ClickHouse databases, base schema (functions and tables), service users and their grants on {}.\n\
+        "\nDemo complete: the Superset metadata database, its user and grants are converged on {}, the\n\
+         ClickHouse databases, base schema (functions and tables), service users and their grants on {},\n\
+         the LMS rows on {}, and the services' files (Ralph's auth.json and env, Vector, LMS and Superset\n\
+         settings) under {}, where the stack's Ralph at {} reads its auth.json.\n\
          Its secrets file and journal are in {}. Tear down with `cargo xtask stack down`.",
         url(stack::MYSQL_URL),
         url(clickhouse::URL),
+        url(lms::DB_URL),
+        stack::dir().display(),
+        url(ralph::URL),
         stack::demo_dir().display()
     );
     Ok(())

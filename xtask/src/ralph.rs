@@ -69,7 +69,16 @@ pub fn up(clickhouse_url: &str) -> Result<Vec<(String, String)>, String> {
             started.elapsed().as_millis()
         );
     }
-    Ok(vec![(URL.to_owned(), format!("http://127.0.0.1:{port}")), (RESTART.to_owned(), script.display().to_string())])
+    let script = script.display().to_string();
+    Ok(vec![
+        (URL.to_owned(), format!("http://127.0.0.1:{port}")),
+        (RESTART.to_owned(), script.clone()),
+        // The reference plan's vars (plans/local.toml): the LMS routes xAPI here, and the demo's
+        // auth file restarts this Ralph.
+        ("ASPECTS_VAR_RALPH_HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("ASPECTS_VAR_RALPH_PORT".to_owned(), port.to_string()),
+        ("ASPECTS_VAR_RALPH_RESTART".to_owned(), script),
+    ])
 }
 
 /// The pid and port of a Ralph this stack started, if its process lives.

@@ -64,6 +64,8 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
     // reaches this server.
     env.extend(endpoint_vars(&mysql)?);
     env.extend(crate::clickhouse::endpoint_vars(&env[1].1)?);
+    // The reference plan's rendered files (and Ralph's auth file) go under target/stack/.
+    env.push(("ASPECTS_VAR_ASPECTS_CONFIG_ROOT".to_owned(), dir().display().to_string()));
     env.extend([
         ("ASPECTS_SECRETS".to_owned(), demo.join("local.secrets.toml").display().to_string()),
         ("ASPECTS_JOURNAL".to_owned(), demo.join("local.journal.jsonl").display().to_string()),
@@ -80,11 +82,14 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
          #   ASPECTS_STACK_SUPERSET_PASSWORD   its admin user (generated; this file is 0600)\n\
          #   ASPECTS_STACK_RALPH_URL           the Ralph LRS (uvicorn, ClickHouse backend on xapi.xapi_events_all)\n\
          #   ASPECTS_STACK_RALPH_RESTART       restarts it (the on_change of its auth file, target/stack/ralph/auth.json)\n\
+         #   ASPECTS_STACK_LMS_FERNET_KEY      the LMS fixture's Fernet key (a test value)\n\
          #   ASPECTS_STACK_TUTOR_ASPECTS       tutor-contrib-aspects 6.1.0 unpacked (the fidelity test)\n\
          #   ASPECTS_VAR_MYSQL_HOST, _PORT,\n\
          #   ASPECTS_VAR_MYSQL_ROOT_USERNAME   the same server, as plans/aspects.toml's vars\n\
          #   ASPECTS_VAR_CLICKHOUSE_HOST,\n\
          #   ASPECTS_VAR_CLICKHOUSE_INTERNAL_HTTP_PORT  the ClickHouse, as plans/aspects.toml's vars\n\
+         #   ASPECTS_VAR_RALPH_HOST, _PORT, _RESTART  the Ralph, as plans/local.toml's vars\n\
+         #   ASPECTS_VAR_ASPECTS_CONFIG_ROOT   where the reference plan's files go (target/stack/)\n\
          #   ASPECTS_SECRETS                   the demo's secrets file (under target/demo/)\n\
          #   ASPECTS_JOURNAL                   the demo's apply journal (under target/demo/)\n",
     );

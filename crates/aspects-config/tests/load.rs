@@ -477,7 +477,8 @@ password = "${secrets.only_app}"
 
 #[test]
 fn a_reference_to_a_switched_off_resource_says_where_it_was_switched_off() {
-    let plan = "[db_database.main]\nwhen = false\n\n[db_database.other]\nname = \"x\"\ndepends_on = [\"db_database.main\"]\n";
+    let plan =
+        "[db_database.main]\nwhen = false\n\n[db_database.other]\nname = \"x\"\ndepends_on = [\"db_database.main\"]\n";
     let Err(e) = load(&[BASE, plan]) else { panic!("expected db_user.app's reference to fail") };
     assert!(e.contains("reference to `db_database.main`, which is switched off (when = false at"), "{e}");
     assert!(e.contains("layer1.toml:2:8"), "{e}");
@@ -500,4 +501,22 @@ fn when_must_be_a_boolean_from_vars() {
         assert!(e.contains(expected), "when = {value}: {e}");
         assert!(e.contains("layer1.toml:2:"), "when = {value}: {e}");
     }
+}
+
+#[test]
+fn overrides_take_the_declared_type_of_booleans_and_integers() {
+    let plan = "[vars]\nflag = true\nport = 8123\nname = \"x\"\n\n[providers.db]\nurl = \"db://h\"\n\n[db_database.main]\nname = \"${vars.name}\"\n\
+                charset = \"${vars.port}-${vars.flag}\"\n";
+    let with = |vars: &[(&str, &str)]| {
+        let files = vec![SourceFile { path: dir().join("typed.toml"), text: plan.to_owned() }];
+        load_with(files, vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    };
+    let l = with(&[("flag", "FALSE"), ("port", "9000"), ("name", "true")]).unwrap();
+    let db = &l.desired.resources[&Address::new("db_database", "main")];
+    assert_eq!(db.str("charset"), Some("9000-false"));
+    assert_eq!(db.str("name"), Some("true"), "a string var stays a string");
+    let Err(e) = with(&[("flag", "yes"), ("port", "80a")]) else { panic!("expected both overrides refused") };
+    assert!(e.contains("the override of `vars.flag` (--var or ASPECTS_VAR_flag) must be a boolean"), "{e}");
+    assert!(e.contains("the override of `vars.port` (--var or ASPECTS_VAR_port) must be an integer"), "{e}");
+    assert!(e.contains("typed.toml:2:8") && e.contains("typed.toml:3:8"), "placed at the declarations: {e}");
 }

@@ -33,6 +33,8 @@ pub fn environment(templates: Option<&Path>) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // minijinja escapes `.yml`/`.json` templates by default; Jinja as Tutor runs it never does.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     if let Some(dir) = templates {
         let load = minijinja::path_loader(dir);
         env.set_loader(move |name: &str| {
@@ -111,6 +113,19 @@ mod tests {
         let t = render(&r, None).unwrap();
         assert_eq!(t.expose(), "db=xapi\npw=s3cr3t-value\nup=XAPI\n");
         assert_eq!(t.masked(), "db=xapi\npw=(sensitive)\nup=XAPI\n");
+    }
+
+    #[test]
+    fn yaml_and_json_templates_are_not_escaped_and_tojson_is_there() {
+        let dir = std::env::temp_dir().join(format!("aspects-render-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yml.j2"), "{{ NAME|upper }}_X: {{ LIST|tojson }}\n").unwrap();
+        let mut r = file("", vec![("NAME", Value::from("tag")), ("LIST", Value::List(vec![Value::from("a\"b")]))]);
+        r.attrs.remove("content");
+        r.attrs.insert("template".to_owned(), Value::from("a.yml.j2"));
+        let t = render(&r, Some(&dir));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(t.unwrap().expose(), "TAG_X: [\"a\\\"b\"]\n");
     }
 
     #[test]

@@ -141,14 +141,15 @@ impl Loader<'_> {
             return None;
         }
         // Like Terraform's -var and TF_VAR_: the command line, then the environment, override a
-        // declared variable (as a string).
+        // declared variable; as the declared type when that is a boolean or an integer (so
+        // ASPECTS_VAR_RUN_RALPH=false is false, not the truthy string "false"), else as a string.
         let from_env = || std::env::var(format!("{VAR_ENV_PREFIX}{name}")).ok().filter(|_| self.opts.vars_from_env);
         let given = self.opts.vars.get(name).cloned().or_else(from_env);
         let mut own = Trace::default();
         let v = match given {
             Some(s) => {
                 self.vars.overrides.insert(name.to_owned(), s.clone());
-                Some(Value::Str(s))
+                self.typed_override(name, node, s)
             }
             None => {
                 self.stack.push(frame);
@@ -160,6 +161,30 @@ impl Loader<'_> {
         secrets.extend(own.secrets.iter().cloned());
         self.vars.values.insert(name.to_owned(), (v.clone(), own.secrets));
         v
+    }
+
+    /// An override's value, typed like the declared one.
+    fn typed_override(&mut self, name: &str, declared: &Node, given: String) -> Option<Value> {
+        let parsed = match &declared.value {
+            NodeValue::Bool(_) => match given.to_ascii_lowercase().as_str() {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err(("a boolean", "true or false")),
+            },
+            NodeValue::Int(_) => given.parse().map(Value::Int).map_err(|_| ("an integer", "digits, e.g. 8123")),
+            _ => return Some(Value::Str(given)),
+        };
+        parsed
+            .map_err(|(what, hint)| {
+                self.err(
+                    Diagnostic::new(
+                        format!("the override of `vars.{name}` (--var or {VAR_ENV_PREFIX}{name}) must be {what}, as declared here"),
+                        Some(declared.loc.clone()),
+                    )
+                    .hint(format!("give {hint}")),
+                )
+            })
+            .ok()
     }
 
     pub(super) fn resolve(&mut self, node: &Node, scope: Scope, trace: &mut Trace) -> Option<Value> {
@@ -307,8 +332,11 @@ impl Loader<'_> {
         if let Some(off) = self.disabled.get(&addr) {
             let off = self.sources.describe(off);
             self.err(
-                Diagnostic::new(format!("reference to `{addr}`, which is switched off (when = false at {off})"), Some(at.clone()))
-                    .hint("switch it on, or switch off this resource too with the same `when` value"),
+                Diagnostic::new(
+                    format!("reference to `{addr}`, which is switched off (when = false at {off})"),
+                    Some(at.clone()),
+                )
+                .hint("switch it on, or switch off this resource too with the same `when` value"),
             );
             return None;
         }

@@ -498,3 +498,90 @@ fn first_runs_started_together_agree_on_generated_secrets() {
     assert_eq!(s.run(&["plan"]).code, 0);
     assert_eq!(s.secrets_file(), saved, "later runs reuse it");
 }
+
+/// What the reference plan renders for the services is what they can read: the LMS settings
+/// snippet runs as Python, its YAML twin and Vector's TOML parse, Superset's config compiles, and
+/// every secret each service needs is in its place (read by Python's own parsers, with the LMS
+/// fixture's python).
+#[test]
+fn the_reference_plans_settings_files_parse_and_carry_their_secrets() {
+    let mut s = Sandbox::new("reference-render");
+    s.set_env("ASPECTS_STACK_LMS_FERNET_KEY", "not-used-by-render");
+    let generated = [
+        "SUPERSET_DB_PASSWORD",
+        "ASPECTS_CLICKHOUSE_LRS_PASSWORD",
+        "ASPECTS_CLICKHOUSE_VECTOR_PASSWORD",
+        "ASPECTS_CLICKHOUSE_REPORT_PASSWORD",
+        "ASPECTS_CLICKHOUSE_CMS_PASSWORD",
+        "SUPERSET_OAUTH2_CLIENT_SECRET",
+        "SUPERSET_LMS_PASSWORD",
+        "SUPERSET_SECRET_KEY",
+        "RALPH_ADMIN_PASSWORD",
+        "RALPH_LMS_PASSWORD",
+    ];
+    let value = |name: &str| format!("v{}", name.to_lowercase().replace('_', ""));
+    let secrets: String = generated.iter().map(|n| format!("{n} = \"{}\"\n", value(n))).collect();
+    let path = s.write("local.secrets.toml", &secrets);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut args = layer_args(&["aspects.toml", "local.toml"]);
+    args.extend(["--secrets", path.to_str().unwrap(), "render", "--out", "out"].map(String::from));
+    let r = s.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{r:?}");
+    for name in generated {
+        assert!(!r.all().contains(&value(name)), "{name} leaked: {r:?}");
+    }
+    let read = r##"
+import ast, json, sys, tomllib, yaml
+out = sys.argv[1]
+lms = {}
+exec(open(out + "/openedx/aspects_settings.py").read(), lms)
+yml = yaml.safe_load(open(out + "/openedx/aspects_settings.yml"))
+vector = tomllib.load(open(out + "/vector/vector.toml", "rb"))
+superset = {t.targets[0].id: t.value for t in ast.parse(open(out + "/superset/superset_config_aspects.py").read()).body
+            if isinstance(t, ast.Assign) and isinstance(t.targets[0], ast.Name)}
+env = dict(l.split("=", 1) for l in open(out + "/ralph/env").read().splitlines() if l and not l.startswith("#"))
+auth = json.load(open(out + "/ralph/auth.json"))
+print(json.dumps({
+    "py_sink": lms["EVENT_SINK_CLICKHOUSE_BACKEND_CONFIG"],
+    "py_superset_password": lms["SUPERSET_CONFIG"]["password"],
+    "py_tag_enabled": lms["EVENT_SINK_CLICKHOUSE_TAG_ENABLED"],
+    "py_dashboards": [d["slug"] for d in lms["ASPECTS_INSTRUCTOR_DASHBOARDS"]],
+    "py_filter_steps": sorted(s for f in lms["OPEN_EDX_FILTERS_CONFIG"].values() for s in f["pipeline"]),
+    "yml_same_as_py": all(yml[k] == lms[k] for k in yml),
+    "vector_xapi": [vector["sinks"]["clickhouse_xapi"][k] for k in ("database", "table")],
+    "vector_auth": vector["sinks"]["clickhouse_xapi"]["auth"],
+    "superset_secret_key": ast.literal_eval(superset["SECRET_KEY"]),
+    "superset_db": ast.literal_eval(superset["SQLALCHEMY_DATABASE_URI"]),
+    "ralph_clickhouse": [env["RALPH_BACKENDS__LRS__CLICKHOUSE__USERNAME"], env["RALPH_BACKENDS__LRS__CLICKHOUSE__PASSWORD"]],
+    "ralph_users": [u["username"] for u in auth],
+}))
+"##;
+    let out = std::process::Command::new(aspects_e2e::stack_env("ASPECTS_STACK_LMS_PYTHON"))
+        .args(["-c", read, s.path("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let run = aspects_e2e::Run::from(out);
+    assert_eq!(run.code, 0, "{run:?}");
+    let got: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let want = serde_json::json!({
+        "py_sink": {
+            "url": "http://127.0.0.1:18123", "username": "ch_cms", "password": value("ASPECTS_CLICKHOUSE_CMS_PASSWORD"),
+            "xapi_database": "openedx", "database": "event_sink", "timeout_secs": 5,
+        },
+        "py_superset_password": value("SUPERSET_LMS_PASSWORD"),
+        "py_tag_enabled": true,
+        "py_dashboards": ["course-dashboard", "learner-groups"],
+        "py_filter_steps": [
+            "platform_plugin_aspects.extensions.filters.AddSupersetTab",
+            "platform_plugin_aspects.extensions.filters.AddSupersetTabToInstructorDashboard",
+        ],
+        "yml_same_as_py": true,
+        "vector_xapi": ["openedx", "xapi_events_all"],
+        "vector_auth": { "strategy": "basic", "user": "ch_vector", "password": value("ASPECTS_CLICKHOUSE_VECTOR_PASSWORD") },
+        "superset_secret_key": value("SUPERSET_SECRET_KEY"),
+        "superset_db": format!("mysql://superset:{}@127.0.0.1:3307/superset", value("SUPERSET_DB_PASSWORD")),
+        "ralph_clickhouse": ["ch_lrs", value("ASPECTS_CLICKHOUSE_LRS_PASSWORD")],
+        "ralph_users": ["ralph", "lms"],
+    });
+    assert_eq!(got, want);
+}

@@ -196,14 +196,16 @@ fn diff(tutor: &BTreeMap<String, String>, plan: &BTreeMap<String, String>) -> St
     out
 }
 
+/// The table headers of plans/aspects.toml.
+fn declared() -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("plans/aspects.toml")).unwrap();
+    text.lines().filter_map(|l| Some(l.strip_prefix('[')?.strip_suffix(']')?.to_owned())).collect()
+}
+
 /// The addresses of the schema kinds plans/aspects.toml declares.
 fn schema_targets() -> Vec<String> {
-    let text = std::fs::read_to_string(root().join("plans/aspects.toml")).unwrap();
-    text.lines()
-        .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
-        .filter(|a| SCHEMA_KINDS.iter().any(|k| a.strip_prefix(k).is_some_and(|r| r.starts_with('.'))))
-        .map(str::to_owned)
-        .collect()
+    let schema = |a: &String| SCHEMA_KINDS.iter().any(|k| a.strip_prefix(k).is_some_and(|r| r.starts_with('.')));
+    declared().into_iter().filter(schema).collect()
 }
 
 /// `aspects -f plans/aspects.toml -f plans/local.toml -f overlay.toml ARGS --target ...` on the
@@ -211,10 +213,11 @@ fn schema_targets() -> Vec<String> {
 /// `provider` adds lines to `[providers.clickhouse]`.
 fn aspects(s: &Sandbox, side: &str, provider: &str, args: &[&str]) -> aspects_e2e::Run {
     let mut overlay = format!(
-        "[deployment]\nname = \"{side}dep\"\n\n[providers.mysql]\nurl = \"{mysql}\"\n\n[providers.clickhouse]\n\
+        "[deployment]\nname = \"{side}dep\"\n\n[providers.mysql]\nurl = \"{mysql}\"\n\n[providers.lms]\nurl = \"{lms}\"\n\n[providers.clickhouse]\n\
          url = \"{ch}\"\nmeta_database = \"{p}meta\"\nlock_lease_seconds = 2\n{provider}\n[vars]\n",
         p = s.prefix,
         mysql = mysql_url(),
+        lms = stack_env("ASPECTS_STACK_LMS_DB_URL"),
         ch = url()
     );
     for (key, db) in DATABASES {
@@ -228,6 +231,10 @@ fn aspects(s: &Sandbox, side: &str, provider: &str, args: &[&str]) -> aspects_e2
     for f in FUNCTIONS {
         overlay += &format!("\n[clickhouse_function.{f}]\nname = \"{side}{f}\"\n");
     }
+    // The LMS rows and the files have fixed names the demo may own on this stack; not this test's.
+    for address in declared().iter().filter(|a| ["lms_", "file.", "ralph_auth."].iter().any(|k| a.starts_with(k))) {
+        overlay += &format!("\n[{address}]\nwhen = false\n");
+    }
     s.write("overlay.toml", &overlay);
     let mut argv: Vec<String> = ["aspects.toml", "local.toml"]
         .iter()
@@ -236,7 +243,12 @@ fn aspects(s: &Sandbox, side: &str, provider: &str, args: &[&str]) -> aspects_e2
         .chain(args.iter().map(|a| (*a).to_owned()))
         .collect();
     argv.extend(schema_targets().into_iter().flat_map(|t| ["--target".to_owned(), t]));
-    s.run(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+    // Every provider is reached whatever --target selects: the LMS's (with its key) on the stack,
+    // and the files provider's root in the sandbox.
+    let mut command = s.command(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    command.env("ASPECTS_STACK_LMS_FERNET_KEY", stack_env("ASPECTS_STACK_LMS_FERNET_KEY"));
+    command.env("ASPECTS_VAR_ASPECTS_CONFIG_ROOT", s.path("files"));
+    command.output().unwrap().into()
 }
 
 #[test]

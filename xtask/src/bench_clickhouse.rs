@@ -78,9 +78,10 @@ async fn reference(registry: &Registry, url: &str, mysql_url: &str) -> Result<(u
         let _ = write!(overlay, "\n[clickhouse_function.{f}]\nname = \"benchref_{f}\"\n");
     }
     // The LMS rows and the files are not this benchmark's: switched off.
-    let others = base.lines().filter_map(|l| l.strip_prefix('[')?.strip_suffix(']')).filter(|a| {
-        ["lms_", "file.", "ralph_auth."].iter().any(|p| a.starts_with(p))
-    });
+    let others = base
+        .lines()
+        .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
+        .filter(|a| ["lms_", "file.", "ralph_auth."].iter().any(|p| a.starts_with(p)));
     for address in others {
         let _ = write!(overlay, "\n[{address}]\nwhen = false\n");
     }

@@ -3,7 +3,12 @@
 //! ASPECTS_TEST_CLICKHOUSE_URL.
 
 use aspects_e2e::Sandbox;
-use aspects_e2e::clickhouse::{can_login, cleanup, one, plan, query, sql};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aspects_core::{ProviderConfig, Value};
+use aspects_e2e::clickhouse::{can_login, cleanup, one, plan, plan_leased, query, sql, url};
+use aspects_engine::provider::Connector;
 
 const LAYER: &str = r#"
 [clickhouse_database.xapi]
@@ -248,7 +253,8 @@ fn owned(s: &Sandbox) -> String {
 /// converges every time and ownership is exactly the plan's objects.
 #[test]
 fn a_crash_after_any_write_then_apply_converges() {
-    let mut s = layer("ch-crash", &format!("{LAYER}{USER}"));
+    let mut s = Ch(Sandbox::new("ch-crash"));
+    s.write("aspects.toml", &plan_leased(&s, &format!("{LAYER}{USER}"), 2));
     s.0.set_env("CH_PW", "crash-Pw-1");
     let p = s.prefix.clone();
     let mut k = 1;
@@ -404,7 +410,8 @@ fn grant_drift_is_found_by_drift_and_fixed_by_apply() {
 
 #[test]
 fn a_crash_after_any_rbac_write_then_apply_converges() {
-    let s = layer("ch-rbac-crash", RBAC);
+    let s = Ch(Sandbox::new("ch-rbac-crash"));
+    s.write("aspects.toml", &plan_leased(&s, RBAC, 2));
     let p = s.prefix.clone();
     let mut k = 1;
     loop {
@@ -520,4 +527,46 @@ fn users_sql_cannot_change_are_refused_at_plan_naming_what_to_do() {
     let r = s.run(&["plan"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("clickhouse_grant.g (") && r.stderr.contains("user `default` is defined by"), "{r:?}");
+}
+
+#[test]
+fn a_held_lock_keeps_its_lease_while_the_run_is_idle_and_frees_at_release() {
+    let s = layer("ch-heartbeat", "");
+    let attrs = BTreeMap::from([
+        ("url".to_owned(), Value::from(url().as_str())),
+        ("meta_database".to_owned(), Value::from(format!("{}meta", s.prefix).as_str())),
+        ("lock_lease_seconds".to_owned(), Value::Int(2)),
+    ]);
+    let config = ProviderConfig { id: "clickhouse".into(), system: "clickhouse".into(), attrs, origin: "test".into() };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let connector = aspects_clickhouse::ClickHouse;
+        let first = connector.connect_write(&config, "a").await.unwrap();
+        let second = connector.connect_write(&config, "b").await.unwrap();
+        let held = first.lock("first", Duration::ZERO, &|_| {}).await.unwrap();
+        // Nothing of the holder runs but its heartbeat, as while an operator reads the plan: a
+        // contender that waits two and a half leases is refused, and the holder may go on.
+        let refused = second.lock("second", Duration::from_secs(5), &|_| {}).await.err().expect("still held");
+        assert!(refused.to_string().contains("is locked by first"), "{refused}");
+        held.check().await.unwrap();
+        // Released: the next run takes it at once.
+        held.release().await;
+        second.lock("second", Duration::ZERO, &|_| {}).await.unwrap().release().await;
+    });
+}
+
+#[test]
+fn a_run_stalled_past_its_lease_stops_before_its_next_write() {
+    // The pause hook blocks the whole run, its heartbeat too: a suspended or starved process.
+    let s = Ch(Sandbox::new("ch-stalled"));
+    s.write("aspects.toml", &plan_leased(&s, LAYER, 2));
+    let (first, go) = s.paused(&["apply", "--auto-approve", "--parallelism", "1"], 3);
+    // The next run takes over once the lease ran out, and converges.
+    let second = s.run(&["apply", "--auto-approve", "--lock-timeout", "60s"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    std::fs::write(&go, "").unwrap();
+    let first: aspects_e2e::Run = first.wait_with_output().unwrap().into();
+    assert_eq!(first.code, 1, "{first:?}");
+    assert!(first.stderr.contains("was taken over"), "{first:?}");
+    assert_no_changes(&s);
 }

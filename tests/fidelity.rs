@@ -214,7 +214,7 @@ fn schema_targets() -> Vec<String> {
 fn aspects(s: &Sandbox, side: &str, provider: &str, args: &[&str]) -> aspects_e2e::Run {
     let mut overlay = format!(
         "[deployment]\nname = \"{side}dep\"\n\n[providers.mysql]\nurl = \"{mysql}\"\n\n[providers.lms]\nurl = \"{lms}\"\n\n[providers.clickhouse]\n\
-         url = \"{ch}\"\nmeta_database = \"{p}meta\"\nlock_lease_seconds = 2\n{provider}\n[vars]\n",
+         url = \"{ch}\"\nmeta_database = \"{p}meta\"\nlock_lease_seconds = 30\n{provider}\n[vars]\n",
         p = s.prefix,
         mysql = mysql_url(),
         lms = stack_env("ASPECTS_STACK_LMS_DB_URL"),

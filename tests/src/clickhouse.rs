@@ -73,11 +73,18 @@ pub fn one(statement: &str) -> Option<String> {
 }
 
 /// A plan file for a ClickHouse sandbox: its deployment, and a provider whose meta database is
-/// the sandbox's own (so tests never wait on each other's apply lock). `@@` is the prefix.
+/// the sandbox's own (so tests never wait on each other's apply lock). `@@` is the prefix. The
+/// lease is long enough for a loaded machine: no test waits for it to run out.
 pub fn plan(s: &Sandbox, body: &str) -> String {
+    plan_leased(s, body, 30)
+}
+
+/// `plan` with a lease of `secs`: short where a test waits for a killed run's lease to run out
+/// (its holder keeps it meanwhile by its heartbeat, however slow the machine).
+pub fn plan_leased(s: &Sandbox, body: &str, secs: u32) -> String {
     format!(
         "[deployment]\nname = \"{p}dep\"\n\n[providers.clickhouse]\nurl = \"{url}\"\nmeta_database = \"{p}meta\"\n\
-         lock_lease_seconds = 2\n\n{}",
+         lock_lease_seconds = {secs}\n\n{}",
         body.replace("@@", &s.prefix),
         p = s.prefix,
         url = url()

@@ -84,7 +84,7 @@ impl Handle {
             _ => self.make(kind, r).await,
         };
         if let Err(e) = made {
-            if let Err(forget) = self.forget(kind, &id).await {
+            if let Err(forget) = self.forget_claim(kind, &id).await {
                 // The claim stays `creating`, which proves nothing: pruned or claimed again later.
                 tracing::warn!("{forget}");
             }

@@ -8,9 +8,11 @@
 //!   by the server's clock), create `lock_<n+1>`; losing that race is a TABLE_ALREADY_EXISTS error.
 //!   The winner then checks that no higher generation appeared, writes its first lease row and
 //!   drops the generations below its own;
-//! - holding it: `check` (before every change) fails when a higher generation exists or the lease
-//!   ran out, and otherwise renews the lease; so a run that stalled past its lease stops before
-//!   its next write instead of racing the run that took over;
+//! - holding it: a heartbeat renews the lease every quarter lease, so a run keeps it through a
+//!   confirmation prompt or a long read; `check` (before every change) fails when a higher
+//!   generation exists or the lease ran out, and otherwise renews it too. A renewal extends only a
+//!   live lease, so a run that stalled past its lease (suspended, starved) stops before its next
+//!   write instead of reviving the lease and racing the run that took over;
 //! - `kill -9`: nothing renews the lease, and the next run takes over once it runs out
 //!   (`lock_lease_seconds`); release marks the generation released for an immediate hand-over.
 //!
@@ -20,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aspects_engine::lock::LeaseWait;
+use aspects_engine::lock::{Heartbeat, LeaseWait};
 use aspects_engine::provider::{LockGuard, ProviderError};
 use async_trait::async_trait;
 
@@ -36,6 +38,8 @@ fn table(n: u64) -> String {
 pub struct Lock {
     handle: Arc<Handle>,
     generation: u64,
+    /// Renews the lease in the background; stopped when the lock is released or dropped.
+    heartbeat: Heartbeat,
 }
 
 /// The highest generation and whether it still binds others.
@@ -92,6 +96,18 @@ impl Handle {
         }
     }
 
+    /// Extends the lease of generation `n` if it is still alive (judged by the server's clock,
+    /// in the same statement): the heartbeat's and `check`'s renewal.
+    async fn extend(&self, n: u64) -> Result<(), ChError> {
+        let t = self.lock_table(n);
+        let sql = format!(
+            "INSERT INTO {t} SELECT now64(3) + toIntervalMillisecond({{ms:UInt64}}), 0 \
+             FROM (SELECT max(expires) AS e, max(released) AS r FROM {t}) WHERE e > now64(3) AND r = 0"
+        );
+        self.query(&sql, &[("ms", &self.lease.as_millis().to_string())]).await.map(drop)
+    }
+
+    /// The first lease row of a generation, or its release.
     async fn renew(&self, n: u64, released: bool) -> Result<(), ChError> {
         let sql = format!(
             "INSERT INTO {} SELECT now64(3) + toIntervalMillisecond({{ms:UInt64}}), {{released:UInt8}}",
@@ -124,7 +140,12 @@ impl Handle {
                             let _ = self.query(&ddl::drop_lock_generation(&self.meta, &table(old)), &[]).await;
                         }
                         tracing::debug!(generation = n, "lock taken");
-                        return Ok(Lock { handle: self.clone(), generation: n });
+                        let handle = self.clone();
+                        let heartbeat = Heartbeat::start(self.lease, tokio::time::Instant::now(), move || {
+                            let handle = handle.clone();
+                            async move { handle.extend(n).await.map_err(|e| e.message) }
+                        });
+                        return Ok(Lock { handle: self.clone(), generation: n, heartbeat });
                     }
                     // A later generation beat this one (this run was slower than a lease): yield.
                     let _ = self.renew(n, true).await;
@@ -156,10 +177,11 @@ impl LockGuard for Lock {
                 h.lease.as_secs()
             )));
         }
-        h.renew(self.generation, false).await.map_err(|e| h.err(&e, &format!("renewing {what}")))
+        h.extend(self.generation).await.map_err(|e| h.err(&e, &format!("renewing {what}")))
     }
 
     async fn release(self: Box<Self>) {
+        drop(self.heartbeat);
         if let Err(e) = self.handle.renew(self.generation, true).await {
             tracing::warn!("releasing the lock: {}", e.message);
         }

@@ -98,7 +98,8 @@ impl Handle {
         Ok(self.records(Some(kind)).await?.into_iter().find(|r| r.key == k))
     }
 
-    /// One INSERT: the object's new current row.
+    /// One INSERT: the object's new current row. `deleted`: none for a live row, or the row that
+    /// ends the record, written only where the SQL condition given holds (empty: always).
     async fn write_record(
         &self,
         kind: &str,
@@ -106,11 +107,12 @@ impl Handle {
         identity: &BTreeMap<String, Value>,
         state: State,
         applied: &str,
-        deleted: bool,
+        deleted: Option<&str>,
     ) -> Result<(), ProviderError> {
+        let condition = deleted.unwrap_or_default();
         let sql = format!(
             "INSERT INTO {} SELECT {{kind:String}}, {{key:String}}, {{dep:String}}, {{name:String}}, {{id:String}}, \
-             {{state:String}}, {{applied:String}}, toUnixTimestamp64Nano(now64(9)), {{deleted:UInt8}}",
+             {{state:String}}, {{applied:String}}, toUnixTimestamp64Nano(now64(9)), {{deleted:UInt8}}{condition}",
             self.owned_table()
         );
         let (k, id) = (key(kind, identity), identity_json(identity));
@@ -122,7 +124,7 @@ impl Handle {
             ("id", id.as_str()),
             ("state", state.as_str()),
             ("applied", applied),
-            ("deleted", if deleted { "1" } else { "0" }),
+            ("deleted", if deleted.is_some() { "1" } else { "0" }),
         ];
         self.execute(&sql, &params, &format!("recording ownership of {kind} {id}")).await
     }
@@ -142,7 +144,7 @@ impl Handle {
         {
             return Err(owned_elsewhere(kind, &identity_json(identity), &r.deployment, r.state));
         }
-        self.write_record(kind, name, identity, state, "", false).await
+        self.write_record(kind, name, identity, state, "", None).await
     }
 
     /// The claimed object was created by us (or, for SQL, these statements were applied).
@@ -154,11 +156,28 @@ impl Handle {
         state: State,
         applied: &str,
     ) -> Result<(), ProviderError> {
-        self.write_record(kind, name, identity, state, applied, false).await
+        self.write_record(kind, name, identity, state, applied, None).await
     }
 
     pub(crate) async fn forget(&self, kind: &str, identity: &BTreeMap<String, Value>) -> Result<(), ProviderError> {
-        self.write_record(kind, "", identity, State::Adopted, "", true).await
+        self.write_record(kind, "", identity, State::Adopted, "", Some("")).await
+    }
+
+    /// Drops the claim of a create that failed, only while it is still a claim of this
+    /// deployment: a run that took over while this one stalled past its lease may have created
+    /// the object and confirmed it since. The statement that writes decides, not an earlier read.
+    pub(crate) async fn forget_claim(
+        &self,
+        kind: &str,
+        identity: &BTreeMap<String, Value>,
+    ) -> Result<(), ProviderError> {
+        let condition = format!(
+            " WHERE (SELECT argMax(tuple(state, deployment), version) FROM {} WHERE kind = {{kind:String}} \
+             AND ident_key = {{key:String}}) = tuple('{}', {{dep:String}})",
+            self.owned_table(),
+            State::Creating.as_str()
+        );
+        self.write_record(kind, "", identity, State::Adopted, "", Some(&condition)).await
     }
 }
 

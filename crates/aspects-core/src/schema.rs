@@ -233,7 +233,7 @@ pub fn lock_lease_attr(default: i64) -> AttrSchema {
         "lock_lease_seconds",
         AttrType::Int,
         "How long the apply lock survives its holder without a heartbeat (a killed apply blocks others this \
-         long); renewed before every change.",
+         long); renewed every quarter lease while an apply holds it.",
     )
     .default(default)
     .check(|v| match v {

@@ -111,3 +111,81 @@ impl<'a> LeaseWait<'a> {
         Ok(())
     }
 }
+
+/// Renews a lease lock in the background every quarter lease while an apply holds it, so a run
+/// that spends longer than a lease between two changes (a confirmation prompt, a slow read of
+/// another target) keeps it. `renew` is the provider's one renewal request. Stops when dropped.
+pub struct Heartbeat {
+    renewed: std::sync::Arc<std::sync::Mutex<tokio::time::Instant>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    /// `sent`: when the renewal that took the lock was sent (by this run's clock; tokio's, so
+    /// tests can pause it).
+    pub fn start<F, Fut>(lease: Duration, sent: tokio::time::Instant, renew: F) -> Heartbeat
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        let renewed = std::sync::Arc::new(std::sync::Mutex::new(sent));
+        let last = renewed.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 4).await;
+                // Timed from before the request: whoever sees the renewal sees it no earlier.
+                let sent = tokio::time::Instant::now();
+                match renew().await {
+                    Ok(()) => *last.lock().unwrap_or_else(|e| e.into_inner()) = sent,
+                    // The guard's `check` fails once no renewal succeeded for a lease.
+                    Err(e) => tracing::debug!("lock heartbeat: {e}"),
+                }
+            }
+        });
+        Heartbeat { renewed, task }
+    }
+
+    /// How long ago the last renewal that succeeded was sent.
+    pub fn since_renewed(&self) -> Duration {
+        self.renewed.lock().unwrap_or_else(|e| e.into_inner()).elapsed()
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_renews_every_quarter_lease_until_dropped_and_tells_its_age() {
+        let (beats, ok) = (Arc::new(AtomicU32::new(0)), Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        let (b, o) = (beats.clone(), ok.clone());
+        let lease = Duration::from_secs(40);
+        let hb = Heartbeat::start(lease, tokio::time::Instant::now(), move || {
+            let (b, o) = (b.clone(), o.clone());
+            async move {
+                b.fetch_add(1, Ordering::SeqCst);
+                if o.load(Ordering::SeqCst) { Ok(()) } else { Err("refused".into()) }
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(41)).await;
+        assert_eq!(beats.load(Ordering::SeqCst), 4, "one beat per 10 s");
+        assert!(hb.since_renewed() < Duration::from_secs(2));
+        // Failed renewals do not count: the age grows until the guard gives up.
+        ok.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        assert!(hb.since_renewed() >= Duration::from_secs(39));
+        drop(hb);
+        let before = beats.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(beats.load(Ordering::SeqCst), before, "stopped when dropped");
+    }
+}

@@ -22,14 +22,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aspects_engine::lock::LeaseWait;
+use aspects_engine::lock::{Heartbeat, LeaseWait};
 use aspects_engine::provider::{LockGuard, ProviderError};
 use async_trait::async_trait;
 use reqwest::Method;
 use serde_json::{Value as Json, json};
-use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use crate::client::{Handle, SsError, filter};
 
@@ -45,31 +45,25 @@ fn name(n: u64) -> String {
 pub struct Lock {
     beat: Arc<Beat>,
     generation: u64,
-    /// Writes a heartbeat every quarter lease, so a run that spends long between two changes
-    /// (reading live state, a slow request to another target) keeps its lease.
-    beating: tokio::task::JoinHandle<()>,
+    /// Writes the next beat every quarter lease, and knows when one last succeeded (timed from
+    /// before the write: a contender sees the beat no earlier, so this run's lease ends no later
+    /// than a contender's watch does).
+    heartbeat: Heartbeat,
 }
 
-/// What the heartbeat writes, and when it last succeeded.
+/// What the heartbeat writes.
 struct Beat {
     handle: Arc<Handle>,
     group: i64,
     holder: String,
     count: AtomicU64,
-    /// When the last successful heartbeat was sent, by this run's clock.
-    renewed: Mutex<Instant>,
 }
 
 impl Beat {
     async fn write(&self) -> Result<(), SsError> {
         let count = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        // Timed from before the write: a contender sees the beat no earlier than this, so this
-        // run's lease ends no later than a contender's watch does.
-        let sent = Instant::now();
         let body = json!({"description": description(&self.holder, count)});
-        self.handle.call(Method::PUT, &format!("{GROUPS}{}", self.group), Some(&body)).await?;
-        *self.renewed.lock().await = sent;
-        Ok(())
+        self.handle.call(Method::PUT, &format!("{GROUPS}{}", self.group), Some(&body)).await.map(drop)
     }
 }
 
@@ -159,24 +153,13 @@ impl Handle {
                             let _ = self.call(Method::DELETE, &format!("{GROUPS}{}", old.id), None).await;
                         }
                         tracing::debug!(generation = n, "lock taken");
-                        let beat = Arc::new(Beat {
-                            handle: self.clone(),
-                            group,
-                            holder,
-                            count: AtomicU64::new(0),
-                            renewed: Mutex::new(sent),
+                        let beat = Arc::new(Beat { handle: self.clone(), group, holder, count: AtomicU64::new(0) });
+                        let background = beat.clone();
+                        let heartbeat = Heartbeat::start(self.lease, sent, move || {
+                            let beat = background.clone();
+                            async move { beat.write().await.map_err(|e| e.message) }
                         });
-                        let (every, background) = (self.lease / 4, beat.clone());
-                        let beating = tokio::spawn(async move {
-                            loop {
-                                tokio::time::sleep(every).await;
-                                if let Err(e) = background.write().await {
-                                    // `check` fails once no beat succeeded for a lease.
-                                    tracing::debug!("lock heartbeat: {}", e.message);
-                                }
-                            }
-                        });
-                        return Ok(Lock { beat, generation: n, beating });
+                        return Ok(Lock { beat, generation: n, heartbeat });
                     }
                     // A later generation beat this one (this run was slower than a lease): yield.
                     let body = json!({"description": format!("released by {holder}")});
@@ -203,7 +186,7 @@ impl LockGuard for Lock {
                 top.description
             )));
         }
-        if self.beat.renewed.lock().await.elapsed() >= h.lease {
+        if self.heartbeat.since_renewed() >= h.lease {
             return Err(ProviderError::new(format!(
                 "this run's lease on {what} ran out ({}s without a heartbeat), so another run may take it",
                 h.lease.as_secs()
@@ -213,7 +196,7 @@ impl LockGuard for Lock {
     }
 
     async fn release(self: Box<Self>) {
-        self.beating.abort();
+        drop(self.heartbeat);
         let body = json!({"description": format!("released by {}", self.beat.holder)});
         let path = format!("{GROUPS}{}", self.beat.group);
         if let Err(e) = self.beat.handle.call(Method::PUT, &path, Some(&body)).await {

@@ -570,3 +570,66 @@ fn a_run_stalled_past_its_lease_stops_before_its_next_write() {
     assert!(first.stderr.contains("was taken over"), "{first:?}");
     assert_no_changes(&s);
 }
+
+/// A user's `system.grants` rows with their columns, `access(column)`, sorted, one per line.
+fn column_grants_of(user: &str) -> String {
+    query(&format!(
+        "SELECT arrayStringConcat(arraySort(groupArray(concat(access_type, if(column IS NULL, '', \
+         concat('(', column, ')')), if(grant_option, ' option', '')))), '\\n') FROM system.grants WHERE user_name = '{user}'"
+    ))
+    .unwrap()
+    .trim()
+    .replace("\\n", "\n")
+}
+
+#[test]
+fn column_grants_apply_then_plan_empty_and_drift_on_a_column_is_restored() {
+    let body = r#"
+[secrets]
+pw = { generate = 24 }
+
+[clickhouse_user.app]
+name = "@@app"
+password = "${secrets.pw}"
+
+[clickhouse_grant.table]
+user = "${clickhouse_user.app.name}"
+on = "@@db.events"
+privileges = ["INSERT"]
+
+[clickhouse_grant.columns]
+user = "${clickhouse_user.app.name}"
+on = "@@db.events"
+columns = ["b", "a"]
+privileges = ["SELECT", "UPDATE"]
+grant_option = true
+"#;
+    let s = layer("ch-columns", body);
+    apply(&s, &[]);
+    assert_no_changes(&s);
+    let app = format!("{}app", s.prefix);
+    let before = column_grants_of(&app);
+    assert_eq!(
+        before, "ALTER UPDATE(a) option\nALTER UPDATE(b) option\nINSERT\nSELECT(a) option\nSELECT(b) option",
+        "one row per column, as the server keeps them"
+    );
+    // A column's privilege revoked by hand, another column granted by hand: drift, and restored.
+    let p = &s.prefix;
+    sql(&[
+        &format!("REVOKE SELECT(b) ON {p}db.events FROM {app}"),
+        &format!("GRANT SELECT(c) ON {p}db.events TO {app}"),
+    ]);
+    let r = s.run(&["drift"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    insta::assert_snapshot!("column_grant_drift", s.scrub(&r.stdout));
+    apply(&s, &[]);
+    assert_no_changes(&s);
+    assert_eq!(column_grants_of(&app), before);
+    // Columns only of one table, and only privileges a column can carry.
+    s.write("aspects.toml", &plan(&s, &body.replace("@@db.events\"\ncolumns", "@@db.*\"\ncolumns")));
+    let r = s.run(&["validate"]);
+    assert!(r.code == 1 && r.stderr.contains("sets `columns` on a grant that is not on one table"), "{r:?}");
+    s.write("aspects.toml", &plan(&s, &body.replace("[\"SELECT\", \"UPDATE\"]", "[\"SELECT\", \"DROP TABLE\"]")));
+    let r = s.run(&["plan"]);
+    assert!(r.code == 1 && r.stderr.contains("DROP TABLE cannot be granted on columns"), "{r:?}");
+}

@@ -7,11 +7,13 @@
 //! live `access_type`s are expanded into the leaf privileges `system.privileges` says they hold,
 //! kept to those the object's level can carry (the server itself stores `ALTER` on a database as
 //! `ALTER TABLE, ALTER DATABASE, ALTER VIEW`). Equal leaf sets are no change, whatever the
-//! spelling. A plan reads grants in four queries whatever their number: privileges, the desired
-//! statements, `system.grants` and `system.role_grants`.
+//! spelling. A plan reads grants in six queries whatever their number: privileges, the desired
+//! statements, the grantees (users, roles: one SQL cannot change is refused), `system.grants`
+//! and `system.role_grants`. A grant with `columns` is compared column by column, on the rows
+//! `system.grants` keeps per column.
 //!
 //! A managed grantee (a `clickhouse_user` or `clickhouse_role` of the plan) holds exactly what the
-//! plan grants it: privileges on other objects, column privileges, partial revokes and roles the
+//! plan grants it: privileges on other objects, column privileges no grant names, partial revokes and roles the
 //! plan does not declare are shown as `clickhouse_grant` orphans ("privileges beyond the plan")
 //! and taken away by apply (a partial revoke is lifted).
 
@@ -56,6 +58,15 @@ pub fn grant_kind() -> KindSchema {
                 )
                 .check(check_on),
             ),
+            optional(
+                AttrSchema::new(
+                    "columns",
+                    AttrType::List(Box::new(AttrType::String)),
+                    "Columns of the table `on` names: `privileges` are held on these columns only, as \
+                     `GRANT SELECT(a, b) ON db.t` (each column compared on its own).",
+                )
+                .check(check_columns),
+            ),
             AttrSchema::new(
                 "privileges",
                 AttrType::List(Box::new(AttrType::String)),
@@ -85,7 +96,8 @@ fn optional(attr: AttrSchema) -> AttrSchema {
     AttrSchema { required: false, ..attr.identity() }
 }
 
-/// `user` or `role`, and `on` for privileges (none for role grants).
+/// `user` or `role`, and `on` for privileges (none for role grants), and the columns of a column
+/// grant (sorted, once each).
 pub fn identity(attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
     let (attr, name) = grantee(attrs);
     let mut id = BTreeMap::from([(attr.to_owned(), Value::from(name))]);
@@ -93,7 +105,35 @@ pub fn identity(attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
         let on = Target::parse(on).map_or_else(|_| on.to_owned(), |t| t.to_string());
         id.insert("on".into(), Value::Str(on));
     }
+    let columns = columns_of(attrs);
+    if !columns.is_empty() {
+        id.insert("columns".into(), list(columns));
+    }
+    // What only an orphan carries (the row it stands for): kept, or removing it would revoke
+    // the grantee's privileges on the whole object instead.
+    for key in ["column", "partial_revoke"] {
+        id.extend(attrs.get(key).map(|v| (key.to_owned(), v.clone())));
+    }
     id
+}
+
+/// The columns of a column grant, sorted, once each; none for a grant on a whole object.
+fn columns_of(attrs: &BTreeMap<String, Value>) -> Vec<String> {
+    let mut columns: Vec<String> = str_list(attrs.get("columns")).into_iter().map(str::to_owned).collect();
+    columns.sort();
+    columns.dedup();
+    columns
+}
+
+/// The privilege list of a GRANT: `SELECT, INSERT`, or on columns `SELECT(a, b), INSERT(a, b)`.
+fn privilege_sql(r: &Resource) -> String {
+    let columns = columns_of(&r.attrs);
+    let on = if columns.is_empty() {
+        String::new()
+    } else {
+        format!("({})", columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "))
+    };
+    str_list(r.attrs.get("privileges")).iter().map(|p| format!("{p}{on}")).collect::<Vec<_>>().join(", ")
 }
 
 /// (`"user"` or `"role"`, name).
@@ -118,6 +158,15 @@ fn check_grant(attrs: &BTreeMap<String, Value>) -> Result<(), AttrsError> {
         (true, false, _) => return err(Some("privileges"), "sets `privileges` without `on`", both),
         (false, true, _) => return err(Some("on"), "sets `on` without `privileges`", both),
         (false, false, false) => return err(None, "grants nothing", both),
+    }
+    if has("columns")
+        && !attrs.get("on").and_then(Value::as_str).is_some_and(|on| Target::parse(on).is_ok_and(|t| t.table.is_some()))
+    {
+        return err(
+            Some("columns"),
+            "sets `columns` on a grant that is not on one table",
+            "write `on = \"db.table\"` with `columns`, and `privileges`",
+        );
     }
     if attrs.get("admin_option") == Some(&Value::Bool(true)) && !has("roles") {
         return err(Some("admin_option"), "sets `admin_option` on privileges", "use `grant_option` for privileges");
@@ -157,6 +206,14 @@ fn check_privileges(v: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn check_columns(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of column names, found {}", v.type_name()))?;
+    if list.is_empty() {
+        return Err("the list is empty; leave `columns` out to grant on the whole table".into());
+    }
+    list.iter().try_for_each(check_name)
 }
 
 fn check_roles(v: &Value) -> Result<(), String> {
@@ -295,7 +352,7 @@ struct Row {
     grant_option: bool,
 }
 
-/// What one grantee holds on one object (plain rows only: no column, no partial revoke).
+/// What one grantee holds on one object or column (plain rows only: no partial revoke).
 #[derive(Default)]
 struct Held {
     access: BTreeSet<String>,
@@ -310,9 +367,14 @@ struct Grants {
 }
 
 impl Grants {
-    fn held(&self, p: &Privileges, g: &Grantee, on: &Target) -> Option<Held> {
+    /// What `g` holds on `on` itself (`column` none) or on one of its columns.
+    fn held(&self, p: &Privileges, g: &Grantee, on: &Target, column: Option<&str>) -> Option<Held> {
         let mut held: Option<Held> = None;
-        for r in self.rows.iter().filter(|r| &r.grantee == g && &r.target == on && r.column.is_none() && !r.partial) {
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| &r.grantee == g && &r.target == on && r.column.as_deref() == column && !r.partial)
+        {
             let h = held.get_or_insert_with(Held::default);
             let leaves = p.leaves(&r.access, on);
             if r.grant_option {
@@ -477,6 +539,20 @@ impl Handle {
                     ))
                     .with_hint("grant global privileges on `*.*`; nothing was written"));
                 }
+                let whole: Vec<&str> = leaves
+                    .iter()
+                    .filter(|l| p.level.get(*l).map(String::as_str) != Some("COLUMN"))
+                    .map(String::as_str)
+                    .collect();
+                if r.attrs.contains_key("columns") && !whole.is_empty() {
+                    return Err(ProviderError::new(format!(
+                        "{} ({}): {} cannot be granted on columns",
+                        r.address,
+                        r.origin,
+                        whole.join(", ")
+                    ))
+                    .with_hint("grant them in a resource without `columns`; nothing was written"));
+                }
                 Ok((on, leaves))
             })
             .collect()
@@ -502,13 +578,37 @@ impl Handle {
             .map(|r| {
                 let g = grantee_of(r);
                 let mut attrs = identity(&r.attrs);
+                // Columns in the plan's order: the rows matched them, whatever the order.
+                attrs.extend(r.attrs.get("columns").map(|c| ("columns".to_owned(), c.clone())));
                 if let Some((on, leaves)) = r.attrs.contains_key("on").then(|| wanted.next()).flatten() {
-                    let held = live.held(&p, &g, &on)?;
+                    let columns = columns_of(&r.attrs);
+                    let (held, exact, access) = if columns.is_empty() {
+                        let held = live.held(&p, &g, &on, None)?;
+                        let exact = held.leaves == leaves;
+                        let access = held.access.iter().cloned().collect::<Vec<_>>();
+                        (held, exact, access)
+                    } else {
+                        // Each column on its own; what differs is shown with its column, `INSERT(a)`.
+                        let per: Vec<(&String, Option<Held>)> =
+                            columns.iter().map(|c| (c, live.held(&p, &g, &on, Some(c)))).collect();
+                        let exact = per.iter().all(|(_, h)| h.as_ref().is_some_and(|h| h.leaves == leaves));
+                        let mut all = Held::default();
+                        let mut access = Vec::new();
+                        for (c, h) in per.iter().filter_map(|(c, h)| Some((c, h.as_ref()?))) {
+                            all.leaves.extend(h.leaves.iter().cloned());
+                            all.with_option.extend(h.with_option.iter().cloned());
+                            access.extend(h.access.iter().map(|a| format!("{a}({c})")));
+                        }
+                        if all.leaves.is_empty() {
+                            return None;
+                        }
+                        (all, exact, access)
+                    };
                     let option = r.attrs.get("grant_option") == Some(&Value::Bool(true));
-                    let privileges = if held.leaves == leaves {
+                    let privileges = if exact {
                         r.attrs.get("privileges").cloned().unwrap_or(Value::List(Vec::new()))
                     } else {
-                        list(held.access)
+                        list(access)
                     };
                     // Some privileges with the option and some without read as the opposite of the plan.
                     let live_option = if held.with_option.is_empty() {
@@ -576,7 +676,18 @@ impl Handle {
                 beyond.entry(k).or_insert_with(|| (id, name, Vec::new(), roles)).2.extend(held);
             }
         };
-        for row in live.rows.iter().filter(|r| managed.contains(&r.grantee)) {
+        // Columns the plan grants on: their rows are compared by those grants, not extras.
+        let planned_columns: BTreeSet<(Grantee, Target, String)> = grants
+            .iter()
+            .filter_map(|r| Some((r, target_of(r).ok()?)))
+            .flat_map(|(r, t)| columns_of(&r.attrs).into_iter().map(move |c| (grantee_of(r), t.clone(), c)))
+            .collect();
+        let planned_column = |row: &Row| {
+            row.column
+                .as_ref()
+                .is_some_and(|c| planned_columns.contains(&(row.grantee.clone(), row.target.clone(), c.clone())))
+        };
+        for row in live.rows.iter().filter(|r| managed.contains(&r.grantee) && !planned_column(r)) {
             let (attr, g) = (row.grantee.0, row.grantee.1.as_str());
             let mut id = BTreeMap::from([
                 (attr.to_owned(), Value::from(g)),
@@ -657,13 +768,25 @@ impl Handle {
         let target = target_of(r)?;
         let option = r.attrs.get("grant_option") == Some(&Value::Bool(true));
         let with = if option { " WITH GRANT OPTION" } else { "" };
-        let privileges = str_list(r.attrs.get("privileges")).join(", ");
+        let privileges = privilege_sql(r);
         self.execute(&format!("GRANT{on} {privileges} ON {} TO {to}{with}", target.sql()), &[], &doing).await?;
         let mut revoked = false;
         if let Some(held) = before("privileges") {
             let p = self.privileges().await?;
             let (_, want) = self.desired_privileges(&p, &[r]).await?.remove(0);
-            let extra: Vec<String> = p.all_leaves(str_list(Some(held)), &target).difference(&want).cloned().collect();
+            let extra: Vec<String> = if r.attrs.contains_key("columns") {
+                // The plan's reading spells what a column holds beyond the plan `INSERT(a)`.
+                str_list(Some(held))
+                    .into_iter()
+                    .filter_map(|h| h.strip_suffix(')')?.split_once('('))
+                    .flat_map(|(access, c)| {
+                        let extra = p.leaves(access, &target).into_iter().filter(|l| !want.contains(l));
+                        extra.map(move |l| format!("{l}({})", ident(c))).collect::<Vec<_>>()
+                    })
+                    .collect()
+            } else {
+                p.all_leaves(str_list(Some(held)), &target).difference(&want).cloned().collect()
+            };
             if !extra.is_empty() {
                 self.execute(&format!("REVOKE{on} {} ON {} FROM {to}", extra.join(", "), target.sql()), &[], &doing)
                     .await?;
@@ -691,28 +814,34 @@ impl Handle {
         let on = self.on_cluster();
         let doing = format!("revoking from {}", who(&g));
         let target = id.get("on").and_then(Value::as_str).map(Target::parse).transpose().map_err(ProviderError::new)?;
+        // An orphan's one column, or a column grant's columns.
         let column = id.get("column").and_then(Value::as_str);
+        let columns = columns_of(id);
         let partial = id.get("partial_revoke") == Some(&Value::Bool(true));
         let found = id.get("privileges").or_else(|| id.get("roles"));
-        // (privilege or role, with the grant option)
-        let held: Vec<(String, bool)> = match (found, &target) {
+        // (privilege or role, with the grant option, on this column)
+        let held: Vec<(String, bool, Option<String>)> = match (found, &target) {
             (Some(list), _) => str_list(Some(list))
                 .into_iter()
                 .map(|a| match a.strip_prefix("GRANT OPTION FOR ") {
-                    Some(a) => (a.to_owned(), true),
-                    None => (a.to_owned(), false),
+                    Some(a) => (a.to_owned(), true, column.map(str::to_owned)),
+                    None => (a.to_owned(), false, column.map(str::to_owned)),
                 })
                 .collect(),
             (None, None) => {
                 let live = self.grants(&BTreeSet::from([g.clone()])).await?;
-                live.roles.get(&g).map(|r| r.keys().map(|k| (k.clone(), false)).collect()).unwrap_or_default()
+                live.roles.get(&g).map(|r| r.keys().map(|k| (k.clone(), false, None)).collect()).unwrap_or_default()
             }
             (None, Some(t)) => {
                 let live = self.grants(&BTreeSet::from([g.clone()])).await?;
+                let on_column = |c: Option<&str>| match c {
+                    Some(c) if !columns.is_empty() => columns.iter().any(|w| w == c),
+                    c => c == column,
+                };
                 live.rows
                     .into_iter()
-                    .filter(|r| &r.target == t && r.column.as_deref() == column && r.partial == partial)
-                    .map(|r| (r.access, r.grant_option))
+                    .filter(|r| &r.target == t && on_column(r.column.as_deref()) && r.partial == partial)
+                    .map(|r| (r.access, r.grant_option, r.column))
                     .collect()
             }
         };
@@ -721,18 +850,21 @@ impl Handle {
         }
         let statements: Vec<String> = match &target {
             None => {
-                let roles: Vec<String> = held.iter().map(|(r, _)| ident(r)).collect();
+                let roles: Vec<String> = held.iter().map(|(r, ..)| ident(r)).collect();
                 vec![format!("REVOKE{on} {} FROM {to}", roles.join(", "))]
             }
             Some(t) => {
-                let cols = column.map(|c| format!("({})", ident(c))).unwrap_or_default();
+                let spelled = |a: &str, c: &Option<String>| match c {
+                    Some(c) => format!("{a}({})", ident(c)),
+                    None => a.to_owned(),
+                };
                 let object = format!("ON {}", t.sql());
                 let list = |option: bool| {
-                    held.iter().filter(|(_, o)| *o == option).map(|(a, _)| format!("{a}{cols}")).collect::<Vec<_>>()
+                    held.iter().filter(|(_, o, _)| *o == option).map(|(a, _, c)| spelled(a, c)).collect::<Vec<_>>()
                 };
                 let mut out = Vec::new();
                 if !partial {
-                    let all: Vec<String> = held.iter().map(|(a, _)| format!("{a}{cols}")).collect();
+                    let all: Vec<String> = held.iter().map(|(a, _, c)| spelled(a, c)).collect();
                     out.push(format!("REVOKE{on} {} {object} FROM {to}", all.join(", ")));
                 }
                 // A partial revoke is lifted by granting again what it withholds.
@@ -776,7 +908,7 @@ impl Handle {
                 let sql = format!(
                     "GRANT{} {} ON {} TO {}{option}",
                     self.on_cluster(),
-                    str_list(r.attrs.get("privileges")).join(", "),
+                    privilege_sql(r),
                     target_of(r)?.sql(),
                     ident(&g.1)
                 );

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use aspects_config::SecretStore;
-use aspects_e2e::superset::{ADMIN_PASSWORD_ENV, Api, Ss, apply, assert_no_changes, plan, run, stack, uuid};
+use aspects_e2e::superset::{ADMIN_PASSWORD_ENV, Api, Ss, apply, assert_no_changes, cleanup, plan, run, stack, uuid};
 use aspects_e2e::{Run, Sandbox, assert_no_secret};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -214,4 +214,75 @@ fn hostile_bundles_are_refused_before_any_write() {
 
     apply(&s);
     assert_no_changes(&s);
+}
+
+#[test]
+fn owned_assets_leaving_the_bundle_are_deleted_and_unowned_ones_kept() {
+    let Some(s) = sandbox("ssa-converge", None) else { return };
+    let folder = copy_fixture(&s);
+    s.write("aspects.toml", &plan(&s, "report = { generate = 24 }\n", &bundle_body(&s, &folder, "")));
+    apply(&s);
+    let api = Api::new();
+    // Made by hand: not this bundle's, so never touched.
+    let title = format!("{}Hand made", s.prefix);
+    let (status, made) = api.call(Method::POST, "/api/v1/dashboard/", Some(json!({"dashboard_title": title})));
+    assert!(status.is_success(), "{made}");
+
+    // The chart "Rows" leaves the bundle and its dashboard (with every reference to its id).
+    std::fs::remove_file(folder.join("assets/charts/Rows.yaml")).unwrap();
+    let path = folder.join("assets/dashboards/Fixture.yaml");
+    let dashboard = std::fs::read_to_string(&path).unwrap();
+    let start = dashboard.find("  CHART-3:\n").unwrap();
+    let end = dashboard.find("  DASHBOARD_VERSION_KEY").unwrap();
+    let dashboard = [&dashboard[..start], &dashboard[end..]].concat();
+    let dashboard = dashboard
+        .replace("    - CHART-3\n", "")
+        .replace("          - 1\n          - 3\n", "          - 1\n")
+        .replace("  timed_refresh_immune_slices:\n  - 3\n", "");
+    std::fs::write(&path, dashboard).unwrap();
+
+    let planned = s.run(&["plan"]);
+    assert_eq!(planned.code, 0, "{planned:?}");
+    insta::assert_snapshot!("chart_leaves", scrubbed(&s, &planned));
+    apply(&s);
+    assert_no_changes(&s);
+    let charts: Vec<String> = changed_on(&api, &s, "chart").into_iter().map(|(u, _)| u).collect();
+    assert_eq!(charts, [11, 12].map(|n| format!("{}-0000-4000-8000-0000000000{n}", id(&s))), "Rows is deleted");
+    let ours = api.list("/api/v1/dashboard/", "dashboard_title", &format!("{}Fixture", s.prefix));
+    let linked = api.get(&format!("/api/v1/dashboard/{}/charts", ours[0]["id"]));
+    assert_eq!(linked["result"].as_array().unwrap().len(), 2, "the chart left its dashboard: {linked}");
+    assert_eq!(api.list("/api/v1/dashboard/", "dashboard_title", &title).len(), 1, "the hand-made one stays");
+
+    // Destroying the bundle takes its connection too, and nothing else.
+    let r = run(&s, &["destroy", "--auto-approve"]);
+    assert_eq!(r.code, 1, "a bundle holds a connection: --allow-destroy is needed: {r:?}");
+    let r = run(&s, &["destroy", "--auto-approve", "--allow-destroy"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(all_changed_on(&api, &s).is_empty(), "every asset of the bundle is gone");
+    assert_eq!(api.list("/api/v1/dashboard/", "dashboard_title", &title).len(), 1, "the hand-made one stays");
+    let markers = api.list("/api/v1/css_template/", "template_name", &format!("aspects assets: {}", s.prefix));
+    assert!(markers.is_empty(), "{markers:?}");
+}
+
+#[test]
+fn a_crash_after_any_write_then_apply_converges() {
+    let Some(s) = sandbox("ssa-crash", None) else { return };
+    let api = Api::new();
+    let mut k = 1;
+    loop {
+        cleanup(&s.prefix);
+        let mut crashing = s.command(&["apply", "--auto-approve", "--lock-timeout", "120s"]);
+        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
+        let r: Run = crashing.output().unwrap().into();
+        if r.code == 0 {
+            assert!(k > 4, "claim, import, markers, record: {} writes only: {r:?}", k - 1);
+            break;
+        }
+        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+        // The killed run's lease (2 s) runs out while the next run waits.
+        apply(&s);
+        assert_no_changes(&s);
+        assert_eq!(all_changed_on(&api, &s).len(), 7, "k = {k}");
+        k += 1;
+    }
 }

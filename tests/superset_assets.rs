@@ -127,6 +127,8 @@ fn a_bundle_applies_then_plans_empty_and_a_second_apply_imports_nothing() {
     let dash = api.list("/api/v1/dashboard/", "dashboard_title", &s.prefix);
     let charts = api.get(&format!("/api/v1/dashboard/{}/charts", dash[0]["id"]));
     assert_eq!(charts["result"].as_array().unwrap().len(), 3, "{charts}");
+    // `_roles` is set: the original goes to Admin only, as Aspects does.
+    assert_eq!(api.get(&format!("/api/v1/dashboard/{}", dash[0]["id"]))["result"]["roles"][0]["name"], "Admin");
 
     // The database password went in the import's `passwords` field: Superset has it, nothing
     // else does (outputs, files, the markers).
@@ -285,4 +287,95 @@ fn a_crash_after_any_write_then_apply_converges() {
         assert_eq!(all_changed_on(&api, &s).len(), 7, "k = {k}");
         k += 1;
     }
+}
+
+/// The released Aspects bundle (tutor-contrib-aspects 6.1.0, unpacked by `stack up`) with three
+/// locales, rendered with Tutor's defaults: apply, plan empty, and Superset's export of every
+/// asset compares equal to the plan. The bundle's UUIDs and names are fixed: only this test
+/// imports it (the benchmark too, outside the test suite).
+#[test]
+fn the_aspects_bundle_with_three_locales_applies_then_plans_empty() {
+    let Some(wheel) = aspects_e2e::optional_stack_env("ASPECTS_STACK_TUTOR_ASPECTS") else {
+        eprintln!("skipped: no ASPECTS_STACK_TUTOR_ASPECTS (run `cargo xtask stack up`)");
+        return;
+    };
+    let Some(s) = sandbox("ssa-upstream", None) else { return };
+    let api = Api::new();
+    // Markers an interrupted earlier run left would make its assets another bundle's.
+    for t in api.list("/api/v1/css_template/", "template_name", "aspects assets: t") {
+        if t["template_name"].as_str().unwrap().ends_with("/upstream") {
+            api.call(Method::DELETE, &format!("/api/v1/css_template/{}", t["id"]), None);
+        }
+    }
+    let templates = Path::new(&wheel).join("tutoraspects/templates");
+    let locales = ["fr_CA", "es-419", "de"];
+    let mut roles = String::new();
+    let mut needs = Vec::new();
+    for role in ["Instructor", "Operator"] {
+        for (i, l) in locales.iter().enumerate() {
+            roles.push_str(&format!("\n[superset_role.{role}_{i}]\nname = \"@@{role} - {l}\"\n"));
+            needs.push(format!("\"superset_role.{role}_{i}\""));
+        }
+    }
+    let ch = aspects_e2e::clickhouse::url().trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let body = format!(
+        "[superset_assets.upstream]\nname = \"upstream\"\ndirectory = \"{assets}\"\ntemplates = \"{templates}\"\n\
+         locales = {locales:?}\ndepends_on = [{needs}]\n\
+         context = {{ ASPECTS_EVENT_SINK_DATABASE = \"event_sink\", ASPECTS_XAPI_DATABASE = \"xapi\", \
+         DBT_PROFILE_TARGET_DATABASE = \"reporting\", SUPERSET_DB_NAME = \"superset\", \
+         CLICKHOUSE_REPORT_SQLALCHEMY_URI = \"clickhousedb+connect://ch_report:${{secrets.report}}@{ch}/xapi\", \
+         SUPERSET_METADATA_SQLALCHEMY_URI = \"mysql://superset:${{secrets.report}}@127.0.0.1:9/superset\", \
+         SUPERSET_ROLES_MAPPING = {{ instructor = \"@@Instructor\", operator = \"@@Operator\" }}, \
+         ASPECTS_COURSE_COMPARISON_HELP_MARKDOWN = \"## Help\", ASPECTS_COURSE_OVERVIEW_HELP_MARKDOWN = \"## Help\", \
+         ASPECTS_INDIVIDUAL_LEARNER_HELP_MARKDOWN = \"## Help\", ASPECTS_LEARNER_GROUPS_HELP_MARKDOWN = \"## Help\", \
+         ASPECTS_OPERATOR_HELP_MARKDOWN = \"## Help\" }}\n{roles}",
+        assets = templates.join("aspects/build/aspects-superset/openedx-assets/assets").display(),
+        templates = templates.display(),
+        needs = needs.join(", "),
+    );
+    s.write("aspects.toml", &plan(&s, "report = { generate = 24 }\n", &body));
+    apply(&s);
+    assert_no_changes(&s);
+    // What the bundle recorded, by kind (other tests share this Superset: counting is theirs too).
+    let markers = api.list("/api/v1/css_template/", "template_name", &format!("aspects assets: {}dep/", s.prefix));
+    let css = markers[0]["css"].as_str().unwrap();
+    let count = |kind: &str| css.matches(&format!("[\"{kind}\",")).count();
+    // 9 dashboards and 82 charts, each also per locale; 47 datasets, those with SQL per locale.
+    assert_eq!([count("dashboard"), count("chart"), count("database")], [36, 328, 2]);
+    assert!(count("dataset") > 47 + 3 * 30, "{}", count("dataset"));
+    let q = "(filters:!((col:slug,opr:eq,value:'course-dashboard-fr_CA')))";
+    let dash = &api.get(&format!("/api/v1/dashboard/?q={q}"))["result"][0];
+    assert_eq!(dash["uuid"], "257f514e-f480-5035-86c4-10540b48d267", "uuid5(uuid5(base, 'superset'), 'fr_ca')");
+    let roles: Vec<String> = api.get(&format!("/api/v1/dashboard/{}", dash["id"]))["result"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(roles, [format!("{}Instructor - fr_CA", s.prefix)]);
+
+    // Superset's own export of every asset compares equal to the plan: with the markers made
+    // stale, the plan reads every asset back and finds nothing but the stale markers.
+    let mut stale = css.to_owned();
+    for kind in ["database", "dataset", "chart", "dashboard"] {
+        let entry = format!("[\"{kind}\",\"");
+        let parts: Vec<&str> = stale.split(&entry).collect();
+        let rest = parts[1..].iter().map(|p| format!("{entry}{}{}", "0".repeat(24), &p[24..]));
+        stale = std::iter::once(parts[0].to_owned()).chain(rest).collect();
+    }
+    assert!(stale != css && stale.len() == css.len(), "every marker made stale");
+    let path = format!("/api/v1/css_template/{}", markers[0]["id"]);
+    assert!(api.call(Method::PUT, &path, Some(json!({"css": stale}))).0.is_success());
+    let reread = s.run(&["plan"]);
+    let changed: Vec<&str> = reread.stdout.lines().filter(|l| l.starts_with("          ")).collect();
+    assert!(changed.len() > 500, "{reread:?}");
+    assert!(changed.iter().all(|l| l.contains("\": \"(reads equal, but not as aspects recorded it")), "{changed:#?}");
+    apply(&s);
+    assert_no_changes(&s);
+
+    let r = run(&s, &["destroy", "--auto-approve", "--allow-destroy"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(api.get(&format!("/api/v1/dashboard/?q={q}"))["count"], 0);
+    let q = "(filters:!((col:database_name,opr:eq,value:'OpenedX Clickhouse')))";
+    assert_eq!(api.get(&format!("/api/v1/database/?q={q}"))["count"], 0);
 }

@@ -128,6 +128,7 @@ pub fn load(inputs: &Inputs) -> Result<Vec<Asset>, String> {
     let mut assets = Vec::new();
     let mut paths = BTreeSet::new();
     let mut uuids = BTreeMap::new();
+    let mut bases = Vec::new();
     for file in yaml_files(&root)? {
         let source = file.strip_prefix(&root).unwrap_or(&file).display().to_string();
         let text = std::fs::read_to_string(&file).map_err(|e| format!("{source}: {e}"))?;
@@ -138,20 +139,24 @@ pub fn load(inputs: &Inputs) -> Result<Vec<Asset>, String> {
             let at = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
             scrub.scrub(&format!("{source}{at}: not valid YAML: {e}"))
         })?;
-        let base = parse(content, &source)?;
-        let mut copies = vec![base.clone()];
-        if base.kind != Kind::Database {
-            copies.extend(inputs.locales.iter().map(|l| localised(&base, l)));
+        bases.push(parse(content, &source)?);
+    }
+    let physical: BTreeSet<String> = bases.iter().filter(|a| is_physical(a)).map(|a| a.uuid.clone()).collect();
+    for base in bases {
+        let mut copies = Vec::new();
+        if base.kind != Kind::Database && !physical.contains(&base.uuid) {
+            copies.extend(inputs.locales.iter().map(|l| localised(&base, l, &physical)));
         }
+        copies.insert(0, base);
         for asset in copies {
             if !paths.insert(asset.zip_path.clone()) {
                 return Err(format!(
-                    "{source}: two assets would be written to {}; give one another _file_name",
-                    asset.zip_path
+                    "{}: two assets would be written to {}; give one another _file_name",
+                    asset.source, asset.zip_path
                 ));
             }
             if let Some(other) = uuids.insert(asset.uuid.clone(), asset.source.clone()) {
-                return Err(format!("{source}: uuid {} is also the uuid of an asset in {other}", asset.uuid));
+                return Err(format!("{}: uuid {} is also the uuid of an asset in {other}", asset.source, asset.uuid));
             }
             assets.push(asset);
         }
@@ -219,6 +224,11 @@ fn parse(content: Json, source: &str) -> Result<Asset, String> {
         Some(Json::String(t)) if !t.trim().is_empty() => t.clone(),
         _ => return Err(format!("{source}: {} must be a non-empty string", kind.title_key())),
     };
+    if kind == Kind::Dashboard
+        && let Some(Json::Object(position)) = map.get_mut("position")
+    {
+        drop_dangling_children(position);
+    }
     let mut password = None;
     if kind == Kind::Database {
         let full = map.get("sqlalchemy_uri").and_then(Json::as_str).unwrap_or_default().to_owned();
@@ -244,10 +254,32 @@ fn parse(content: Json, source: &str) -> Result<Asset, String> {
     })
 }
 
+/// Drops, from each element's `children`, the ids the position does not hold. Superset's
+/// dashboard API refuses every update of a dashboard whose stored position has one (its `tabs`
+/// walk fails with a KeyError), so its roles could not be set; its frontend skips them anyway.
+/// Aspects 6.1.0's Operator dashboard names a tab `TAB-nXpinnLEX` that is not there.
+fn drop_dangling_children(position: &mut Map<String, Json>) {
+    let ids: BTreeSet<String> = position.keys().cloned().collect();
+    for element in position.values_mut() {
+        if let Some(Json::Array(children)) = element.get_mut("children") {
+            children.retain(|c| c.as_str().is_none_or(|id| ids.contains(id)));
+        }
+    }
+}
+
+/// A dataset of a table (no SQL of its own).
+fn is_physical(a: &Asset) -> bool {
+    a.kind == Kind::Dataset && a.content.get("sql").and_then(Json::as_str).is_none_or(str::is_empty)
+}
+
 /// The copy of `base` for `locale`, as Aspects' `generate_translated_asset` makes it. Aspects
 /// also translates titles through its compiled `locale.yaml`; the released package ships no
 /// translations, so titles stay as written (its `get_translation` falls back the same way).
-fn localised(base: &Asset, locale: &str) -> Asset {
+/// One difference: Aspects also copies a dataset of a table (no SQL), and Superset merges the
+/// copies into the one row of that table (its key is the table, not the UUID), keeping the last
+/// UUID written; so there are no such copies here, and the locale charts of such a dataset
+/// point at the dataset itself, which is where Aspects' own import leaves them.
+fn localised(base: &Asset, locale: &str, physical: &BTreeSet<String>) -> Asset {
     let mut copy = base.clone();
     copy.uuid = localized_uuid(&base.uuid, locale);
     copy.roles = base.declared_roles.iter().map(|r| format!("{r} - {locale}")).collect();
@@ -268,14 +300,13 @@ fn localised(base: &Asset, locale: &str) -> Asset {
             }
         }
         Kind::Dataset => {
-            // Only virtual datasets get a name of their own.
-            if map.get("sql").and_then(Json::as_str).is_some_and(|s| !s.is_empty()) {
-                copy.title = format!("{}_{locale}", base.title);
-                map.insert("table_name".into(), Json::String(copy.title.clone()));
-            }
+            copy.title = format!("{}_{locale}", base.title);
+            map.insert("table_name".into(), Json::String(copy.title.clone()));
         }
         Kind::Chart => {
-            if let Some(Json::String(dataset)) = map.get_mut("dataset_uuid") {
+            if let Some(Json::String(dataset)) = map.get_mut("dataset_uuid")
+                && !physical.contains(dataset.as_str())
+            {
                 *dataset = localized_uuid(dataset, locale);
             }
         }
@@ -322,6 +353,52 @@ fn uuid5(namespace: &[u8; 16], name: &str) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The project's bundle with one locale, as Aspects expands it.
+    #[test]
+    fn the_fixture_renders_and_expands_per_locale() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/superset-assets");
+        let context: BTreeMap<String, Value> = [
+            ("ID", Value::from("0badc0de")),
+            ("PREFIX", Value::from("p_")),
+            ("CLICKHOUSE_DATABASE", Value::from("default")),
+            ("DASHBOARD_ROLE", Value::from("Viewer")),
+            ("CLICKHOUSE_URI", Value::Sensitive(Secret::new("clickhousedb+connect://u:p%40ss@h:8123/default"))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let context = Value::Map(context);
+        let inputs = Inputs {
+            directory: dir.join("assets"),
+            templates: dir.clone(),
+            context: Some(&context),
+            locales: vec!["fr_CA".into()],
+        };
+        let assets = load(&inputs).unwrap();
+        let find = |uuid: &str| assets.iter().find(|a| a.uuid == uuid).unwrap_or_else(|| panic!("{uuid}"));
+        let count = |k: Kind| assets.iter().filter(|a| a.kind == k).count();
+        // The table dataset `one` has no locale copy (see `localised`).
+        assert_eq!([1, 3, 6, 2], Kind::ALL.map(count));
+        let db = find("0badc0de-0000-4000-8000-000000000001");
+        assert_eq!(db.password.as_ref().map(Secret::expose), Some("p@ss"));
+        assert_eq!(db.content["sqlalchemy_uri"], "clickhousedb+connect://u:XXXXXXXXXX@h:8123/default");
+        let sql = find("0badc0de-0000-4000-8000-000000000002").content["sql"].as_str().unwrap().to_owned();
+        assert!(sql.contains("from system.one") && sql.contains("{% if filter_values(\"course\") != [] %}"), "{sql}");
+        let fr = |base: &str| localized_uuid(&format!("0badc0de-0000-4000-8000-0000000000{base}"), "fr_CA");
+        let dataset = find(&fr("02"));
+        assert_eq!(
+            (dataset.title.as_str(), dataset.zip_path.as_str()),
+            ("p_course_events_fr_CA", "datasets/course_events-fr_CA.yaml")
+        );
+        assert_eq!(find(&fr("11")).content["dataset_uuid"], fr("02").as_str());
+        assert_eq!(find(&fr("13")).content["dataset_uuid"], "0badc0de-0000-4000-8000-000000000003");
+        let dash = find(&fr("21"));
+        assert_eq!(dash.content["slug"], "p_fixture-fr_CA");
+        assert_eq!(dash.roles, ["Viewer - fr_CA"]);
+        assert_eq!(dash.content["position"]["CHART-1"]["meta"]["uuid"], fr("11").as_str());
+        assert_eq!(find("0badc0de-0000-4000-8000-000000000021").roles, ["Admin"]);
+    }
 
     #[test]
     fn localized_uuids_are_aspects_ones() {

@@ -23,6 +23,8 @@ pub fn comparable(kind: Kind, content: &Json) -> Json {
     let mut map = content.as_object().cloned().unwrap_or_default();
     map.remove("_file_name");
     map.remove("_roles");
+    // The asset importer takes no tags (only the per-kind importers do, with TAGGING_SYSTEM).
+    map.remove("tags");
     for key in JSON_STRINGS {
         if let Some(Json::String(text)) = map.get(key)
             && let Ok(parsed @ (Json::Object(_) | Json::Array(_))) = serde_json::from_str::<Json>(text)

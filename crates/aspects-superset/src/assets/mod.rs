@@ -240,6 +240,7 @@ impl Handle {
             assets.iter().filter(|a| before.and_then(|b| b.get(a.key())) != Some(&comparable[&a.uuid])).collect();
         if !import.is_empty() {
             self.import(&import).await?;
+            self.set_dashboard_roles(&import).await?;
         }
         let held: BTreeSet<&str> = assets.iter().map(|a| a.uuid.as_str()).collect();
         let leaving: Vec<(String, Kind)> =
@@ -293,6 +294,42 @@ impl Handle {
                  the first error",
             )
         })
+    }
+
+    /// The roles Aspects gives each imported dashboard (the importer takes none): one PUT per
+    /// dashboard that has roles, before the markers are recorded (it moves `changed_on`).
+    async fn set_dashboard_roles(&self, imported: &[&Asset]) -> Result<(), ProviderError> {
+        let dashboards: Vec<&&Asset> =
+            imported.iter().filter(|a| a.kind == Kind::Dashboard && !a.roles.is_empty()).collect();
+        if dashboards.is_empty() {
+            return Ok(());
+        }
+        let roles: BTreeMap<String, i64> = self.roles().await?.into_iter().map(|r| (r.name, r.id)).collect();
+        let listed = self.listed(Kind::Dashboard).await?;
+        for a in dashboards {
+            let ids = a
+                .roles
+                .iter()
+                .map(|name| {
+                    roles.get(name).copied().ok_or_else(|| {
+                        ProviderError::new(format!("{} ({}): Superset has no role {name:?}", a.key(), a.source)).with_hint(
+                            "declare it as a superset_role and list it in the bundle's depends_on, so it exists first \
+                             (Aspects' locale copies want `<role> - <locale>`)",
+                        )
+                    })
+                })
+                .collect::<Result<Vec<i64>, _>>()?;
+            let Some(l) = listed.get(&a.uuid) else { continue };
+            let body = serde_json::json!({ "roles": ids });
+            self.write(
+                Method::PUT,
+                &format!("{}{}", Kind::Dashboard.api(), l.id),
+                Some(&body),
+                &format!("setting the roles of {}", a.key()),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Deletes assets (dashboards, then charts, then datasets, then connections): one request

@@ -200,14 +200,24 @@ fn dashboard(map: &mut Map<String, Json>) {
 }
 
 /// Only the keys `desired` sets: Superset's export also writes every field it has a default
-/// for, which a hand-written bundle may leave out.
-pub fn project(live: Json, desired: &Json) -> Json {
-    match (live, desired) {
-        (Json::Object(mut l), Json::Object(d)) => {
-            Json::Object(d.keys().filter_map(|k| l.remove(k).map(|v| (k.clone(), v))).collect())
+/// for, which a hand-written bundle may leave out. Within a dataset's columns and metrics too
+/// (a bundle writes `is_dttm: null` where Superset stores and exports `false`): an attribute of
+/// a column the bundle leaves unset is not compared; a column it does not name still is.
+pub fn project(kind: Kind, live: Json, desired: &Json) -> Json {
+    let (Json::Object(mut live), Json::Object(want)) = (live, desired) else { return Json::Null };
+    let mut out: Map<String, Json> = want.keys().filter_map(|k| live.remove(k).map(|v| (k.clone(), v))).collect();
+    if kind == Kind::Dataset {
+        for list in ["columns", "metrics"] {
+            if let (Some(Json::Object(items)), Some(Json::Object(wanted))) = (out.get_mut(list), want.get(list)) {
+                for (name, item) in items.iter_mut() {
+                    if let (Json::Object(fields), Some(Json::Object(w))) = (item, wanted.get(name)) {
+                        fields.retain(|k, _| w.contains_key(k));
+                    }
+                }
+            }
         }
-        (l, _) => l,
     }
+    Json::Object(out)
 }
 
 /// What this asset's import is identified by: its comparable form, its roles and its password,
@@ -294,6 +304,19 @@ mod tests {
             json!(["chart:u2"])
         );
         assert_ne!(comparable(Kind::Dashboard, &dash(1, 2)), comparable(Kind::Dashboard, &json!({"position": {}})));
+    }
+
+    #[test]
+    fn columns_compare_by_name_on_the_attributes_the_bundle_sets() {
+        let want = json!({"table_name": "t", "columns": [{"column_name": "a", "is_dttm": null, "type": "String"}]});
+        let live = json!({"table_name": "t", "id": 3, "columns": [
+            {"column_name": "b", "type": "UInt8"}, {"column_name": "a", "is_dttm": false, "type": "String"}]});
+        let want = comparable(Kind::Dataset, &want);
+        assert_eq!(
+            project(Kind::Dataset, comparable(Kind::Dataset, &live), &want),
+            json!({"table_name": "t", "columns": {
+                "b": {"column_name": "b", "type": "UInt8"}, "a": {"column_name": "a", "type": "String"}}})
+        );
     }
 
     #[test]

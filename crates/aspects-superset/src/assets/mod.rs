@@ -204,7 +204,7 @@ impl Handle {
                     let (key, w) = (a.key(), &want[&a.key()]);
                     // Gone since it was listed: absent.
                     let Some(got) = exported.remove(&a.uuid) else { continue };
-                    let got = compare::project(got, w);
+                    let got = compare::project(kind, got, w);
                     live.insert(key, if &got == w { Json::String(UNRECORDED.into()) } else { got });
                 }
             }

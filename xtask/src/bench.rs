@@ -18,14 +18,38 @@ const SIZES: [usize; 3] = [10, 100, 1000];
 const RUNS: usize = 7;
 const TARGET_MS: f64 = 300.0;
 
-pub fn run() -> Result<(), String> {
+/// One part of the benchmark, for `cargo xtask bench PART`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The MySQL provider's no-op plan, in process.
+    Mysql,
+    /// The ClickHouse provider's no-op plans, in process.
+    Clickhouse,
+    /// validate and no-op plan of the release binary at N = 1,000 / 3,000 / 9,000.
+    Loading,
+}
+
+pub fn run(part: Option<Part>) -> Result<(), String> {
     let url = std::env::var("ASPECTS_STACK_MYSQL_URL")
         .map_err(|_| "ASPECTS_STACK_MYSQL_URL is not set; run `cargo xtask bench`")?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let runs = |p: Part| part.is_none_or(|only| only == p);
+    let mysql = !runs(Part::Mysql) || mysql_noop(&rt, &url)?;
+    let clickhouse = !runs(Part::Clickhouse) || crate::bench_clickhouse::run(&rt, &url)?;
+    let loading = !runs(Part::Loading) || crate::loading::run(&url)?;
+    if mysql && clickhouse && loading {
+        Ok(())
+    } else {
+        Err("benchmark limits exceeded (see NO / TOO SLOW above)".into())
+    }
+}
+
+/// The MySQL part; `Ok(false)` when the query count grows with N.
+fn mysql_noop(rt: &tokio::runtime::Runtime, url: &str) -> Result<bool, String> {
     let registry = Registry::default().with(aspects_mysql::schema());
     let mut rows = Vec::new();
     for n in SIZES {
-        rows.push(rt.block_on(measure(n, &url, &registry))?);
+        rows.push(rt.block_on(measure(n, url, &registry))?);
     }
     println!("\nno-op plan, MySQL provider (median of {RUNS} runs, connect included)");
     println!("{:>6} {:>10} {:>9} {:>12}", "N", "ms", "queries", "ms / ms(10)");
@@ -37,13 +61,7 @@ pub fn run() -> Result<(), String> {
     let fast = rows.last().is_some_and(|r| r.1 < TARGET_MS);
     println!("\nquery count independent of N: {}", if queries_flat { "yes" } else { "NO" });
     println!("N = 1000 under {TARGET_MS} ms: {}", if fast { "yes" } else { "NO" });
-    let clickhouse = crate::bench_clickhouse::run(&rt, &url)?;
-    let loading = crate::loading::run(&url)?;
-    if queries_flat && clickhouse && loading {
-        Ok(())
-    } else {
-        Err("benchmark limits exceeded (see NO / TOO SLOW above)".into())
-    }
+    Ok(queries_flat)
 }
 
 pub fn plan_text(n: usize, url: &str) -> String {

@@ -14,6 +14,7 @@ const SIZES: [usize; 3] = [1_000, 3_000, 9_000];
 const RUNS: usize = 3;
 const SLOW_MS: f64 = 2_000.0;
 const MAX_RATIO: f64 = 12.0;
+const TARGET_PEAK_MB: f64 = 80.0;
 
 /// One timed process: median wall time, peak RSS of the slowest-memory run, queries (plan only).
 struct Sample {
@@ -33,8 +34,8 @@ pub fn run(url: &str) -> Result<bool, String> {
     let result = measure_all(&bin, &dir, url);
     let _ = std::fs::remove_dir_all(&dir);
     let (validate, plan) = result?;
-    let mut ok = report("validate", &validate);
-    ok &= report("no-op plan (after apply)", &plan);
+    let mut ok = report("validate", &validate, 150.0);
+    ok &= report("no-op plan (after apply)", &plan, 400.0);
     let queries: Vec<Option<u64>> = plan.iter().map(|s| s.queries).collect();
     let flat = queries.iter().all(|q| q.is_some() && *q == queries[0]);
     println!("no-op plan query count independent of N: {}", if flat { "yes" } else { "NO" });
@@ -142,13 +143,25 @@ fn wait4(pid: u32) -> Result<(i32, i64), String> {
 }
 
 /// Prints one table; false when the growth ratio exceeds [`MAX_RATIO`].
-fn report(what: &str, samples: &[Sample]) -> bool {
+/// Prints one table; `false` when the growth ratio is over the limit. The absolute
+/// targets at N = 9,000 (`target_ms`, [`TARGET_PEAK_MB`]) are printed as met or missed, never
+/// failed on: they depend on the machine and its load.
+fn report(what: &str, samples: &[Sample], target_ms: f64) -> bool {
     println!("\n{what}: release binary, whole process, median of {RUNS} runs (one if over {SLOW_MS} ms)");
     println!("{:>6} {:>10} {:>14} {:>12} {:>9}", "N", "ms", "µs/resource", "peak MB", "queries");
     for (n, s) in SIZES.iter().zip(samples) {
         let q = s.queries.map_or("-".to_owned(), |q| q.to_string());
         println!("{n:>6} {:>10.1} {:>14.1} {:>12.1} {q:>9}", s.ms, s.ms * 1000.0 / *n as f64, s.peak_mb);
     }
+    let last = &samples[2];
+    let met = |ok: bool| if ok { "met" } else { "missed" };
+    println!(
+        "N = 9000: {:.0} ms (target < {target_ms:.0}: {}), peak {:.1} MB (target < {TARGET_PEAK_MB:.0}: {})",
+        last.ms,
+        met(last.ms < target_ms),
+        last.peak_mb,
+        met(last.peak_mb < TARGET_PEAK_MB)
+    );
     let ratio = samples[2].ms / samples[0].ms;
     let ok = ratio <= MAX_RATIO;
     println!(

@@ -20,7 +20,7 @@ mod venv;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -46,6 +46,8 @@ enum Cmd {
     /// No-op plan for N = 10 / 100 / 1000, then validate and no-op plan of the release binary
     /// for N = 1000 / 3000 / 9000; exits non-zero when a limit is exceeded.
     Bench {
+        /// Only this part (default: all three).
+        part: Option<bench::Part>,
         /// Run in this process (used by the release re-exec).
         #[arg(long, hide = true)]
         in_process: bool,
@@ -67,15 +69,18 @@ fn main() -> ExitCode {
         Cmd::Stack { action: StackAction::Status } => stack::status(),
         Cmd::Test { args } => test(&args),
         Cmd::Demo => demo(),
-        Cmd::Bench { in_process: true } => bench::run(),
-        Cmd::Bench { in_process: false } => stack::up().and_then(|env| {
+        Cmd::Bench { part, in_process: true } => bench::run(part),
+        Cmd::Bench { part, in_process: false } => stack::up().and_then(|env| {
             // The loading side times the release `aspects` binary beside the release xtask.
             // Built on its own: with xtask in the same invocation, features unify differently
             // and the `run` below would compile xtask a second time.
             run(cargo().args(["build", "--release", "--package", "aspects-cli"]))?;
-            run(cargo()
-                .args(["run", "--release", "--quiet", "--package", "xtask", "--", "bench", "--in-process"])
-                .envs(env))
+            let mut bench = cargo();
+            bench.args(["run", "--release", "--quiet", "--package", "xtask", "--", "bench", "--in-process"]);
+            if let Some(part) = part {
+                bench.arg(part.to_possible_value().expect("no skipped variants").get_name());
+            }
+            run(bench.envs(env))
         }),
     };
     match result {

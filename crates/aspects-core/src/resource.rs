@@ -74,15 +74,16 @@ pub struct Resource {
     /// `file:line:col` of its table, for messages.
     pub origin: String,
     /// `file:line:col` of each attribute's value as written (defaults have none), so a provider
-    /// can report a plan-time problem at the attribute.
-    pub attr_origins: Arc<BTreeMap<String, String>>,
+    /// can report a plan-time problem at the attribute. A short list keyed by the schema's
+    /// names: a map per resource cost ~550 bytes for a handful of entries.
+    pub attr_origins: Arc<Vec<(&'static str, String)>>,
     /// Names of every secret its attribute values derive from: directly, through vars, or
-    /// through another resource's attribute.
-    pub secrets: BTreeSet<String>,
+    /// through another resource's attribute. Shared with the normalised copy, as above.
+    pub secrets: Arc<BTreeSet<String>>,
     /// The subset of `secrets` that flows into write-only secret attributes: credentials the
     /// target itself checks (a user's password), as opposed to copies a client presents (a
     /// connection URI). A rotation changes these first.
-    pub credential_secrets: BTreeSet<String>,
+    pub credential_secrets: Arc<BTreeSet<String>>,
 }
 
 impl Resource {
@@ -96,7 +97,7 @@ impl Resource {
 
     /// Where an attribute is written, falling back to the resource's table.
     pub fn origin_of(&self, attr: &str) -> &str {
-        self.attr_origins.get(attr).map_or(&self.origin, String::as_str)
+        self.attr_origins.iter().find(|(name, _)| *name == attr).map_or(&self.origin, |(_, at)| at)
     }
 }
 

@@ -7,40 +7,43 @@ use std::sync::Arc;
 /// What is printed wherever a secret would be.
 pub const REDACTED: &str = "(sensitive)";
 
-/// Equal when the values are equal; how it is shown plays no part.
+/// Equal when the values are equal; how it is shown plays no part. One pointer wide, so a
+/// [`crate::Value`] (and every attribute map's B-tree node) stays small.
 #[derive(Clone)]
-pub struct Secret {
-    value: Arc<str>,
+pub struct Secret(Arc<Inner>);
+
+struct Inner {
+    value: Box<str>,
     /// What plans may show of a text built around secrets (a connection URI): the text with
     /// every secret part replaced by [`REDACTED`]. `None`: nothing is shown.
-    shown: Option<Arc<str>>,
+    shown: Option<Box<str>>,
 }
 
 impl Secret {
-    pub fn new(value: impl Into<Arc<str>>) -> Self {
-        Self { value: value.into(), shown: None }
+    pub fn new(value: impl Into<Box<str>>) -> Self {
+        Self(Arc::new(Inner { value: value.into(), shown: None }))
     }
 
     /// A secret whose non-secret parts may be shown: `shown` must hold no secret material
     /// (the loader builds it from the literal parts of a `${...}` template).
-    pub fn with_shown(value: impl Into<Arc<str>>, shown: impl Into<Arc<str>>) -> Self {
-        Self { value: value.into(), shown: Some(shown.into()) }
+    pub fn with_shown(value: impl Into<Box<str>>, shown: impl Into<Box<str>>) -> Self {
+        Self(Arc::new(Inner { value: value.into(), shown: Some(shown.into()) }))
     }
 
     /// The plaintext. Call it only where the value must cross a wire or feed a hash.
     pub fn expose(&self) -> &str {
-        &self.value
+        &self.0.value
     }
 
     /// The text with its secret parts masked, when it has non-secret parts worth showing.
     pub fn shown(&self) -> Option<&str> {
-        self.shown.as_deref()
+        self.0.shown.as_deref()
     }
 }
 
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        self.value == other.value
+        self.0.value == other.0.value
     }
 }
 

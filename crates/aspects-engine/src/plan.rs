@@ -138,7 +138,10 @@ pub async fn plan(
     let mut changes = Vec::new();
     for r in resources.values() {
         let schema = registry.kind(&r.address.kind).expect("known kind");
-        let now = live.get(&r.address);
+        // Taken out, so each object's live state is freed once compared: a no-op change is a
+        // fraction of its size, and the plan's peak memory is not all of both.
+        let now = live.remove(&r.address);
+        let now = now.as_ref();
         let at = named.get(&r.address).and_then(|found| {
             found.iter().copied().find(|&i| orphans[i].as_ref().is_some_and(|o| o.provider == r.provider))
         });

@@ -317,8 +317,8 @@ async fn rotate_with(rec: Recorder) -> (Arc<Recorder>, aspects_engine::rotate::R
         provider: "m".into(),
         attrs: [("name".to_owned(), Value::from(n))].into(),
         origin: "test".into(),
-        secrets: secrets.clone(),
-        credential_secrets: if credential { secrets.clone() } else { BTreeSet::new() },
+        secrets: secrets.clone().into(),
+        credential_secrets: if credential { secrets.clone() } else { BTreeSet::new() }.into(),
         ..Default::default()
     };
     let resources: BTreeMap<Address, Resource> = [

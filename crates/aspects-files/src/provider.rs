@@ -111,7 +111,7 @@ impl Handle {
                 .map_err(|e| ProviderError::new(format!("{}: {e}", r.address)));
         }
         match r.get("content") {
-            Some(Value::Text(t)) => Ok(t.clone()),
+            Some(Value::Text(t)) => Ok(Text::clone(t)),
             _ => render::render(r, self.templates.as_deref())
                 .map_err(|e| ProviderError::new(format!("{}: the template does not render: {e}", r.address))),
         }
@@ -160,7 +160,7 @@ impl Handle {
             if let Some(rec) = mine {
                 rec.mask(&mut content);
             }
-            attrs.insert("content".into(), Value::Text(content));
+            attrs.insert("content".into(), Value::Text(Box::new(content)));
         }
         if r.get("owner").is_some() {
             let user = nix::unistd::User::from_uid(meta.uid().into()).ok().flatten();
@@ -202,7 +202,7 @@ impl ProviderRead for Handle {
         if resource.address.kind == FILE
             && let Ok(text) = render::render(resource, self.templates.as_deref())
         {
-            resource.attrs.insert("content".into(), Value::Text(text));
+            resource.attrs.insert("content".into(), Value::Text(Box::new(text)));
             resource.attrs.remove("template");
             resource.attrs.remove("context");
         }

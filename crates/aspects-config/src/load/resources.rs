@@ -110,7 +110,7 @@ impl<'a> Loader<'a> {
             }
         }
         let mut attrs = BTreeMap::new();
-        let mut attr_origins = BTreeMap::new();
+        let mut attr_origins = Vec::new();
         let mut trace = Trace::default();
         let mut credential_secrets = BTreeSet::new();
         for attr in &schema.attrs {
@@ -128,7 +128,7 @@ impl<'a> Loader<'a> {
                 ok = false;
             }
             if let Some(e) = set {
-                attr_origins.insert(attr.name.to_owned(), self.sources.describe(&e.node.loc));
+                attr_origins.push((attr.name, self.sources.describe(&e.node.loc)));
             }
         }
         if ok
@@ -150,8 +150,8 @@ impl<'a> Loader<'a> {
             depends_on: Arc::new(deps),
             origin: self.sources.describe(&header),
             attr_origins: Arc::new(attr_origins),
-            secrets,
-            credential_secrets,
+            secrets: Arc::new(secrets),
+            credential_secrets: Arc::new(credential_secrets),
         })
     }
 

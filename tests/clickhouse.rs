@@ -633,3 +633,20 @@ grant_option = true
     let r = s.run(&["plan"]);
     assert!(r.code == 1 && r.stderr.contains("DROP TABLE cannot be granted on columns"), "{r:?}");
 }
+
+#[test]
+fn a_grant_removed_from_the_plan_is_revoked_and_the_others_stay() {
+    let s = layer("ch-rbac-leave", RBAC);
+    apply(&s, &[]);
+    let p = &s.prefix;
+    // Revoked from what the plan read (one read of the access tables for every revoke).
+    let start = RBAC.find("[clickhouse_grant.app]\n").unwrap();
+    let end = start + RBAC[start..].find("\n\n").unwrap() + 2;
+    s.write("aspects.toml", &plan(&s, &format!("{}{}", &RBAC[..start], &RBAC[end..])));
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("clickhouse_grant.app: Destruction complete"), "{r:?}");
+    assert_no_changes(&s);
+    assert_eq!(grants_of("user_name", &format!("{p}app")), "SELECT system.query_log");
+    assert_eq!(roles_of("user_name", &format!("{p}app")), format!("{p}writer admin"));
+}

@@ -90,6 +90,8 @@ pub struct Handle {
     pub(crate) version: (u32, u32),
     /// The plan's grants, as the last orphan scan saw them (see `grant.rs`).
     pub(crate) planned_grants: std::sync::Mutex<Vec<Resource>>,
+    /// The grants the last orphan scan read (see `grant.rs`).
+    pub(crate) plan_grants: std::sync::Mutex<Option<Arc<crate::grant::Grants>>>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -158,6 +160,7 @@ impl Handle {
             queries: Arc::new(AtomicU64::new(0)),
             version: (0, 0),
             planned_grants: std::sync::Mutex::new(Vec::new()),
+            plan_grants: std::sync::Mutex::new(None),
         };
         let version = handle.query("SELECT version()", &[]).await.map_err(|e| handle.err(&e, "connecting"))?;
         let mut parts = version.trim().split('.').map(|p| p.parse::<u32>().unwrap_or(0));

@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use aspects_core::schema::AttrsError;
 use aspects_core::{Address, AttrSchema, AttrType, Change, KindSchema, Live, Orphan, Resource, Value};
@@ -137,7 +138,7 @@ fn privilege_sql(r: &Resource) -> String {
 }
 
 /// (`"user"` or `"role"`, name).
-fn grantee(attrs: &BTreeMap<String, Value>) -> (&'static str, &str) {
+pub(crate) fn grantee(attrs: &BTreeMap<String, Value>) -> (&'static str, &str) {
     if attrs.contains_key("role") { ("role", str_attr(attrs, "role")) } else { ("user", str_attr(attrs, "user")) }
 }
 
@@ -361,7 +362,9 @@ struct Held {
 }
 
 /// The live grants of some grantees: rows, and role name -> admin option per grantee.
-struct Grants {
+pub(crate) struct Grants {
+    /// Whose grants these are (all of them, including grantees that hold nothing).
+    grantees: BTreeSet<Grantee>,
     rows: Vec<Row>,
     roles: BTreeMap<Grantee, BTreeMap<String, bool>>,
 }
@@ -492,7 +495,7 @@ impl Handle {
         for r in &granted {
             roles.entry(of(r)).or_default().insert(col(r, "granted_role_name"), flag(r, "with_admin_option"));
         }
-        Ok(Grants { rows, roles })
+        Ok(Grants { grantees: grantees.clone(), rows, roles })
     }
 
     /// The desired privileges of each privilege grant in the server's spelling (one query); a
@@ -646,8 +649,14 @@ impl Handle {
 
     /// What the plan's users and roles hold beyond its grants, as orphans (three queries, none
     /// without managed grantees). Remembers the plan's grants, so that a revoke on a wider object
-    /// can give back what the plan grants inside it.
-    pub(crate) async fn grant_extras(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+    /// can give back what the plan grants inside it, and what the grantees held, those of the
+    /// grants that `leaving` the plan included: apply revokes from that reading (two queries for
+    /// any number of revokes, not two per revoke).
+    pub(crate) async fn grant_extras(
+        &self,
+        desired: &[Resource],
+        leaving: BTreeSet<Grantee>,
+    ) -> Result<Vec<Orphan>, ProviderError> {
         let grants: Vec<Resource> = desired.iter().filter(|r| r.address.kind == GRANT).cloned().collect();
         *self.planned_grants.lock().unwrap_or_else(|e| e.into_inner()) = grants.clone();
         let managed: BTreeSet<Grantee> = desired
@@ -658,10 +667,15 @@ impl Handle {
                 _ => None,
             })
             .collect();
+        let read: BTreeSet<Grantee> = managed.union(&leaving).cloned().collect();
+        if read.is_empty() {
+            return Ok(Vec::new());
+        }
+        let live = Arc::new(self.grants(&read).await?);
+        *self.plan_grants.lock().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
         if managed.is_empty() {
             return Ok(Vec::new());
         }
-        let live = self.grants(&managed).await?;
         let planned: BTreeSet<String> = grants.iter().map(|r| ownership::key(GRANT, &identity(&r.attrs))).collect();
         let records = self.records(Some(GRANT)).await?;
         // Grants another deployment records are its business; this one's stale records are
@@ -829,19 +843,21 @@ impl Handle {
                 })
                 .collect(),
             (None, None) => {
-                let live = self.grants(&BTreeSet::from([g.clone()])).await?;
+                let live = self.grants_at_plan(&g).await?;
                 live.roles.get(&g).map(|r| r.keys().map(|k| (k.clone(), false, None)).collect()).unwrap_or_default()
             }
             (None, Some(t)) => {
-                let live = self.grants(&BTreeSet::from([g.clone()])).await?;
+                let live = self.grants_at_plan(&g).await?;
                 let on_column = |c: Option<&str>| match c {
                     Some(c) if !columns.is_empty() => columns.iter().any(|w| w == c),
                     c => c == column,
                 };
                 live.rows
-                    .into_iter()
-                    .filter(|r| &r.target == t && on_column(r.column.as_deref()) && r.partial == partial)
-                    .map(|r| (r.access, r.grant_option, r.column))
+                    .iter()
+                    .filter(|r| {
+                        r.grantee == g && &r.target == t && on_column(r.column.as_deref()) && r.partial == partial
+                    })
+                    .map(|r| (r.access.clone(), r.grant_option, r.column.clone()))
                     .collect()
             }
         };
@@ -889,6 +905,15 @@ impl Handle {
             self.restore_inside(&g, t, None).await?;
         }
         Ok(())
+    }
+
+    /// What `g` held when the plan read it, or now if the plan did not read its grants.
+    async fn grants_at_plan(&self, g: &Grantee) -> Result<Arc<Grants>, ProviderError> {
+        let read = self.plan_grants.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match read {
+            Some(live) if live.grantees.contains(g) => Ok(live),
+            _ => Ok(Arc::new(self.grants(&BTreeSet::from([g.clone()])).await?)),
+        }
     }
 
     /// A REVOKE on an object also takes the privileges away inside it: grants the plan makes to

@@ -278,7 +278,16 @@ impl Handle {
 
     pub(crate) async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
         let scan = self.scan(desired).await?;
-        let extras = self.grant_extras(desired).await?;
+        // Grants recorded here that the plan no longer names: apply revokes them.
+        let leaving = scan
+            .iter()
+            .filter(|(rec, _)| rec.kind == GRANT)
+            .map(|(rec, _)| {
+                let (attr, name) = crate::grant::grantee(&rec.identity);
+                (attr, name.to_owned())
+            })
+            .collect();
+        let extras = self.grant_extras(desired, leaving).await?;
         Ok(scan
             .into_iter()
             .filter(|(rec, exists)| *exists && rec.state.owns())

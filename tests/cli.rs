@@ -400,9 +400,12 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
     assert!(functions.len() == 2 && functions.iter().all(|(_, action)| ["create", "adopt"].contains(action)), "{r:?}");
     // Everything else the reference plan declares is new on this server.
     let text = std::fs::read_to_string(reference_plans().join("aspects.toml")).unwrap();
-    let mut declared: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
+    // Tables in order, with their bodies; those switched on only for ASPECTS_XAPI_SOURCE = "ralph"
+    // are off here (the local overlay keeps the default, "vector").
+    let tables = text.split("\n[").skip(1).filter_map(|t| t.split_once("]\n"));
+    let mut declared: Vec<&str> = tables
+        .filter(|(_, body)| !body.lines().any(|l| l.starts_with("when = ") && l.contains("== ralph")))
+        .map(|(a, _)| a)
         .filter(|a| {
             a.contains('.') && !["providers.", "vars.", "clickhouse_function."].iter().any(|p| a.starts_with(p))
         })
@@ -584,4 +587,12 @@ print(json.dumps({
         "ralph_users": ["ralph", "lms"],
     });
     assert_eq!(got, want);
+    // With Ralph as the xAPI source, the event sink reads xAPI from Ralph's database.
+    s.set_env("ASPECTS_VAR_ASPECTS_XAPI_SOURCE", "ralph");
+    args.pop();
+    args.push("ralph-out".to_owned());
+    let r = s.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(r.code, 0, "{r:?}");
+    let yml = std::fs::read_to_string(s.path("ralph-out/openedx/aspects_settings.yml")).unwrap();
+    assert!(yml.contains("  xapi_database: \"xapi\"\n"), "{yml}");
 }

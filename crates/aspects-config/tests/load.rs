@@ -490,6 +490,7 @@ fn a_reference_to_a_switched_off_resource_says_where_it_was_switched_off() {
 fn when_must_be_a_boolean_from_vars() {
     for (value, expected) in [
         ("\"yes\"", "`when` of db_database.main must be true or false"),
+        ("\"a = b\"", "`when` of db_database.main must be true or false"),
         ("\"${secrets.pw}\"", "`when` of db_database.main must be true or false"),
         ("\"${db_user.app.user}\"", "refers to a resource, which is not allowed here"),
         ("3", "`when` of db_database.main must be true or false"),
@@ -518,4 +519,21 @@ fn overrides_take_the_declared_type_of_booleans_and_integers() {
     assert!(e.contains("the override of `vars.flag` (--var or ASPECTS_VAR_flag) must be a boolean"), "{e}");
     assert!(e.contains("the override of `vars.port` (--var or ASPECTS_VAR_port) must be an integer"), "{e}");
     assert!(e.contains("typed.toml:2:8") && e.contains("typed.toml:3:8"), "placed at the declarations: {e}");
+}
+
+#[test]
+fn when_compares_a_string_switch() {
+    let plan = |source: &str| {
+        format!(
+            "[vars]\nsource = \"{source}\"\n\n[db_database.main]\nwhen = \"${{vars.source}} == ralph\"\n\n\
+             [db_database.other]\nname = \"o\"\nwhen = \"${{vars.source}} != ralph\"\n"
+        )
+    };
+    let on = |source: &str| {
+        let base = BASE.replace("\n[db_user.app]", "\n[db_user.app]\nwhen = false");
+        let l = load(&[&base, &plan(source)]).unwrap();
+        l.desired.resources.keys().map(|a| a.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(on("ralph"), ["main"]);
+    assert_eq!(on("vector"), ["other"]);
 }

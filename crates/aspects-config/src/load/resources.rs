@@ -15,7 +15,7 @@ use crate::tree::{Entry, NodeValue, Table};
 /// Keys of a resource table that are not attributes of its kind.
 const META_ATTRS: [&str; 3] = ["provider", "depends_on", "when"];
 
-const WHEN_HINT: &str = "when = true, false or a var holding one: when = \"${vars.RUN_RALPH}\"";
+const WHEN_HINT: &str = "when = true, false, a var holding one (\"${vars.RUN_RALPH}\"), or a comparison: \"${vars.ASPECTS_XAPI_SOURCE} == ralph\"";
 
 impl<'a> Loader<'a> {
     pub(super) fn collect_resources(&mut self, entry: &'a Entry, schema: &'a KindSchema) {
@@ -63,6 +63,14 @@ impl<'a> Loader<'a> {
                 Some(Value::Bool(b)) => Some(b),
                 Some(Value::Str(s)) if s.eq_ignore_ascii_case("true") => Some(true),
                 Some(Value::Str(s)) if s.eq_ignore_ascii_case("false") => Some(false),
+                // Tutor's string switches: `when = "${vars.ASPECTS_XAPI_SOURCE} == ralph"`.
+                Some(Value::Str(s)) if s.contains(" == ") || s.contains(" != ") => {
+                    let (equal, (a, b)) = match s.split_once(" == ") {
+                        Some(sides) => (true, sides),
+                        None => (false, s.split_once(" != ").expect("checked")),
+                    };
+                    Some((a.trim() == b.trim()) == equal)
+                }
                 // Already reported by resolving.
                 None => continue,
                 Some(_) => None,
@@ -75,7 +83,9 @@ impl<'a> Loader<'a> {
                 }
                 None => self.err(
                     Diagnostic::new(
-                        format!("`when` of {addr} must be true or false (from a literal or vars)"),
+                        format!(
+                            "`when` of {addr} must be true or false (from a literal, vars, or `A == B` / `A != B`)"
+                        ),
                         Some(e.node.loc.clone()),
                     )
                     .hint(WHEN_HINT),

@@ -352,14 +352,21 @@ fn the_local_overlay_plans_the_reference_plan_against_the_stack() {
              [lms_user.superset]\nusername = \"{p}superset\"\n\n[lms_user.aspects]\nusername = \"{p}aspects\"\n\n\
              [lms_oauth_application.superset_sso]\nname = \"{p}sso\"\n\n\
              [lms_oauth_application.superset_sso_dev]\nname = \"{p}sso-dev\"\n\n\
-             [lms_router_configuration.ralph]\nroute_url = \"http://ralph:8100/xAPI/{p}\"\n",
-            p = s.prefix
+             [lms_router_configuration.ralph]\nroute_url = \"http://ralph:8100/xAPI/{p}\"\n\n\
+             [superset_user.lms]\nusername = \"{p}lms\"\nemail = \"{p}lms@example.com\"\n\n\
+             [superset_database.clickhouse]\nuuid = \"{pid:08x}-0000-4000-8000-000000000001\"\n\
+             database_name = \"{p}OpenedX Clickhouse\"\n\n\
+             [superset_database.metadata]\nuuid = \"{pid:08x}-0000-4000-8000-000000000002\"\n\
+             database_name = \"{p}Superset Metadata\"\n",
+            p = s.prefix,
+            pid = std::process::id(),
         ),
     );
     s.set_env("ASPECTS_VAR_SUPERSET_OAUTH2_CLIENT_ID", &format!("{}sso", s.prefix));
     s.set_env("ASPECTS_VAR_SUPERSET_OAUTH2_CLIENT_ID_DEV", &format!("{}sso-dev", s.prefix));
-    s.set_env("ASPECTS_VAR_ASPECTS_CONFIG_ROOT", &s.path("files").display().to_string());
-    s.set_env("ASPECTS_STACK_LMS_FERNET_KEY", &aspects_e2e::stack_env("ASPECTS_STACK_LMS_FERNET_KEY"));
+    for (k, v) in aspects_e2e::local_overlay_env(&s) {
+        s.set_env(&k, &v);
+    }
     s.set_env("ASPECTS_VAR_SUPERSET_DB_NAME", &name);
     s.set_env("ASPECTS_VAR_SUPERSET_DB_USERNAME", &name);
     let ch = aspects_e2e::clickhouse::url();
@@ -510,6 +517,7 @@ fn first_runs_started_together_agree_on_generated_secrets() {
 fn the_reference_plans_settings_files_parse_and_carry_their_secrets() {
     let mut s = Sandbox::new("reference-render");
     s.set_env("ASPECTS_STACK_LMS_FERNET_KEY", "not-used-by-render");
+    s.set_env("ASPECTS_STACK_SUPERSET_PASSWORD", "not-used-by-render");
     let generated = [
         "SUPERSET_DB_PASSWORD",
         "ASPECTS_CLICKHOUSE_LRS_PASSWORD",

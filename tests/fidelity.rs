@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use aspects_e2e::clickhouse::{cleanup, query, url};
-use aspects_e2e::{Sandbox, mysql_url, stack_env};
+use aspects_e2e::{Sandbox, local_overlay_env, mysql_url, stack_env};
 
 /// The tables Alembic itself keeps (its revision), not part of the schema the plan declares.
 const BOOKKEEPING: &[&str] = &["alembic_version"];
@@ -231,8 +231,10 @@ fn aspects(s: &Sandbox, side: &str, provider: &str, args: &[&str]) -> aspects_e2
     for f in FUNCTIONS {
         overlay += &format!("\n[clickhouse_function.{f}]\nname = \"{side}{f}\"\n");
     }
-    // The LMS rows and the files have fixed names the demo may own on this stack; not this test's.
-    for address in declared().iter().filter(|a| ["lms_", "file.", "ralph_auth."].iter().any(|k| a.starts_with(k))) {
+    // The LMS rows, the files and Superset's objects have fixed names the demo may own on this
+    // stack; not this test's.
+    let others = ["lms_", "file.", "ralph_auth.", "superset_"];
+    for address in declared().iter().filter(|a| others.iter().any(|k| a.starts_with(k))) {
         overlay += &format!("\n[{address}]\nwhen = false\n");
     }
     s.write("overlay.toml", &overlay);
@@ -243,11 +245,9 @@ fn aspects(s: &Sandbox, side: &str, provider: &str, args: &[&str]) -> aspects_e2
         .chain(args.iter().map(|a| (*a).to_owned()))
         .collect();
     argv.extend(schema_targets().into_iter().flat_map(|t| ["--target".to_owned(), t]));
-    // Every provider is reached whatever --target selects: the LMS's (with its key) on the stack,
-    // and the files provider's root in the sandbox.
+    // Every provider is reached whatever --target selects.
     let mut command = s.command(&argv.iter().map(String::as_str).collect::<Vec<_>>());
-    command.env("ASPECTS_STACK_LMS_FERNET_KEY", stack_env("ASPECTS_STACK_LMS_FERNET_KEY"));
-    command.env("ASPECTS_VAR_ASPECTS_CONFIG_ROOT", s.path("files"));
+    command.envs(local_overlay_env(s));
     command.output().unwrap().into()
 }
 

@@ -361,6 +361,23 @@ pub fn many(groups: usize) -> String {
     body
 }
 
+/// What plans/local.toml reads from target/stack/env besides the endpoints a test sets itself:
+/// the LMS fixture's Fernet key, the stack's Superset (address and admin password), and a files
+/// root of the sandbox's own. Sandboxes start without any `ASPECTS_*` variable.
+pub fn local_overlay_env(s: &Sandbox) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        "ASPECTS_STACK_LMS_FERNET_KEY",
+        "ASPECTS_STACK_SUPERSET_PASSWORD",
+        "ASPECTS_VAR_SUPERSET_HOST",
+        "ASPECTS_VAR_SUPERSET_PORT",
+    ]
+    .into_iter()
+    .map(|k| (k.to_owned(), stack_env(k)))
+    .collect();
+    env.push(("ASPECTS_VAR_ASPECTS_CONFIG_ROOT".to_owned(), s.path("files").display().to_string()));
+    env
+}
+
 /// The stack's LMS database: the schema the real upstream migrations of fixtures/lms built.
 pub fn lms_db_url() -> String {
     stack_env("ASPECTS_STACK_LMS_DB_URL")

@@ -180,12 +180,14 @@ fn demo() -> Result<(), String> {
     eprintln!(
         "\nDemo complete: the Superset metadata database, its user and grants are converged on {}, the\n\
          ClickHouse databases, base schema (functions and tables), service users and their grants on {},\n\
-         the LMS rows on {}, and the services' files (Ralph's auth.json and env, Vector, LMS and Superset\n\
-         settings) under {}, where the stack's Ralph at {} reads its auth.json.\n\
+         the LMS rows on {}, Superset's LMS user and connections on {}, and the services' files (Ralph's\n\
+         auth.json and env, Vector, LMS and Superset settings) under {}, where the stack's Ralph at {}\n\
+         reads its auth.json.\n\
          Its secrets file and journal are in {}. Tear down with `cargo xtask stack down`.",
         url(stack::MYSQL_URL),
         url(clickhouse::URL),
         url(lms::DB_URL),
+        url(superset::URL),
         stack::dir().display(),
         url(ralph::URL),
         stack::demo_dir().display()

@@ -67,6 +67,10 @@ pub fn up(mysql: &str) -> Result<Vec<(String, String)>, String> {
             (URL.to_owned(), format!("http://127.0.0.1:{port}")),
             (USER.to_owned(), ADMIN.to_owned()),
             (PASSWORD.to_owned(), password.clone()),
+            // The reference plan's vars (plans/local.toml): the provider and the SSO redirect
+            // URIs point here.
+            ("ASPECTS_VAR_SUPERSET_HOST".to_owned(), "127.0.0.1".to_owned()),
+            ("ASPECTS_VAR_SUPERSET_PORT".to_owned(), port.to_string()),
         ]
     };
     if let Some((_, port)) = running() {

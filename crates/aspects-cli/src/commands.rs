@@ -253,7 +253,7 @@ impl Ctx<'_> {
     ) -> Result<u8, CliError> {
         let redactor = redactor(loaded);
         let writers = self.connect_write(loaded, &redactor).await?;
-        let holder = holder();
+        let holder = aspects_engine::lock::holder();
         let waiting = |msg: String| eprintln!("{}", redactor.scrub(&msg));
         let locks =
             lock_all(&writers, &holder, args.exec.lock_timeout, &waiting).await.map_err(|e| scrubbed(e, &redactor))?;
@@ -545,20 +545,6 @@ fn parse_address(s: &str) -> Result<Address, CliError> {
 fn journal_path(plan: &Path) -> PathBuf {
     let stem = plan.file_stem().map_or("aspects".into(), |s| s.to_string_lossy().into_owned());
     plan.with_file_name(format!("{stem}.journal.jsonl"))
-}
-
-/// Who holds the lock, as other runs will be told: the account this process runs as (looked
-/// up by uid, so an unset $USER under cron or systemd still names it), host and pid.
-fn holder() -> String {
-    let uid = nix::unistd::Uid::current();
-    let user = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .or_else(|| std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok())
-        .unwrap_or_else(|| format!("uid {uid}"));
-    let host = nix::unistd::gethostname().map_or_else(|_| "unknown-host".into(), |h| h.to_string_lossy().into_owned());
-    format!("{user}@{host} pid {} (aspects)", std::process::id())
 }
 
 fn run_id() -> String {

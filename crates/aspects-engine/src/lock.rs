@@ -5,6 +5,10 @@ use std::time::{Duration, Instant};
 
 use aspects_core::ProviderId;
 
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
 use crate::EngineError;
 use crate::apply::Writers;
 use crate::provider::{LockGuard, ProviderError};
@@ -157,12 +161,55 @@ impl Drop for Heartbeat {
     }
 }
 
+/// Who holds a lock, as other runs are told: the account this process runs as (looked up by
+/// uid, so an unset $USER under cron or systemd still names it), host and pid. [`holder_gone`]
+/// reads it back.
+pub fn holder() -> String {
+    let uid = nix::unistd::Uid::current();
+    let user = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok())
+        .unwrap_or_else(|| format!("uid {uid}"));
+    format!("{user}@{} pid {} (aspects)", this_host(), std::process::id())
+}
+
+fn this_host() -> String {
+    nix::unistd::gethostname().map_or_else(|_| "unknown-host".into(), |h| h.to_string_lossy().into_owned())
+}
+
+/// Whether `holder` (as [`holder`] wrote it) is a process on this host that has exited. Its lock
+/// is then on its way out: the server frees it once it notices the closed connection, which
+/// right after a crash may not have happened yet. A reused pid counts as alive (the safe side).
+pub fn holder_gone(holder: &str) -> bool {
+    let Some((who, rest)) = holder.split_once(" pid ") else { return false };
+    let host = who.rsplit_once('@').map_or("", |(_, h)| h);
+    let Some(pid) = rest.split(' ').next().and_then(|p| p.parse::<i32>().ok()) else { return false };
+    host == this_host() && pid > 0 && kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::*;
+
+    #[test]
+    fn a_holder_is_gone_only_when_its_process_on_this_host_has_exited() {
+        let me = holder();
+        assert!(me.contains(&format!("pid {} (aspects)", std::process::id())), "{me}");
+        assert!(!holder_gone(&me), "this process is alive");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let exited = me.replace(&format!("pid {} ", std::process::id()), &format!("pid {pid} "));
+        assert!(holder_gone(&exited), "{exited}");
+        let elsewhere = exited.replace(&format!("@{} ", this_host()), "@some-other-host ");
+        assert!(!holder_gone(&elsewhere), "a process on another host cannot be checked: {elsewhere}");
+        assert!(!holder_gone("another session"));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_heartbeat_renews_every_quarter_lease_until_dropped_and_tells_its_age() {

@@ -47,7 +47,7 @@ const DYING_HOLDER_WAIT: u64 = 2;
 enum Busy {
     /// The lock was freed in the meantime.
     Free,
-    /// Its connection is being killed: it will be free in a moment.
+    /// Its connection is being killed, or its process has exited: it will be free in a moment.
     Dying,
     /// A live holder, described for messages.
     Held(String),
@@ -144,10 +144,12 @@ impl Server {
         if command.is_some_and(|c| c.eq_ignore_ascii_case("Killed")) {
             return Ok(Busy::Dying);
         }
-        Ok(Busy::Held(match (row.try_get::<Option<String>, _>(1)?, row.try_get::<Option<i64>, _>(2)?) {
-            (Some(holder), age) => format!("{holder} for {}s (connection {id})", age.unwrap_or(0)),
-            (None, _) => format!("another session (connection {id})"),
-        }))
+        Ok(match (row.try_get::<Option<String>, _>(1)?, row.try_get::<Option<i64>, _>(2)?) {
+            // A run on this host that has exited (killed): its connection is closing.
+            (Some(holder), _) if aspects_engine::lock::holder_gone(&holder) => Busy::Dying,
+            (Some(holder), age) => Busy::Held(format!("{holder} for {}s (connection {id})", age.unwrap_or(0))),
+            (None, _) => Busy::Held(format!("another session (connection {id})")),
+        })
     }
 }
 

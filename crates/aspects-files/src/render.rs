@@ -11,18 +11,62 @@ use minijinja::{Environment, UndefinedBehavior};
 pub fn render(resource: &Resource, templates: Option<&Path>) -> Result<Text, String> {
     let env = environment(templates);
     let mut secrets = Vec::new();
-    let context = context(resource.get("context"), &mut secrets);
-    let rendered = match (resource.str("content"), resource.str("template")) {
-        (Some(inline), _) => env.render_str(inline, &context),
-        (None, Some(name)) if templates.is_none() => {
-            return Err(format!(
-                "template {name:?} needs the provider's `templates` folder; set templates = \"...\" in [providers.files]"
-            ));
+    let real = jinja_context(resource.get("context"), &mut secrets, false);
+    let render =
+        |context: &BTreeMap<String, minijinja::Value>| match (resource.str("content"), resource.str("template")) {
+            (Some(inline), _) => env.render_str(inline, context),
+            (None, Some(name)) => env.get_template(name).and_then(|t| t.render(context)),
+            (None, None) => Ok(String::new()),
+        };
+    if let (None, Some(name), None) = (resource.str("content"), resource.str("template"), templates) {
+        return Err(format!(
+            "template {name:?} needs the provider's `templates` folder; set templates = \"...\" in [providers.files]"
+        ));
+    }
+    let text = render(&real).map_err(|e| error_message(&e, &secrets))?;
+    let mut marked = Text::with_secrets(text.as_str(), &secrets);
+    if !secrets.is_empty() {
+        // Rendered again with every secret swapped for a decoy of its shape: whatever differs is
+        // derived from a secret, however a filter transformed it (`|upper`, `|tojson` with
+        // escapes, `|replace`), and is masked too.
+        let decoy = render(&jinja_context(resource.get("context"), &mut Vec::new(), true))
+            .map_err(|e| error_message(&e, &secrets))?;
+        for span in differing(&text, &decoy) {
+            marked.add_span(span);
         }
-        (None, Some(name)) => env.get_template(name).and_then(|t| t.render(&context)),
-        (None, None) => Ok(String::new()),
+    }
+    Ok(marked)
+}
+
+/// Byte ranges of `real` that differ from `other`, line by line (each line's middle between
+/// the common prefix and suffix); everything between the first and last difference when the
+/// two have different line counts.
+fn differing(real: &str, other: &str) -> Vec<std::ops::Range<usize>> {
+    let middle = |a: &str, b: &str, offset: usize| -> Option<std::ops::Range<usize>> {
+        let prefix =
+            a.char_indices().zip(b.chars()).find(|((_, x), y)| x != y).map_or(a.len().min(b.len()), |((i, _), _)| i);
+        if prefix == a.len() && a.len() == b.len() {
+            return None;
+        }
+        let suffix = a[prefix..]
+            .chars()
+            .rev()
+            .zip(b[prefix..].chars().rev())
+            .take_while(|(x, y)| x == y)
+            .map(|(x, _)| x.len_utf8())
+            .sum::<usize>();
+        Some(offset + prefix..offset + (a.len() - suffix).max(prefix))
     };
-    rendered.map(|text| Text::with_secrets(text, &secrets)).map_err(|e| error_message(&e, &secrets))
+    if real.lines().count() != other.lines().count() {
+        return middle(real, other, 0).into_iter().collect();
+    }
+    let mut offset = 0;
+    let mut spans = Vec::new();
+    for (a, b) in real.split_inclusive('\n').zip(other.split_inclusive('\n')) {
+        spans.extend(middle(a, b, offset));
+        offset += a.len();
+    }
+    spans
 }
 
 /// The Jinja environment of every template aspects renders (Tutor's semantics: undefined names
@@ -53,10 +97,34 @@ pub fn environment(templates: Option<&Path>) -> Environment<'static> {
 /// A `context` attribute as template variables; its secrets are exposed to the template and
 /// collected into `secrets`, so the caller can mark or scrub them.
 pub fn context(context: Option<&Value>, secrets: &mut Vec<Secret>) -> BTreeMap<String, minijinja::Value> {
+    jinja_context(context, secrets, false)
+}
+
+/// [`context`], or with `decoy` every secret replaced by a value of the same shape that differs
+/// at every character.
+fn jinja_context(
+    context: Option<&Value>,
+    secrets: &mut Vec<Secret>,
+    decoy: bool,
+) -> BTreeMap<String, minijinja::Value> {
     match context {
-        Some(Value::Map(m)) => m.iter().map(|(k, v)| (k.clone(), to_jinja(v, secrets))).collect(),
+        Some(Value::Map(m)) => m.iter().map(|(k, v)| (k.clone(), to_jinja(v, secrets, decoy))).collect(),
         _ => BTreeMap::new(),
     }
+}
+
+fn decoy_of(secret: &str) -> String {
+    let shift =
+        |c: char, first: char, n: u32| char::from_u32(first as u32 + (c as u32 - first as u32 + 1) % n).unwrap_or(c);
+    secret
+        .chars()
+        .map(|c| match c {
+            'a'..='z' => shift(c, 'a', 26),
+            'A'..='Z' => shift(c, 'A', 26),
+            '0'..='9' => shift(c, '0', 10),
+            _ => 'x',
+        })
+        .collect()
 }
 
 /// A template error with its causes, the given secrets scrubbed (an error may quote a value).
@@ -72,14 +140,17 @@ pub fn error_message(e: &minijinja::Error, secrets: &[Secret]) -> String {
 
 /// A plan value as a template value; secrets are exposed to the template (the file needs them)
 /// and collected, so their spans in the output are marked.
-fn to_jinja(v: &Value, secrets: &mut Vec<Secret>) -> minijinja::Value {
+fn to_jinja(v: &Value, secrets: &mut Vec<Secret>, decoy: bool) -> minijinja::Value {
     match v {
         Value::Str(s) | Value::Sql(s) => minijinja::Value::from(s.as_str()),
         Value::Int(i) => minijinja::Value::from(*i),
         Value::Bool(b) => minijinja::Value::from(*b),
-        Value::List(l) => l.iter().map(|i| to_jinja(i, secrets)).collect::<Vec<_>>().into(),
-        Value::Map(m) => m.iter().map(|(k, i)| (k.clone(), to_jinja(i, secrets))).collect::<BTreeMap<_, _>>().into(),
+        Value::List(l) => l.iter().map(|i| to_jinja(i, secrets, decoy)).collect::<Vec<_>>().into(),
+        Value::Map(m) => {
+            m.iter().map(|(k, i)| (k.clone(), to_jinja(i, secrets, decoy))).collect::<BTreeMap<_, _>>().into()
+        }
         Value::Json(j) => minijinja::Value::from_serialize(&**j),
+        Value::Sensitive(s) if decoy => minijinja::Value::from(decoy_of(s.expose())),
         Value::Sensitive(s) => {
             secrets.push(s.clone());
             minijinja::Value::from(s.expose())
@@ -126,6 +197,18 @@ mod tests {
         let t = render(&r, Some(&dir));
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(t.unwrap().expose(), "TAG_X: [\"a\\\"b\"]\n");
+    }
+
+    #[test]
+    fn a_secret_transformed_by_a_filter_is_masked_too() {
+        let r = file(
+            "a={{ PW|upper }}\nb={{ PW|tojson }} c={{ PW|replace('-', '_') }} end\nkeep={{ NAME }}\n",
+            vec![("PW", Value::Sensitive(Secret::new("s3cr3t-\"value"))), ("NAME", Value::from("xapi"))],
+        );
+        let t = render(&r, None).unwrap();
+        assert_eq!(t.expose(), "a=S3CR3T-\"VALUE\nb=\"s3cr3t-\\\"value\" c=s3cr3t_\"value end\nkeep=xapi\n");
+        // Within a line, everything from the first to the last secret-derived byte is masked.
+        assert_eq!(t.masked(), "a=(sensitive)\nb=\"(sensitive) end\nkeep=xapi\n");
     }
 
     #[test]

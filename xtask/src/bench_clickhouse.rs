@@ -30,7 +30,8 @@ pub fn run(rt: &Runtime, mysql_url: &str) -> Result<bool, String> {
         .with(aspects_mysql::schema())
         .with(aspects_clickhouse::schema())
         .with(aspects_lms::schema())
-        .with(aspects_files::schema());
+        .with(aspects_files::schema())
+        .with(aspects_superset::schema());
     let (count, ms, queries) = rt.block_on(reference(&registry, &url, mysql_url))?;
     println!("\nno-op plan, the reference plan's ClickHouse layer ({count} resources; MySQL read alongside)");
     println!("{ms:>10.1} ms {queries:>9} ClickHouse queries");
@@ -79,11 +80,11 @@ async fn reference(registry: &Registry, url: &str, mysql_url: &str) -> Result<(u
     for f in ["get_org_from_course_url", "get_org_from_ccx_course_url"] {
         let _ = write!(overlay, "\n[clickhouse_function.{f}]\nname = \"benchref_{f}\"\n");
     }
-    // The LMS rows and the files are not this benchmark's: switched off.
+    // The LMS rows, the files and Superset's objects are not this benchmark's: switched off.
     let others = base
         .lines()
         .filter_map(|l| l.strip_prefix('[')?.strip_suffix(']'))
-        .filter(|a| ["lms_", "file.", "ralph_auth."].iter().any(|p| a.starts_with(p)));
+        .filter(|a| ["lms_", "file.", "ralph_auth.", "superset_"].iter().any(|p| a.starts_with(p)));
     for address in others {
         let _ = write!(overlay, "\n[{address}]\nwhen = false\n");
     }

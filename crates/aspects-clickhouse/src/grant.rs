@@ -989,6 +989,27 @@ mod tests {
         assert_eq!(check_grant(&mixed).unwrap_err().attr, Some("roles"));
         assert_eq!(identity(&ok).get("on"), Some(&Value::from("a.*")));
         assert_eq!(identity(&roles).len(), 1);
+        // Columns: of one table only, named like any object, quoted in the statement, and part
+        // of the identity in one order.
+        let columns = |on: &str, cols: &[&str]| {
+            attrs(&[
+                ("user", "u".into()),
+                ("on", on.into()),
+                ("privileges", privs(&["SELECT"])),
+                ("columns", privs(cols)),
+            ])
+        };
+        assert_eq!(check_grant(&columns("a.t", &["b", "a"])), Ok(()));
+        assert_eq!(check_grant(&columns("a.*", &["b"])).unwrap_err().attr, Some("columns"));
+        assert!(check("columns", privs(&[])).unwrap_err().contains("empty"));
+        assert!(check("columns", privs(&["a\u{0}b"])).is_err());
+        let r = Resource {
+            address: Address::new(GRANT, "g"),
+            attrs: columns("a.t", &["b", "a", "we`ird"]),
+            ..Resource::default()
+        };
+        assert_eq!(privilege_sql(&r), "SELECT(`a`, `b`, `we\\`ird`)");
+        assert_eq!(identity(&r.attrs), identity(&columns("a.t", &["we`ird", "a", "b", "a"])));
     }
 
     #[test]

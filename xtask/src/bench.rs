@@ -1,7 +1,8 @@
 //! No-op plan benchmark: N MySQL resources (databases, users, grants in equal parts) are applied
 //! once, then planned repeatedly in this process. Prints the median time and the queries issued;
 //! fails when the query count grows with N (N = 1000 under 300 ms is reported). Then ClickHouse
-//! ([`crate::bench_clickhouse`]: the reference plan's layer, and N synthetic tables) and the
+//! ([`crate::bench_clickhouse`]: the reference plan's layer, and N synthetic tables), Superset's
+//! assets ([`crate::bench_superset`]: the Aspects bundle, against Superset's own importer) and the
 //! loading side ([`crate::loading`]). Ratios within one run are what to compare: machines are
 //! shared and noisy.
 
@@ -25,6 +26,8 @@ pub enum Part {
     Mysql,
     /// The ClickHouse provider's no-op plans, in process.
     Clickhouse,
+    /// The Aspects asset bundle against Superset's own importer, in process.
+    Superset,
     /// validate and no-op plan of the release binary at N = 1,000 / 3,000 / 9,000.
     Loading,
 }
@@ -36,8 +39,9 @@ pub fn run(part: Option<Part>) -> Result<(), String> {
     let runs = |p: Part| part.is_none_or(|only| only == p);
     let mysql = !runs(Part::Mysql) || mysql_noop(&rt, &url)?;
     let clickhouse = !runs(Part::Clickhouse) || crate::bench_clickhouse::run(&rt, &url)?;
+    let superset = !runs(Part::Superset) || crate::bench_superset::run(&rt)?;
     let loading = !runs(Part::Loading) || crate::loading::run(&url)?;
-    if mysql && clickhouse && loading {
+    if mysql && clickhouse && superset && loading {
         Ok(())
     } else {
         Err("benchmark limits exceeded (see NO / TOO SLOW above)".into())

@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_clickhouse;
+mod bench_superset;
 mod clickhouse;
 mod lms;
 mod loading;

@@ -16,5 +16,6 @@ mod records;
 mod schema;
 mod uri;
 
+pub use assets::{WholeBundle, whole_bundle};
 pub use client::Superset;
 pub use schema::schema;

@@ -108,6 +108,11 @@ fn bundle(wheel: &str) -> String {
     )
 }
 
+/// A request's JSON answer.
+async fn answer(request: reqwest::RequestBuilder) -> Result<Value, String> {
+    request.send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())
+}
+
 /// An admin session for the importer's side of the comparison.
 struct Api {
     http: reqwest::Client,
@@ -121,25 +126,9 @@ impl Api {
         let http = reqwest::Client::builder().cookie_store(true).build().map_err(|e| e.to_string())?;
         let body = json!({"username": env("ASPECTS_STACK_SUPERSET_USER")?, "password": env("ASPECTS_STACK_SUPERSET_PASSWORD")?,
                           "provider": "db", "refresh": true});
-        let login: Value = http
-            .post(format!("{url}/api/v1/security/login"))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let login = answer(http.post(format!("{url}/api/v1/security/login")).json(&body)).await?;
         let token = login["access_token"].as_str().ok_or("the admin login was refused")?.to_owned();
-        let csrf: Value = http
-            .get(format!("{url}/api/v1/security/csrf_token/"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let csrf = answer(http.get(format!("{url}/api/v1/security/csrf_token/")).bearer_auth(&token)).await?;
         let csrf = csrf["result"].as_str().ok_or("no CSRF token")?.to_owned();
         Ok(Api { http, url: url.to_owned(), token, csrf })
     }
@@ -184,14 +173,7 @@ impl Api {
             let mut ids = Vec::new();
             for page in 0.. {
                 let q = format!("(columns:!(id,uuid),page:{page},page_size:100)");
-                let list: Value = self
-                    .request(reqwest::Method::GET, &format!("{api}?q={q}"))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let list = answer(self.request(reqwest::Method::GET, &format!("{api}?q={q}"))).await?;
                 let rows = list["result"].as_array().cloned().unwrap_or_default();
                 ids.extend(
                     rows.iter()

@@ -313,12 +313,12 @@ impl Handle {
         result.map_err(|e| self.err(&e, doing))
     }
 
-    /// Every row of a list endpoint (`path` ends in `/`), 100 per request: the first page says
-    /// how many there are, the others are asked for at once (gunicorn serves them in parallel).
-    /// `filters` are rison `(col:..,opr:..,value:..)` items, already quoted.
+    /// Every row of a list endpoint (`path` ends in `/`), 100 per request. `filters` are rison
+    /// `(col:..,opr:..,value:..)` items, already quoted.
     pub(crate) async fn list(&self, path: &str, columns: &[&str], filters: &[String]) -> Result<Vec<Json>, SsError> {
-        let page = |n: usize| {
-            let mut q = format!("(page:{n},page_size:{PAGE}");
+        let mut out = Vec::new();
+        for page in 0.. {
+            let mut q = format!("(page:{page},page_size:{PAGE}");
             if !columns.is_empty() {
                 q.push_str(&format!(",columns:!({})", columns.join(",")));
             }
@@ -327,17 +327,13 @@ impl Handle {
             }
             q.push(')');
             let query: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
-            async move {
-                let answer = self.call(Method::GET, &format!("{path}?q={query}"), None).await?;
-                let rows = answer.get("result").and_then(Json::as_array).cloned().unwrap_or_default();
-                let count = answer.get("count").and_then(Json::as_u64).unwrap_or(0) as usize;
-                Ok::<_, SsError>((rows, count))
-            }
-        };
-        let (mut out, count) = page(0).await?;
-        if out.len() == PAGE && count > PAGE {
-            for result in futures_util::future::join_all((1..count.div_ceil(PAGE)).map(page)).await {
-                out.extend(result?.0);
+            let answer = self.call(Method::GET, &format!("{path}?q={query}"), None).await?;
+            let rows = answer.get("result").and_then(Json::as_array).cloned().unwrap_or_default();
+            let count = answer.get("count").and_then(Json::as_u64).unwrap_or(0) as usize;
+            let done = rows.len() < PAGE || out.len() + rows.len() >= count;
+            out.extend(rows);
+            if done {
+                break;
             }
         }
         Ok(out)

@@ -127,6 +127,9 @@ impl Handle {
         let build = |cookies: bool| {
             reqwest::Client::builder()
                 .cookie_store(cookies)
+                // gunicorn closes an idle keep-alive connection after 2 s; a request sent on it
+                // as it closes fails ("connection closed before message completed").
+                .pool_idle_timeout(Duration::from_secs(1))
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(REQUEST_TIMEOUT)
                 .build()

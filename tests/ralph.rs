@@ -55,11 +55,13 @@ fn real_ralph_accepts_the_engines_password_and_after_a_rotation_only_the_new_one
     // The stack's auth file belongs to this test: start from none.
     let _ = std::fs::remove_file(dir.join("auth.json"));
     let _ = std::fs::remove_dir_all(dir.join(".aspects"));
-    // What the reference plan creates for Ralph (Tutor's xapi.xapi_events_all).
+    // What the reference plan creates for Ralph (Tutor's xapi.xapi_events_all), exactly: the demo
+    // adopts it when it runs after the tests.
     clickhouse::sql(&[
         "CREATE DATABASE IF NOT EXISTS xapi",
         "CREATE TABLE IF NOT EXISTS xapi.xapi_events_all (event_id UUID, emission_time DateTime64(6), event String) \
-         ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(emission_time) ORDER BY (emission_time, event_id)",
+         ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(emission_time) PRIMARY KEY (emission_time, event_id) \
+         ORDER BY (emission_time, event_id)",
     ]);
     let mut s = Sandbox::new("ralph");
     s.set_env("LMS_FERNET_KEY", &stack_env("ASPECTS_STACK_LMS_FERNET_KEY"));

@@ -10,7 +10,10 @@ use serde_json::json;
 
 const SECRETS: &str = "lms = { generate = 24 }\nreport = { generate = 24 }\n";
 
-const LAYER: &str = r#"
+/// The role and the user every layer here declares.
+macro_rules! role_and_user {
+    () => {
+        r#"
 [superset_role.instructor]
 name = "@@Instructor"
 permissions = ["can_read on Dashboard", "can_read on Chart"]
@@ -22,7 +25,13 @@ last_name = "User"
 email = "@@lms@example.com"
 roles = ["${superset_role.instructor.name}", "Gamma"]
 password = "${secrets.lms}"
+"#
+    };
+}
 
+const LAYER: &str = concat!(
+    role_and_user!(),
+    r#"
 [clickhouse_database.xapi]
 name = "@@xapi"
 
@@ -34,7 +43,8 @@ password = "${secrets.report}"
 uuid = "@@UUID"
 database_name = "@@OpenedX Clickhouse"
 sqlalchemy_uri = "clickhousedb+connect://${clickhouse_user.report.name}:${secrets.report}@@@CH/${clickhouse_database.xapi.name}"
-"#;
+"#
+);
 
 fn layer(name: &str, body: &str) -> Option<Ss> {
     let (_, _, admin) = stack()?;
@@ -229,24 +239,15 @@ fn a_uri_changed_by_hand_is_shown_masked_and_reverted() {
 
 /// The Superset objects alone, the connection to a ClickHouse user made beforehand: a killed
 /// run leaves only Superset's lock behind (2 s lease).
-const SUPERSET_ONLY: &str = r#"
-[superset_role.instructor]
-name = "@@Instructor"
-permissions = ["can_read on Dashboard", "can_read on Chart"]
-
-[superset_user.lms]
-username = "@@lms"
-first_name = "LMS"
-last_name = "User"
-email = "@@lms@example.com"
-roles = ["${superset_role.instructor.name}", "Gamma"]
-password = "${secrets.lms}"
-
+const SUPERSET_ONLY: &str = concat!(
+    role_and_user!(),
+    r#"
 [superset_database.clickhouse]
 uuid = "@@UUID"
 database_name = "@@OpenedX Clickhouse"
 sqlalchemy_uri = "clickhousedb+connect://@@report:${secrets.report}@@@CH/default"
-"#;
+"#
+);
 
 /// A crash right after each write of an apply, in turn, then an apply without the hook: it
 /// converges every time and the records name exactly the plan's objects.

@@ -36,13 +36,22 @@ fn dir(name: &str) -> PathBuf {
 pub fn ensure(name: &str, requirements: &[String], debian: &[&str], what: &str) -> Result<PathBuf, String> {
     let venv = dir(name);
     let stamp = requirements.join("\n");
-    if fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp) {
+    let installed = || fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp);
+    if installed() {
+        return Ok(venv.join("bin/python"));
+    }
+    // One installer at a time per venv, across checkouts: another one's final rename would
+    // otherwise replace (remove, then move) a venv this one is already running from.
+    fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
+    let lock_path = cache().join(format!("{name}.lock"));
+    let lock = fs::File::create(&lock_path).map_err(|e| format!("cannot create {}: {e}", lock_path.display()))?;
+    lock.lock().map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+    if installed() {
         return Ok(venv.join("bin/python"));
     }
     crate::stack::apt_install(debian)?;
     let staging = cache().join(format!("{name}.partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(cache()).map_err(|e| e.to_string())?;
     eprintln!("stack: installing {what} into {} (first time only)", venv.display());
     let started = Instant::now();
     crate::run(Command::new("python3").args(["-m", "venv"]).arg(&staging).stdout(Stdio::null()))?;
@@ -52,14 +61,9 @@ pub fn ensure(name: &str, requirements: &[String], debian: &[&str], what: &str) 
             .args(requirements),
     )?;
     fs::write(staging.join("installed"), &stamp).map_err(|e| e.to_string())?;
+    // Under the lock: what is there is an older, different install (or a broken one).
     let _ = fs::remove_dir_all(&venv);
-    if let Err(e) = fs::rename(&staging, &venv) {
-        let _ = fs::remove_dir_all(&staging);
-        // Another checkout finished the same install first: use it.
-        if !fs::read_to_string(venv.join("installed")).is_ok_and(|s| s == stamp) {
-            return Err(format!("cannot move the venv into {}: {e}", venv.display()));
-        }
-    }
+    fs::rename(&staging, &venv).map_err(|e| format!("cannot move the venv into {}: {e}", venv.display()))?;
     eprintln!("stack: {name} installed in {} s", started.elapsed().as_secs());
     Ok(venv.join("bin/python"))
 }

@@ -12,6 +12,7 @@ pub fn connectors() -> BTreeMap<&'static str, Box<dyn Connector>> {
         Box::new(aspects_superset::Superset),
         Box::new(aspects_lms::Lms),
         Box::new(aspects_files::Files),
+        Box::new(aspects_exec::Exec),
     ];
     list.into_iter().map(|c| (c.schema().system, c)).collect()
 }

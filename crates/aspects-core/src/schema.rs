@@ -75,6 +75,9 @@ pub struct AttrSchema {
     /// Not a secret itself, but may hold secrets among its values (a template's context): the
     /// provider keeps them masked wherever they end up (`Value::Text` spans).
     pub embeds_secrets: bool,
+    /// What to write instead when a secret reaches this attribute, which cannot hold one (a
+    /// command line: pass it in the environment). `None`: the general advice.
+    pub secret_hint: Option<&'static str>,
     /// Provider-specific validation of a resolved value; the message says what is wrong and how
     /// to write it instead. Runs at load time, so errors carry file:line:col.
     pub check: Option<Check>,
@@ -95,6 +98,7 @@ impl AttrSchema {
             sensitive: false,
             write_only: false,
             embeds_secrets: false,
+            secret_hint: None,
             check: None,
             warn: None,
             doc,
@@ -130,6 +134,11 @@ impl AttrSchema {
     /// May hold secrets among its values (see [`AttrSchema::embeds_secrets`]).
     pub fn embeds_secrets(mut self) -> Self {
         self.embeds_secrets = true;
+        self
+    }
+    /// Where a secret should go instead (see [`AttrSchema::secret_hint`]).
+    pub fn secret_hint(mut self, hint: &'static str) -> Self {
+        self.secret_hint = Some(hint);
         self
     }
     /// A secret that can be verified but not read back.

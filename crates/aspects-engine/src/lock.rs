@@ -1,6 +1,9 @@
 //! Taking every target's advisory lock before an apply, in a fixed order so two runs that share
 //! targets cannot deadlock each other, and checking they are still held before each change.
 
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aspects_core::ProviderId;
@@ -187,6 +190,64 @@ pub fn holder_gone(holder: &str) -> bool {
     let host = who.rsplit_once('@').map_or("", |(_, h)| h);
     let Some(pid) = rest.split(' ').next().and_then(|p| p.parse::<i32>().ok()) else { return false };
     host == this_host() && pid > 0 && kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+}
+
+/// The lock of a local system (files, exec): an exclusive `flock` on `path`, whose folder is
+/// created 0700. The kernel drops it when the process dies, so a killed apply never leaves it
+/// stuck; the file names the holder while it is held.
+pub async fn flock(
+    path: &Path,
+    holder: &str,
+    wait: Duration,
+    waiting: &(dyn Fn(String) + Send + Sync),
+) -> Result<Box<dyn LockGuard>, ProviderError> {
+    let err = |e: std::io::Error| ProviderError::new(format!("locking {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    }
+    let mut file =
+        std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(err)?;
+    let start = Instant::now();
+    let mut told = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let who = std::fs::read_to_string(path).unwrap_or_default();
+                if start.elapsed() >= wait {
+                    return Err(ProviderError::locked(format!(
+                        "{} is locked by {} (for {}s)",
+                        path.display(),
+                        who.trim(),
+                        start.elapsed().as_secs()
+                    )));
+                }
+                if !told {
+                    waiting(who.trim().to_owned());
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
+    }
+    file.set_len(0).and_then(|()| file.write_all(holder.as_bytes())).map_err(err)?;
+    Ok(Box::new(FileLock(file)))
+}
+
+/// The held `flock`; the kernel keeps it as long as the file is open.
+struct FileLock(std::fs::File);
+
+#[async_trait::async_trait]
+impl LockGuard for FileLock {
+    async fn check(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
+    async fn release(self: Box<Self>) {
+        let _ = self.0.set_len(0);
+        let _ = self.0.unlock();
+    }
 }
 
 #[cfg(test)]

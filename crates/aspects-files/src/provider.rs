@@ -1,14 +1,12 @@
 //! The handles: settings from `[providers.files]`, normalising (rendering), reading files back,
-//! orphans from the records, and the lock (an exclusive `flock` on `<state_dir>/lock`, dropped
-//! by the kernel when the process dies, so a killed apply never leaves it stuck).
+//! orphans from the records, and the lock (the engine's `flock` on `<state_dir>/lock`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aspects_core::{
     Address, Change, Desired, KindSchema, Live, Orphan, ProviderConfig, ProviderId, Resource, SystemSchema, Text, Value,
@@ -281,52 +279,7 @@ impl ProviderWrite for Handle {
         wait: Duration,
         waiting: &(dyn Fn(String) + Send + Sync),
     ) -> Result<Box<dyn LockGuard>, ProviderError> {
-        let err = |e: std::io::Error| ProviderError::new(format!("locking {}: {e}", self.state_dir.display()));
-        state::create_dir(&self.state_dir).map_err(err)?;
-        let path = self.state_dir.join("lock");
-        let mut file =
-            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(err)?;
-        let start = Instant::now();
-        let mut told = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    let who = std::fs::read_to_string(&path).unwrap_or_default();
-                    if start.elapsed() >= wait {
-                        return Err(ProviderError::locked(format!(
-                            "{} is locked by {} (for {}s)",
-                            path.display(),
-                            who.trim(),
-                            start.elapsed().as_secs()
-                        )));
-                    }
-                    if !told {
-                        waiting(who.trim().to_owned());
-                        told = true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
-            }
-        }
-        file.set_len(0).and_then(|()| file.write_all(holder.as_bytes())).map_err(err)?;
-        Ok(Box::new(Lock(file)))
-    }
-}
-
-/// The held `flock`; the kernel keeps it as long as the file is open.
-struct Lock(std::fs::File);
-
-#[async_trait]
-impl LockGuard for Lock {
-    async fn check(&self) -> Result<(), ProviderError> {
-        Ok(())
-    }
-
-    async fn release(self: Box<Self>) {
-        let _ = self.0.set_len(0);
-        let _ = self.0.unlock();
+        aspects_engine::lock::flock(&self.state_dir.join("lock"), holder, wait, waiting).await
     }
 }
 

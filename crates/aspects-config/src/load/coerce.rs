@@ -52,9 +52,12 @@ impl Loader<'_> {
                 format!("`{}` cannot hold a secret, but its value is built from {}", attr.name, from.join(", ")),
                 Some(loc.clone()),
             )
-            .hint(format!(
-                "secrets go only into attributes that carry them (passwords, connection strings); write `{}` as plain text or a var that holds no secret",
-                attr.name
+            .hint(attr.secret_hint.map_or_else(
+                || format!(
+                    "secrets go only into attributes that carry them (passwords, connection strings); write `{}` as plain text or a var that holds no secret",
+                    attr.name
+                ),
+                str::to_owned,
             ));
             self.err(d);
             return None;

@@ -1,7 +1,9 @@
 //! The `exec` kind end to end: the `aspects` binary running real commands and checks in a
 //! sandbox, and a check that queries the stack's real MariaDB.
 
-use aspects_e2e::{Run, Sandbox, mysql_url, query_one, read_tree};
+use std::path::Path;
+
+use aspects_e2e::{Run, Sandbox, mysql_url, query_one, read_tree, stack_env};
 
 /// A deployment with an exec provider running in the sandbox; `@@` is the sandbox prefix.
 fn plan(s: &Sandbox, body: &str) -> String {
@@ -239,9 +241,7 @@ check = ["test", "-e", "second"]
 /// "needed" until then, so one apply creates both in dependency order.
 #[test]
 fn a_check_query_against_the_stack_mariadb_orders_after_the_database_it_needs() {
-    let url = mysql_url();
-    let addr = url.rsplit('@').next().unwrap().trim_end_matches('/');
-    let (host, port) = addr.split_once(':').unwrap();
+    let (host, port) = mysql_host_port();
     let s = Sandbox::new("exec-mariadb");
     let body = format!(
         r#"
@@ -270,5 +270,63 @@ check = ["sh", "-c", "n=$(mariadb -u root -N -B -e \"SELECT COUNT(*) FROM inform
     aspects_e2e::sql(&[&format!("DROP TABLE `{}app`.events", s.prefix)]);
     assert_eq!(s.run(&["drift"]).code, 2);
     ok(&s, &["apply", "--auto-approve"]);
+    no_changes(&s);
+}
+
+/// Host and port of the stack's MariaDB, for the `mariadb` client (`MYSQL_HOST`, `MYSQL_TCP_PORT`).
+fn mysql_host_port() -> (String, String) {
+    let url = mysql_url();
+    let addr = url.rsplit('@').next().unwrap().trim_end_matches('/');
+    let (host, port) = addr.split_once(':').unwrap();
+    (host.to_owned(), port.to_owned())
+}
+
+/// The real use: Superset's `superset db upgrade` as a step, with the stack's Superset 6.1.0 CLI
+/// and configuration, on a metadata database the same plan creates. The check asks the server
+/// whether the database exists, then Superset whether its migrations are at head.
+#[test]
+fn superset_db_upgrade_runs_once_on_a_metadata_database_the_plan_creates() {
+    let python = stack_env("ASPECTS_STACK_SUPERSET_PYTHON");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let config = root.join("xtask/superset/superset_config.py");
+    // The stack's secret key file, which its configuration reads; nothing is written there.
+    let state = root.join("target/stack/superset");
+    let (host, port) = mysql_host_port();
+    let s = Sandbox::new("exec-superset");
+    std::fs::create_dir(s.path("home")).unwrap();
+    let body = format!(
+        r#"
+[providers.exec]
+env = {{ MYSQL_HOST = "{host}", MYSQL_TCP_PORT = "{port}", PY = "{python}", SUPERSET_CONFIG_PATH = "{config}", SUPERSET_HOME = "{home}", ASPECTS_SUPERSET_STATE = "{state}" }}
+
+[mysql_database.superset]
+name = "@@superset"
+
+[exec.superset_db_upgrade]
+env = {{ DB = "${{mysql_database.superset.name}}", ASPECTS_SUPERSET_METADATA_URI = "mysql+mysqldb://root@{host}:{port}/${{mysql_database.superset.name}}?charset=utf8mb4" }}
+command = ["sh", "-c", '"$PY" -c "from superset.cli.main import superset; superset()" db upgrade']
+check = ["sh", "-c", '''
+n=$(mariadb -u root -N -B -e "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '$DB'") || exit 2
+[ "$n" = 1 ] || {{ echo "database $DB is missing"; exit 1; }}
+out=$("$PY" -c "from superset.cli.main import superset; superset()" db current 2>&1) || {{ printf '%s\n' "$out" >&2; exit 2; }}
+case "$out" in *"(head)"*) exit 0;; *) echo "migrations pending"; exit 1;; esac
+''']
+"#,
+        config = config.display(),
+        state = state.display(),
+        home = s.path("home").display(),
+    );
+    s.write("aspects.toml", &s.plan(&body));
+    let first = ok(&s, &["plan"]);
+    let missing = format!("needed (check exited 1: database {}superset is missing)", s.prefix);
+    assert!(first.stdout.contains(&missing), "{first:?}");
+    ok(&s, &["apply", "--auto-approve"]);
+    let head = format!("SELECT version_num FROM `{}superset`.alembic_version", s.prefix);
+    assert!(query_one(&head).is_some_and(|v| !v.is_empty()), "Superset's migrations ran");
+    let tables = format!(
+        "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.tables WHERE table_schema = '{}superset' AND table_name IN ('ab_user', 'dashboards', 'slices')",
+        s.prefix
+    );
+    assert_eq!(query_one(&tables).as_deref(), Some("3"));
     no_changes(&s);
 }

@@ -80,6 +80,7 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
          #   ASPECTS_STACK_SUPERSET_URL        the Superset (gunicorn) the tests and the demo use\n\
          #   ASPECTS_STACK_SUPERSET_USER,\n\
          #   ASPECTS_STACK_SUPERSET_PASSWORD   its admin user (generated; this file is 0600)\n\
+         #   ASPECTS_STACK_SUPERSET_PYTHON     the python of its venv (the `superset` CLI)\n\
          #   ASPECTS_STACK_RALPH_URL           the Ralph LRS (uvicorn, ClickHouse backend on xapi.xapi_events_all)\n\
          #   ASPECTS_STACK_RALPH_RESTART       restarts it (the on_change of its auth file, target/stack/ralph/auth.json)\n\
          #   ASPECTS_STACK_LMS_FERNET_KEY      the LMS fixture's Fernet key (a test value)\n\

@@ -31,6 +31,8 @@ pub const URL: &str = "ASPECTS_STACK_SUPERSET_URL";
 /// Its admin user and password.
 pub const USER: &str = "ASPECTS_STACK_SUPERSET_USER";
 pub const PASSWORD: &str = "ASPECTS_STACK_SUPERSET_PASSWORD";
+/// The python of its venv, for tests that run the `superset` CLI (an `exec` step's check).
+pub const PYTHON: &str = "ASPECTS_STACK_SUPERSET_PYTHON";
 const VERSION: &str = "6.1.0";
 const ADMIN: &str = "admin";
 const DATABASE: &str = "superset";
@@ -67,6 +69,7 @@ pub fn up(mysql: &str) -> Result<Vec<(String, String)>, String> {
             (URL.to_owned(), format!("http://127.0.0.1:{port}")),
             (USER.to_owned(), ADMIN.to_owned()),
             (PASSWORD.to_owned(), password.clone()),
+            (PYTHON.to_owned(), python.display().to_string()),
             // The reference plan's vars (plans/local.toml): the provider and the SSO redirect
             // URIs point here.
             ("ASPECTS_VAR_SUPERSET_HOST".to_owned(), "127.0.0.1".to_owned()),

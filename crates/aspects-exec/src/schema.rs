@@ -156,9 +156,6 @@ fn check_env(v: &Value) -> Result<(), String> {
         if !valid {
             return Err(format!("{name:?} is not an environment variable name; use letters, digits and `_`"));
         }
-        if name.starts_with("ASPECTS_") {
-            return Err(format!("{name} is aspects' own; name the variable otherwise"));
-        }
         if matches!(value, Value::List(_) | Value::Map(_) | Value::Json(_)) {
             return Err(format!("{name} is {}; an environment value is a string", value.type_name()));
         }
@@ -182,7 +179,6 @@ mod tests {
         assert!(s.check_attr(EXEC, "check", &argv(&["test", "-e", "x"])).is_ok());
         let env = |k: &str| Value::Map([(k.to_owned(), Value::from("v"))].into());
         assert!(s.check_attr(EXEC, "env", &env("1X")).is_err());
-        assert!(s.check_attr(EXEC, "env", &env("ASPECTS_SECRETS")).is_err());
         assert!(s.check_attr(EXEC, "env", &env("SUPERSET_CONFIG_PATH")).is_ok());
         assert!(s.check_attr(EXEC, "timeout", &Value::Int(0)).is_err());
         assert!(s.check_attr(EXEC, STATUS, &Value::from(UP_TO_DATE)).is_err());

@@ -56,9 +56,53 @@ fn a_needed_step_runs_once_then_plan_is_empty_and_a_removed_marker_is_drift() {
     let drift = s.run(&["drift"]);
     assert_eq!(drift.code, 2, "{drift:?}");
     assert!(drift.stdout.contains(r#""needed (check exited 1: marker is missing)" -> "up to date""#), "{drift:?}");
-    ok(&s, &["apply", "--auto-approve"]);
+    // A saved plan: applying it checks again and finds the same step needed, for the same reason.
+    ok(&s, &["plan", "--out", "saved.json"]);
+    ok(&s, &["apply", "saved.json"]);
     assert_eq!(runs(&s, "runs.log"), 2);
     no_changes(&s);
+}
+
+#[test]
+fn a_second_apply_waits_for_the_lock_of_a_running_one() {
+    let s = sandbox("exec-lock", MARKER);
+    let (mut first, go) = s.paused(&["apply", "--auto-approve"], 1);
+    let second = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(second.code, 1, "{second:?}");
+    assert!(second.stderr.contains(&format!("exec-{}dep.lock is locked by", s.prefix)), "{second:?}");
+    std::fs::write(go, "").unwrap();
+    assert!(first.wait().unwrap().success());
+    assert_eq!(runs(&s, "runs.log"), 1);
+    no_changes(&s);
+}
+
+#[test]
+fn a_command_past_its_timeout_is_killed_with_what_it_started() {
+    let s = sandbox(
+        "exec-timeout",
+        r#"
+[exec.hangs]
+command = ["sh", "-c", "sleep 60 & echo $! > child.pid; wait"]
+check = ["test", "-e", "never-made"]
+timeout = 1
+"#,
+    );
+    let r = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stderr.contains("exec.hangs.command: `sh` ran longer than its timeout (1 s) and was killed"), "{r:?}");
+    let pid = std::fs::read_to_string(s.path("child.pid")).unwrap();
+    // Killed, it is a zombie until init reaps it (here, not at once): dead either way.
+    let alive = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    };
+    for _ in 0..50 {
+        if !alive() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!alive(), "the command's own child outlived the timeout");
 }
 
 #[test]

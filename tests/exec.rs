@@ -374,3 +374,31 @@ case "$out" in *"(head)"*) exit 0;; *) echo "migrations pending"; exit 1;; esac
     assert_eq!(query_one(&tables).as_deref(), Some("3"));
     no_changes(&s);
 }
+
+/// A step whose check compares what the command wrote with the secret it gets: `aspects rotate`
+/// lists it as a client of the secret, its check says "needed" under the new value, and the
+/// rotation runs it.
+#[test]
+fn a_rotated_secret_runs_again_the_step_whose_check_uses_it() {
+    let s = sandbox(
+        "exec-rotate",
+        r#"
+[secrets]
+TOKEN = { generate = 24 }
+
+[exec.writes_token]
+env = { TOKEN = "${secrets.TOKEN}" }
+command = ["sh", "-c", "printf %s \"$TOKEN\" > token && echo ran >> runs.log"]
+check = ["sh", "-c", "test \"$(cat token 2>/dev/null)\" = \"$TOKEN\" || { echo 'token not written'; exit 1; }"]
+"#,
+    );
+    ok(&s, &["apply", "--auto-approve"]);
+    let before = std::fs::read_to_string(s.path("token")).unwrap();
+    let rotate = ok(&s, &["rotate", "TOKEN", "--auto-approve"]);
+    assert!(rotate.stdout.contains("exec.writes_token: client"), "{rotate:?}");
+    let after = std::fs::read_to_string(s.path("token")).unwrap();
+    assert_ne!(before, after);
+    assert_eq!(runs(&s, "runs.log"), 2);
+    no_changes(&s);
+    assert!(!rotate.all().contains(&before) && !rotate.all().contains(&after), "a token in the output");
+}

@@ -84,11 +84,32 @@ impl Finished {
 }
 
 /// A line cut to a readable length (a progress bar or a minified blob can be megabytes); cut
-/// after scrubbing, so no part of a secret is left to show.
+/// after scrubbing, so no part of a secret is left to show. Control characters (colours, cursor
+/// moves) are dropped: a child's output must not drive the operator's terminal.
 fn clip(line: &str) -> String {
     const MAX: usize = 300;
-    match line.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{} ...", &line[..at]),
-        None => line.to_owned(),
+    let mut shown = line.chars().filter(|c| !c.is_control() || *c == '\t');
+    let mut out: String = shown.by_ref().take(MAX).collect();
+    if shown.next().is_some() {
+        out.push_str(" ...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use aspects_core::Secret;
+
+    use super::*;
+
+    #[test]
+    fn shown_output_is_scrubbed_then_clipped_and_cannot_drive_a_terminal() {
+        let r = Redactor::new([Secret::new("hunter2-secret")]);
+        assert_eq!(
+            clip(&r.scrub("\u{1b}[31mlogin failed for hunter2-secret\u{1b}[0m")),
+            "[31mlogin failed for (sensitive)[0m"
+        );
+        let long = format!("{}hunter2-secret", "x".repeat(295));
+        assert_eq!(clip(&r.scrub(&long)), format!("{}(sens ...", "x".repeat(295)));
     }
 }

@@ -325,11 +325,12 @@ fn mysql_host_port() -> (String, String) {
     (host.to_owned(), port.to_owned())
 }
 
-/// The real use: Superset's `superset db upgrade` as a step, with the stack's Superset 6.1.0 CLI
-/// and configuration, on a metadata database the same plan creates. The check asks the server
-/// whether the database exists, then Superset whether its migrations are at head.
+/// The real use: Superset's `superset db upgrade` and `superset init` as steps, with the stack's
+/// Superset 6.1.0 CLI and configuration, on a metadata database the same plan creates. The first
+/// check asks the server whether the database exists, then Superset whether its migrations are
+/// at head; the second whether Superset's roles exist.
 #[test]
-fn superset_db_upgrade_runs_once_on_a_metadata_database_the_plan_creates() {
+fn superset_db_upgrade_and_init_run_once_on_a_metadata_database_the_plan_creates() {
     let python = stack_env("ASPECTS_STACK_SUPERSET_PYTHON");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let config = root.join("xtask/superset/superset_config.py");
@@ -355,6 +356,17 @@ n=$(mariadb -u root -N -B -e "SELECT COUNT(*) FROM information_schema.schemata W
 out=$("$PY" -c "from superset.cli.main import superset; superset()" db current 2>&1) || {{ printf '%s\n' "$out" >&2; exit 2; }}
 case "$out" in *"(head)"*) exit 0;; *) echo "migrations pending"; exit 1;; esac
 ''']
+
+[exec.superset_init]
+depends_on = ["exec.superset_db_upgrade"]
+env = {{ DB = "${{mysql_database.superset.name}}", ASPECTS_SUPERSET_METADATA_URI = "mysql+mysqldb://root@{host}:{port}/${{mysql_database.superset.name}}?charset=utf8mb4" }}
+command = ["sh", "-c", '"$PY" -c "from superset.cli.main import superset; superset()" init && echo ran >> init.log']
+check = ["sh", "-c", '''
+n=$(mariadb -u root -N -B -e "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '$DB' AND table_name = 'ab_role'") || exit 2
+[ "$n" = 1 ] || {{ echo "no roles table yet"; exit 1; }}
+n=$(mariadb -u root -N -B -e "SELECT COUNT(*) FROM \`$DB\`.ab_role WHERE name IN ('Admin', 'Alpha', 'Gamma', 'sql_lab')") || exit 2
+[ "$n" = 4 ] || {{ echo "Superset's roles are missing"; exit 1; }}
+''']
 "#,
         config = config.display(),
         state = state.display(),
@@ -364,6 +376,7 @@ case "$out" in *"(head)"*) exit 0;; *) echo "migrations pending"; exit 1;; esac
     let first = ok(&s, &["plan"]);
     let missing = format!("needed (check exited 1: database {}superset is missing)", s.prefix);
     assert!(first.stdout.contains(&missing), "{first:?}");
+    assert!(first.stdout.contains("needed (check exited 1: no roles table yet)"), "{first:?}");
     ok(&s, &["apply", "--auto-approve"]);
     let head = format!("SELECT version_num FROM `{}superset`.alembic_version", s.prefix);
     assert!(query_one(&head).is_some_and(|v| !v.is_empty()), "Superset's migrations ran");
@@ -372,6 +385,9 @@ case "$out" in *"(head)"*) exit 0;; *) echo "migrations pending"; exit 1;; esac
         s.prefix
     );
     assert_eq!(query_one(&tables).as_deref(), Some("3"));
+    let roles = format!("SELECT CAST(COUNT(*) AS CHAR) FROM `{}superset`.ab_role", s.prefix);
+    assert!(query_one(&roles).is_some_and(|n| n.parse::<u32>().unwrap() >= 4), "superset init made its roles");
+    assert_eq!(runs(&s, "init.log"), 1);
     no_changes(&s);
 }
 

@@ -362,14 +362,15 @@ pub fn many(groups: usize) -> String {
 }
 
 /// What plans/local.toml reads from target/stack/env besides the endpoints a test sets itself:
-/// the LMS fixture's Fernet key, the stack's Superset (address and admin password), and a files
-/// root of the sandbox's own. Sandboxes start without any `ASPECTS_*` variable.
+/// the LMS fixture's Fernet key, the stack's Superset (address and admin password), the
+/// plugin's templates (the asset bundle), and a files root of the sandbox's own. Sandboxes start without any `ASPECTS_*` variable.
 pub fn local_overlay_env(s: &Sandbox) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = [
         "ASPECTS_STACK_LMS_FERNET_KEY",
         "ASPECTS_STACK_SUPERSET_PASSWORD",
         "ASPECTS_VAR_SUPERSET_HOST",
         "ASPECTS_VAR_SUPERSET_PORT",
+        "ASPECTS_VAR_ASPECTS_TEMPLATES",
     ]
     .into_iter()
     .map(|k| (k.to_owned(), stack_env(k)))

@@ -138,7 +138,7 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
 }
 
 fn test(args: &[String]) -> Result<(), String> {
-    let env = stack::up()?;
+    let env = stack::up_fresh()?;
     run(cargo().args(["test", "--workspace"]).args(args).envs(env))
 }
 

@@ -53,8 +53,9 @@ fn pid_file() -> PathBuf {
 }
 
 /// Installs, initialises and starts what is missing; returns the environment entries naming it.
-/// `mysql` is the stack's server URL (no path).
-pub fn up(mysql: &str) -> Result<Vec<(String, String)>, String> {
+/// `mysql` is the stack's server URL (no path). `fresh`: Superset is restarted on its metadata
+/// as initialised (the snapshot), whatever ran against it since.
+pub fn up(mysql: &str, fresh: bool) -> Result<Vec<(String, String)>, String> {
     let python = crate::venv::ensure_file(
         &format!("superset-{VERSION}"),
         &files().join("requirements.txt"),
@@ -76,11 +77,18 @@ pub fn up(mysql: &str) -> Result<Vec<(String, String)>, String> {
             ("ASPECTS_VAR_SUPERSET_PORT".to_owned(), port.to_string()),
         ]
     };
+    let metadata = Metadata::new(mysql)?;
+    if fresh {
+        if let Some((pid, _)) = running() {
+            stop(pid);
+        }
+        // Without the database `initialise` restores the snapshot (seconds).
+        metadata.drop()?;
+    }
     if let Some((_, port)) = running() {
         wait_for(port, None)?;
         return Ok(env(port));
     }
-    let metadata = Metadata::new(mysql)?;
     initialise(&python, &metadata, &password)?;
     let port = free_port(FIRST_PORT)?;
     fs::write(dir().join("port"), format!("{port}\n")).map_err(|e| e.to_string())?;
@@ -288,6 +296,10 @@ impl Metadata {
 
     fn create(&self) -> Result<(), String> {
         self.execute(&["CREATE DATABASE IF NOT EXISTS superset CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"])
+    }
+
+    fn drop(&self) -> Result<(), String> {
+        self.execute(&["DROP DATABASE IF EXISTS superset"])
     }
 
     fn recreate(&self) -> Result<(), String> {

@@ -26,7 +26,11 @@ pub fn up() -> Result<Vec<(String, String)>, String> {
     if !unpacked.join("tutoraspects").is_dir() {
         fetch(&dir, &crate::venv::cache().join(format!("{PACKAGE}-{VERSION}.partial-{}", std::process::id())))?;
     }
-    Ok(vec![(TUTOR_ASPECTS.to_owned(), unpacked.display().to_string())])
+    Ok(vec![
+        (TUTOR_ASPECTS.to_owned(), unpacked.display().to_string()),
+        // The reference plan's asset bundle is read from the plugin's templates (plans/local.toml).
+        ("ASPECTS_VAR_ASPECTS_TEMPLATES".to_owned(), unpacked.join("tutoraspects/templates").display().to_string()),
+    ])
 }
 
 /// pip download (no dependencies), hash check, unpack beside the final place and rename into it,

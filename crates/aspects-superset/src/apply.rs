@@ -17,7 +17,8 @@ use serde_json::{Value as Json, json};
 use crate::client::{Handle, SsError, filter};
 use crate::read::MARKER;
 use crate::records::Record;
-use crate::schema::{ASSETS, DATABASE, ROLE, USER, describe, identity_attr, str_attr, str_list};
+use crate::rls::RLS_API;
+use crate::schema::{ASSETS, DATABASE, EMBEDDED, RLS, ROLE, USER, describe, identity_attr, str_attr, str_list};
 use crate::uri;
 
 type Identity = BTreeMap<String, Value>;
@@ -168,6 +169,8 @@ impl Handle {
                 self.write(Method::POST, DATABASES, Some(&body), &doing).await.map(drop).map_err(appeared)
             }
             ASSETS => self.sync_assets(r, None).await,
+            RLS => self.create_rls(r, &doing).await.map_err(appeared),
+            EMBEDDED => self.put_embedded(r).await,
             other => Err(ProviderError::new(format!("the superset provider cannot create a `{other}`"))),
         }
     }
@@ -200,19 +203,27 @@ impl Handle {
                     .await
                     .map(drop)
             }
+            RLS => {
+                let id = self.find(RLS_API, "name", name).await?.ok_or_else(gone)?;
+                self.update_rls(id, r, &format!("updating {what}")).await
+            }
+            EMBEDDED => self.put_embedded(r).await,
             _ => Ok(()),
         }
     }
 
     /// Deletes the object; already gone counts as done.
     async fn remove(&self, kind: &str, id: &str) -> Result<(), ProviderError> {
-        if kind == ASSETS {
-            return self.remove_assets(id).await;
+        match kind {
+            ASSETS => return self.remove_assets(id).await,
+            EMBEDDED => return self.remove_embedded(id).await,
+            _ => {}
         }
         let what = describe(kind, &[(identity_attr(kind).to_owned(), Value::from(id))].into());
         let found = match kind {
             ROLE => self.find(ROLES, "name", id).await?.map(|n| format!("{ROLES}{n}")),
             USER => self.find(USERS, "username", id).await?.map(|n| format!("{USERS}{n}")),
+            RLS => self.find(RLS_API, "name", id).await?.map(|n| format!("{RLS_API}{n}")),
             DATABASE => {
                 let found = self.databases(Some(id)).await.map_err(|e| self.err(&e, &format!("reading {what}")))?;
                 found.get(id).map(|row| format!("{DATABASES}{}", row.id))
@@ -243,12 +254,20 @@ impl Handle {
     }
 
     /// Replaces the role's whole permission set (one request, names resolved to ids from the
-    /// catalogue read at connect time).
+    /// catalogue read at connect time, or read again when it lacks one: Superset makes data
+    /// permissions as this apply creates databases and datasets).
     async fn set_permissions(&self, role: i64, r: &Resource) -> Result<(), ProviderError> {
         let wanted = str_list(r.get("permissions"));
+        let fresh;
+        let catalogue = if wanted.iter().all(|p| self.permission_ids.contains_key(*p)) {
+            &self.permission_ids
+        } else {
+            fresh = self.permission_catalogue().await?.0;
+            &fresh
+        };
         let mut ids = Vec::with_capacity(wanted.len());
         for p in wanted {
-            let id = self.permission_ids.get(p).ok_or_else(|| {
+            let id = catalogue.get(p).ok_or_else(|| {
                 ProviderError::new(format!("{}: Superset has no permission {p:?}", r.address)).with_hint(
                     "check the name against Settings > List Roles; `superset init` creates the standard ones",
                 )
@@ -260,8 +279,8 @@ impl Handle {
         self.write(Method::POST, &format!("{ROLES}{role}/permissions"), Some(&body), &doing).await.map(drop)
     }
 
-    /// A user's attributes as Superset takes them, its roles resolved to ids (one request).
-    async fn user_body(&self, r: &Resource) -> Result<Json, ProviderError> {
+    /// The ids of the resource's `roles` (one request).
+    pub(crate) async fn role_ids(&self, r: &Resource) -> Result<Vec<i64>, ProviderError> {
         let roles: BTreeMap<String, i64> = self.roles().await?.into_iter().map(|role| (role.name, role.id)).collect();
         let mut ids = Vec::new();
         for name in str_list(r.get("roles")) {
@@ -273,12 +292,17 @@ impl Handle {
             })?;
             ids.push(*id);
         }
+        Ok(ids)
+    }
+
+    /// A user's attributes as Superset takes them, its roles resolved to ids.
+    async fn user_body(&self, r: &Resource) -> Result<Json, ProviderError> {
         Ok(json!({
             "first_name": str_attr(&r.attrs, "first_name"),
             "last_name": str_attr(&r.attrs, "last_name"),
             "email": str_attr(&r.attrs, "email"),
             "active": bool_attr(r, "active"),
-            "roles": ids,
+            "roles": self.role_ids(r).await?,
         }))
     }
 }

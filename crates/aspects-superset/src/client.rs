@@ -98,6 +98,8 @@ pub struct Handle {
     pub(crate) records: Mutex<Option<Records>>,
     /// Each `superset_assets` resource's rendered bundle, by address: rendered once per run.
     pub(crate) bundles: std::sync::Mutex<BTreeMap<String, Arc<Vec<crate::assets::Asset>>>>,
+    /// Superset's metadata database, when `metadata_url` is set (embedded dashboards only).
+    pub(crate) metadata: Option<aspects_sql::Sql>,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,10 +161,27 @@ impl Handle {
             permission_names: BTreeMap::new(),
             records: Mutex::new(None),
             bundles: std::sync::Mutex::new(BTreeMap::new()),
+            metadata: Self::connect_metadata(config, read_only).await?,
         };
         handle.login().await?;
         handle.learn_permissions().await?;
         Ok(Arc::new_cyclic(|me| Handle { me: me.clone(), ..handle }))
+    }
+
+    /// The metadata database's pool (`READ ONLY` sessions on plan handles), when configured.
+    async fn connect_metadata(
+        config: &ProviderConfig,
+        read_only: bool,
+    ) -> Result<Option<aspects_sql::Sql>, ProviderError> {
+        let Some(url) = config.attrs.get("metadata_url").and_then(Value::as_str) else { return Ok(None) };
+        let fail =
+            |e: &dyn std::fmt::Display| ProviderError::new(format!("[providers.{}] `metadata_url`: {e}", config.id));
+        aspects_sql::names::check_url(&Value::from(url)).map_err(|e| fail(&e))?;
+        let mut options: sqlx::mysql::MySqlConnectOptions = url.parse().map_err(|e| fail(&e))?;
+        if let Some(Value::Sensitive(s)) = config.attrs.get("metadata_password") {
+            options = options.password(s.expose());
+        }
+        Ok(Some(aspects_sql::Sql::connect(options, &crate::embedded::METADATA, 2, read_only).await?))
     }
 
     /// Logs the provider user in: a fresh access and refresh token.
@@ -352,12 +371,21 @@ impl Handle {
         }
     }
 
-    /// The permission catalogue (`permissions-resources`): a few requests per run.
     async fn learn_permissions(&mut self) -> Result<(), ProviderError> {
+        (self.permission_ids, self.permission_names) = self.permission_catalogue().await?;
+        Ok(())
+    }
+
+    /// The permission catalogue (`permissions-resources`): `PERMISSION on VIEW` <-> id, a few
+    /// requests.
+    pub(crate) async fn permission_catalogue(
+        &self,
+    ) -> Result<(BTreeMap<String, i64>, BTreeMap<i64, String>), ProviderError> {
         let rows = self
             .list("/api/v1/security/permissions-resources/", &[], &[])
             .await
             .map_err(|e| self.err(&e, "reading the permission catalogue"))?;
+        let (mut ids, mut names) = (BTreeMap::new(), BTreeMap::new());
         for row in rows {
             let (Some(id), Some(p), Some(v)) = (
                 row.get("id").and_then(Json::as_i64),
@@ -367,10 +395,10 @@ impl Handle {
                 continue;
             };
             let name = format!("{p} on {v}");
-            self.permission_ids.insert(name.clone(), id);
-            self.permission_names.insert(id, name);
+            ids.insert(name.clone(), id);
+            names.insert(id, name);
         }
-        Ok(())
+        Ok((ids, names))
     }
 
     /// `doing` is a phrase like "creating role 'x'".

@@ -10,9 +10,11 @@
 mod apply;
 mod assets;
 mod client;
+mod embedded;
 mod lock;
 mod read;
 mod records;
+mod rls;
 mod schema;
 mod uri;
 

@@ -13,6 +13,8 @@ pub const ROLE: &str = "superset_role";
 pub const USER: &str = "superset_user";
 pub const DATABASE: &str = "superset_database";
 pub const ASSETS: &str = "superset_assets";
+pub const RLS: &str = "superset_rls_filter";
+pub const EMBEDDED: &str = "superset_embedded_dashboard";
 
 pub const DEFAULT_MAX_CONCURRENCY: i64 = 4;
 pub const DEFAULT_LOCK_LEASE: i64 = 30;
@@ -41,8 +43,20 @@ pub fn schema() -> SystemSchema {
                 .default(DEFAULT_MAX_CONCURRENCY)
                 .check(check_max_concurrency),
             lock_lease_attr(DEFAULT_LOCK_LEASE),
+            AttrSchema::new(
+                "metadata_url",
+                AttrType::String,
+                "Superset's metadata database (MySQL or MariaDB, as Aspects runs it) without a password, e.g. \
+                 `mysql://superset@mysql:3306/superset`: only `superset_embedded_dashboard` needs it, because \
+                 Superset's API cannot choose an embedded dashboard's UUID.",
+            )
+            .check(aspects_sql::names::check_url),
+            AttrSchema {
+                sensitive: true,
+                ..AttrSchema::new("metadata_password", AttrType::String, "That login's password, from `[secrets]`.")
+            },
         ],
-        kinds: vec![role_kind(), user_kind(), database_kind(), assets_kind()],
+        kinds: vec![role_kind(), user_kind(), database_kind(), assets_kind(), rls_kind(), embedded_kind()],
     }
 }
 
@@ -198,6 +212,100 @@ fn assets_kind() -> KindSchema {
     }
 }
 
+fn rls_kind() -> KindSchema {
+    let list = || AttrType::List(Box::new(AttrType::String));
+    KindSchema {
+        kind: RLS,
+        attrs: vec![
+            AttrSchema::new("name", AttrType::String, "The filter's name, unique in Superset.")
+                .identity()
+                .check(check_name),
+            AttrSchema::new(
+                "filter_type",
+                AttrType::String,
+                "`Regular` (applies to the roles) or `Base` (to everyone else).",
+            )
+            .default("Regular")
+            .check(check_filter_type),
+            AttrSchema::new(
+                "tables",
+                list(),
+                "The datasets it filters, as `SCHEMA.TABLE`, or `SCHEMA.*` for every dataset of a schema (Aspects' \
+                 way), including those the plan's asset bundles import.",
+            )
+            .required()
+            .check(check_tables),
+            AttrSchema::new("exclude", list(), "Table names `SCHEMA.*` patterns leave out, e.g. [\"user_pii\"].")
+                .default(Value::List(Vec::new()))
+                .check(check_table_names),
+            AttrSchema::new("roles", list(), "The roles it applies to (or, for `Base`, does not), by name.")
+                .default(Value::List(Vec::new()))
+                .check(check_role_list),
+            AttrSchema::new(
+                "group_key",
+                AttrType::String,
+                "Filters with one group key are OR-ed together, others AND-ed.",
+            )
+            .default(""),
+            AttrSchema::new(
+                "clause",
+                AttrType::String,
+                "The SQL WHERE clause, Superset's own Jinja included (`{{ can_view_courses(current_username(), \
+                 \"course_key\") }}`): kept as written.",
+            )
+            .required()
+            .check(check_clause),
+            AttrSchema::new("description", AttrType::String, "Shown in Superset's list.").default(""),
+        ],
+        data_bearing: false,
+        rank: 3,
+        doc: "A row-level security filter: its exact tables, roles and clause (Tutor's script adds roles, never \
+              removes them).",
+        identity_key: None,
+        check: None,
+    }
+}
+
+fn embedded_kind() -> KindSchema {
+    let list = || AttrType::List(Box::new(AttrType::String));
+    KindSchema {
+        kind: EMBEDDED,
+        attrs: vec![
+            AttrSchema::new(
+                "uuid",
+                AttrType::String,
+                "The embedded UUID the LMS asks for (Aspects' SUPERSET_EMBEDDABLE_DASHBOARDS).",
+            )
+            .identity()
+            .check(check_uuid),
+            AttrSchema::new("dashboard", AttrType::String, "The dashboard's slug, e.g. `course-dashboard`.")
+                .required()
+                .check(check_slug),
+            AttrSchema::new(
+                "allowed_domains",
+                list(),
+                "Domains allowed to embed it (empty: any), e.g. [\"https://lms.example.com\"].",
+            )
+            .default(Value::List(Vec::new()))
+            .check(check_domains),
+            AttrSchema::new(
+                "locales",
+                list(),
+                "Also embed each locale copy of the dashboard (slug `<slug>-<locale>`), under the UUID Aspects derives \
+                 for it (uuid5 of the base UUID), as the LMS expects.",
+            )
+            .default(Value::List(Vec::new()))
+            .check(check_locales),
+        ],
+        data_bearing: false,
+        rank: 3,
+        doc: "A dashboard embedded under a fixed UUID. Written in Superset's metadata database (`metadata_url`): \
+              Superset's API only makes random ones.",
+        identity_key: None,
+        check: None,
+    }
+}
+
 /// The identity attributes of a resource of `kind`.
 pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String, Value> {
     let name = identity_attr(kind);
@@ -207,7 +315,7 @@ pub fn identity(kind: &str, attrs: &BTreeMap<String, Value>) -> BTreeMap<String,
 pub fn identity_attr(kind: &str) -> &'static str {
     match kind {
         USER => "username",
-        DATABASE => "uuid",
+        DATABASE | EMBEDDED => "uuid",
         _ => "name",
     }
 }
@@ -309,6 +417,78 @@ fn check_locales(v: &Value) -> Result<(), String> {
             && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !ok {
             return Err(format!("{s:?} is not a locale; write e.g. \"fr_CA\" or \"es-419\""));
+        }
+    }
+    Ok(())
+}
+
+fn check_filter_type(v: &Value) -> Result<(), String> {
+    match string(v)? {
+        "Regular" | "Base" => Ok(()),
+        other => Err(format!("{other:?} is not a filter type; write \"Regular\" or \"Base\"")),
+    }
+}
+
+fn check_role_list(v: &Value) -> Result<(), String> {
+    v.as_list()
+        .ok_or_else(|| format!("expected a list of role names, found {}", v.type_name()))?
+        .iter()
+        .try_for_each(check_role)
+}
+
+/// `SCHEMA.TABLE` or `SCHEMA.*`; the schema cannot hold a dot, the table may.
+fn check_tables(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of datasets, found {}", v.type_name()))?;
+    for t in list {
+        let s = string(t)?;
+        text("the dataset", s, 500)?;
+        match s.split_once('.') {
+            Some((schema, table))
+                if !schema.is_empty() && (table == "*" || !table.is_empty() && !table.contains('*')) => {}
+            _ => return Err(format!("{s:?} is not SCHEMA.TABLE or SCHEMA.*; write e.g. \"event_sink.course_names\"")),
+        }
+    }
+    Ok(())
+}
+
+fn check_table_names(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of table names, found {}", v.type_name()))?;
+    list.iter().try_for_each(|t| text("the table name", string(t)?, 250))
+}
+
+/// A clause may span lines; it must not be empty or hold NUL or invisible characters.
+fn check_clause(v: &Value) -> Result<(), String> {
+    let s = string(v)?;
+    if s.trim().is_empty() {
+        return Err("the clause is empty; write a SQL condition, e.g. \"course_key = 'x'\"".into());
+    }
+    match s.chars().find(|c| (c.is_control() && !matches!(c, '\n' | '\r' | '\t')) || invisible(*c)) {
+        Some(c) => {
+            Err(format!("the clause contains U+{:04X} (a control or invisible character); remove it", u32::from(c)))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Slugs as Superset makes them: letters, digits, `-` and `_`.
+fn check_slug(v: &Value) -> Result<(), String> {
+    let s = string(v)?;
+    if s.is_empty() || s.len() > 255 || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(format!(
+            "{s:?} is not a dashboard slug; write letters, digits, `-` and `_`, e.g. \"course-dashboard\""
+        ));
+    }
+    Ok(())
+}
+
+/// Superset keeps the list comma-separated: a domain cannot hold a comma.
+fn check_domains(v: &Value) -> Result<(), String> {
+    let list = v.as_list().ok_or_else(|| format!("expected a list of domains, found {}", v.type_name()))?;
+    for d in list {
+        let s = string(d)?;
+        text("the domain", s, 250)?;
+        if s.contains(',') || s.contains(char::is_whitespace) {
+            return Err(format!("{s:?} is not a domain; write one origin per item, e.g. \"https://lms.example.com\""));
         }
     }
     Ok(())

@@ -25,8 +25,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value as Json};
 
 pub use bundle::Asset;
+pub(crate) use bundle::{Kind, localized_uuid};
 
-use bundle::{Inputs, Kind, key};
+use bundle::{Inputs, key};
 use markers::Markers;
 
 use crate::client::{Field, Handle, Payload, SsError};

@@ -311,7 +311,19 @@ impl Handle {
             *self.csrf.lock().await = answer.get("result").and_then(Json::as_str).map(str::to_owned);
         }
         let access = self.tokens.read().await.access.clone();
-        match self.request(&self.http, method.clone(), path, payload, Some(&access)).await {
+        let mut answer = self.request(&self.http, method.clone(), path, payload, Some(&access)).await;
+        // gunicorn may close a kept-alive connection as a request goes out on it ("connection
+        // closed before message completed"); a read is safe to send again, a write is not.
+        for _ in 0..2 {
+            match &answer {
+                Err(SsError { status: None, .. }) if method == Method::GET => {
+                    tracing::debug!(path, "request failed before an answer; sending it again");
+                    answer = self.request(&self.http, method.clone(), path, payload, Some(&access)).await;
+                }
+                _ => break,
+            }
+        }
+        match answer {
             // The access token expired (15 minutes by default): refresh it and send again, once.
             Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
                 self.refresh().await.map_err(|p| SsError { status: None, message: p.message })?;

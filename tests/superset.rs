@@ -238,7 +238,7 @@ fn a_uri_changed_by_hand_is_shown_masked_and_reverted() {
 }
 
 /// The Superset objects alone, the connection to a ClickHouse user made beforehand: a killed
-/// run leaves only Superset's lock behind (2 s lease).
+/// run leaves only Superset's lock behind (a short lease).
 const SUPERSET_ONLY: &str = concat!(
     role_and_user!(),
     r#"
@@ -278,7 +278,7 @@ fn a_crash_after_any_write_then_apply_converges() {
             break;
         }
         assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
-        // The killed run's lease (2 s) runs out while the next run waits.
+        // The killed run's lease runs out while the next run waits.
         apply(&s);
         assert_no_changes(&s);
         assert!(api.can_login(&format!("{p}lms"), &secret(&s, "lms")), "k = {k}");

@@ -286,7 +286,7 @@ fn a_crash_after_any_write_then_apply_converges() {
             break;
         }
         assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
-        // The killed run's lease (2 s) runs out while the next run waits.
+        // The killed run's lease runs out while the next run waits.
         apply(&s);
         assert_no_changes(&s);
         assert_eq!(all_changed_on(&api, &s).len(), 7, "k = {k}");

@@ -74,7 +74,7 @@ fn write_plan(s: &Sandbox, folder: &Path, extra: &str) {
     let provider = format!("metadata_url = \"{}\"\n", metadata_url());
     s.write(
         "aspects.toml",
-        &text.replacen("lock_lease_seconds = 2\n", &format!("lock_lease_seconds = 2\n{provider}"), 1),
+        &text.replacen("[providers.superset]\n", &format!("[providers.superset]\n{provider}"), 1),
     );
 }
 
@@ -133,8 +133,10 @@ fn filters_and_embeddings_apply_then_plan_empty_and_drift_is_reverted() {
     let api = Api::new();
     let p = &s.prefix;
 
+    // Every dataset of the schema: the virtual one and its fr copy.
+    let schema = [format!("{p}db.{p}course_events"), format!("{p}db.{p}course_events_fr")];
     let f = filter(&api, &s);
-    assert_eq!(tables(&f), [format!("{p}db.{p}course_events")], "every dataset of the schema: {f}");
+    assert_eq!(tables(&f), schema, "{f}");
     assert_eq!(f["roles"][0]["name"], format!("{p}Viewer"));
     assert_eq!(f["clause"], "{{ can_view_courses(current_username(), \"course_key\") }}");
     assert_eq!(f["filter_type"], "Regular");
@@ -176,7 +178,7 @@ fn filters_and_embeddings_apply_then_plan_empty_and_drift_is_reverted() {
     }
     apply(&s);
     let f = filter(&api, &s);
-    assert_eq!(tables(&f), [format!("{p}db.{p}course_events")]);
+    assert_eq!(tables(&f), schema);
     assert_eq!(f["roles"].as_array().unwrap().len(), 1, "{f}");
     assert_eq!(embedded(&api, &embed_uuid(&s)).unwrap()["allowed_domains"], json!(["http://lms.example.com"]));
 
@@ -225,7 +227,8 @@ fn a_dataset_added_to_the_bundle_joins_the_filter_in_one_apply() {
     assert!(plan.stdout.contains("superset_rls_filter.courses"), "the filter follows the bundle: {plan:?}");
     apply(&s);
     let p = &s.prefix;
-    assert_eq!(tables(&filter(&Api::new(), &s)), [format!("{p}db.{p}course_events"), format!("{p}db.{p}more_events")]);
+    let names = ["course_events", "course_events_fr", "more_events", "more_events_fr"];
+    assert_eq!(tables(&filter(&Api::new(), &s)), names.map(|n| format!("{p}db.{p}{n}")));
     assert_no_changes(&s);
 }
 
@@ -318,8 +321,8 @@ fn hostile_input_is_refused_with_its_place() {
     refused(&embed("dashboard = \"d\"\n"), "plan", &["has no `metadata_url`", "metadata_password"]);
     // A password inside metadata_url is refused without being echoed.
     let with_password = plan(&s, "", &embed("dashboard = \"d\"\n")).replacen(
-        "lock_lease_seconds = 2\n",
-        "lock_lease_seconds = 2\nmetadata_url = \"mysql://root:Hunter-22@127.0.0.1/superset\"\n",
+        "[providers.superset]\n",
+        "[providers.superset]\nmetadata_url = \"mysql://root:Hunter-22@127.0.0.1/superset\"\n",
         1,
     );
     s.write("aspects.toml", &with_password);

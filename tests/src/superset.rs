@@ -26,7 +26,13 @@ pub fn stack() -> Option<(String, String, String)> {
 /// The env variable a sandbox passes the admin password in (never a process argument).
 pub const ADMIN_PASSWORD_ENV: &str = "SS_ADMIN_PASSWORD";
 
-/// A plan file for a Superset sandbox: its deployment and the Superset provider (lease 2 s),
+/// The Superset lock's lease in the tests: short, so a killed run's lock is taken over soon, yet
+/// long enough for the heartbeat on a machine shared by parallel tests and builds (2 s was lost
+/// under load).
+pub const LEASE_SECONDS: u32 = 5;
+
+/// A plan file for a Superset sandbox: its deployment and the Superset provider (lease
+/// [`LEASE_SECONDS`]),
 /// plus, when the body has ClickHouse resources, the ClickHouse provider (the sandbox's own meta
 /// database; lease 10 s, since a run also waits for Superset's lock, which every test shares).
 /// `secrets` are more `[secrets]` lines; `@@` in either is the prefix.
@@ -44,7 +50,7 @@ pub fn plan(s: &Sandbox, secrets: &str, body: &str) -> String {
     format!(
         "[deployment]\nname = \"{p}dep\"\n\n[secrets]\nss_admin = {{ env = \"{ADMIN_PASSWORD_ENV}\" }}\n{secrets}\n\
          [providers.superset]\nurl = \"{url}\"\nusername = \"{user}\"\npassword = \"${{secrets.ss_admin}}\"\n\
-         lock_lease_seconds = 2\n\n{clickhouse}{}",
+         lock_lease_seconds = {LEASE_SECONDS}\n\n{clickhouse}{}",
         body.replace("@@", &s.prefix),
         secrets = secrets.replace("@@", &s.prefix),
         p = s.prefix,

@@ -72,10 +72,7 @@ depends_on = ["superset_assets.fixture"]
 fn write_plan(s: &Sandbox, folder: &Path, extra: &str) {
     let text = plan(s, "report = { generate = 24 }\n", &body(s, folder, extra));
     let provider = format!("metadata_url = \"{}\"\n", metadata_url());
-    s.write(
-        "aspects.toml",
-        &text.replacen("[providers.superset]\n", &format!("[providers.superset]\n{provider}"), 1),
-    );
+    s.write("aspects.toml", &text.replacen("[providers.superset]\n", &format!("[providers.superset]\n{provider}"), 1));
 }
 
 fn sandbox(name: &str) -> Option<Ss> {

@@ -50,7 +50,7 @@ pub fn schema() -> SystemSchema {
                  `mysql://superset@mysql:3306/superset`: only `superset_embedded_dashboard` needs it, because \
                  Superset's API cannot choose an embedded dashboard's UUID.",
             )
-            .check(aspects_sql::names::check_url),
+            .check(check_metadata_url),
             AttrSchema {
                 sensitive: true,
                 ..AttrSchema::new("metadata_password", AttrType::String, "That login's password, from `[secrets]`.")
@@ -420,6 +420,11 @@ fn check_locales(v: &Value) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A MySQL URL without a password; the password goes in `metadata_password`.
+fn check_metadata_url(v: &Value) -> Result<(), String> {
+    aspects_sql::names::check_url(v).map_err(|e| e.replace("`password = ", "`metadata_password = "))
 }
 
 fn check_filter_type(v: &Value) -> Result<(), String> {

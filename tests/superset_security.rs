@@ -19,9 +19,21 @@ fn embed_uuid(s: &Sandbox) -> String {
     format!("{}-0000-4000-8000-00000000e000", &uuid(s)[..8])
 }
 
-/// The stack's metadata database, reached as the stack's root (no password).
-fn metadata_url() -> String {
-    format!("{}/superset", aspects_e2e::mysql_url().trim_end_matches('/'))
+/// The password of the sandbox's metadata login (a secret of its plan, from the environment).
+const META_PASSWORD: &str = "Meta-Login-Pw-31";
+
+/// A login of the sandbox's own on the stack's metadata database, with exactly the privileges
+/// the README names, and its URL (no password in it).
+fn metadata_login(s: &Sandbox) -> String {
+    let user = format!("{}meta", s.prefix);
+    aspects_e2e::sql(&[
+        &format!("CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{META_PASSWORD}'"),
+        &format!("GRANT SELECT ON superset.dashboards TO '{user}'@'%'"),
+        &format!("GRANT SELECT, INSERT, DELETE ON superset.embedded_dashboards TO '{user}'@'%'"),
+    ]);
+    let server = aspects_e2e::mysql_url();
+    let address = server.trim_start_matches("mysql://").split_once('@').map_or("", |(_, a)| a).trim_end_matches('/');
+    format!("mysql://{user}@{address}/superset")
 }
 
 /// Roles for the dashboard and its `fr` copy, a ClickHouse database of the sandbox's own (the
@@ -70,17 +82,34 @@ depends_on = ["superset_assets.fixture"]
 }
 
 fn write_plan(s: &Sandbox, folder: &Path, extra: &str) {
-    let text = plan(s, "report = { generate = 24 }\n", &body(s, folder, extra));
-    let provider = format!("metadata_url = \"{}\"\n", metadata_url());
+    let text = plan(s, "report = { generate = 24 }\nmeta = { env = \"META_PW\" }\n", &body(s, folder, extra));
+    let provider = format!("metadata_url = \"{}\"\nmetadata_password = \"${{secrets.meta}}\"\n", metadata_login(s));
     s.write("aspects.toml", &text.replacen("[providers.superset]\n", &format!("[providers.superset]\n{provider}"), 1));
 }
 
-fn sandbox(name: &str) -> Option<Ss> {
+/// A Superset sandbox whose metadata login goes with it.
+struct Sec(Ss);
+
+impl Drop for Sec {
+    fn drop(&mut self) {
+        aspects_e2e::sql(&[&format!("DROP USER IF EXISTS '{}meta'@'%'", self.0.prefix)]);
+    }
+}
+
+impl std::ops::Deref for Sec {
+    type Target = Sandbox;
+    fn deref(&self) -> &Sandbox {
+        &self.0
+    }
+}
+
+fn sandbox(name: &str) -> Option<Sec> {
     let (_, _, admin) = stack()?;
     let mut s = Sandbox::new(name);
     s.set_env(ADMIN_PASSWORD_ENV, &admin);
+    s.set_env("META_PW", META_PASSWORD);
     write_plan(&s, &fixture(), "");
-    Some(Ss(s))
+    Some(Sec(Ss(s)))
 }
 
 /// The sandbox's filter as Superset lists it.
@@ -202,7 +231,7 @@ fn filters_and_embeddings_apply_then_plan_empty_and_drift_is_reverted() {
     assert!(embedded(&api, &embed_uuid(&s)).is_none());
     assert!(api.list("/api/v1/rowlevelsecurity/", "name", p).is_empty());
     let admin = stack().unwrap().2;
-    assert_no_secret(&s, &[&admin], &[&applied, &again, &drift, &last, &destroy]);
+    assert_no_secret(&s, &[&admin, META_PASSWORD], &[&applied, &again, &drift, &last, &destroy]);
 }
 
 /// A dataset the bundle gains lands in the schema's filter in the same apply.

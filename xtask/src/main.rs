@@ -71,7 +71,9 @@ fn main() -> ExitCode {
         Cmd::Test { args } => test(&args),
         Cmd::Demo => demo(),
         Cmd::Bench { part, in_process: true } => bench::run(part),
-        Cmd::Bench { part, in_process: false } => stack::up().and_then(|env| {
+        // On a fresh Superset, like the tests: the benchmark imports the Aspects bundle, whose
+        // UUIDs the demo's deployment may own.
+        Cmd::Bench { part, in_process: false } => stack::up_fresh().and_then(|env| {
             // The loading side times the release `aspects` binary beside the release xtask.
             // Built on its own: with xtask in the same invocation, features unify differently
             // and the `run` below would compile xtask a second time.
@@ -181,7 +183,9 @@ fn demo() -> Result<(), String> {
     eprintln!(
         "\nDemo complete: the Superset metadata database, its user and grants are converged on {}, the\n\
          ClickHouse databases, base schema (functions and tables), service users and their grants on {},\n\
-         the LMS rows on {}, Superset's LMS user and connections on {}, and the services' files (Ralph's\n\
+         the LMS rows on {}, Superset's LMS user, roles, Aspects asset bundle, row-level security and\n\
+         embedded dashboards on {} (log in as admin with ASPECTS_STACK_SUPERSET_PASSWORD from\n\
+         target/stack/env), and the services' files (Ralph's\n\
          auth.json and env, Vector, LMS and Superset settings) under {}, where the stack's Ralph at {}\n\
          reads its auth.json.\n\
          Its secrets file and journal are in {}. Tear down with `cargo xtask stack down`.",

@@ -294,6 +294,51 @@ fn a_crash_after_any_write_then_apply_converges() {
     }
 }
 
+/// 240 charts imported in one request share their `changed_on`, which is Superset's default
+/// list order, so pages of it can come back with those ties in a different order on each page.
+/// The plan still finds every one (aspects looks assets up by uuid, 90 to a request, never by
+/// page), and the markers record them all.
+#[test]
+fn many_charts_imported_at_once_are_all_found() {
+    const MANY: usize = 240;
+    let Some(s) = sandbox("ssa-many", None) else { return };
+    let folder = copy_fixture(&s);
+    let rows = std::fs::read_to_string(folder.join("assets/charts/Rows.yaml")).unwrap();
+    let uuids: Vec<String> = (0..MANY).map(|n| format!("{}-0000-4000-9000-{n:012}", id(&s))).collect();
+    for n in 0..MANY {
+        let chart = rows
+            .replace("{{ ID }}-0000-4000-8000-000000000013", &uuids[n])
+            .replace("{{ PREFIX }}Rows", &format!("{{{{ PREFIX }}}}Many {n}"))
+            .replace("_file_name: Rows.yaml", &format!("_file_name: Many_{n}.yaml"));
+        std::fs::write(folder.join(format!("assets/charts/Many_{n}.yaml")), chart).unwrap();
+    }
+    s.write("aspects.toml", &plan(&s, "report = { generate = 24 }\n", &bundle_body(&s, &folder, "")));
+    apply(&s);
+    assert_no_changes(&s);
+
+    // Superset's side, read the same way (each request holds every row it asks for): all of
+    // them exist, and they share a handful of `changed_on` values.
+    let api = Api::new();
+    let mut changed: Vec<String> = Vec::new();
+    for chunk in uuids.chunks(50) {
+        let values = chunk.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(",");
+        let q =
+            format!("(columns:!(uuid,changed_on_utc),filters:!((col:uuid,opr:in,value:!({values}))),page_size:100)");
+        let answer = api.get(&format!("/api/v1/chart/?q={q}"));
+        assert_eq!(answer["count"], chunk.len(), "{answer}");
+        changed.extend(answer["result"].as_array().unwrap().iter().map(|r| r["changed_on_utc"].to_string()));
+    }
+    changed.sort();
+    changed.dedup();
+    assert!(changed.len() <= MANY / 10, "ties are what this test is about: {changed:?}");
+    let markers = api.list("/api/v1/css_template/", "template_name", &format!("aspects assets: {}dep/", s.prefix));
+    let css = markers[0]["css"].as_str().unwrap();
+    assert_eq!(css.matches("[\"chart\",").count(), 3 + MANY);
+
+    let r = run(&s, &["destroy", "--auto-approve", "--allow-destroy"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
 /// The released Aspects bundle (tutor-contrib-aspects 6.1.0, unpacked by `stack up`) with three
 /// locales, rendered with Tutor's defaults: apply, plan empty, and Superset's export of every
 /// asset compares equal to the plan. The bundle's UUIDs and names are fixed: only this test

@@ -72,7 +72,7 @@ pub fn run(rt: &Runtime) -> Result<bool, String> {
         let _ = writeln!(out, "{:>10.0} ms  Superset's importer, whole bundle again (Tutor, every run)", again);
         let _ = writeln!(
             out,
-            "{noop:>10.1} ms  aspects no-op plan ({requests} requests)  ratio {:.3}; under {TARGET_MS} ms: {}",
+            "{noop:>10.1} ms  aspects no-op plan (the login, then {requests} requests)  ratio {:.3}; under {TARGET_MS} ms: {}",
             noop / again,
             if noop < TARGET_MS { "yes" } else { "NO" }
         );

@@ -51,9 +51,20 @@ pub async fn plan(
         readers[&r.provider].normalise(kind, &mut r);
         by_provider.entry(r.provider.clone()).or_default().push(r);
     }
+    let by_provider: BTreeMap<ProviderId, Arc<Vec<Resource>>> =
+        by_provider.into_iter().map(|(id, list)| (id, Arc::new(list))).collect();
+    let mut prepares = JoinSet::new();
+    for (id, list) in &by_provider {
+        let (reader, id, list) = (readers[id].clone(), id.clone(), list.clone());
+        prepares.spawn(async move { (id, reader.prepare(&list).await) });
+    }
+    while let Some(joined) = prepares.join_next().await {
+        let (id, result) = joined.map_err(|e| EngineError::Internal(e.to_string()))?;
+        result.map_err(|error| EngineError::Provider { target: readers[&id].target(), provider: id, error })?;
+    }
     let invalid: Vec<String> = by_provider
         .values()
-        .flatten()
+        .flat_map(|list| list.iter())
         .flat_map(|r| {
             let kind = registry.kind(&r.address.kind).expect("the loader checked every kind");
             readers[&r.provider].check(kind, r).into_iter().map(|i| located(r, &i))
@@ -62,8 +73,6 @@ pub async fn plan(
     if !invalid.is_empty() {
         return Err(EngineError::Invalid(invalid));
     }
-    let by_provider: BTreeMap<ProviderId, Arc<Vec<Resource>>> =
-        by_provider.into_iter().map(|(id, list)| (id, Arc::new(list))).collect();
 
     let mut reads = JoinSet::new();
     // Every configured provider is asked for orphans, including one whose resources have all

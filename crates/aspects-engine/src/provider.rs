@@ -85,8 +85,16 @@ pub trait ProviderRead: Send + Sync {
     /// reads, so that an apply followed by a plan is empty.
     fn normalise(&self, kind: &KindSchema, resource: &mut Resource);
 
+    /// Learns what `check` needs beyond what connecting learnt, given this provider's
+    /// normalised desired resources (Superset reads its permission catalogue only when a role
+    /// lists permissions). The planner calls it once, before `check`.
+    async fn prepare(&self, _desired: &[Resource]) -> Result<(), ProviderError> {
+        Ok(())
+    }
+
     /// What the target would refuse in a normalised desired resource, judged with what the
-    /// provider learnt at connect time (character sets, privilege levels, its own account).
+    /// provider learnt at connect time or in `prepare` (character sets, privilege levels, its
+    /// own account).
     /// The planner calls it for every resource before any read, so bad input never fails
     /// half-way through an apply.
     fn check(&self, _kind: &KindSchema, _resource: &Resource) -> Vec<Invalid> {

@@ -243,7 +243,7 @@ impl Handle {
     /// The id of the object whose `column` equals `value`, if any: one request.
     async fn find(&self, path: &str, column: &str, value: &str) -> Result<Option<i64>, ProviderError> {
         let rows = self
-            .list(path, &["id", column], &[filter(column, "eq", value)])
+            .list(path, "id", &["id", column], &[filter(column, "eq", value)])
             .await
             .map_err(|e| self.err(&e, &format!("looking up {value:?}")))?;
         // `eq` may compare without case on some databases: keep the exact match.
@@ -254,20 +254,21 @@ impl Handle {
     }
 
     /// Replaces the role's whole permission set (one request, names resolved to ids from the
-    /// catalogue read at connect time, or read again when it lacks one: Superset makes data
-    /// permissions as this apply creates databases and datasets).
+    /// catalogue, read again when it lacks one: Superset makes data permissions as this apply
+    /// creates databases and datasets).
     async fn set_permissions(&self, role: i64, r: &Resource) -> Result<(), ProviderError> {
         let wanted = str_list(r.get("permissions"));
+        let known = self.catalogue().await?;
         let fresh;
-        let catalogue = if wanted.iter().all(|p| self.permission_ids.contains_key(*p)) {
-            &self.permission_ids
+        let catalogue = if wanted.iter().all(|p| known.ids.contains_key(*p)) {
+            known
         } else {
-            fresh = self.permission_catalogue().await?.0;
+            fresh = self.permission_catalogue().await?;
             &fresh
         };
         let mut ids = Vec::with_capacity(wanted.len());
         for p in wanted {
-            let id = catalogue.get(p).ok_or_else(|| {
+            let id = catalogue.ids.get(p).ok_or_else(|| {
                 ProviderError::new(format!("{}: Superset has no permission {p:?}", r.address)).with_hint(
                     "check the name against Settings > List Roles; `superset init` creates the standard ones",
                 )

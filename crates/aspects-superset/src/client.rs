@@ -1,6 +1,8 @@
 //! Opening handles and talking to Superset's REST API: a database login (access and refresh
 //! token, refreshed when the access token expires), the CSRF token with the `session` cookie it
-//! is bound to (a cookie jar on the one client), rison list queries paginated by 100, and errors
+//! is bound to (a cookie jar on the one client; fetched for the first write only), rison list
+//! queries (pages of 100 in a unique order, fetched at once once the first tells the count, or
+//! lookups by uuid), the permission catalogue when first needed, and errors
 //! that carry the HTTP status and Superset's own message, never a request body (user updates
 //! carry passwords) and never the password the handle logs in with.
 
@@ -14,7 +16,7 @@ use aspects_engine::provider::{Connector, ProviderError, ProviderRead, ProviderW
 use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value as Json, json};
-use tokio::sync::{Mutex, RwLock};
+use tokio::sync::{Mutex, OnceCell, RwLock};
 
 use crate::records::Records;
 use crate::schema::{self, DEFAULT_LOCK_LEASE, DEFAULT_MAX_CONCURRENCY};
@@ -80,7 +82,7 @@ pub struct Handle {
     /// Without cookies: login probes must not replace the session the CSRF token is bound to.
     probe: reqwest::Client,
     base: String,
-    read_only: bool,
+    pub(crate) read_only: bool,
     pub(crate) target: String,
     user: String,
     password: Secret,
@@ -91,9 +93,10 @@ pub struct Handle {
     pub(crate) lease: Duration,
     pub(crate) max_concurrency: usize,
     pub(crate) queries: Arc<AtomicU64>,
-    /// The permission catalogue, learnt at connect time: `PERMISSION on VIEW` <-> id.
-    pub(crate) permission_ids: BTreeMap<String, i64>,
-    pub(crate) permission_names: BTreeMap<i64, String>,
+    /// The permission catalogue, read when first needed ([`Handle::catalogue`]).
+    catalogue: OnceCell<Catalogue>,
+    /// Read-only handles: the CSS templates holding records and markers, read once per plan.
+    pub(crate) templates: OnceCell<Arc<Vec<Json>>>,
     /// This deployment's records as last written (write handles only; writes run under the lock).
     pub(crate) records: Mutex<Option<Records>>,
     /// Each `superset_assets` resource's rendered bundle, by address: rendered once per run.
@@ -107,6 +110,49 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Superset's `FAB_API_MAX_PAGE_SIZE`: larger pages are silently cut to it.
 const PAGE: usize = 100;
+/// Uuids per lookup: each takes 39 bytes of the request line (32 hex digits, quoted, the
+/// quotes percent-encoded, a comma), so 90 of them and the rest of the query stay near 3.7 KB,
+/// under gunicorn's limit of 4094 bytes.
+const UUIDS: usize = 90;
+
+/// What a rison query leaves as it is: unreserved characters and rison's own punctuation, which
+/// a query string may hold (fewer bytes per uuid in a lookup); everything else is encoded.
+const RISON_KEEPS: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'!')
+    .remove(b':')
+    .remove(b',');
+
+/// `path?q=` and the rison query, encoded.
+fn query_path(path: &str, rison: &str) -> String {
+    format!("{path}?q={}", percent_encoding::utf8_percent_encode(rison, RISON_KEEPS))
+}
+
+/// `PERMISSION on VIEW` <-> id.
+#[derive(Default)]
+pub(crate) struct Catalogue {
+    pub ids: BTreeMap<String, i64>,
+    pub names: BTreeMap<i64, String>,
+}
+
+fn count_of(answer: &Json) -> usize {
+    answer.get("count").and_then(Json::as_u64).unwrap_or(0) as usize
+}
+
+fn rows_of(answer: Json) -> Vec<Json> {
+    match answer {
+        Json::Object(mut o) => match o.remove("result") {
+            Some(Json::Array(rows)) => rows,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
 
 impl Handle {
     async fn connect(config: &ProviderConfig, deployment: &str, read_only: bool) -> Result<Arc<Handle>, ProviderError> {
@@ -141,7 +187,7 @@ impl Handle {
             Some(Value::Int(n)) if *n > 0 => *n as u64,
             _ => default as u64,
         };
-        let mut handle = Handle {
+        let handle = Handle {
             me: Weak::new(),
             http: build(true)?,
             probe: build(false)?,
@@ -157,14 +203,15 @@ impl Handle {
             lease: Duration::from_secs(int("lock_lease_seconds", DEFAULT_LOCK_LEASE)),
             max_concurrency: int("max_concurrency", DEFAULT_MAX_CONCURRENCY) as usize,
             queries: Arc::new(AtomicU64::new(0)),
-            permission_ids: BTreeMap::new(),
-            permission_names: BTreeMap::new(),
+            catalogue: OnceCell::new(),
+            templates: OnceCell::new(),
             records: Mutex::new(None),
             bundles: std::sync::Mutex::new(BTreeMap::new()),
             metadata: Self::connect_metadata(config, read_only).await?,
         };
+        // The only request at connect time: the CSRF token waits for the first write, the
+        // permission catalogue for the first role that needs it.
         handle.login().await?;
-        handle.learn_permissions().await?;
         Ok(Arc::new_cyclic(|me| Handle { me: me.clone(), ..handle }))
     }
 
@@ -347,12 +394,22 @@ impl Handle {
         result.map_err(|e| self.err(&e, doing))
     }
 
-    /// Every row of a list endpoint (`path` ends in `/`), 100 per request. `filters` are rison
-    /// `(col:..,opr:..,value:..)` items, already quoted.
-    pub(crate) async fn list(&self, path: &str, columns: &[&str], filters: &[String]) -> Result<Vec<Json>, SsError> {
-        let mut out = Vec::new();
-        for page in 0.. {
-            let mut q = format!("(page:{page},page_size:{PAGE}");
+    /// Every row of a list endpoint (`path` ends in `/`), 100 per request, ordered by `order`: a
+    /// column whose values are unique, so that every row has one place in the order and the
+    /// pages neither overlap nor skip rows (Superset's default order, `changed_on`, ties for
+    /// everything one import wrote, and ties came back in a different order on each page). Where
+    /// no unique column is orderable (datasets: by name), a row on two pages, which means another
+    /// on none, reads the list again. The first page tells the count; the others are fetched at
+    /// once. Rows carry `id`. `filters` are rison `(col:..,opr:..,value:..)` items, already quoted.
+    pub(crate) async fn list(
+        &self,
+        path: &str,
+        order: &str,
+        columns: &[&str],
+        filters: &[String],
+    ) -> Result<Vec<Json>, SsError> {
+        let query = |page: usize| {
+            let mut q = format!("(order_column:{order},order_direction:asc,page:{page},page_size:{PAGE}");
             if !columns.is_empty() {
                 q.push_str(&format!(",columns:!({})", columns.join(",")));
             }
@@ -360,17 +417,75 @@ impl Handle {
                 q.push_str(&format!(",filters:!({})", filters.join(",")));
             }
             q.push(')');
-            let query: String = url::form_urlencoded::byte_serialize(q.as_bytes()).collect();
-            let answer = self.call(Method::GET, &format!("{path}?q={query}"), None).await?;
-            let rows = answer.get("result").and_then(Json::as_array).cloned().unwrap_or_default();
-            let count = answer.get("count").and_then(Json::as_u64).unwrap_or(0) as usize;
-            let done = rows.len() < PAGE || out.len() + rows.len() >= count;
-            out.extend(rows);
-            if done {
-                break;
+            query_path(path, &q)
+        };
+        // A row deleted or created between two pages shifts the ones after it: the counts
+        // differ, and the whole list is read again.
+        for _ in 0..3 {
+            let first = self.call(Method::GET, &query(0), None).await?;
+            let count = count_of(&first);
+            let mut out = rows_of(first);
+            let rest = self.all_at_once((1..count.div_ceil(PAGE)).map(query).collect()).await?;
+            let same = rest.iter().all(|answer| count_of(answer) == count);
+            out.extend(rest.into_iter().flat_map(rows_of));
+            // A row on two pages means another on none (`order` ties: datasets by name).
+            let distinct: BTreeSet<i64> = out.iter().filter_map(|r| r.get("id").and_then(Json::as_i64)).collect();
+            if same && out.len() == count && distinct.len() == count {
+                return Ok(out);
             }
         }
+        Err(SsError { status: None, message: format!("the list {path} kept changing while it was read") })
+    }
+
+    /// The rows of a list endpoint whose uuid is one of `uuids`, in requests of [`UUIDS`]
+    /// uuids, all at once: each answer holds all its rows, whatever the order, and rows that do
+    /// not exist are simply not there.
+    pub(crate) async fn list_uuids(&self, path: &str, columns: &[&str], uuids: &[&str]) -> Result<Vec<Json>, SsError> {
+        let queries = uuids
+            .chunks(UUIDS)
+            .map(|chunk| {
+                // Without dashes (Superset parses either): 10% more uuids per request.
+                let values = chunk.iter().map(|v| rison(&v.replace('-', ""))).collect::<Vec<_>>().join(",");
+                let q = format!(
+                    "(columns:!({}),filters:!((col:uuid,opr:in,value:!({values}))),page:0,page_size:{PAGE})",
+                    columns.join(",")
+                );
+                query_path(path, &q)
+            })
+            .collect();
+        let mut out = Vec::new();
+        for answer in self.all_at_once(queries).await? {
+            let count = count_of(&answer);
+            let rows = rows_of(answer);
+            if rows.len() < count {
+                return Err(SsError {
+                    status: None,
+                    message: format!("{path} answered {} of {count} rows for one uuid each", rows.len()),
+                });
+            }
+            out.extend(rows);
+        }
         Ok(out)
+    }
+
+    /// GETs of `paths`, sent at once (gunicorn serves them in parallel); the answers in order.
+    async fn all_at_once(&self, paths: Vec<String>) -> Result<Vec<Json>, SsError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let me = self.me.upgrade().ok_or_else(|| SsError { status: None, message: "the handle is gone".into() })?;
+        let mut set = tokio::task::JoinSet::new();
+        for (i, path) in paths.into_iter().enumerate() {
+            let me = me.clone();
+            set.spawn(async move { (i, me.call(Method::GET, &path, None).await) });
+        }
+        let mut answers = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            let (i, answer) = joined.map_err(|e| SsError { status: None, message: e.to_string() })?;
+            answers.push((i, answer?));
+        }
+        answers.sort_by_key(|(i, _)| *i);
+        Ok(answers.into_iter().map(|(_, a)| a).collect())
     }
 
     /// Logs in as `user` with `password` on a cookie-less client: whether Superset accepts it.
@@ -383,21 +498,26 @@ impl Handle {
         }
     }
 
-    async fn learn_permissions(&mut self) -> Result<(), ProviderError> {
-        (self.permission_ids, self.permission_names) = self.permission_catalogue().await?;
-        Ok(())
+    /// The permission catalogue (`permissions-resources`), read once per handle and only when
+    /// asked: a plan needs it only for roles that list permissions, or whose live permissions
+    /// are named.
+    pub(crate) async fn catalogue(&self) -> Result<&Catalogue, ProviderError> {
+        self.catalogue.get_or_try_init(|| self.permission_catalogue()).await
     }
 
-    /// The permission catalogue (`permissions-resources`): `PERMISSION on VIEW` <-> id, a few
+    /// The catalogue if it was read.
+    pub(crate) fn learnt_catalogue(&self) -> Option<&Catalogue> {
+        self.catalogue.get()
+    }
+
+    /// The permission catalogue as Superset has it now: `PERMISSION on VIEW` <-> id, a few
     /// requests.
-    pub(crate) async fn permission_catalogue(
-        &self,
-    ) -> Result<(BTreeMap<String, i64>, BTreeMap<i64, String>), ProviderError> {
+    pub(crate) async fn permission_catalogue(&self) -> Result<Catalogue, ProviderError> {
         let rows = self
-            .list("/api/v1/security/permissions-resources/", &[], &[])
+            .list("/api/v1/security/permissions-resources/", "id", &[], &[])
             .await
             .map_err(|e| self.err(&e, "reading the permission catalogue"))?;
-        let (mut ids, mut names) = (BTreeMap::new(), BTreeMap::new());
+        let mut catalogue = Catalogue::default();
         for row in rows {
             let (Some(id), Some(p), Some(v)) = (
                 row.get("id").and_then(Json::as_i64),
@@ -407,10 +527,10 @@ impl Handle {
                 continue;
             };
             let name = format!("{p} on {v}");
-            ids.insert(name.clone(), id);
-            names.insert(id, name);
+            catalogue.ids.insert(name.clone(), id);
+            catalogue.names.insert(id, name);
         }
-        Ok((ids, names))
+        Ok(catalogue)
     }
 
     /// `doing` is a phrase like "creating role 'x'".
@@ -484,6 +604,15 @@ mod tests {
     fn rison_quotes_everything() {
         assert_eq!(rison("it's 100%!"), "'it!'s 100%!!'");
         assert_eq!(filter("name", "eq", "a b"), "(col:name,opr:eq,value:'a b')");
+    }
+
+    #[test]
+    fn queries_keep_rison_and_encode_what_a_query_string_would_split() {
+        let q = format!("(filters:!({}),page:0)", filter("name", "eq", "a b&c+d#e=f'%"));
+        assert_eq!(
+            query_path("/api/v1/x/", &q),
+            "/api/v1/x/?q=(filters:!((col:name,opr:eq,value:%27a%20b%26c%2Bd%23e%3Df!%27%25%27)),page:0)"
+        );
     }
 
     #[test]

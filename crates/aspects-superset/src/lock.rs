@@ -89,7 +89,7 @@ fn description(holder: &str, beat: u64) -> String {
 impl Handle {
     /// Every generation, highest first: one request.
     async fn generations(&self) -> Result<Vec<Generation>, SsError> {
-        let rows = self.list(GROUPS, &["id", "name", "description"], &[filter("name", "sw", PREFIX)]).await?;
+        let rows = self.list(GROUPS, "id", &["id", "name", "description"], &[filter("name", "sw", PREFIX)]).await?;
         let mut out: Vec<Generation> = rows
             .iter()
             .filter_map(|r| {

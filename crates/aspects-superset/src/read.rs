@@ -1,4 +1,4 @@
-//! Reading live state: one list per kind (100 objects a request), plus what cannot be listed —
+//! Reading live state: one list per kind (pages of 100 fetched at once), plus what cannot be listed —
 //! a login probe per existing user (the password is never read back) and the masked URI of each
 //! existing database (`/connection`, the only place Superset shows it). Orphans and pruning read
 //! this deployment's records (records.rs).
@@ -48,8 +48,10 @@ fn id_of(row: &Json) -> i64 {
 impl Handle {
     /// Every role with its permission ids (Superset's `roles/search/`, which lists them).
     pub(crate) async fn roles(&self) -> Result<Vec<RoleRow>, ProviderError> {
-        let rows =
-            self.list("/api/v1/security/roles/search/", &[], &[]).await.map_err(|e| self.err(&e, "reading roles"))?;
+        let rows = self
+            .list("/api/v1/security/roles/search/", "id", &[], &[])
+            .await
+            .map_err(|e| self.err(&e, "reading roles"))?;
         Ok(rows
             .iter()
             .map(|r| RoleRow {
@@ -64,8 +66,15 @@ impl Handle {
             .collect())
     }
 
+    /// One list; the permission catalogue too when a planned role has permissions to name.
     async fn read_roles(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         let roles: BTreeMap<String, RoleRow> = self.roles().await?.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let named = |r: &Resource| roles.get(str_attr(&r.attrs, "name"));
+        let catalogue = if desired.iter().filter_map(named).any(|role| !role.permissions.is_empty()) {
+            Some(self.catalogue().await?)
+        } else {
+            None
+        };
         Ok(desired
             .iter()
             .map(|r| {
@@ -73,7 +82,11 @@ impl Handle {
                 let names: Vec<String> = role
                     .permissions
                     .iter()
-                    .map(|id| self.permission_names.get(id).cloned().unwrap_or_else(|| format!("(permission #{id})")))
+                    .map(|id| {
+                        catalogue
+                            .and_then(|c| c.names.get(id).cloned())
+                            .unwrap_or_else(|| format!("(permission #{id})"))
+                    })
                     .collect();
                 let permissions = sorted_list(names.iter().map(String::as_str));
                 Some(Live {
@@ -87,8 +100,10 @@ impl Handle {
     /// Every user: username -> (id, attributes without the password).
     pub(crate) async fn users(&self) -> Result<BTreeMap<String, (i64, BTreeMap<String, Value>)>, ProviderError> {
         let columns = ["id", "username", "first_name", "last_name", "email", "active", "roles.name"];
-        let rows =
-            self.list("/api/v1/security/users/", &columns, &[]).await.map_err(|e| self.err(&e, "reading users"))?;
+        let rows = self
+            .list("/api/v1/security/users/", "id", &columns, &[])
+            .await
+            .map_err(|e| self.err(&e, "reading users"))?;
         Ok(rows
             .iter()
             .map(|u| {
@@ -145,7 +160,7 @@ impl Handle {
     pub(crate) async fn databases(&self, uuid: Option<&str>) -> Result<BTreeMap<String, DatabaseRow>, SsError> {
         let columns = ["id", "uuid", "database_name", "expose_in_sqllab", "allow_run_async", "allow_dml", "extra"];
         let filters: Vec<String> = uuid.map(|u| filter("uuid", "eq", u)).into_iter().collect();
-        let rows = self.list("/api/v1/database/", &columns, &filters).await?;
+        let rows = self.list("/api/v1/database/", "database_name", &columns, &filters).await?;
         Ok(rows
             .iter()
             .map(|d| {
@@ -301,10 +316,13 @@ impl ProviderRead for Handle {
                      from [secrets] in the provider block",
             ));
         }
-        if kind.kind == ROLE {
+        // `prepare` read the catalogue when a role lists permissions.
+        if kind.kind == ROLE
+            && let Some(catalogue) = self.learnt_catalogue()
+        {
             let unknown: Vec<&str> = str_list(resource.get("permissions"))
                 .into_iter()
-                .filter(|p| !self.permission_ids.contains_key(*p) && !data_permission(p))
+                .filter(|p| !catalogue.ids.contains_key(*p) && !data_permission(p))
                 .collect();
             if let Some(first) = unknown.first() {
                 let view = split_permission(first).map_or("", |(_, v)| v);
@@ -335,20 +353,31 @@ impl ProviderRead for Handle {
         }
         out
     }
+    /// The permission catalogue, when a role lists permissions: `check` names the unknown ones.
+    async fn prepare(&self, desired: &[Resource]) -> Result<(), ProviderError> {
+        if desired.iter().any(|r| r.address.kind == ROLE && !str_list(r.get("permissions")).is_empty()) {
+            self.catalogue().await?;
+        }
+        Ok(())
+    }
     async fn read(&self, kind: &KindSchema, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         if desired.is_empty() {
             return Ok(Vec::new());
         }
-        let records = self.all_records().await?;
-        let mut live = match kind.kind {
-            ROLE => self.read_roles(desired).await?,
-            USER => self.read_users(desired).await?,
-            DATABASE => self.read_databases(desired).await?,
-            ASSETS => self.read_assets(desired).await?,
-            RLS => self.read_rls(desired).await?,
-            EMBEDDED => self.read_embedded(desired).await?,
-            other => return Err(ProviderError::new(format!("the superset provider has no kind `{other}`"))),
+        let read = async {
+            match kind.kind {
+                ROLE => self.read_roles(desired).await,
+                USER => self.read_users(desired).await,
+                DATABASE => self.read_databases(desired).await,
+                ASSETS => self.read_assets(desired).await,
+                RLS => self.read_rls(desired).await,
+                EMBEDDED => self.read_embedded(desired).await,
+                other => Err(ProviderError::new(format!("the superset provider has no kind `{other}`"))),
+            }
         };
+        // The records and the kind's objects at once.
+        let (records, live) = tokio::join!(self.all_records(), read);
+        let (records, mut live) = (records?, live?);
         let key = identity_attr(kind.kind);
         for (l, r) in live.iter_mut().zip(desired) {
             let Some(l) = l else { continue };

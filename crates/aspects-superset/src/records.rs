@@ -2,13 +2,15 @@
 //! (a role is only a name; a user's fields are all shown and edited in the UI), so each
 //! deployment keeps its records in one CSS template named `aspects records: <deployment>`: free
 //! text Superset stores and never interprets unless a dashboard author picks it, listed in one
-//! request for every deployment (so a claim sees other deployments' records). Each write is one
+//! request for every deployment (so a claim sees other deployments' records), with the asset
+//! markers. Each write is one
 //! PUT of the whole document, atomic on its own, so `kill -9` leaves the old document or the new
 //! one. Every write happens under the Superset apply lock (`lock.rs`), which every deployment
 //! takes, so the copy a write handle keeps is the current one and a claim's owner check still
 //! holds when its record is written. Within one run, record writes are serialised by a mutex.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use aspects_engine::ownership::{State, owned_elsewhere};
 use aspects_engine::provider::ProviderError;
@@ -20,6 +22,8 @@ use crate::schema::deployment_scoped;
 
 const PREFIX: &str = "aspects records: ";
 const TEMPLATES: &str = "/api/v1/css_template/";
+/// What the names of both kinds of aspects' CSS templates (records, asset markers) start with.
+const ASPECTS: &str = "aspects ";
 
 /// One record: the object is (kind, identity value); `name` is the address it was created under.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,14 +71,26 @@ impl Records {
 }
 
 impl Handle {
-    /// Every deployment's records on this Superset: one request (a page per 100 deployments).
+    /// Every CSS template aspects writes, records and asset markers of every deployment: one
+    /// list (a page per 100). A read-only handle reads it once (a plan's reads all want it);
+    /// a write handle reads it afresh, since its own writes move it.
+    pub(crate) async fn aspects_templates(&self) -> Result<Arc<Vec<Json>>, ProviderError> {
+        let read = || async {
+            let columns = ["id", "template_name", "css"];
+            let rows = self
+                .list(TEMPLATES, "template_name", &columns, &[filter("template_name", "sw", ASPECTS)])
+                .await
+                .map_err(|e| self.err(&e, "reading the ownership records and asset markers"))?;
+            Ok(Arc::new(rows))
+        };
+        if self.read_only { self.templates.get_or_try_init(read).await.cloned() } else { read().await }
+    }
+
+    /// Every deployment's records on this Superset.
     pub(crate) async fn all_records(&self) -> Result<Vec<Records>, ProviderError> {
-        let rows = self
-            .list(TEMPLATES, &["id", "template_name", "css"], &[filter("template_name", "sw", PREFIX)])
-            .await
-            .map_err(|e| self.err(&e, "reading ownership records"))?;
+        let rows = self.aspects_templates().await?;
         let mut out = Vec::new();
-        for row in rows {
+        for row in rows.iter() {
             let name = row.get("template_name").and_then(Json::as_str).unwrap_or_default();
             let Some(deployment) = name.strip_prefix(PREFIX) else { continue };
             let id = row.get("id").and_then(Json::as_i64).unwrap_or_default();

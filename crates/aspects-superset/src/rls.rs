@@ -63,7 +63,7 @@ impl Handle {
     /// Every filter by name (one list).
     pub(crate) async fn rls_filters(&self) -> Result<BTreeMap<String, RlsRow>, ProviderError> {
         let rows =
-            self.list(RLS_API, &[], &[]).await.map_err(|e| self.err(&e, "reading row-level security filters"))?;
+            self.list(RLS_API, "name", &[], &[]).await.map_err(|e| self.err(&e, "reading row-level security filters"))?;
         Ok(rows
             .iter()
             .map(|f| {
@@ -89,7 +89,7 @@ impl Handle {
     /// Every dataset Superset has: `schema.table` -> ids (a name may exist in several databases).
     async fn datasets_by_name(&self) -> Result<BTreeMap<String, Vec<i64>>, ProviderError> {
         let rows = self
-            .list(DATASETS, &["id", "schema", "table_name"], &[])
+            .list(DATASETS, "table_name", &["id", "schema", "table_name"], &[])
             .await
             .map_err(|e| self.err(&e, "listing datasets"))?;
         let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();

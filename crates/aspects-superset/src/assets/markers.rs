@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde_json::{Value as Json, json};
 
 use super::bundle::Kind;
-use crate::client::{Handle, filter};
+use crate::client::Handle;
 
 const PREFIX: &str = "aspects assets: ";
 const TEMPLATES: &str = "/api/v1/css_template/";
@@ -78,13 +78,11 @@ impl Markers {
 }
 
 impl Handle {
-    /// Every bundle's markers on this Superset, of every deployment: one request.
+    /// Every bundle's markers on this Superset, of every deployment.
     pub(crate) async fn all_markers(&self) -> Result<Vec<Markers>, ProviderError> {
-        let rows = self
-            .list(TEMPLATES, &["id", "template_name", "css"], &[filter("template_name", "sw", PREFIX)])
-            .await
-            .map_err(|e| self.err(&e, "reading the asset markers"))?;
+        let rows = self.aspects_templates().await?;
         rows.iter()
+            .filter(|row| row.get("template_name").and_then(Json::as_str).is_some_and(|n| n.starts_with(PREFIX)))
             .map(|row| {
                 let id = row.get("id").and_then(Json::as_i64).unwrap_or_default();
                 let css = row.get("css").and_then(Json::as_str).unwrap_or_default();

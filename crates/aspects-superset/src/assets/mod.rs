@@ -1,8 +1,9 @@
 //! `superset_assets`: a folder of Superset v1 YAML assets, rendered (bundle.rs), compared per
 //! asset by UUID (compare.rs) and imported through `POST /api/v1/assets/import/`.
 //!
-//! "Nothing changed" is decided from list metadata alone: one list per kind (uuid and
-//! `changed_on`, ~0.25 s for the whole Aspects bundle) and the bundle's markers (markers.rs).
+//! "Nothing changed" is decided from list metadata alone: the bundle's assets looked up by uuid
+//! (id and `changed_on`; 90 uuids a request, all requests at once) and the bundle's markers
+//! (markers.rs).
 //! Only an asset whose marker does not match (its content or password in the plan moved, or
 //! someone saved it in Superset since) is read back, through Superset's export of that kind,
 //! and compared structurally. Apply imports only the assets that differ (`sparse`: the rest of
@@ -39,6 +40,9 @@ const UNRECORDED: &str = "(reads equal, but not as aspects recorded it: saved in
 const LEAVING: &str = "(no longer in the bundle: deleted)";
 const RELEASED: &str = "(no longer in the bundle: the connection is kept and no longer managed; only destroying the \
                         whole bundle, with --allow-destroy, deletes connections)";
+
+/// Assets to look up: uuids by kind.
+type Wanted<'a> = BTreeMap<Kind, BTreeSet<&'a str>>;
 
 /// An asset as its kind's list shows it.
 struct Listed {
@@ -132,12 +136,17 @@ impl Handle {
         }
     }
 
-    /// Every asset of `kind`: uuid -> id, `changed_on` and title (a page per 100).
-    async fn listed(&self, kind: Kind) -> Result<BTreeMap<String, Listed>, ProviderError> {
+    /// The `kind` assets with these uuids that exist: uuid -> id, `changed_on` and title. Looked
+    /// up by uuid rather than paged through the whole kind: each request holds all its rows
+    /// whatever their order, the requests go at once, and other bundles' assets are not read.
+    async fn listed(&self, kind: Kind, uuids: &[&str]) -> Result<BTreeMap<String, Listed>, ProviderError> {
+        if uuids.is_empty() {
+            return Ok(BTreeMap::new());
+        }
         // Superset lists databases with `changed_on`, the others with `changed_on_utc`.
         let changed = if kind == Kind::Database { "changed_on" } else { "changed_on_utc" };
         let rows = self
-            .list(kind.api(), &["id", "uuid", changed, kind.title_key()], &[])
+            .list_uuids(kind.api(), &["id", "uuid", changed, kind.title_key()], uuids)
             .await
             .map_err(|e| self.err(&e, &format!("listing {}s", kind.word())))?;
         let text = |row: &Json, k: &str| row.get(k).and_then(Json::as_str).unwrap_or_default().to_owned();
@@ -154,13 +163,15 @@ impl Handle {
             .collect())
     }
 
-    /// The four lists at once: gunicorn serves them in parallel.
-    async fn list_all(&self) -> Result<BTreeMap<Kind, BTreeMap<String, Listed>>, ProviderError> {
+    /// The four kinds' `wanted` assets at once: gunicorn serves the requests in parallel.
+    async fn list_all(&self, wanted: &Wanted<'_>) -> Result<BTreeMap<Kind, BTreeMap<String, Listed>>, ProviderError> {
+        let of = |kind: Kind| wanted.get(&kind).map(|u| u.iter().copied().collect::<Vec<&str>>()).unwrap_or_default();
+        let (d, s, c, b) = (of(Kind::Database), of(Kind::Dataset), of(Kind::Chart), of(Kind::Dashboard));
         let (databases, datasets, charts, dashboards) = tokio::join!(
-            self.listed(Kind::Database),
-            self.listed(Kind::Dataset),
-            self.listed(Kind::Chart),
-            self.listed(Kind::Dashboard)
+            self.listed(Kind::Database, &d),
+            self.listed(Kind::Dataset, &s),
+            self.listed(Kind::Chart, &c),
+            self.listed(Kind::Dashboard, &b)
         );
         Ok([
             (Kind::Database, databases?),
@@ -210,13 +221,37 @@ impl Handle {
     }
 
     pub(crate) async fn read_assets(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
-        let (all, listed) = tokio::join!(self.all_markers(), self.list_all());
-        let (all, listed) = (all?, listed?);
-        let mut out = Vec::with_capacity(desired.len());
+        let bundles = desired
+            .iter()
+            .map(|r| self.bundle(r).map_err(|e| ProviderError::new(format!("{}: {e}", r.address))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut wanted = Wanted::new();
+        for a in bundles.iter().flat_map(|b| b.iter()) {
+            wanted.entry(a.kind).or_default().insert(a.uuid.as_str());
+        }
+        // The markers and the bundles' assets at once; then the owned assets the bundles no
+        // longer hold (none in a no-op plan), which only the markers name.
+        let (all, listed) = tokio::join!(self.all_markers(), self.list_all(&wanted));
+        let (all, mut listed) = (all?, listed?);
+        let mut leaving = Wanted::new();
         for r in desired {
             let name = str_attr(&r.attrs, "name");
-            let assets = self.bundle(r).map_err(|e| ProviderError::new(format!("{}: {e}", r.address)))?;
-            self.owned_elsewhere(name, &assets, &all)?;
+            let Some(ours) = all.iter().find(|m| m.deployment == self.deployment && m.name == name) else { continue };
+            for (uuid, (kind, _)) in &ours.assets {
+                if !wanted.get(kind).is_some_and(|u| u.contains(uuid.as_str())) {
+                    leaving.entry(*kind).or_default().insert(uuid.as_str());
+                }
+            }
+        }
+        if !leaving.is_empty() {
+            for (kind, found) in self.list_all(&leaving).await? {
+                listed.entry(kind).or_default().extend(found);
+            }
+        }
+        let mut out = Vec::with_capacity(desired.len());
+        for (r, assets) in desired.iter().zip(&bundles) {
+            let name = str_attr(&r.attrs, "name");
+            self.owned_elsewhere(name, assets, &all)?;
             let Some(ours) = all.iter().find(|m| m.deployment == self.deployment && m.name == name) else {
                 out.push(None);
                 continue;
@@ -292,8 +327,12 @@ impl Handle {
         // Connections are released: only a whole bundle's destroy deletes them.
         let deleting: Vec<(String, Kind)> = leaving.iter().filter(|(_, k)| *k != Kind::Database).cloned().collect();
         self.delete_assets(&deleting).await?;
-        let listed = self.list_all().await?;
         let imported: BTreeSet<&str> = import.iter().map(|a| a.uuid.as_str()).collect();
+        let mut wanted = Wanted::new();
+        for a in &import {
+            wanted.entry(a.kind).or_default().insert(a.uuid.as_str());
+        }
+        let listed = self.list_all(&wanted).await?;
         let mut recorded = BTreeMap::new();
         for a in assets.iter() {
             let entry = if imported.contains(a.uuid.as_str()) {
@@ -342,7 +381,8 @@ impl Handle {
             return Ok(());
         }
         let roles: BTreeMap<String, i64> = self.roles().await?.into_iter().map(|r| (r.name, r.id)).collect();
-        let listed = self.listed(Kind::Dashboard).await?;
+        let uuids: Vec<&str> = dashboards.iter().map(|a| a.uuid.as_str()).collect();
+        let listed = self.listed(Kind::Dashboard, &uuids).await?;
         for a in dashboards {
             let ids = a
                 .roles
@@ -375,7 +415,11 @@ impl Handle {
         if assets.is_empty() {
             return Ok(());
         }
-        let listed = self.list_all().await?;
+        let mut wanted = Wanted::new();
+        for (uuid, kind) in assets {
+            wanted.entry(*kind).or_default().insert(uuid.as_str());
+        }
+        let listed = self.list_all(&wanted).await?;
         for kind in Kind::ALL.into_iter().rev() {
             let ids: Vec<i64> =
                 assets.iter().filter(|(_, k)| *k == kind).filter_map(|(u, _)| Some(listed[&kind].get(u)?.id)).collect();

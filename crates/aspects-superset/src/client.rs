@@ -114,6 +114,9 @@ const PAGE: usize = 100;
 /// quotes percent-encoded, a comma), so 90 of them and the rest of the query stay near 3.7 KB,
 /// under gunicorn's limit of 4094 bytes.
 const UUIDS: usize = 90;
+/// Requests one list keeps in flight: a long list (thousands of users) does not queue a
+/// request per page on Superset at once.
+const IN_FLIGHT: usize = 8;
 
 /// What a rison query leaves as it is: unreserved characters and rison's own punctuation, which
 /// a query string may hold (fewer bytes per uuid in a lookup); everything else is encoded.
@@ -468,19 +471,24 @@ impl Handle {
         Ok(out)
     }
 
-    /// GETs of `paths`, sent at once (gunicorn serves them in parallel); the answers in order.
+    /// GETs of `paths`, sent at once (gunicorn serves them in parallel), at most
+    /// [`IN_FLIGHT`] at a time; the answers in order.
     async fn all_at_once(&self, paths: Vec<String>) -> Result<Vec<Json>, SsError> {
         if paths.is_empty() {
             return Ok(Vec::new());
         }
         let me = self.me.upgrade().ok_or_else(|| SsError { status: None, message: "the handle is gone".into() })?;
+        let mut waiting = paths.into_iter().enumerate();
         let mut set = tokio::task::JoinSet::new();
-        for (i, path) in paths.into_iter().enumerate() {
-            let me = me.clone();
-            set.spawn(async move { (i, me.call(Method::GET, &path, None).await) });
-        }
         let mut answers = Vec::new();
-        while let Some(joined) = set.join_next().await {
+        loop {
+            while set.len() < IN_FLIGHT
+                && let Some((i, path)) = waiting.next()
+            {
+                let me = me.clone();
+                set.spawn(async move { (i, me.call(Method::GET, &path, None).await) });
+            }
+            let Some(joined) = set.join_next().await else { break };
             let (i, answer) = joined.map_err(|e| SsError { status: None, message: e.to_string() })?;
             answers.push((i, answer?));
         }

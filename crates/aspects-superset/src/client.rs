@@ -6,7 +6,7 @@
 //! that carry the HTTP status and Superset's own message, never a request body (user updates
 //! carry passwords) and never the password the handle logs in with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -95,6 +95,12 @@ pub struct Handle {
     pub(crate) queries: Arc<AtomicU64>,
     /// The permission catalogue, read when first needed ([`Handle::catalogue`]).
     catalogue: OnceCell<Catalogue>,
+    /// One turn per list endpoint: Flask-AppBuilder keeps a list request's filters on the
+    /// endpoint's object, which all threads of a gunicorn worker share, so two filtered lists
+    /// of one endpoint at once can each run with the other's filters, or with both (seen: a
+    /// lookup of 90 charts answered with another lookup's charts). Lists of one endpoint take
+    /// turns here; other endpoints go at once.
+    endpoints: std::sync::Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
     /// Read-only handles: the CSS templates holding records and markers, read once per plan.
     pub(crate) templates: OnceCell<Arc<Vec<Json>>>,
     /// This deployment's records as last written (write handles only; writes run under the lock).
@@ -208,6 +214,7 @@ impl Handle {
             queries: Arc::new(AtomicU64::new(0)),
             catalogue: OnceCell::new(),
             templates: OnceCell::new(),
+            endpoints: std::sync::Mutex::new(BTreeMap::new()),
             records: Mutex::new(None),
             bundles: std::sync::Mutex::new(BTreeMap::new()),
             metadata: Self::connect_metadata(config, read_only).await?,
@@ -422,13 +429,18 @@ impl Handle {
             q.push(')');
             query_path(path, &q)
         };
+        let endpoint = self.endpoint(path);
+        let _turn = endpoint.lock().await;
         // A row deleted or created between two pages shifts the ones after it: the counts
         // differ, and the whole list is read again.
         for _ in 0..3 {
             let first = self.call(Method::GET, &query(0), None).await?;
             let count = count_of(&first);
             let mut out = rows_of(first);
-            let rest = self.all_at_once((1..count.div_ceil(PAGE)).map(query).collect()).await?;
+            let pages: Vec<String> = (1..count.div_ceil(PAGE)).map(query).collect();
+            // Filtered pages one after another (see `endpoints`: one page's request could clear
+            // another's filters); pages without filters are safe at once.
+            let rest = if filters.is_empty() { self.all_at_once(pages).await? } else { self.one_by_one(pages).await? };
             let same = rest.iter().all(|answer| count_of(answer) == count);
             out.extend(rest.into_iter().flat_map(rows_of));
             // A row on two pages means another on none (`order` ties: datasets by name).
@@ -441,34 +453,60 @@ impl Handle {
     }
 
     /// The rows of a list endpoint whose uuid is one of `uuids`, in requests of [`UUIDS`]
-    /// uuids, all at once: each answer holds all its rows, whatever the order, and rows that do
-    /// not exist are simply not there.
+    /// uuids sent at once. An answer that holds exactly its uuids is right whatever happened
+    /// beside it; one that is short or holds others (an asset that does not exist, or another
+    /// request's filters: see `endpoints`) is asked again alone.
     pub(crate) async fn list_uuids(&self, path: &str, columns: &[&str], uuids: &[&str]) -> Result<Vec<Json>, SsError> {
-        let queries = uuids
-            .chunks(UUIDS)
-            .map(|chunk| {
-                // Without dashes (Superset parses either): 10% more uuids per request.
-                let values = chunk.iter().map(|v| rison(&v.replace('-', ""))).collect::<Vec<_>>().join(",");
-                let q = format!(
-                    "(columns:!({}),filters:!((col:uuid,opr:in,value:!({values}))),page:0,page_size:{PAGE})",
-                    columns.join(",")
-                );
-                query_path(path, &q)
-            })
-            .collect();
+        let query = |chunk: &[&str]| {
+            // Without dashes (Superset parses either): 10% more uuids per request.
+            let values = chunk.iter().map(|v| rison(&v.replace('-', ""))).collect::<Vec<_>>().join(",");
+            let q = format!(
+                "(columns:!({}),filters:!((col:uuid,opr:in,value:!({values}))),page:0,page_size:{PAGE})",
+                columns.join(",")
+            );
+            query_path(path, &q)
+        };
+        let key = |u: &str| u.replace('-', "").to_ascii_lowercase();
+        let endpoint = self.endpoint(path);
+        let _turn = endpoint.lock().await;
+        let chunks: Vec<&[&str]> = uuids.chunks(UUIDS).collect();
+        let answers = self.all_at_once(chunks.iter().map(|c| query(c)).collect()).await?;
         let mut out = Vec::new();
-        for answer in self.all_at_once(queries).await? {
-            let count = count_of(&answer);
-            let rows = rows_of(answer);
-            if rows.len() < count {
+        for (chunk, answer) in chunks.into_iter().zip(answers) {
+            let asked: BTreeSet<String> = chunk.iter().map(|u| key(u)).collect();
+            let own = |rows: &[Json]| {
+                rows.iter().all(|r| asked.contains(&key(r.get("uuid").and_then(Json::as_str).unwrap_or_default())))
+            };
+            let (count, rows) = (count_of(&answer), rows_of(answer));
+            if rows.len() == chunk.len() && count == rows.len() && own(&rows) {
+                out.extend(rows);
+                continue;
+            }
+            let answer = self.call(Method::GET, &query(chunk), None).await?;
+            let (count, rows) = (count_of(&answer), rows_of(answer));
+            if rows.len() < count || !own(&rows) {
                 return Err(SsError {
                     status: None,
-                    message: format!("{path} answered {} of {count} rows for one uuid each", rows.len()),
+                    message: format!("{path} answered {} of {count} rows, not all of the uuids asked", rows.len()),
                 });
             }
             out.extend(rows);
         }
         Ok(out)
+    }
+
+    /// GETs of `paths`, one after another; the answers in order.
+    async fn one_by_one(&self, paths: Vec<String>) -> Result<Vec<Json>, SsError> {
+        let mut answers = Vec::with_capacity(paths.len());
+        for path in paths {
+            answers.push(self.call(Method::GET, &path, None).await?);
+        }
+        Ok(answers)
+    }
+
+    /// The turn of one list endpoint (`endpoints`).
+    fn endpoint(&self, path: &str) -> Arc<Mutex<()>> {
+        self.endpoints.lock().expect("not poisoned").entry(path.to_owned()).or_default().clone()
     }
 
     /// GETs of `paths`, sent at once (gunicorn serves them in parallel), at most

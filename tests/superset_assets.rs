@@ -305,9 +305,9 @@ fn many_charts_imported_at_once_are_all_found() {
     let folder = copy_fixture(&s);
     let rows = std::fs::read_to_string(folder.join("assets/charts/Rows.yaml")).unwrap();
     let uuids: Vec<String> = (0..MANY).map(|n| format!("{}-0000-4000-9000-{n:012}", id(&s))).collect();
-    for n in 0..MANY {
+    for (n, uuid) in uuids.iter().enumerate() {
         let chart = rows
-            .replace("{{ ID }}-0000-4000-8000-000000000013", &uuids[n])
+            .replace("{{ ID }}-0000-4000-8000-000000000013", uuid)
             .replace("{{ PREFIX }}Rows", &format!("{{{{ PREFIX }}}}Many {n}"))
             .replace("_file_name: Rows.yaml", &format!("_file_name: Many_{n}.yaml"));
         std::fs::write(folder.join(format!("assets/charts/Many_{n}.yaml")), chart).unwrap();

@@ -62,8 +62,10 @@ pub(crate) fn expand<'a>(
 impl Handle {
     /// Every filter by name (one list).
     pub(crate) async fn rls_filters(&self) -> Result<BTreeMap<String, RlsRow>, ProviderError> {
-        let rows =
-            self.list(RLS_API, "name", &[], &[]).await.map_err(|e| self.err(&e, "reading row-level security filters"))?;
+        let rows = self
+            .list(RLS_API, "name", &[], &[])
+            .await
+            .map_err(|e| self.err(&e, "reading row-level security filters"))?;
         Ok(rows
             .iter()
             .map(|f| {

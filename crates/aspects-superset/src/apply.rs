@@ -243,7 +243,8 @@ impl Handle {
     /// The id of the object whose `column` equals `value`, if any: one request.
     async fn find(&self, path: &str, column: &str, value: &str) -> Result<Option<i64>, ProviderError> {
         let rows = self
-            .list(path, "id", &["id", column], &[filter(column, "eq", value)])
+            // Ordered by the column itself, which every one of these endpoints can order by.
+            .list(path, column, &["id", column], &[filter(column, "eq", value)])
             .await
             .map_err(|e| self.err(&e, &format!("looking up {value:?}")))?;
         // `eq` may compare without case on some databases: keep the exact match.

@@ -429,3 +429,55 @@ fn the_aspects_bundle_with_three_locales_applies_then_plans_empty() {
     let q = "(filters:!((col:database_name,opr:eq,value:'OpenedX Clickhouse')))";
     assert_eq!(api.get(&format!("/api/v1/database/?q={q}"))["count"], 0);
 }
+
+/// Aspects' SUPERSET_OWNERS: the bundle's charts and dashboards are owned by exactly these
+/// users; an owner changed in Superset is put back.
+#[test]
+fn owners_are_set_on_every_chart_and_dashboard_and_kept() {
+    let Some(s) = sandbox("ssa-owners", None) else { return };
+    let owner = "[superset_user.owner]\nusername = \"@@owner\"\nfirst_name = \"O\"\nlast_name = \"W\"\n\
+                 email = \"@@owner@example.com\"\nroles = [\"Gamma\"]\npassword = \"${secrets.report}\"\n";
+    let extra = format!("owners = [\"${{superset_user.owner.username}}\"]\n\n{owner}");
+    s.write("aspects.toml", &plan(&s, "report = { generate = 24 }\n", &bundle_body(&s, &fixture(), &extra)));
+    apply(&s);
+    assert_no_changes(&s);
+    let api = Api::new();
+    let owners = |path: &str| -> Vec<String> {
+        api.get(path)["result"]["owners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                api.get(&format!("/api/v1/security/users/{}", o["id"]))["result"]["username"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let me = format!("{}owner", s.prefix);
+    let charts = api.list("/api/v1/chart/", "slice_name", &s.prefix);
+    assert_eq!(charts.len(), 3, "{charts:?}");
+    for c in &charts {
+        assert_eq!(owners(&format!("/api/v1/chart/{}", c["id"])), [me.as_str()]);
+    }
+    let dash = api.list("/api/v1/dashboard/", "dashboard_title", &s.prefix);
+    let dash_path = format!("/api/v1/dashboard/{}", dash[0]["id"]);
+    assert_eq!(owners(&dash_path), [me.as_str()]);
+
+    // By hand: the admin takes the dashboard over and its roles go (neither moves changed_on).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let admin = api.id("/api/v1/security/users/", "username", &stack().unwrap().1);
+    let (status, body) = api.call(Method::PUT, &dash_path, Some(json!({"owners": [admin], "roles": []})));
+    assert!(status.is_success(), "{body}");
+    let drift = s.run(&["drift"]);
+    assert_eq!(drift.code, 2, "{drift:?}");
+    let dashboard = format!("\"{}Fixture dashboard\"", s.prefix);
+    let admin_name = stack().unwrap().1;
+    assert!(drift.stdout.contains(&format!("{dashboard}._owners[0]: \"{admin_name}\" -> \"{me}\"")), "{drift:?}");
+    assert!(drift.stdout.contains(&format!("{dashboard}._roles[0]: \"Admin\"")), "{drift:?}");
+    apply(&s);
+    assert_eq!(owners(&dash_path), [me]);
+    assert_eq!(api.get(&dash_path)["result"]["roles"][0]["name"], "Admin");
+    assert_no_changes(&s);
+}

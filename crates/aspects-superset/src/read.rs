@@ -295,7 +295,7 @@ impl ProviderRead for Handle {
         if kind.kind == ASSETS {
             self.normalise_assets(resource);
         }
-        for list in ["permissions", "roles", "tables", "exclude", "allowed_domains", "locales"] {
+        for list in ["permissions", "roles", "tables", "exclude", "allowed_domains", "locales", "owners"] {
             if let Some(v) = resource.attrs.get(list) {
                 let sorted = sorted_list(str_list(Some(v)));
                 resource.attrs.insert(list.to_owned(), sorted);

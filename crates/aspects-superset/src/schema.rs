@@ -196,6 +196,14 @@ fn assets_kind() -> KindSchema {
             .default(Value::List(Vec::new()))
             .check(check_locales),
             AttrSchema::new(
+                "owners",
+                AttrType::List(Box::new(AttrType::String)),
+                "Aspects' SUPERSET_OWNERS: usernames that own every chart and dashboard of the bundle, exactly. \
+                 Empty (the default): owners stay as Superset's import leaves them.",
+            )
+            .default(Value::List(Vec::new()))
+            .check(check_owners),
+            AttrSchema::new(
                 "assets",
                 AttrType::Json,
                 "Computed, not written: every asset of the rendered bundle by kind, UUID and title, compared by key \
@@ -425,6 +433,13 @@ fn check_locales(v: &Value) -> Result<(), String> {
 /// A MySQL URL without a password; the password goes in `metadata_password`.
 fn check_metadata_url(v: &Value) -> Result<(), String> {
     aspects_sql::names::check_url(v).map_err(|e| e.replace("`password = ", "`metadata_password = "))
+}
+
+fn check_owners(v: &Value) -> Result<(), String> {
+    v.as_list()
+        .ok_or_else(|| format!("expected a list of usernames, found {}", v.type_name()))?
+        .iter()
+        .try_for_each(check_name)
 }
 
 fn check_filter_type(v: &Value) -> Result<(), String> {

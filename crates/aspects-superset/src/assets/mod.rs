@@ -44,11 +44,48 @@ const RELEASED: &str = "(no longer in the bundle: the connection is kept and no 
 /// Assets to look up: uuids by kind.
 type Wanted<'a> = BTreeMap<Kind, BTreeSet<&'a str>>;
 
+/// An asset as the plan compares it: its content, plus what the importer does not carry and
+/// apply sets after it: a dashboard's roles (`_roles`) and the bundle's owners on charts and
+/// dashboards (`_owners`, only when the plan names owners).
+fn wanted(a: &Asset, owners: &[&str]) -> Json {
+    let mut c = compare::comparable(a.kind, &a.content);
+    if let Json::Object(m) = &mut c {
+        if a.kind == Kind::Dashboard && !a.roles.is_empty() {
+            m.insert("_roles".into(), sorted(a.roles.iter().map(String::as_str)));
+        }
+        if !owners.is_empty() && matches!(a.kind, Kind::Chart | Kind::Dashboard) {
+            m.insert("_owners".into(), sorted(owners.iter().copied()));
+        }
+    }
+    c
+}
+
+fn sorted<'a>(items: impl IntoIterator<Item = &'a str>) -> Json {
+    let set: BTreeSet<&str> = items.into_iter().collect();
+    Json::from(set.into_iter().collect::<Vec<&str>>())
+}
+
+/// The live `_roles` and `_owners` of an asset, from its list row, where the plan compares them.
+fn overlay(got: &mut Json, want: &Json, l: &Listed, users: &BTreeMap<i64, String>) {
+    let (Json::Object(g), Json::Object(w)) = (got, want) else { return };
+    if w.contains_key("_roles") {
+        g.insert("_roles".into(), sorted(l.roles.iter().map(String::as_str)));
+    }
+    if w.contains_key("_owners") {
+        let names: Vec<String> =
+            l.owners.iter().map(|id| users.get(id).cloned().unwrap_or_else(|| format!("(user #{id})"))).collect();
+        g.insert("_owners".into(), sorted(names.iter().map(String::as_str)));
+    }
+}
+
 /// An asset as its kind's list shows it.
 struct Listed {
     id: i64,
     changed_on: String,
     title: String,
+    /// Dashboards: their roles' names; charts and dashboards: their owners' ids.
+    roles: Vec<String>,
+    owners: Vec<i64>,
 }
 
 /// The folder a path attribute names, relative to the plan file the resource is written in.
@@ -119,8 +156,8 @@ impl Handle {
     /// does not render: `check` reports why).
     pub(crate) fn normalise_assets(&self, r: &mut Resource) {
         if let Ok(assets) = self.bundle(r) {
-            let map: Map<String, Json> =
-                assets.iter().map(|a| (a.key(), compare::comparable(a.kind, &a.content))).collect();
+            let owners = str_list(r.get("owners"));
+            let map: Map<String, Json> = assets.iter().map(|a| (a.key(), wanted(a, &owners))).collect();
             r.attrs.insert("assets".into(), Value::Json(Box::new(Json::Object(map))));
         }
     }
@@ -145,11 +182,18 @@ impl Handle {
         }
         // Superset lists databases with `changed_on`, the others with `changed_on_utc`.
         let changed = if kind == Kind::Database { "changed_on" } else { "changed_on_utc" };
+        let mut columns = vec!["id", "uuid", changed, kind.title_key()];
+        match kind {
+            Kind::Dashboard => columns.extend(["owners.id", "roles.name"]),
+            Kind::Chart => columns.push("owners.id"),
+            _ => {}
+        }
         let rows = self
-            .list_uuids(kind.api(), &["id", "uuid", changed, kind.title_key()], uuids)
+            .list_uuids(kind.api(), &columns, uuids)
             .await
             .map_err(|e| self.err(&e, &format!("listing {}s", kind.word())))?;
         let text = |row: &Json, k: &str| row.get(k).and_then(Json::as_str).unwrap_or_default().to_owned();
+        let each = |row: &Json, k: &str| row.get(k).and_then(Json::as_array).cloned().unwrap_or_default().into_iter();
         Ok(rows
             .iter()
             .map(|row| {
@@ -157,6 +201,8 @@ impl Handle {
                     id: row.get("id").and_then(Json::as_i64).unwrap_or_default(),
                     changed_on: text(row, changed),
                     title: text(row, kind.title_key()),
+                    roles: each(row, "roles").filter_map(|r| r.get("name")?.as_str().map(str::to_owned)).collect(),
+                    owners: each(row, "owners").filter_map(|o| o.get("id")?.as_i64()).collect(),
                 };
                 (text(row, "uuid"), listed)
             })
@@ -233,6 +279,12 @@ impl Handle {
         // longer hold (none in a no-op plan), which only the markers name.
         let (all, listed) = tokio::join!(self.all_markers(), self.list_all(&wanted));
         let (all, mut listed) = (all?, listed?);
+        // Owners are listed by id; the plan names them.
+        let users: BTreeMap<i64, String> = if desired.iter().any(|r| !str_list(r.get("owners")).is_empty()) {
+            self.users().await?.into_iter().map(|(name, (id, _))| (id, name)).collect()
+        } else {
+            BTreeMap::new()
+        };
         let mut leaving = Wanted::new();
         for r in desired {
             let name = str_attr(&r.attrs, "name");
@@ -262,25 +314,30 @@ impl Handle {
                 _ => &empty,
             };
             let mut live = Map::new();
-            let mut moved: BTreeMap<Kind, Vec<(i64, &Asset)>> = BTreeMap::new();
+            let mut moved: BTreeMap<Kind, Vec<(&Listed, &Asset)>> = BTreeMap::new();
             for a in assets.iter() {
                 let (Some(l), Some(w)) = (listed[&a.kind].get(&a.uuid), want.get(&a.key())) else { continue };
                 let fingerprint = compare::fingerprint(&ours.salt, w, &a.roles, expose(a.password.as_ref()));
                 let marker = compare::marker(&fingerprint, &l.changed_on);
                 if ours.assets.get(&a.uuid).is_some_and(|(_, m)| *m == marker) {
-                    live.insert(a.key(), w.clone());
+                    // Roles and owners live in tables of their own: changing them leaves
+                    // `changed_on` as it was, so they are compared from the list row.
+                    let mut got = w.clone();
+                    overlay(&mut got, w, l, &users);
+                    live.insert(a.key(), got);
                 } else {
-                    moved.entry(a.kind).or_default().push((l.id, a));
+                    moved.entry(a.kind).or_default().push((l, a));
                 }
             }
             for (kind, items) in moved {
-                let ids: Vec<i64> = items.iter().map(|(id, _)| *id).collect();
+                let ids: Vec<i64> = items.iter().map(|(l, _)| l.id).collect();
                 let mut exported = self.exported(kind, &ids).await?;
-                for (_, a) in items {
+                for (l, a) in items {
                     let (key, w) = (a.key(), &want[&a.key()]);
                     // Gone since it was listed: absent.
                     let Some(got) = exported.remove(&a.uuid) else { continue };
-                    let got = compare::project(kind, got, w);
+                    let mut got = compare::project(kind, got, w);
+                    overlay(&mut got, w, l, &users);
                     live.insert(key, if &got == w { Json::String(UNRECORDED.into()) } else { got });
                 }
             }
@@ -310,13 +367,13 @@ impl Handle {
             .into_iter()
             .find(|m| m.deployment == self.deployment && m.name == name)
             .unwrap_or_else(|| Markers::new(&self.deployment, name));
-        let comparable: BTreeMap<String, Json> =
-            assets.iter().map(|a| (a.uuid.clone(), compare::comparable(a.kind, &a.content))).collect();
+        let owners = str_list(r.get("owners"));
+        let comparable: BTreeMap<String, Json> = assets.iter().map(|a| (a.uuid.clone(), wanted(a, &owners))).collect();
         let import: Vec<&Asset> =
             assets.iter().filter(|a| before.and_then(|b| b.get(a.key())) != Some(&comparable[&a.uuid])).collect();
         if !import.is_empty() {
             self.import(&import).await?;
-            self.set_dashboard_roles(&import).await?;
+            self.set_access(&import, r).await?;
         }
         let held: BTreeSet<&str> = assets.iter().map(|a| a.uuid.as_str()).collect();
         let leaving: Vec<(String, Kind)> =
@@ -372,37 +429,67 @@ impl Handle {
         })
     }
 
-    /// The roles Aspects gives each imported dashboard (the importer takes none): one PUT per
-    /// dashboard that has roles, before the markers are recorded (it moves `changed_on`).
-    async fn set_dashboard_roles(&self, imported: &[&Asset]) -> Result<(), ProviderError> {
-        let dashboards: Vec<&&Asset> =
-            imported.iter().filter(|a| a.kind == Kind::Dashboard && !a.roles.is_empty()).collect();
-        if dashboards.is_empty() {
+    /// What the importer takes none of: the roles Aspects gives each dashboard, and the bundle's
+    /// `owners` on every chart and dashboard (Aspects' SUPERSET_OWNERS). One PUT per asset that
+    /// has either, before the markers are recorded (it moves `changed_on`).
+    async fn set_access(&self, imported: &[&Asset], r: &Resource) -> Result<(), ProviderError> {
+        let owners = str_list(r.get("owners"));
+        let needs = |a: &&&Asset| {
+            (a.kind == Kind::Dashboard && !a.roles.is_empty())
+                || (!owners.is_empty() && matches!(a.kind, Kind::Chart | Kind::Dashboard))
+        };
+        let targets: Vec<&&Asset> = imported.iter().filter(needs).collect();
+        if targets.is_empty() {
             return Ok(());
         }
         let roles: BTreeMap<String, i64> = self.roles().await?.into_iter().map(|r| (r.name, r.id)).collect();
-        let uuids: Vec<&str> = dashboards.iter().map(|a| a.uuid.as_str()).collect();
-        let listed = self.listed(Kind::Dashboard, &uuids).await?;
-        for a in dashboards {
-            let ids = a
-                .roles
-                .iter()
-                .map(|name| {
-                    roles.get(name).copied().ok_or_else(|| {
-                        ProviderError::new(format!("{} ({}): Superset has no role {name:?}", a.key(), a.source)).with_hint(
-                            "declare it as a superset_role and list it in the bundle's depends_on, so it exists first \
-                             (Aspects' locale copies want `<role> - <locale>`)",
-                        )
-                    })
+        let users = if owners.is_empty() { BTreeMap::new() } else { self.users().await? };
+        let owner_ids = owners
+            .iter()
+            .map(|name| {
+                users.get(*name).map(|(id, _)| *id).ok_or_else(|| {
+                    ProviderError::new(format!(
+                        "{}: Superset has no user {name:?} to own the bundle's assets",
+                        r.address
+                    ))
+                    .with_hint(
+                        "declare it as a superset_user and refer to it (owners = [\"${superset_user.NAME.username}\"])",
+                    )
                 })
-                .collect::<Result<Vec<i64>, _>>()?;
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
+        let of = |kind: Kind| targets.iter().filter(|a| a.kind == kind).map(|a| a.uuid.as_str()).collect::<Vec<_>>();
+        let (chart_uuids, dashboard_uuids) = (of(Kind::Chart), of(Kind::Dashboard));
+        let (charts, dashboards) =
+            tokio::try_join!(self.listed(Kind::Chart, &chart_uuids), self.listed(Kind::Dashboard, &dashboard_uuids))?;
+        for a in targets {
+            let mut body = Map::new();
+            if a.kind == Kind::Dashboard && !a.roles.is_empty() {
+                let ids = a
+                    .roles
+                    .iter()
+                    .map(|name| {
+                        roles.get(name).copied().ok_or_else(|| {
+                            ProviderError::new(format!("{} ({}): Superset has no role {name:?}", a.key(), a.source))
+                                .with_hint(
+                                    "declare it as a superset_role and list it in the bundle's depends_on, so it \
+                                     exists first (Aspects' locale copies want `<role> - <locale>`)",
+                                )
+                        })
+                    })
+                    .collect::<Result<Vec<i64>, _>>()?;
+                body.insert("roles".into(), Json::from(ids));
+            }
+            if !owner_ids.is_empty() {
+                body.insert("owners".into(), Json::from(owner_ids.clone()));
+            }
+            let listed = if a.kind == Kind::Chart { &charts } else { &dashboards };
             let Some(l) = listed.get(&a.uuid) else { continue };
-            let body = serde_json::json!({ "roles": ids });
             self.write(
                 Method::PUT,
-                &format!("{}{}", Kind::Dashboard.api(), l.id),
-                Some(&body),
-                &format!("setting the roles of {}", a.key()),
+                &format!("{}{}", a.kind.api(), l.id),
+                Some(&Json::Object(body)),
+                &format!("setting the roles and owners of {}", a.key()),
             )
             .await?;
         }

@@ -61,11 +61,19 @@ const PASSWORD_PARAMS: &[&str] = &["password", "pass", "pwd", "passwd"];
 /// A URL carries no password in any spelling: `user:pw@`, `user%3Apw@` (decoded, it is the
 /// same thing), or `?password=` / `pass` / `pwd`. The error never quotes the URL.
 pub fn check_url(v: &Value) -> Result<(), String> {
+    check_url_beside(v, "password")
+}
+
+/// [`check_url`] for a URL whose password goes in the attribute `password_attr`, which the
+/// error names.
+pub fn check_url_beside(v: &Value, password_attr: &str) -> Result<(), String> {
     let text = string(v)?;
     if !text.starts_with("mysql://") {
         return Err("this is not a MySQL URL; write it as `mysql://USER@HOST:PORT`".into());
     }
-    let refused = "the URL contains a password: put the password in `password = \"${secrets.NAME}\"`, never in the URL";
+    let refused = format!(
+        "the URL contains a password: put the password in `{password_attr} = \"${{secrets.NAME}}\"`, never in the URL"
+    );
     let url =
         url::Url::parse(text).map_err(|e| format!("cannot read the URL: {e}; write it as `mysql://USER@HOST:PORT`"))?;
     // `url` reports `user:@` as no password; the colon still says one was meant.
@@ -75,10 +83,10 @@ pub fn check_url(v: &Value) -> Result<(), String> {
         || user.contains(':')
         || authority.rsplit_once('@').is_some_and(|(u, _)| u.contains(':'))
     {
-        return Err(refused.into());
+        return Err(refused);
     }
     if url.query_pairs().any(|(k, _)| PASSWORD_PARAMS.iter().any(|p| k.eq_ignore_ascii_case(p))) {
-        return Err(refused.into());
+        return Err(refused);
     }
     text.parse::<sqlx::mysql::MySqlConnectOptions>()
         .map(|_| ())

@@ -233,7 +233,7 @@ impl Handle {
         let Some(url) = config.attrs.get("metadata_url").and_then(Value::as_str) else { return Ok(None) };
         let fail =
             |e: &dyn std::fmt::Display| ProviderError::new(format!("[providers.{}] `metadata_url`: {e}", config.id));
-        aspects_sql::names::check_url(&Value::from(url)).map_err(|e| fail(&e))?;
+        crate::schema::check_metadata_url(&Value::from(url)).map_err(|e| fail(&e))?;
         let mut options: sqlx::mysql::MySqlConnectOptions = url.parse().map_err(|e| fail(&e))?;
         if let Some(Value::Sensitive(s)) = config.attrs.get("metadata_password") {
             options = options.password(s.expose());

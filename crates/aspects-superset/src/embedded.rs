@@ -26,7 +26,7 @@ pub static METADATA: System = System {
                  `embedded_dashboards` of Superset's metadata database",
     meta_default: "",
     lock_prefix: "aspects-superset",
-    url_check: aspects_sql::names::check_url,
+    url_check: crate::schema::check_metadata_url,
 };
 
 /// An `embedded_dashboards` row: the slug of its dashboard and its allowed domains.
@@ -136,12 +136,19 @@ impl Handle {
         let sql = self.metadata()?;
         let domains = str_list(r.get("allowed_domains")).join(",");
         let want = wanted(r);
+        // Every dashboard the resource embeds, in one query.
+        let slugs: Vec<&str> = want.iter().map(|(_, slug)| slug.as_str()).collect();
+        let sql_text =
+            format!("SELECT slug, id FROM dashboards WHERE slug IN ({})", aspects_sql::placeholders(slugs.len()));
+        let ids: BTreeMap<String, i64> = sql
+            .rows(&sql_text, &slugs)
+            .await
+            .map_err(|e| sql.err(&e, "looking up dashboards"))?
+            .iter()
+            .map(|row| Ok((aspects_sql::text(row, 0)?, aspects_sql::int(row, 1)?.unwrap_or_default())))
+            .collect::<Result<_, ProviderError>>()?;
         for (uuid, slug) in &want {
-            let found = sql
-                .rows("SELECT id FROM dashboards WHERE slug = ?", &[slug])
-                .await
-                .map_err(|e| sql.err(&e, "looking up a dashboard"))?;
-            let Some(id) = found.first().map(|row| aspects_sql::int(row, 0)).transpose()?.flatten() else {
+            let Some(&id) = ids.get(slug) else {
                 return Err(ProviderError::new(format!("{}: Superset has no dashboard with slug {slug:?}", r.address))
                     .with_hint(
                         "when a superset_assets bundle imports it, add that bundle to depends_on so it is imported \

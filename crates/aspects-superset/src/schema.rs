@@ -431,8 +431,8 @@ fn check_locales(v: &Value) -> Result<(), String> {
 }
 
 /// A MySQL URL without a password; the password goes in `metadata_password`.
-fn check_metadata_url(v: &Value) -> Result<(), String> {
-    aspects_sql::names::check_url(v).map_err(|e| e.replace("`password = ", "`metadata_password = "))
+pub(crate) fn check_metadata_url(v: &Value) -> Result<(), String> {
+    aspects_sql::names::check_url_beside(v, "metadata_password")
 }
 
 fn check_owners(v: &Value) -> Result<(), String> {

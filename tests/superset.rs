@@ -4,7 +4,7 @@
 
 use aspects_config::SecretStore;
 use aspects_e2e::superset::{ADMIN_PASSWORD_ENV, Api, Ss, apply, assert_no_changes, cleanup, plan, run, stack, uuid};
-use aspects_e2e::{Run, Sandbox, assert_no_secret};
+use aspects_e2e::{Sandbox, assert_no_secret};
 use reqwest::Method;
 use serde_json::json;
 
@@ -267,17 +267,8 @@ fn a_crash_after_any_write_then_apply_converges() {
 
     let api = Api::new();
     let p = s.prefix.clone();
-    let mut k = 1;
-    loop {
-        cleanup(&p);
-        let mut crashing = s.command(&["apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "120s"]);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let r: Run = crashing.output().unwrap().into();
-        if r.code == 0 {
-            assert!(k > 8, "the plan has only {} writes: {r:?}", k - 1);
-            break;
-        }
-        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+    let args = ["apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "120s"];
+    let writes = aspects_e2e::crash_at_every_write(&s, &args, |k| {
         // The killed run's lease runs out while the next run waits.
         apply(&s);
         assert_no_changes(&s);
@@ -286,8 +277,10 @@ fn a_crash_after_any_write_then_apply_converges() {
         let css = records[0]["css"].as_str().unwrap();
         let owned = css.matches("\"state\":\"created\"").count() + css.matches("\"state\":\"adopted\"").count();
         assert_eq!(owned, 3, "k = {k}: {css}");
-        k += 1;
-    }
+        // The next crash point starts from nothing again.
+        cleanup(&p);
+    });
+    assert!(writes > 7, "the plan has only {writes} writes");
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use aspects_e2e::superset::{ADMIN_PASSWORD_ENV, Api, Ss, apply, assert_no_changes, plan, run, stack, uuid};
-use aspects_e2e::{Run, Sandbox, assert_no_secret};
+use aspects_e2e::{Sandbox, assert_no_secret};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -218,6 +218,44 @@ fn filters_and_embeddings_apply_then_plan_empty_and_drift_is_reverted() {
     assert!(embedded(&api, &embed_uuid(&s)).is_some());
     let last = assert_no_changes(&s);
 
+    // The filter deleted by hand: created again.
+    let id = api.id("/api/v1/rowlevelsecurity/", "name", &format!("{p}can_view_courses"));
+    let (status, answer) = api.call(Method::DELETE, &format!("/api/v1/rowlevelsecurity/{id}"), None);
+    assert!(status.is_success(), "{answer}");
+    let drift = s.run(&["drift"]);
+    assert_eq!(drift.code, 2, "{drift:?}");
+    apply(&s);
+    assert_eq!(tables(&filter(&api, &s)), schema);
+    assert_no_changes(&s);
+
+    // A second deployment naming the same embedded UUID and filter is refused before it writes.
+    let (_, _, admin) = stack().unwrap();
+    let mut other = Sandbox::new("sss-other");
+    other.set_env(ADMIN_PASSWORD_ENV, &admin);
+    other.set_env("META_PW", META_PASSWORD);
+    let theirs = format!(
+        "[superset_embedded_dashboard.fixture]\nuuid = \"{}\"\ndashboard = \"{p}fixture\"\n\n\
+         [superset_rls_filter.courses]\nname = \"{p}can_view_courses\"\ntables = [\"{p}db.*\"]\nclause = \"1 = 1\"\n",
+        embed_uuid(&s)
+    );
+    let text = plan(&other, "meta = { env = \"META_PW\" }\n", &theirs);
+    let provider =
+        format!("metadata_url = \"{}\"\nmetadata_password = \"${{secrets.meta}}\"\n", metadata_login(&other));
+    other.write(
+        "aspects.toml",
+        &text.replacen("[providers.superset]\n", &format!("[providers.superset]\n{provider}"), 1),
+    );
+    let other = Sec(Ss(other));
+    let refused = run(&other, &["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    for kind in ["superset_embedded_dashboard", "superset_rls_filter"] {
+        let owned =
+            format!("{kind}.{} (deployment `{p}dep`)", if kind.ends_with("filter") { "courses" } else { "fixture" });
+        assert!(refused.stderr.contains(&owned), "{refused:?}");
+    }
+    assert_eq!(embedded(&api, &embed_uuid(&s)).unwrap()["allowed_domains"], json!(["http://lms.example.com"]));
+    assert_eq!(filter(&api, &s)["clause"], "{{ can_view_courses(current_username(), \"course_key\") }}");
+
     // A locale leaving the plan takes its embedding with it; destroy removes the rest.
     let text = std::fs::read_to_string(s.path("aspects.toml")).unwrap();
     let (head, tail) = text.split_at(text.find("[superset_embedded_dashboard").unwrap());
@@ -282,35 +320,18 @@ fn a_crash_after_any_write_then_apply_converges() {
     apply(&s);
     s.write("aspects.toml", &full);
     let api = Api::new();
-    let mut k = 1;
-    loop {
-        let mut crashing = s.command(&["apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "120s"]);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let r: Run = crashing.output().unwrap().into();
-        if r.code == 0 {
-            assert!(k > 4, "the plan has only {} writes: {r:?}", k - 1);
-            break;
-        }
-        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+    let args = ["apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "120s"];
+    let writes = aspects_e2e::crash_at_every_write(&s, &args, |k| {
         apply(&s);
         assert_no_changes(&s);
         assert!(embedded(&api, &embed_uuid(&s)).is_some(), "k = {k}");
         assert_eq!(api.list("/api/v1/rowlevelsecurity/", "name", &s.prefix).len(), 1, "k = {k}");
         // Back to the state before the loop's apply, for the next crash point.
-        let r = run(
-            &s,
-            &[
-                "destroy",
-                "--auto-approve",
-                "--target",
-                "superset_rls_filter.courses",
-                "--target",
-                "superset_embedded_dashboard.fixture",
-            ],
-        );
+        let targets = ["--target", "superset_rls_filter.courses", "--target", "superset_embedded_dashboard.fixture"];
+        let r = run(&s, &[&["destroy", "--auto-approve"][..], &targets].concat());
         assert_eq!(r.code, 0, "{r:?}");
-        k += 1;
-    }
+    });
+    assert!(writes > 3, "the plan has only {writes} writes");
 }
 
 #[test]

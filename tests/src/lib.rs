@@ -213,6 +213,25 @@ pub fn assert_no_secret(s: &Sandbox, values: &[&str], runs: &[&Run]) {
     }
 }
 
+/// Aborts `aspects ARGS` (an apply) right after its k-th write, for k = 1, 2, ... (the fault
+/// hook), calling `after_crash(k)` after each aborted run: the test converges and checks there,
+/// and puts back what the next run starts from. Ends when a run makes fewer than k writes and
+/// succeeds: every crash point was tried. Returns how many writes that whole apply makes.
+pub fn crash_at_every_write(s: &Sandbox, args: &[&str], mut after_crash: impl FnMut(usize)) -> usize {
+    let mut k = 1;
+    loop {
+        let mut crashing = s.command(args);
+        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
+        let r: Run = crashing.output().unwrap().into();
+        if r.code == 0 {
+            return k - 1;
+        }
+        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+        after_crash(k);
+        k += 1;
+    }
+}
+
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }

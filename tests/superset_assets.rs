@@ -167,6 +167,8 @@ fn a_chart_edited_in_superset_is_reported_by_uuid_and_key_then_reverted() {
     assert_eq!(drift.code, 2, "{drift:?}");
     insta::assert_snapshot!("edited_chart", scrubbed(&s, &drift));
     let before = all_changed_on(&api, &s);
+    // The import must land in a later second than the edit for its changed_on to show it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     apply(&s);
     let after = all_changed_on(&api, &s);
     let moved: Vec<&String> = after.iter().zip(&before).filter(|(a, b)| a != b).map(|(a, _)| &a.0).collect();

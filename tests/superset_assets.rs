@@ -180,6 +180,78 @@ fn a_chart_edited_in_superset_is_reported_by_uuid_and_key_then_reverted() {
     assert_no_changes(&s);
 }
 
+/// A no-op plan checks each kind whose markers all hold with one request (its seen assets
+/// still there, none saved since) instead of listing every asset; what it checks is found when
+/// it moved: a chart deleted by hand, a dataset saved by hand.
+#[test]
+fn a_no_op_plan_checks_each_kind_in_one_request_and_finds_what_moved() {
+    let Some(s) = sandbox("ssa-quick", None) else { return };
+    apply(&s);
+    // The records and markers, the connections, the dashboards (their roles are compared from
+    // the list rows), then one check each for datasets and charts.
+    let quiet = s.run(&["plan", "-v"]);
+    assert!(quiet.stdout.contains("No changes"), "{quiet:?}");
+    assert!(quiet.stderr.contains("read live state with 5 queries"), "{}", quiet.stderr);
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let api = Api::new();
+    let rows = chart(&api, &s, 13);
+    let path = format!("/api/v1/chart/{}", rows["id"]);
+    assert!(api.call(Method::DELETE, &path, None).0.is_success());
+    let drift = s.run(&["drift"]);
+    assert_eq!(drift.code, 2, "{drift:?}");
+    assert!(drift.stdout.contains(&format!("{}-0000-4000-8000-000000000013", id(&s))), "{drift:?}");
+    apply(&s);
+    assert_no_changes(&s);
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let events = api.list("/api/v1/dataset/", "table_name", &format!("{}course_events", s.prefix));
+    let path = format!("/api/v1/dataset/{}", events[0]["id"]);
+    assert!(api.call(Method::PUT, &path, Some(json!({"description": "saved by hand"}))).0.is_success());
+    let drift = s.run(&["drift"]);
+    assert_eq!(drift.code, 2, "{drift:?}");
+    assert!(drift.stdout.contains("saved by hand"), "{drift:?}");
+    apply(&s);
+    assert_no_changes(&s);
+}
+
+/// A chart saved by hand after an apply read it but before that apply imported another one
+/// (so earlier than the import's `changed_on`) is still found: the apply records only the
+/// markers that still hold when it writes them.
+#[test]
+fn a_chart_saved_while_an_apply_runs_is_found_by_the_next_plan() {
+    let Some(s) = sandbox("ssa-window", None) else { return };
+    let folder = copy_fixture(&s);
+    s.write("aspects.toml", &plan(&s, "report = { generate = 24 }\n", &bundle_body(&s, &folder, "")));
+    apply(&s);
+    // The save must land in a later second than this import for its changed_on to show it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The next apply creates a role first (its writes come before the import), then imports
+    // the chart "Events per course", changed in the bundle.
+    let path = folder.join("assets/charts/Events_per_course.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, yaml.replace("description: Events of each course", "description: Per course")).unwrap();
+    let extra = "depends_on = [\"superset_role.extra\"]\n\n[superset_role.extra]\nname = \"@@Extra\"\n";
+    s.write("aspects.toml", &plan(&s, "report = { generate = 24 }\n", &bundle_body(&s, &folder, extra)));
+    let (mut running, go) = s.paused(&["apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "120s"], 1);
+    let api = Api::new();
+    let total = chart(&api, &s, 11);
+    let body = json!({"description": "saved meanwhile"});
+    assert!(api.call(Method::PUT, &format!("/api/v1/chart/{}", total["id"]), Some(body)).0.is_success());
+    // The import lands in a later second than the save.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(go, "").unwrap();
+    assert!(running.wait().unwrap().success());
+    assert_eq!(chart(&api, &s, 12)["description"], "Per course");
+
+    let drift = s.run(&["drift"]);
+    assert_eq!(drift.code, 2, "the save is found: {drift:?}");
+    assert!(drift.stdout.contains("saved meanwhile"), "{drift:?}");
+    apply(&s);
+    assert_no_changes(&s);
+    assert_eq!(chart(&api, &s, 11)["description"], Value::Null);
+}
+
 #[test]
 fn hostile_bundles_are_refused_before_any_write() {
     let Some(s) = sandbox("ssa-hostile", None) else { return };

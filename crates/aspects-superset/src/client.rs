@@ -298,7 +298,7 @@ impl Handle {
         bearer: Option<&str>,
     ) -> Result<Vec<u8>, SsError> {
         self.queries.fetch_add(1, Ordering::Relaxed);
-        tracing::trace!(%method, path, "request");
+        let started = std::time::Instant::now();
         let mut request =
             client.request(method.clone(), format!("{}{path}", self.base)).header("Accept", "application/json");
         if let Some(token) = bearer {
@@ -333,6 +333,7 @@ impl Handle {
         let response = request.send().await.map_err(|e| SsError { status: None, message: reqwest_reason(e) })?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| SsError { status: Some(status), message: reqwest_reason(e) })?;
+        tracing::debug!(%method, path, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "answered");
         if status.is_success() {
             return Ok(bytes.to_vec());
         }
@@ -493,6 +494,26 @@ impl Handle {
             out.extend(rows);
         }
         Ok(out)
+    }
+
+    /// How many rows of a list endpoint have one of `ids`, and the one of them saved last
+    /// (its `columns`). Filtered, so it takes the endpoint's turn (see `endpoints`).
+    pub(crate) async fn newest(
+        &self,
+        path: &str,
+        columns: &[&str],
+        ids: &[i64],
+    ) -> Result<(usize, Option<Json>), SsError> {
+        let values = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let q = format!(
+            "(columns:!({}),filters:!((col:id,opr:in,value:!({values}))),order_column:changed_on_delta_humanized,\
+             order_direction:desc,page:0,page_size:1)",
+            columns.join(",")
+        );
+        let endpoint = self.endpoint(path);
+        let _turn = endpoint.lock().await;
+        let answer = self.call(Method::GET, &query_path(path, &q), None).await?;
+        Ok((count_of(&answer), rows_of(answer).into_iter().next()))
     }
 
     /// GETs of `paths`, one after another; the answers in order.

@@ -58,6 +58,11 @@ impl Kind {
         }
     }
 
+    /// The column lists show the last save in (databases have no `changed_on_utc`).
+    pub fn changed_key(self) -> &'static str {
+        if self == Kind::Database { "changed_on" } else { "changed_on_utc" }
+    }
+
     /// The REST collection (`/api/v1/chart/`).
     pub fn api(self) -> &'static str {
         match self {

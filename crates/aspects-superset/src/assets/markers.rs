@@ -3,6 +3,12 @@
 //! to the `changed_on` Superset showed right after the import; compare.rs). It is also the
 //! ownership record of each asset: only assets listed here are ever deleted.
 //!
+//! Each write lists every asset of the bundle again and keeps, beside each marker that still
+//! holds, the asset's id and `changed_on` as seen then. Any later save stamps a `changed_on` at
+//! least as late as the latest one seen, so a kind whose seen assets all still exist and whose
+//! latest `changed_on` is still that one has not moved since: a plan checks that with one
+//! request per kind (`Handle::unmoved`) instead of listing every asset.
+//!
 //! Why here and not on the assets: the list endpoints give uuid and `changed_on` cheaply but
 //! none of the JSON fields a marker could hide in (they are content, edited in the UI and
 //! compared), and one PUT records a whole import, so `kill -9` leaves the old document or the
@@ -26,8 +32,16 @@ pub struct Markers {
     pub deployment: String,
     pub name: String,
     pub salt: String,
-    /// uuid -> (kind, marker).
-    pub assets: BTreeMap<String, (Kind, String)>,
+    pub assets: BTreeMap<String, Entry>,
+}
+
+/// One owned asset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub marker: String,
+    /// Its id and `changed_on` when the document was written, where the marker held then.
+    pub seen: Option<(i64, String)>,
 }
 
 impl Markers {
@@ -47,8 +61,17 @@ impl Markers {
 
     /// The document as CSS: JSON inside a comment (`*/` cannot occur: names are escaped).
     fn css(&self) -> String {
-        let assets: serde_json::Map<String, Json> =
-            self.assets.iter().map(|(uuid, (kind, marker))| (uuid.clone(), json!([kind.word(), marker]))).collect();
+        let assets: serde_json::Map<String, Json> = self
+            .assets
+            .iter()
+            .map(|(uuid, e)| {
+                let entry = match &e.seen {
+                    Some((id, changed_on)) => json!([e.kind.word(), e.marker, id, changed_on]),
+                    None => json!([e.kind.word(), e.marker]),
+                };
+                (uuid.clone(), entry)
+            })
+            .collect();
         let doc = json!({"deployment": self.deployment, "name": self.name, "salt": self.salt, "assets": assets});
         format!(
             "/* Superset assets the aspects bundle `{}` imported. Written by aspects under its apply lock: do not \
@@ -65,7 +88,11 @@ impl Markers {
         let mut assets = BTreeMap::new();
         for (uuid, entry) in doc.get("assets")?.as_object()? {
             let kind = Kind::parse(entry.get(0)?.as_str()?)?;
-            assets.insert(uuid.clone(), (kind, entry.get(1)?.as_str()?.to_owned()));
+            let seen = match (entry.get(2), entry.get(3)) {
+                (Some(id), Some(changed_on)) => Some((id.as_i64()?, changed_on.as_str()?.to_owned())),
+                _ => None,
+            };
+            assets.insert(uuid.clone(), Entry { kind, marker: entry.get(1)?.as_str()?.to_owned(), seen });
         }
         Some(Markers {
             template: Some(template),
@@ -123,7 +150,9 @@ mod tests {
     #[test]
     fn documents_round_trip_through_css() {
         let mut m = Markers::new("prod", "a */ b");
-        m.assets.insert("u1".into(), (Kind::Chart, "abc".into()));
+        m.assets.insert("u1".into(), Entry { kind: Kind::Chart, marker: "abc".into(), seen: None });
+        let seen = Some((7, "2026-12-01T22:09:23.000000+0000".into()));
+        m.assets.insert("u2".into(), Entry { kind: Kind::Dataset, marker: "d".into(), seen });
         let css = m.css();
         assert!(!css.contains("a */ b"), "{css}");
         let back = Markers::parse(1, &css).unwrap();

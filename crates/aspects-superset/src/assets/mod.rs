@@ -1,9 +1,11 @@
 //! `superset_assets`: a folder of Superset v1 YAML assets, rendered (bundle.rs), compared per
 //! asset by UUID (compare.rs) and imported through `POST /api/v1/assets/import/`.
 //!
-//! "Nothing changed" is decided from list metadata alone: the bundle's assets looked up by uuid
-//! (id and `changed_on`; 90 uuids a request, all requests at once) and the bundle's markers
-//! (markers.rs).
+//! "Nothing changed" is decided from list metadata alone and the bundle's markers (markers.rs):
+//! a kind whose markers all hold for the plan's content is checked with one request (its seen
+//! assets still there, the latest `changed_on` among them unmoved); the others, and dashboards
+//! whose roles or owners are compared (they live in link tables, out of `changed_on`'s reach), are
+//! looked up by uuid (id and `changed_on`; 90 uuids a request, all requests at once).
 //! Only an asset whose marker does not match (its content or password in the plan moved, or
 //! someone saved it in Superset since) is read back, through Superset's export of that kind,
 //! and compared structurally. Apply imports only the assets that differ (`sparse`: the rest of
@@ -29,7 +31,7 @@ pub use bundle::Asset;
 pub(crate) use bundle::{Kind, localized_uuid};
 
 use bundle::{Inputs, key};
-use markers::Markers;
+use markers::{Entry, Markers};
 
 use crate::client::{Field, Handle, Payload, SsError};
 use crate::schema::{str_attr, str_list};
@@ -43,6 +45,10 @@ const RELEASED: &str = "(no longer in the bundle: the connection is kept and no 
 
 /// Assets to look up: uuids by kind.
 type Wanted<'a> = BTreeMap<Kind, BTreeSet<&'a str>>;
+
+/// Ids per request of [`Handle::unmoved`]: up to 7 digits and a comma each, the query stays
+/// under gunicorn's 4094-byte request line.
+const IDS: usize = 400;
 
 /// An asset as the plan compares it: its content, plus what the importer does not carry and
 /// apply sets after it: a dashboard's roles (`_roles`) and the bundle's owners on charts and
@@ -86,6 +92,38 @@ struct Listed {
     /// Dashboards: their roles' names; charts and dashboards: their owners' ids.
     roles: Vec<String>,
     owners: Vec<i64>,
+}
+
+impl Listed {
+    fn seen(&self) -> (i64, String) {
+        (self.id, self.changed_on.clone())
+    }
+}
+
+/// Per kind, the seen assets (uuid, id, `changed_on`) when every marker of the kind holds for
+/// the plan's content; `None` when one does not.
+type Seen<'a> = BTreeMap<Kind, Option<Vec<(&'a str, i64, &'a str)>>>;
+
+/// An asset's marker for the plan's comparable form `w`, had Superset shown `changed_on`.
+fn marker_of(salt: &str, a: &Asset, w: &Json, changed_on: &str) -> String {
+    compare::marker(&compare::fingerprint(salt, w, &a.roles, expose(a.password.as_ref())), changed_on)
+}
+
+/// The plan's comparable form of each asset, by key (`normalise` put it in `assets`).
+fn want_of(r: &Resource) -> &Map<String, Json> {
+    static EMPTY: std::sync::LazyLock<Map<String, Json>> = std::sync::LazyLock::new(Map::new);
+    match r.get("assets") {
+        Some(Value::Json(j)) => j.as_object().unwrap_or(&EMPTY),
+        _ => &EMPTY,
+    }
+}
+
+fn wanted_of(assets: &[Asset]) -> Wanted<'_> {
+    let mut wanted = Wanted::new();
+    for a in assets {
+        wanted.entry(a.kind).or_default().insert(a.uuid.as_str());
+    }
+    wanted
 }
 
 /// The folder a path attribute names, relative to the plan file the resource is written in.
@@ -180,8 +218,7 @@ impl Handle {
         if uuids.is_empty() {
             return Ok(BTreeMap::new());
         }
-        // Superset lists databases with `changed_on`, the others with `changed_on_utc`.
-        let changed = if kind == Kind::Database { "changed_on" } else { "changed_on_utc" };
+        let changed = kind.changed_key();
         let mut columns = vec!["id", "uuid", changed, kind.title_key()];
         match kind {
             Kind::Dashboard => columns.extend(["owners.id", "roles.name"]),
@@ -266,6 +303,114 @@ impl Handle {
         Ok(())
     }
 
+    /// Whether the `kind` assets seen when the markers were written (uuid, id, `changed_on`)
+    /// are all still there and none was saved since: per [`IDS`] of them, one request for
+    /// their count and the one saved last. A save stamps a `changed_on` at least as late as
+    /// any seen (to the second: a save within the second of the markers' listing is not told
+    /// apart, as with the markers themselves).
+    async fn unmoved(&self, kind: Kind, seen: &[(&str, i64, &str)]) -> Result<bool, ProviderError> {
+        let changed = kind.changed_key();
+        for chunk in seen.chunks(IDS) {
+            let ids: Vec<i64> = chunk.iter().map(|s| s.1).collect();
+            let latest = chunk.iter().map(|s| s.2).max().unwrap_or_default();
+            let (count, newest) = self
+                .newest(kind.api(), &["id", changed], &ids)
+                .await
+                .map_err(|e| self.err(&e, &format!("checking {}s", kind.word())))?;
+            let same = newest.is_some_and(|row| {
+                row.get(changed).and_then(Json::as_str) == Some(latest)
+                    && row.get("id").and_then(Json::as_i64).is_some_and(|id| ids.contains(&id))
+            });
+            if count != ids.len() || !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The kinds of `seen` that [`Handle::unmoved`] finds unmoved, checked at once.
+    async fn unmoved_kinds(&self, seen: &Seen<'_>) -> Result<BTreeSet<Kind>, ProviderError> {
+        let check = |kind: Kind| async move {
+            match seen.get(&kind) {
+                Some(Some(s)) if !s.is_empty() => Ok(self.unmoved(kind, s).await?.then_some(kind)),
+                _ => Ok::<_, ProviderError>(None),
+            }
+        };
+        let (d, c, b) = tokio::join!(check(Kind::Dataset), check(Kind::Chart), check(Kind::Dashboard));
+        Ok([d?, c?, b?].into_iter().flatten().collect())
+    }
+
+    /// The markers, and the bundles' assets as listed. Databases, and kinds whose list rows
+    /// are compared (roles, owners), are looked up with the markers; any other kind is
+    /// looked up only when one of its markers does not hold for the plan or it moved since
+    /// they were written ([`Handle::unmoved`]); otherwise its rows are the ones seen then.
+    async fn markers_and_listed(
+        &self,
+        desired: &[Resource],
+        bundles: &[Arc<Vec<Asset>>],
+        wanted: &Wanted<'_>,
+    ) -> Result<(Vec<Markers>, BTreeMap<Kind, BTreeMap<String, Listed>>), ProviderError> {
+        let mut rows = BTreeSet::from([Kind::Database]);
+        for (r, assets) in desired.iter().zip(bundles) {
+            let want = want_of(r);
+            for a in assets.iter() {
+                let w = want.get(&a.key()).and_then(Json::as_object);
+                if w.is_some_and(|w| w.contains_key("_roles") || w.contains_key("_owners")) {
+                    rows.insert(a.kind);
+                }
+            }
+        }
+        let pick = |kinds: &dyn Fn(&Kind) -> bool| -> Wanted<'_> {
+            wanted.iter().filter(|(k, _)| kinds(k)).map(|(k, u)| (*k, u.clone())).collect()
+        };
+        let first = pick(&|k| rows.contains(k));
+        let (all, listed) = tokio::join!(self.all_markers(), self.list_all(&first));
+        let (all, mut listed) = (all?, listed?);
+        let mut seen = Seen::new();
+        for (r, assets) in desired.iter().zip(bundles) {
+            let name = str_attr(&r.attrs, "name");
+            let ours = all.iter().find(|m| m.deployment == self.deployment && m.name == name);
+            let want = want_of(r);
+            for a in assets.iter().filter(|a| !rows.contains(&a.kind)) {
+                let holds = ours.and_then(|o| {
+                    let (e, w) = (o.assets.get(&a.uuid)?, want.get(&a.key())?);
+                    let (id, changed_on) = e.seen.as_ref()?;
+                    (e.marker == marker_of(&o.salt, a, w, changed_on)).then_some((
+                        a.uuid.as_str(),
+                        *id,
+                        changed_on.as_str(),
+                    ))
+                });
+                let slot = seen.entry(a.kind).or_insert_with(|| Some(Vec::new()));
+                match (slot.as_mut(), holds) {
+                    (Some(list), Some(h)) => list.push(h),
+                    _ => *slot = None,
+                }
+            }
+        }
+        let unsure = pick(&|k| seen.get(k).is_some_and(Option::is_none));
+        let (unmoved, found) = tokio::join!(self.unmoved_kinds(&seen), self.list_all(&unsure));
+        let unmoved = unmoved?;
+        let moved = self.list_all(&pick(&|k| seen.get(k).is_some_and(Option::is_some) && !unmoved.contains(k))).await?;
+        for (kind, rows) in found?.into_iter().chain(moved) {
+            listed.entry(kind).or_default().extend(rows);
+        }
+        for kind in unmoved {
+            let rows = seen[&kind].iter().flatten().map(|(uuid, id, changed_on)| {
+                let l = Listed {
+                    id: *id,
+                    changed_on: (*changed_on).to_owned(),
+                    title: String::new(),
+                    roles: Vec::new(),
+                    owners: Vec::new(),
+                };
+                ((*uuid).to_owned(), l)
+            });
+            listed.entry(kind).or_default().extend(rows);
+        }
+        Ok((all, listed))
+    }
+
     pub(crate) async fn read_assets(&self, desired: &[Resource]) -> Result<Vec<Option<Live>>, ProviderError> {
         let bundles = desired
             .iter()
@@ -275,10 +420,9 @@ impl Handle {
         for a in bundles.iter().flat_map(|b| b.iter()) {
             wanted.entry(a.kind).or_default().insert(a.uuid.as_str());
         }
-        // The markers and the bundles' assets at once; then the owned assets the bundles no
-        // longer hold (none in a no-op plan), which only the markers name.
-        let (all, listed) = tokio::join!(self.all_markers(), self.list_all(&wanted));
-        let (all, mut listed) = (all?, listed?);
+        // Then the owned assets the bundles no longer hold (none in a no-op plan), which only
+        // the markers name.
+        let (all, mut listed) = self.markers_and_listed(desired, &bundles, &wanted).await?;
         // Owners are listed by id; the plan names them.
         let users: BTreeMap<i64, String> = if desired.iter().any(|r| !str_list(r.get("owners")).is_empty()) {
             self.users().await?.into_iter().map(|(name, (id, _))| (id, name)).collect()
@@ -289,9 +433,9 @@ impl Handle {
         for r in desired {
             let name = str_attr(&r.attrs, "name");
             let Some(ours) = all.iter().find(|m| m.deployment == self.deployment && m.name == name) else { continue };
-            for (uuid, (kind, _)) in &ours.assets {
-                if !wanted.get(kind).is_some_and(|u| u.contains(uuid.as_str())) {
-                    leaving.entry(*kind).or_default().insert(uuid.as_str());
+            for (uuid, e) in &ours.assets {
+                if !wanted.get(&e.kind).is_some_and(|u| u.contains(uuid.as_str())) {
+                    leaving.entry(e.kind).or_default().insert(uuid.as_str());
                 }
             }
         }
@@ -308,18 +452,13 @@ impl Handle {
                 out.push(None);
                 continue;
             };
-            let empty = Map::new();
-            let want = match r.get("assets") {
-                Some(Value::Json(j)) => j.as_object().unwrap_or(&empty),
-                _ => &empty,
-            };
+            let want = want_of(r);
             let mut live = Map::new();
             let mut moved: BTreeMap<Kind, Vec<(&Listed, &Asset)>> = BTreeMap::new();
             for a in assets.iter() {
                 let (Some(l), Some(w)) = (listed[&a.kind].get(&a.uuid), want.get(&a.key())) else { continue };
-                let fingerprint = compare::fingerprint(&ours.salt, w, &a.roles, expose(a.password.as_ref()));
-                let marker = compare::marker(&fingerprint, &l.changed_on);
-                if ours.assets.get(&a.uuid).is_some_and(|(_, m)| *m == marker) {
+                let marker = marker_of(&ours.salt, a, w, &l.changed_on);
+                if ours.assets.get(&a.uuid).is_some_and(|e| e.marker == marker) {
                     // Roles and owners live in tables of their own: changing them leaves
                     // `changed_on` as it was, so they are compared from the list row.
                     let mut got = w.clone();
@@ -342,10 +481,10 @@ impl Handle {
                 }
             }
             let held: BTreeSet<&str> = assets.iter().map(|a| a.uuid.as_str()).collect();
-            for (uuid, (kind, _)) in ours.assets.iter().filter(|(u, _)| !held.contains(u.as_str())) {
-                if let Some(l) = listed[kind].get(uuid) {
-                    let why = if *kind == Kind::Database { RELEASED } else { LEAVING };
-                    live.insert(key(*kind, uuid, &l.title), Json::String(why.into()));
+            for (uuid, e) in ours.assets.iter().filter(|(u, _)| !held.contains(u.as_str())) {
+                if let Some(l) = listed[&e.kind].get(uuid) {
+                    let why = if e.kind == Kind::Database { RELEASED } else { LEAVING };
+                    live.insert(key(e.kind, uuid, &l.title), Json::String(why.into()));
                 }
             }
             let mut attrs: BTreeMap<String, Value> =
@@ -377,7 +516,7 @@ impl Handle {
         }
         let held: BTreeSet<&str> = assets.iter().map(|a| a.uuid.as_str()).collect();
         let leaving: Vec<(String, Kind)> =
-            ours.assets.iter().filter(|(u, _)| !held.contains(u.as_str())).map(|(u, (k, _))| (u.clone(), *k)).collect();
+            ours.assets.iter().filter(|(u, _)| !held.contains(u.as_str())).map(|(u, e)| (u.clone(), e.kind)).collect();
         if import.is_empty() && leaving.is_empty() {
             return Ok(());
         }
@@ -385,22 +524,23 @@ impl Handle {
         let deleting: Vec<(String, Kind)> = leaving.iter().filter(|(_, k)| *k != Kind::Database).cloned().collect();
         self.delete_assets(&deleting).await?;
         let imported: BTreeSet<&str> = import.iter().map(|a| a.uuid.as_str()).collect();
-        let mut wanted = Wanted::new();
-        for a in &import {
-            wanted.entry(a.kind).or_default().insert(a.uuid.as_str());
-        }
-        let listed = self.list_all(&wanted).await?;
+        // Every asset of the bundle, not only the imported ones: each entry that holds is seen
+        // now, so the latest `changed_on` seen is a bound for any later save (markers.rs).
+        let listed = self.list_all(&wanted_of(&assets)).await?;
         let mut recorded = BTreeMap::new();
         for a in assets.iter() {
+            let l = listed[&a.kind].get(&a.uuid);
+            let marker = |l: &Listed| marker_of(&ours.salt, a, &comparable[&a.uuid], &l.changed_on);
             let entry = if imported.contains(a.uuid.as_str()) {
-                let Some(l) = listed[&a.kind].get(&a.uuid) else { continue };
-                let fingerprint =
-                    compare::fingerprint(&ours.salt, &comparable[&a.uuid], &a.roles, expose(a.password.as_ref()));
-                (a.kind, compare::marker(&fingerprint, &l.changed_on))
+                let Some(l) = l else { continue };
+                Entry { kind: a.kind, marker: marker(l), seen: Some(l.seen()) }
             } else {
-                match ours.assets.get(&a.uuid) {
-                    Some(old) => old.clone(),
-                    None => continue,
+                let Some(old) = ours.assets.get(&a.uuid) else { continue };
+                match l {
+                    Some(l) if old.marker == marker(l) => Entry { seen: Some(l.seen()), ..old.clone() },
+                    // Saved in Superset (or deleted) since the plan read it: the next plan
+                    // lists this kind and finds out.
+                    _ => Entry { seen: None, ..old.clone() },
                 }
             };
             recorded.insert(a.uuid.clone(), entry);
@@ -537,7 +677,7 @@ impl Handle {
         let Some(ours) = all.into_iter().find(|m| m.deployment == self.deployment && m.name == name) else {
             return Ok(());
         };
-        let owned: Vec<(String, Kind)> = ours.assets.iter().map(|(u, (k, _))| (u.clone(), *k)).collect();
+        let owned: Vec<(String, Kind)> = ours.assets.iter().map(|(u, e)| (u.clone(), e.kind)).collect();
         self.delete_assets(&owned).await?;
         self.delete_markers(&ours).await
     }

@@ -87,6 +87,10 @@ pub struct Handle {
     user: String,
     password: Secret,
     tokens: RwLock<Tokens>,
+    /// A plan handle's login, started at connect on a thread of its own so that it runs while
+    /// the plan renders its bundles on the runtime's one thread; [`Handle::session`] takes it.
+    pending_login: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<Result<Json, SsError>>>>,
+    session: OnceCell<Result<(), ProviderError>>,
     csrf: Mutex<Option<String>>,
     pub(crate) provider: ProviderId,
     pub(crate) deployment: String,
@@ -111,6 +115,7 @@ pub struct Handle {
     pub(crate) metadata: Option<aspects_sql::Sql>,
 }
 
+const LOGIN: &str = "/api/v1/security/login";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Database creates and updates test the connection from Superset, which may take a while.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -206,6 +211,8 @@ impl Handle {
             user: attr("username").and_then(Value::as_str).unwrap_or_default().to_owned(),
             password,
             tokens: RwLock::new(Tokens { access: String::new(), refresh: String::new() }),
+            pending_login: std::sync::Mutex::new(None),
+            session: OnceCell::new(),
             csrf: Mutex::new(None),
             provider: id.clone(),
             deployment: deployment.to_owned(),
@@ -220,9 +227,42 @@ impl Handle {
             metadata: Self::connect_metadata(config, read_only).await?,
         };
         // The only request at connect time: the CSRF token waits for the first write, the
-        // permission catalogue for the first role that needs it.
-        handle.login().await?;
+        // permission catalogue for the first role that needs it. A plan handle does not wait
+        // for it here (`pending_login`); a write handle's errors come before any lock is taken.
+        if read_only {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let (client, url, body) = (build(false)?, format!("{}{LOGIN}", handle.base), handle.login_body());
+            handle.queries.fetch_add(1, Ordering::Relaxed);
+            std::thread::spawn(move || {
+                let answer = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt
+                        .block_on(answer(
+                            client.post(url).header("Content-Type", "application/json").body(body.to_string()),
+                            LOGIN,
+                        ))
+                        .map(|bytes| serde_json::from_slice(&bytes).unwrap_or(Json::Null)),
+                    Err(e) => Err(SsError { status: None, message: e.to_string() }),
+                };
+                let _ = tx.send(answer);
+            });
+            *handle.pending_login.lock().expect("not poisoned") = Some(rx);
+        } else {
+            handle.login().await?;
+        }
         Ok(Arc::new_cyclic(|me| Handle { me: me.clone(), ..handle }))
+    }
+
+    /// Waits for the login a plan handle started at connect (once; every read calls it first).
+    pub(crate) async fn session(&self) -> Result<(), ProviderError> {
+        self.session
+            .get_or_init(|| async {
+                let pending = self.pending_login.lock().expect("not poisoned").take();
+                let Some(rx) = pending else { return Ok(()) };
+                let answer = rx.await.unwrap_or_else(|_| Err(SsError { status: None, message: "it stopped".into() }));
+                self.take_login(answer).await
+            })
+            .await
+            .clone()
     }
 
     /// The metadata database's pool (`READ ONLY` sessions on plan handles), when configured.
@@ -241,11 +281,18 @@ impl Handle {
         Ok(Some(aspects_sql::Sql::connect(options, &crate::embedded::METADATA, 2, read_only).await?))
     }
 
+    fn login_body(&self) -> Json {
+        json!({"username": self.user, "password": self.password.expose(), "provider": "db", "refresh": true})
+    }
+
     /// Logs the provider user in: a fresh access and refresh token.
     async fn login(&self) -> Result<(), ProviderError> {
-        let body =
-            json!({"username": self.user, "password": self.password.expose(), "provider": "db", "refresh": true});
-        let answer = self.send(&self.http, Method::POST, "/api/v1/security/login", Some(&body), None).await;
+        let answer = self.send(&self.http, Method::POST, LOGIN, Some(&self.login_body()), None).await;
+        self.take_login(answer).await
+    }
+
+    /// Keeps the tokens of a login's answer, or says why there are none.
+    async fn take_login(&self, answer: Result<Json, SsError>) -> Result<(), ProviderError> {
         let tokens = match answer {
             Ok(t) => t,
             Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => {
@@ -298,7 +345,6 @@ impl Handle {
         bearer: Option<&str>,
     ) -> Result<Vec<u8>, SsError> {
         self.queries.fetch_add(1, Ordering::Relaxed);
-        let started = std::time::Instant::now();
         let mut request =
             client.request(method.clone(), format!("{}{path}", self.base)).header("Accept", "application/json");
         if let Some(token) = bearer {
@@ -330,15 +376,7 @@ impl Handle {
                 request.multipart(form)
             }
         };
-        let response = request.send().await.map_err(|e| SsError { status: None, message: reqwest_reason(e) })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| SsError { status: Some(status), message: reqwest_reason(e) })?;
-        tracing::debug!(%method, path, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "answered");
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        let json: Json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
-        Err(SsError { status: Some(status), message: message_of(&json, status) })
+        answer(request, path).await
     }
 
     /// An authenticated request: refreshes the token once when Superset says it expired; writes
@@ -558,7 +596,7 @@ impl Handle {
     /// Logs in as `user` with `password` on a cookie-less client: whether Superset accepts it.
     pub(crate) async fn probe_login(&self, user: &str, password: &str) -> Result<bool, SsError> {
         let body = json!({"username": user, "password": password, "provider": "db", "refresh": false});
-        match self.send(&self.probe, Method::POST, "/api/v1/security/login", Some(&body), None).await {
+        match self.send(&self.probe, Method::POST, LOGIN, Some(&body), None).await {
             Ok(_) => Ok(true),
             Err(e) if e.status == Some(StatusCode::UNAUTHORIZED) => Ok(false),
             Err(e) => Err(e),
@@ -618,6 +656,20 @@ impl Handle {
             )),
         }
     }
+}
+
+/// Sends `request`: the answer's body, or the status and Superset's message. Never logs a body.
+async fn answer(request: reqwest::RequestBuilder, path: &str) -> Result<Vec<u8>, SsError> {
+    let started = std::time::Instant::now();
+    let response = request.send().await.map_err(|e| SsError { status: None, message: reqwest_reason(e) })?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| SsError { status: Some(status), message: reqwest_reason(e) })?;
+    tracing::debug!(path, status = status.as_u16(), ms = started.elapsed().as_millis() as u64, "answered");
+    if status.is_success() {
+        return Ok(bytes.to_vec());
+    }
+    let json: Json = serde_json::from_slice(&bytes).unwrap_or(Json::Null);
+    Err(SsError { status: Some(status), message: message_of(&json, status) })
 }
 
 /// What Superset said: `message` (text or field errors), `errors[].message`, or JWT's `msg`.

@@ -355,6 +355,7 @@ impl ProviderRead for Handle {
     }
     /// The permission catalogue, when a role lists permissions: `check` names the unknown ones.
     async fn prepare(&self, desired: &[Resource]) -> Result<(), ProviderError> {
+        self.session().await?;
         if desired.iter().any(|r| r.address.kind == ROLE && !str_list(r.get("permissions")).is_empty()) {
             self.catalogue().await?;
         }
@@ -364,6 +365,7 @@ impl ProviderRead for Handle {
         if desired.is_empty() {
             return Ok(Vec::new());
         }
+        self.session().await?;
         let read = async {
             match kind.kind {
                 ROLE => self.read_roles(desired).await,
@@ -392,6 +394,7 @@ impl ProviderRead for Handle {
     }
 
     async fn orphans(&self, desired: &[Resource]) -> Result<Vec<Orphan>, ProviderError> {
+        self.session().await?;
         Ok(self
             .scan(desired)
             .await?

@@ -143,6 +143,11 @@ pub fn diff(schema: &KindSchema, desired: &Resource, live: Option<&Live>, previo
         } else {
             live.attrs.get(attr.name) != Some(after)
         };
+        // Built only when kept: an unchanged attribute of an owned object costs no copy (a
+        // bundle's `assets` is megabytes of JSON).
+        if !differs && live.owned {
+            continue;
+        }
         let a = AttrChange {
             name: attr.name.to_owned(),
             before: if attr.write_only { None } else { live.attrs.get(attr.name).cloned() },
@@ -153,7 +158,7 @@ pub fn diff(schema: &KindSchema, desired: &Resource, live: Option<&Live>, previo
         };
         if differs {
             change.attrs.push(a);
-        } else if !live.owned {
+        } else {
             change.unchanged.push(a);
         }
     }

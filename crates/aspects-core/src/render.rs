@@ -407,7 +407,11 @@ mod tests {
         let p = plan(vec![change(
             Action::Update,
             vec![
-                attr("params", Some(Value::Json(Box::new(before))), Some(Value::Json(Box::new(after)))),
+                attr(
+                    "params",
+                    Some(Value::Json(std::sync::Arc::new(before))),
+                    Some(Value::Json(std::sync::Arc::new(after))),
+                ),
                 attr(
                     "sql",
                     Some(Value::Sql("SELECT a\nFROM t\nWHERE x\n".into())),
@@ -423,7 +427,8 @@ mod tests {
         let long: serde_json::Map<String, serde_json::Value> =
             (0..12).map(|i| (format!("key_{i}"), serde_json::json!("a value of some length"))).collect();
         let doc = serde_json::json!({"chart 1 \"A\"": long, "chart 2 \"B\"": {"x": 1}});
-        let p = plan(vec![change(Action::Create, vec![attr("assets", None, Some(Value::Json(Box::new(doc))))])]);
+        let p =
+            plan(vec![change(Action::Create, vec![attr("assets", None, Some(Value::Json(std::sync::Arc::new(doc))))])]);
         let shown = render_plan(&p, NO_COLOUR);
         assert!(shown.contains("+ chart 1 \"A\": {… 12 keys}"), "{shown}");
         assert!(shown.contains("+ chart 2 \"B\": {\"x\":1}"), "{shown}");

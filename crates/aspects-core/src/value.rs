@@ -13,10 +13,12 @@ pub enum Value {
     Bool(bool),
     List(Vec<Value>),
     Map(BTreeMap<String, Value>),
-    /// A JSON document (Superset `params`, `position_json` ...): diffed by path. Boxed: an
-    /// order-preserving JSON map is 72 bytes, and every attribute map's B-tree node holds eleven
-    /// values; unboxed, each resource would carry about 1 KB for the rare JSON attribute.
-    Json(Box<serde_json::Value>),
+    /// A JSON document (Superset `params`, `position_json` ...): diffed by path. Behind a
+    /// pointer: an order-preserving JSON map is 72 bytes, and every attribute map's B-tree node
+    /// holds eleven values; inline, each resource would carry about 1 KB for the rare JSON
+    /// attribute. Shared: a provider whose live document equals the plan's (a bundle's `assets`,
+    /// megabytes) hands back the plan's, and comparing the two is a pointer comparison.
+    Json(std::sync::Arc<serde_json::Value>),
     /// SQL text: diffed by line.
     Sql(String),
     /// Anything derived from a secret. Compared only through a provider's verifier or equality.

@@ -83,7 +83,7 @@ pub fn identity_from_json(json: &str) -> Option<BTreeMap<String, Value>> {
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(serde_json::Value::Object(map)) => Some(
             map.into_iter()
-                .map(|(k, v)| (k, v.as_str().map_or_else(|| Value::Json(Box::new(v.clone())), Value::from)))
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| Value::Json(std::sync::Arc::new(v.clone())), Value::from)))
                 .collect(),
         ),
         _ => None,

@@ -53,7 +53,7 @@ pub async fn find(h: &Handle, keys: &[&str]) -> Result<BTreeMap<String, Found>, 
             let config = blob(r, 7)?.unwrap_or_default();
             let config = decrypt(&config)
                 .and_then(|b| serde_json::from_slice(&b).ok())
-                .map_or_else(|| Value::from(OTHER_KEY), Value::Json);
+                .map_or_else(|| Value::from(OTHER_KEY), |j: serde_json::Value| Value::Json(std::sync::Arc::new(j)));
             attrs.insert("configurations".to_owned(), config);
             if let Ok(Some(by)) = r.try_get::<Option<String>, _>(8) {
                 attrs.insert("changed_by".to_owned(), Value::from(by));

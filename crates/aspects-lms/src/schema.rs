@@ -209,7 +209,7 @@ fn router_kind() -> KindSchema {
             AttrSchema::new("auth_key", AttrType::String, "Bearer token, from `[secrets]` (stored encrypted).")
                 .write_only_secret(),
             AttrSchema::new("configurations", AttrType::Json, "Routing configuration (stored encrypted).")
-                .default(Value::Json(Box::new(serde_json::Value::Null))),
+                .default(Value::Json(std::sync::Arc::new(serde_json::Value::Null))),
             AttrSchema::new("changed_by", AttrType::String, "The username recorded as making the change.")
                 .check(check_username),
         ],

@@ -121,9 +121,9 @@ fn coerce_type(v: Value, ty: &AttrType) -> Result<Value, String> {
             .collect::<Result<_, _>>()
             .map(Value::List),
         (AttrType::Json, Value::Str(s)) => serde_json::from_str(&s)
-            .map(|j| Value::Json(Box::new(j)))
+            .map(|j| Value::Json(std::sync::Arc::new(j)))
             .map_err(|e| format!("a string that is not JSON ({e})")),
-        (AttrType::Json, v @ (Value::Map(_) | Value::List(_))) => Ok(Value::Json(Box::new(v.to_json()))),
+        (AttrType::Json, v @ (Value::Map(_) | Value::List(_))) => Ok(Value::Json(std::sync::Arc::new(v.to_json()))),
         (_, v) => Err(v.type_name().to_owned()),
     }
 }

@@ -72,15 +72,23 @@ fn sorted<'a>(items: impl IntoIterator<Item = &'a str>) -> Json {
 }
 
 /// The live `_roles` and `_owners` of an asset, from its list row, where the plan compares them.
-fn overlay(got: &mut Json, want: &Json, l: &Listed, users: &BTreeMap<i64, String>) {
-    let (Json::Object(g), Json::Object(w)) = (got, want) else { return };
+fn access(want: &Json, l: &Listed, users: &BTreeMap<i64, String>) -> Map<String, Json> {
+    let mut out = Map::new();
+    let Json::Object(w) = want else { return out };
     if w.contains_key("_roles") {
-        g.insert("_roles".into(), sorted(l.roles.iter().map(String::as_str)));
+        out.insert("_roles".into(), sorted(l.roles.iter().map(String::as_str)));
     }
     if w.contains_key("_owners") {
         let names: Vec<String> =
             l.owners.iter().map(|id| users.get(id).cloned().unwrap_or_else(|| format!("(user #{id})"))).collect();
-        g.insert("_owners".into(), sorted(names.iter().map(String::as_str)));
+        out.insert("_owners".into(), sorted(names.iter().map(String::as_str)));
+    }
+    out
+}
+
+fn overlay(got: &mut Json, access: Map<String, Json>) {
+    if let Json::Object(g) = got {
+        g.extend(access);
     }
 }
 
@@ -196,7 +204,7 @@ impl Handle {
         if let Ok(assets) = self.bundle(r) {
             let owners = str_list(r.get("owners"));
             let map: Map<String, Json> = assets.iter().map(|a| (a.key(), wanted(a, &owners))).collect();
-            r.attrs.insert("assets".into(), Value::Json(Box::new(Json::Object(map))));
+            r.attrs.insert("assets".into(), Value::Json(Arc::new(Json::Object(map))));
         }
     }
 
@@ -453,7 +461,11 @@ impl Handle {
                 continue;
             };
             let want = want_of(r);
+            // The assets whose live side differs from the plan's; those equal to it are only
+            // named, and copied in at the end unless all are (then the plan's own document is
+            // the live side: no copy, and the engine compares two pointers).
             let mut live = Map::new();
+            let mut equal = Vec::new();
             let mut moved: BTreeMap<Kind, Vec<(&Listed, &Asset)>> = BTreeMap::new();
             for a in assets.iter() {
                 let (Some(l), Some(w)) = (listed[&a.kind].get(&a.uuid), want.get(&a.key())) else { continue };
@@ -461,9 +473,14 @@ impl Handle {
                 if ours.assets.get(&a.uuid).is_some_and(|e| e.marker == marker) {
                     // Roles and owners live in tables of their own: changing them leaves
                     // `changed_on` as it was, so they are compared from the list row.
-                    let mut got = w.clone();
-                    overlay(&mut got, w, l, &users);
-                    live.insert(a.key(), got);
+                    let access = access(w, l, &users);
+                    if access.iter().all(|(k, v)| w.get(k) == Some(v)) {
+                        equal.push(a.key());
+                    } else {
+                        let mut got = w.clone();
+                        overlay(&mut got, access);
+                        live.insert(a.key(), got);
+                    }
                 } else {
                     moved.entry(a.kind).or_default().push((l, a));
                 }
@@ -476,7 +493,7 @@ impl Handle {
                     // Gone since it was listed: absent.
                     let Some(got) = exported.remove(&a.uuid) else { continue };
                     let mut got = compare::project(kind, got, w);
-                    overlay(&mut got, w, l, &users);
+                    overlay(&mut got, access(w, l, &users));
                     live.insert(key, if &got == w { Json::String(UNRECORDED.into()) } else { got });
                 }
             }
@@ -489,7 +506,14 @@ impl Handle {
             }
             let mut attrs: BTreeMap<String, Value> =
                 r.attrs.iter().filter(|(k, _)| *k != "assets").map(|(k, v)| (k.clone(), v.clone())).collect();
-            attrs.insert("assets".into(), Value::Json(Box::new(Json::Object(live))));
+            let assets = match r.get("assets") {
+                Some(all) if live.is_empty() && equal.len() == want.len() => all.clone(),
+                _ => {
+                    live.extend(equal.into_iter().map(|k| (k.clone(), want[&k].clone())));
+                    Value::Json(Arc::new(Json::Object(live)))
+                }
+            };
+            attrs.insert("assets".into(), assets);
             out.push(Some(Live { attrs, ..Live::default() }));
         }
         Ok(out)

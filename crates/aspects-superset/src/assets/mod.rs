@@ -100,6 +100,8 @@ struct Listed {
     /// Dashboards: their roles' names; charts and dashboards: their owners' ids.
     roles: Vec<String>,
     owners: Vec<i64>,
+    /// Not listed but seen when the markers were written, its marker found to hold.
+    holds: bool,
 }
 
 impl Listed {
@@ -248,6 +250,7 @@ impl Handle {
                     title: text(row, kind.title_key()),
                     roles: each(row, "roles").filter_map(|r| r.get("name")?.as_str().map(str::to_owned)).collect(),
                     owners: each(row, "owners").filter_map(|o| o.get("id")?.as_i64()).collect(),
+                    holds: false,
                 };
                 (text(row, "uuid"), listed)
             })
@@ -411,6 +414,7 @@ impl Handle {
                     title: String::new(),
                     roles: Vec::new(),
                     owners: Vec::new(),
+                    holds: true,
                 };
                 ((*uuid).to_owned(), l)
             });
@@ -469,8 +473,9 @@ impl Handle {
             let mut moved: BTreeMap<Kind, Vec<(&Listed, &Asset)>> = BTreeMap::new();
             for a in assets.iter() {
                 let (Some(l), Some(w)) = (listed[&a.kind].get(&a.uuid), want.get(&a.key())) else { continue };
-                let marker = marker_of(&ours.salt, a, w, &l.changed_on);
-                if ours.assets.get(&a.uuid).is_some_and(|e| e.marker == marker) {
+                if l.holds
+                    || ours.assets.get(&a.uuid).is_some_and(|e| e.marker == marker_of(&ours.salt, a, w, &l.changed_on))
+                {
                     // Roles and owners live in tables of their own: changing them leaves
                     // `changed_on` as it was, so they are compared from the list row.
                     let access = access(w, l, &users);

@@ -268,7 +268,7 @@ fn a_crash_after_any_write_then_apply_converges() {
     let api = Api::new();
     let p = s.prefix.clone();
     let args = ["apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "120s"];
-    let writes = aspects_e2e::crash_at_every_write(&s, &args, |k| {
+    let writes = aspects_e2e::crash_at_every_write(&s, &args, |k, _| {
         // The killed run's lease runs out while the next run waits.
         apply(&s);
         assert_no_changes(&s);

@@ -349,14 +349,15 @@ fn owned_assets_leaving_the_bundle_are_deleted_and_unowned_ones_kept() {
 fn a_crash_after_any_write_then_apply_converges() {
     let Some(s) = sandbox("ssa-crash", None) else { return };
     let api = Api::new();
-    let writes = aspects_e2e::crash_at_every_write(&s, &["apply", "--auto-approve", "--lock-timeout", "120s"], |k| {
-        // The killed run's lease runs out while the next run waits.
-        apply(&s);
-        assert_no_changes(&s);
-        assert_eq!(all_changed_on(&api, &s).len(), 7, "k = {k}");
-        // The next crash point starts from nothing again.
-        cleanup(&s.prefix);
-    });
+    let writes =
+        aspects_e2e::crash_at_every_write(&s, &["apply", "--auto-approve", "--lock-timeout", "120s"], |k, _| {
+            // The killed run's lease runs out while the next run waits.
+            apply(&s);
+            assert_no_changes(&s);
+            assert_eq!(all_changed_on(&api, &s).len(), 7, "k = {k}");
+            // The next crash point starts from nothing again.
+            cleanup(&s.prefix);
+        });
     assert!(writes > 4, "claim, import, roles, markers, record: {writes} writes only");
 }
 

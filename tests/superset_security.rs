@@ -321,7 +321,7 @@ fn a_crash_after_any_write_then_apply_converges() {
     s.write("aspects.toml", &full);
     let api = Api::new();
     let args = ["apply", "--auto-approve", "--parallelism", "1", "--lock-timeout", "120s"];
-    let writes = aspects_e2e::crash_at_every_write(&s, &args, |k| {
+    let writes = aspects_e2e::crash_at_every_write(&s, &args, |k, _| {
         apply(&s);
         assert_no_changes(&s);
         assert!(embedded(&api, &embed_uuid(&s)).is_some(), "k = {k}");

@@ -213,21 +213,28 @@ pub fn assert_no_secret(s: &Sandbox, values: &[&str], runs: &[&Run]) {
     }
 }
 
-/// Aborts `aspects ARGS` (an apply) right after its k-th write, for k = 1, 2, ... (the fault
-/// hook), calling `after_crash(k)` after each aborted run: the test converges and checks there,
-/// and puts back what the next run starts from. Ends when a run makes fewer than k writes and
-/// succeeds: every crash point was tried. Returns how many writes that whole apply makes.
-pub fn crash_at_every_write(s: &Sandbox, args: &[&str], mut after_crash: impl FnMut(usize)) -> usize {
+/// Runs `aspects ARGS` with the fault hook aborting it right after its `k`-th write (as `kill -9`
+/// would); a run that makes fewer than `k` writes finishes normally.
+pub fn crash_after_write(s: &Sandbox, args: &[&str], k: usize) -> Run {
+    let mut crashing = s.command(args);
+    crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
+    crashing.output().unwrap().into()
+}
+
+/// Aborts `aspects ARGS` (an apply, a rotate) right after its k-th write, for k = 1, 2, ...,
+/// calling `after_crash(k, aborted)` after each aborted run: the test converges and checks there,
+/// and puts back what the next run starts from. The aborted run is passed so a test can check
+/// what it printed (no secret). Ends when a run makes fewer than k writes and succeeds: every
+/// crash point was tried. Returns how many writes that whole run makes.
+pub fn crash_at_every_write(s: &Sandbox, args: &[&str], mut after_crash: impl FnMut(usize, &Run)) -> usize {
     let mut k = 1;
     loop {
-        let mut crashing = s.command(args);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let r: Run = crashing.output().unwrap().into();
+        let r = crash_after_write(s, args, k);
         if r.code == 0 {
             return k - 1;
         }
         assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
-        after_crash(k);
+        after_crash(k, &r);
         k += 1;
     }
 }

@@ -257,17 +257,8 @@ fn a_crash_after_any_write_then_apply_converges() {
     s.write("aspects.toml", &plan_leased(&s, &format!("{LAYER}{USER}"), 2));
     s.0.set_env("CH_PW", "crash-Pw-1");
     let p = s.prefix.clone();
-    let mut k = 1;
-    loop {
-        cleanup(&p);
-        let mut crashing = s.command(&["apply", "--auto-approve", "--allow-destroy", "--parallelism", "1"]);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let r: aspects_e2e::Run = crashing.output().unwrap().into();
-        if r.code == 0 {
-            assert!(k > 8, "the plan has only {} writes: {r:?}", k - 1);
-            break;
-        }
-        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+    let args = ["apply", "--auto-approve", "--allow-destroy", "--parallelism", "1"];
+    let writes = aspects_e2e::crash_at_every_write(&s, &args, |k, _| {
         // The killed run's lease (2 s in these plans) must run out first.
         let r = s.run(&["apply", "--auto-approve", "--allow-destroy", "--lock-timeout", "30s"]);
         assert_eq!(r.code, 0, "k = {k}: the apply after the crash must converge: {r:?}");
@@ -279,8 +270,10 @@ fn a_crash_after_any_write_then_apply_converges() {
              clickhouse_user.app",
             "k = {k}"
         );
-        k += 1;
-    }
+        // The next crash point starts from nothing again.
+        cleanup(&p);
+    });
+    assert!(writes >= 8, "the plan has only {writes} writes");
 }
 
 const RBAC: &str = r#"
@@ -413,17 +406,7 @@ fn a_crash_after_any_rbac_write_then_apply_converges() {
     let s = Ch(Sandbox::new("ch-rbac-crash"));
     s.write("aspects.toml", &plan_leased(&s, RBAC, 2));
     let p = s.prefix.clone();
-    let mut k = 1;
-    loop {
-        cleanup(&p);
-        let mut crashing = s.command(&["apply", "--auto-approve", "--parallelism", "1"]);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let r: aspects_e2e::Run = crashing.output().unwrap().into();
-        if r.code == 0 {
-            assert!(k > 10, "the plan has only {} writes: {r:?}", k - 1);
-            break;
-        }
-        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+    let writes = aspects_e2e::crash_at_every_write(&s, &["apply", "--auto-approve", "--parallelism", "1"], |k, _| {
         let r = s.run(&["apply", "--auto-approve", "--lock-timeout", "30s"]);
         assert_eq!(r.code, 0, "k = {k}: the apply after the crash must converge: {r:?}");
         assert_no_changes(&s);
@@ -434,8 +417,10 @@ fn a_crash_after_any_rbac_write_then_apply_converges() {
              clickhouse_user.app",
             "k = {k}"
         );
-        k += 1;
-    }
+        // The next crash point starts from nothing again.
+        cleanup(&p);
+    });
+    assert!(writes >= 10, "the plan has only {writes} writes");
 }
 
 #[test]

@@ -260,24 +260,14 @@ percent = "150"
 #[test]
 fn an_apply_killed_after_any_write_converges() {
     let s = lms("lms-crash", PLAN);
-    let mut k = 1;
-    loop {
-        let mut crashing = s.command(&["apply", "--auto-approve", "--parallelism", "1"]);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let r: Run = crashing.output().unwrap().into();
-        if r.code == 0 {
-            // Fewer than k writes: every crash point has been tried.
-            assert!(k > 10, "the plan has only {} writes: {r:?}", k - 1);
-            break;
-        }
-        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+    let writes = aspects_e2e::crash_at_every_write(&s, &["apply", "--auto-approve", "--parallelism", "1"], |k, _| {
         let r = s.run(&["apply", "--auto-approve"]);
         assert_eq!(r.code, 0, "k = {k}: the apply after the crash must converge: {r:?}");
         assert_no_changes(&s);
         // Start over from nothing for the next crash point.
         clean(&s.prefix);
-        k += 1;
-    }
+    });
+    assert!(writes >= 10, "the plan has only {writes} writes");
     apply(&s);
     insta::assert_json_snapshot!("read_by_django", read_back(&s));
 }

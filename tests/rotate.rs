@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use aspects_config::SecretStore;
-use aspects_e2e::{Run, Sandbox, assert_no_secret, can_login};
+use aspects_e2e::{Sandbox, assert_no_secret, can_login, crash_after_write, crash_at_every_write};
 
 /// Two accounts share one generated secret; a third uses another one and must never move.
 const SHARED: &str = r#"
@@ -34,6 +34,9 @@ user = "${mysql_user.reader.user}"
 on = "${mysql_database.app.name}.*"
 privileges = ["SELECT"]
 "#;
+
+/// A rotation of the shared secret, one write at a time so each crash point is the same write.
+const ROTATE: [&str; 5] = ["rotate", "shared", "--auto-approve", "--parallelism", "1"];
 
 fn shared(name: &str) -> Sandbox {
     let s = Sandbox::new(name);
@@ -129,21 +132,9 @@ fn a_dry_run_and_a_targeted_plan_show_what_a_rotation_touches_and_change_nothing
 #[test]
 fn a_rotation_killed_after_any_write_is_finished_by_rotate_or_apply_with_the_same_value() {
     let s = shared("rotate-crash");
-    let mut k = 1;
+    let mut old = current(&s, "shared");
     let mut crashed_pending = 0;
-    loop {
-        let old = current(&s, "shared");
-        let mut crashing = s.command(&["rotate", "shared", "--auto-approve", "--parallelism", "1"]);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let r: Run = crashing.output().unwrap().into();
-        if r.code == 0 {
-            // Fewer than k writes: every crash point has been tried.
-            assert!(k > 4, "a rotation of two accounts has at least four writes, saw {}: {r:?}", k - 1);
-            assert_ne!(current(&s, "shared"), old);
-            assert_eq!(crashed_pending, 3, "after the pending save and after each account");
-            break;
-        }
-        assert!(r.stderr.contains(&format!("aborting after write {k} (test hook)")), "k = {k}: {r:?}");
+    let writes = crash_at_every_write(&s, &ROTATE, |k, r| {
         let mode = std::fs::metadata(s.secrets_path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "k = {k}");
         let (target, was_pending) = match pending(&s, "shared") {
@@ -159,7 +150,7 @@ fn a_rotation_killed_after_any_write_is_finished_by_rotate_or_apply_with_the_sam
                 assert_eq!(saved.code, 0, "k = {k}: {saved:?}");
                 let doc = std::fs::read_to_string(s.path("pending.json")).unwrap();
                 assert!(doc.contains("\"rotations\""), "k = {k}: {doc}");
-                assert_no_secret(&s, &[&old, &p], &[&r, &drift, &saved]);
+                assert_no_secret(&s, &[&old, &p], &[r, &drift, &saved]);
                 crashed_pending += 1;
                 (p, true)
             }
@@ -184,8 +175,12 @@ fn a_rotation_killed_after_any_write_is_finished_by_rotate_or_apply_with_the_sam
             assert_eq!(logins(&s, &old), [false, false], "k = {k}");
         }
         assert_eq!(s.run(&["drift"]).code, 0, "k = {k}");
-        k += 1;
-    }
+        // The next run rotates again, from what this one converged on.
+        old = now;
+    });
+    assert!(writes >= 4, "a rotation of two accounts has at least four writes, saw {writes}");
+    assert_ne!(current(&s, "shared"), old);
+    assert_eq!(crashed_pending, 3, "after the pending save and after each account");
 }
 
 #[test]
@@ -293,9 +288,7 @@ fn a_pending_rotation_is_in_the_plan_document_with_each_consumer() {
     // pending rotation saves nothing first, so the same point then falls right after the first
     // account moved.
     let crash = |k: usize| {
-        let mut crashing = s.command(&["rotate", "shared", "--auto-approve", "--parallelism", "1"]);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let r: Run = crashing.output().unwrap().into();
+        let r = crash_after_write(&s, &ROTATE, k);
         assert!(r.stderr.contains("(test hook)"), "k = {k}: {r:?}");
         pending(&s, "shared").map(|p| logins(&s, &p))
     };
@@ -320,9 +313,7 @@ fn a_targeted_apply_never_promotes_a_rotation_whose_consumers_it_left_out() {
     let s = shared("rotate-target");
     let old = current(&s, "shared");
     let crash = |k: usize| {
-        let mut crashing = s.command(&["rotate", "shared", "--auto-approve", "--parallelism", "1"]);
-        crashing.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let _ = crashing.output().unwrap();
+        crash_after_write(&s, &ROTATE, k);
         pending(&s, "shared")
     };
     let new = (1..20).find_map(crash).expect("some crash point leaves the value pending");

@@ -145,28 +145,36 @@ fn a_new_secret_value_changes_the_file_and_neither_value_is_shown() {
 
 #[test]
 fn a_kill_after_every_write_converges() {
-    for k in 1.. {
-        let mut s = sandbox(&format!("files-kill-{k}"));
-        ok(&s, &["apply", "--auto-approve"]);
-        s.set_env("RALPH_PASSWORD", "Pw-after-the-kill-0123456789");
-        std::fs::write(s.path("aspects.toml"), plan(&s, &RALPH_ENV.replace("0600", "0640"))).unwrap();
-        let before = file(&s);
-        let mut c = s.command(&["apply", "--auto-approve"]);
-        c.env(aspects_engine::fault::ABORT_AFTER_WRITES, k.to_string());
-        let killed: Run = c.output().unwrap().into();
+    const AFTER: &str = "Pw-after-the-kill-0123456789";
+    let mut s = sandbox("files-kill");
+    ok(&s, &["apply", "--auto-approve"]);
+    let before = file(&s);
+    // The sandbox's own password is the new one; the first plan is put back with the old one.
+    s.set_env("RALPH_PASSWORD", AFTER);
+    let changed = plan(&s, &RALPH_ENV.replace("0600", "0640"));
+    s.write("aspects.toml", &changed);
+    // Restarts logged before the change: the change must add one.
+    let mut logged = hooks(&s);
+    let writes = aspects_e2e::crash_at_every_write(&s, &["apply", "--auto-approve"], |k, killed| {
         let whole = file(&s);
-        assert!(whole == before || whole.contains("Pw-after-the-kill"), "half a file after write {k}");
+        assert!(whole == before || whole.contains(AFTER), "half a file after write {k}");
         let finished = ok(&s, &["apply", "--auto-approve"]);
-        assert!(file(&s).contains("Pw-after-the-kill"));
+        assert!(file(&s).contains(AFTER));
         assert!(ok(&s, &["plan"]).stdout.contains("No changes"), "after a kill at write {k}");
-        assert!(hooks(&s) >= 2, "the restart after the change was lost at write {k}");
-        assert_no_secret(&s, &[&killed, &finished], &["Pw-after-the-kill", SECRET]);
-        if killed.code == 0 {
-            // k exceeded the run's writes: every write was covered.
-            assert!(k > 3, "too few writes to cover: {k}");
-            break;
-        }
-    }
+        assert!(hooks(&s) > logged, "the restart after the change was lost at write {k}");
+        assert_no_secret(&s, &[killed, &finished], &[AFTER, SECRET]);
+        // Back to the first file for the next crash point.
+        s.write("aspects.toml", &plan(&s, RALPH_ENV));
+        let r: Run = s.command(&["apply", "--auto-approve"]).env("RALPH_PASSWORD", SECRET).output().unwrap().into();
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(file(&s), before);
+        logged = hooks(&s);
+        s.write("aspects.toml", &changed);
+    });
+    assert!(writes >= 3, "too few writes to cover: {writes}");
+    assert!(file(&s).contains(AFTER));
+    assert!(ok(&s, &["plan"]).stdout.contains("No changes"), "without a kill");
+    assert!(hooks(&s) > logged, "the restart after the change was lost without a kill");
 }
 
 #[test]

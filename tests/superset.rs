@@ -321,3 +321,22 @@ fn hostile_input_is_refused_with_its_place() {
     let r = s.run(&["validate"]);
     assert!(r.stderr.contains("invisible character") && r.stderr.contains("at least one role"), "{r:?}");
 }
+
+/// A plan handle logs in while the plan renders, so a refused login surfaces in a read: it is
+/// still placed at the provider block, with the hint, like apply's at connect time.
+#[test]
+fn a_refused_provider_login_names_the_provider_block_at_plan_and_apply() {
+    let Some(mut s) = layer("ss-login", "[superset_role.r]\nname = \"@@r\"\n") else { return };
+    let wrong = "wrong-Admin-Pw-91";
+    s.0.set_env(ADMIN_PASSWORD_ENV, wrong);
+    for args in [&["plan"][..], &["drift"], &["apply", "--auto-approve"]] {
+        let r = s.run(args);
+        assert_eq!(r.code, 1, "{args:?}: {r:?}");
+        for expected in
+            ["[providers.superset] at ", "aspects.toml:", "refused the login of the provider user", "check `username`"]
+        {
+            assert!(r.stderr.contains(expected), "{args:?}: expected {expected:?} in {}", r.stderr);
+        }
+        assert!(!r.all().contains(wrong), "{args:?}: {r:?}");
+    }
+}

@@ -390,7 +390,7 @@ impl Ctx<'_> {
         let targets = (!targets.is_empty()).then_some(targets);
         let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets, goal)
             .await
-            .map_err(|e| scrubbed(e, redactor))?;
+            .map_err(|e| scrubbed(placed(e, loaded), redactor))?;
         tracing::info!("read live state with {} queries in {:?}", queries(readers) - before, started.elapsed());
         Ok(planned)
     }
@@ -419,6 +419,20 @@ impl Ctx<'_> {
             out.insert(id.clone(), w);
         }
         Ok(out)
+    }
+}
+
+/// A provider's failure named by its block in the plan files, as at connect time.
+fn placed(e: EngineError, loaded: &Loaded) -> EngineError {
+    match e {
+        EngineError::Provider { provider, target, error } => {
+            let provider = match loaded.desired.providers.get(&provider) {
+                Some(cfg) => format!("[providers.{provider}] at {}", cfg.origin),
+                None => provider,
+            };
+            EngineError::Provider { provider, target, error }
+        }
+        other => other,
     }
 }
 

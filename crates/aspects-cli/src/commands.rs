@@ -255,8 +255,9 @@ impl Ctx<'_> {
         let writers = self.connect_write(loaded, &redactor).await?;
         let holder = aspects_engine::lock::holder();
         let waiting = |msg: String| eprintln!("{}", redactor.scrub(&msg));
-        let locks =
-            lock_all(&writers, &holder, args.exec.lock_timeout, &waiting).await.map_err(|e| scrubbed(e, &redactor))?;
+        let locks = lock_all(&writers, &holder, args.exec.lock_timeout, &waiting)
+            .await
+            .map_err(|e| scrubbed(e, loaded, &redactor))?;
         let run = Locked {
             loaded,
             saved,
@@ -309,7 +310,7 @@ impl Ctx<'_> {
             sections(render_plan(&planned.plan, self.painter), described);
         }
         let prune = || async {
-            let pruned = prune(&planned, writers, Some(locks)).await.map_err(|e| scrubbed(e, redactor))?;
+            let pruned = prune(&planned, writers, Some(locks)).await.map_err(|e| scrubbed(e, loaded, redactor))?;
             tracing::info!("removed {pruned} ownership record(s) that proved nothing (object gone or never created)");
             Ok::<_, CliError>(())
         };
@@ -359,7 +360,7 @@ impl Ctx<'_> {
         let mut progress = |e: &Event| eprintln!("{}", describe(e));
         let graph = &loaded.graph;
         let report = apply_rotating(&planned, graph, &self.registry, writers, &opts, &found, &mut progress).await;
-        let report = report.map_err(|e| scrubbed(e, redactor))?;
+        let report = report.map_err(|e| scrubbed(e, loaded, redactor))?;
         journal.record(
             &json!({ "event": "apply_finished", "ms": started.elapsed().as_millis() as u64, "report": &report.report }),
         );
@@ -390,7 +391,7 @@ impl Ctx<'_> {
         let targets = (!targets.is_empty()).then_some(targets);
         let planned = plan(&loaded.desired, &loaded.graph, &self.registry, readers, targets, goal)
             .await
-            .map_err(|e| scrubbed(placed(e, loaded), redactor))?;
+            .map_err(|e| scrubbed(e, loaded, redactor))?;
         tracing::info!("read live state with {} queries in {:?}", queries(readers) - before, started.elapsed());
         Ok(planned)
     }
@@ -422,18 +423,9 @@ impl Ctx<'_> {
     }
 }
 
-/// A provider's failure named by its block in the plan files, as at connect time.
-fn placed(e: EngineError, loaded: &Loaded) -> EngineError {
-    match e {
-        EngineError::Provider { provider, target, error } => {
-            let provider = match loaded.desired.providers.get(&provider) {
-                Some(cfg) => format!("[providers.{provider}] at {}", cfg.origin),
-                None => provider,
-            };
-            EngineError::Provider { provider, target, error }
-        }
-        other => other,
-    }
+/// How an error names a provider: by its block in the plan files.
+fn provider_label(id: &str, cfg: &aspects_core::ProviderConfig) -> String {
+    format!("[providers.{id}] at {}", cfg.origin)
 }
 
 fn connect_error(
@@ -443,10 +435,7 @@ fn connect_error(
     redactor: &Redactor,
 ) -> CliError {
     let target = without_credentials(cfg.attrs.get("url").and_then(|v| v.as_str()).unwrap_or_default());
-    scrub_cli(
-        EngineError::Provider { provider: format!("[providers.{id}] at {}", cfg.origin), target, error }.into(),
-        redactor,
-    )
+    scrub_cli(EngineError::Provider { provider: provider_label(id, cfg), target, error }.into(), redactor)
 }
 
 /// `scheme://host:port/path` of a provider URL: no user information and no query, where a
@@ -458,7 +447,17 @@ fn without_credentials(url: &str) -> String {
     if scheme.is_empty() { host.to_owned() } else { format!("{scheme}://{host}") }
 }
 
-fn scrubbed(e: EngineError, redactor: &Redactor) -> CliError {
+/// An engine error for the operator: a provider's failure (connecting, reading, locking,
+/// writing) named by its block in the plan files, and no secret value.
+fn scrubbed(e: EngineError, loaded: &Loaded, redactor: &Redactor) -> CliError {
+    let e = match e {
+        EngineError::Provider { provider, target, error } => {
+            let provider =
+                loaded.desired.providers.get(&provider).map_or(provider.clone(), |cfg| provider_label(&provider, cfg));
+            EngineError::Provider { provider, target, error }
+        }
+        other => other,
+    };
     scrub_cli(e.into(), redactor)
 }
 

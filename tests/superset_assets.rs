@@ -42,19 +42,8 @@ fn sandbox(name: &str, folder: Option<&Path>) -> Option<Ss> {
 
 /// A copy of the fixture inside the sandbox, for tests that change it.
 fn copy_fixture(s: &Sandbox) -> PathBuf {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                copy(&e.path(), &to.join(e.file_name()));
-            } else {
-                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-            }
-        }
-    }
     let to = s.path("bundle");
-    copy(&fixture(), &to);
+    aspects_e2e::copy_dir(&fixture(), &to);
     to
 }
 

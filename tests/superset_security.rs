@@ -278,7 +278,7 @@ fn a_dataset_added_to_the_bundle_joins_the_filter_in_one_apply() {
     let Some(s) = sandbox("sss-grow") else { return };
     apply(&s);
     let folder = s.path("bundle");
-    copy(&fixture(), &folder);
+    aspects_e2e::copy_dir(&fixture(), &folder);
     let events = std::fs::read_to_string(folder.join("assets/datasets/course_events.yaml")).unwrap();
     let more = events
         .replace("_file_name: course_events.yaml", "_file_name: more_events.yaml")
@@ -294,18 +294,6 @@ fn a_dataset_added_to_the_bundle_joins_the_filter_in_one_apply() {
     let names = ["course_events", "course_events_fr", "more_events", "more_events_fr"];
     assert_eq!(tables(&filter(&Api::new(), &s)), names.map(|n| format!("{p}db.{p}{n}")));
     assert_no_changes(&s);
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// A crash right after each write of the filter's and the embedding's creation, in turn, then
